@@ -1,0 +1,214 @@
+//! Matmul throughput at the training shapes of the nested projection: the forward passes
+//! `Y = X W^T + b` of the two layers and their backward products `dX = dY W` and `dW = dY^T X`,
+//! on the CPU backend, on the GPU backend (whatever adapter is found, software allowed; its id
+//! names it, e.g. `vulkan-llvmpipe`) and on a naive triple loop as the baseline.
+//!
+//! Throughput is `2 m n k` elements per iteration, so criterion's elements/s read as FLOP/s.
+//! GPU work is synchronised inside the timed closure; uploads happen outside it.
+//!
+//! `cargo bench --bench kernels -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use anyhow::Result;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use nhl_kernels::cpu::CpuBackend;
+use nhl_kernels::gpu::{AdapterPolicy, GpuBackend};
+use nhl_kernels::rng::SplitMix64;
+use nhl_kernels::{Backend, Shape};
+
+/// One product `op(A) op(B) (+ bias)` with `op(A)` m x k and `op(B)` k x n.
+struct Case {
+    name: &'static str,
+    m: usize,
+    k: usize,
+    n: usize,
+    trans_a: bool,
+    trans_b: bool,
+    bias: bool,
+}
+
+const CASES: [Case; 6] = [
+    // Backbone: X (64x784) W1^T (1024x784) + b1, and its gradients.
+    Case {
+        name: "fwd_64x784x1024",
+        m: 64,
+        k: 784,
+        n: 1024,
+        trans_a: false,
+        trans_b: true,
+        bias: true,
+    },
+    Case {
+        name: "dx_64x1024x784",
+        m: 64,
+        k: 1024,
+        n: 784,
+        trans_a: false,
+        trans_b: false,
+        bias: false,
+    },
+    Case {
+        name: "dw_1024x64x784",
+        m: 1024,
+        k: 64,
+        n: 784,
+        trans_a: true,
+        trans_b: false,
+        bias: false,
+    },
+    // Nested projection to the 128-bit code: H (64x1024) W2^T (128x1024) + b2, and its gradients.
+    Case {
+        name: "fwd_64x1024x128",
+        m: 64,
+        k: 1024,
+        n: 128,
+        trans_a: false,
+        trans_b: true,
+        bias: true,
+    },
+    Case {
+        name: "dx_64x128x1024",
+        m: 64,
+        k: 128,
+        n: 1024,
+        trans_a: false,
+        trans_b: false,
+        bias: false,
+    },
+    Case {
+        name: "dw_128x64x1024",
+        m: 128,
+        k: 64,
+        n: 1024,
+        trans_a: true,
+        trans_b: false,
+        bias: false,
+    },
+];
+
+impl Case {
+    fn shape_a(&self) -> Shape {
+        if self.trans_a {
+            Shape::new(self.k, self.m)
+        } else {
+            Shape::new(self.m, self.k)
+        }
+    }
+
+    fn shape_b(&self) -> Shape {
+        if self.trans_b {
+            Shape::new(self.n, self.k)
+        } else {
+            Shape::new(self.k, self.n)
+        }
+    }
+
+    fn flops(&self) -> u64 {
+        2 * (self.m * self.n * self.k) as u64
+    }
+}
+
+fn random(seed: u64, n: usize) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed);
+    (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()
+}
+
+/// The textbook triple loop, transposes by index arithmetic: the baseline.
+fn naive(case: &Case, a: &[f32], b: &[f32], bias: &[f32]) -> Vec<f32> {
+    let (m, k, n) = (case.m, case.k, case.n);
+    let at = |i: usize, p: usize| {
+        if case.trans_a {
+            a[p * m + i]
+        } else {
+            a[i * k + p]
+        }
+    };
+    let bt = |p: usize, j: usize| {
+        if case.trans_b {
+            b[j * k + p]
+        } else {
+            b[p * n + j]
+        }
+    };
+    let mut c = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = if case.bias { bias[j] } else { 0.0 };
+            for p in 0..k {
+                s += at(i, p) * bt(p, j);
+            }
+            c[i * n + j] = s;
+        }
+    }
+    c
+}
+
+fn bench_backend<B: Backend<Elem = f32>>(c: &mut Criterion, backend: &B, id: &str) -> Result<()> {
+    let mut group = c.benchmark_group("matmul");
+    group.sample_size(10);
+    for (i, case) in CASES.iter().enumerate() {
+        let seed = 10 * i as u64;
+        let a = backend.upload(&random(seed, case.shape_a().len()), case.shape_a())?;
+        let b = backend.upload(&random(seed + 1, case.shape_b().len()), case.shape_b())?;
+        let bias = backend.upload(&random(seed + 2, case.n), Shape::new(1, case.n))?;
+        let bias = case.bias.then_some(&bias);
+        // Fail loudly here rather than time an error.
+        backend.matmul(&a, case.trans_a, &b, case.trans_b, bias)?;
+        backend.sync()?;
+        group.throughput(Throughput::Elements(case.flops()));
+        group.bench_function(format!("{}/{id}", case.name), |bench| {
+            bench.iter(|| {
+                let y = backend.matmul(&a, case.trans_a, &b, case.trans_b, bias)?;
+                backend.sync()?;
+                Ok::<_, nhl_kernels::KernelError>(black_box(y))
+            })
+        });
+    }
+    group.finish();
+    Ok(())
+}
+
+fn bench_naive(c: &mut Criterion) {
+    let mut group = c.benchmark_group("matmul");
+    group.sample_size(10);
+    for (i, case) in CASES.iter().enumerate() {
+        let seed = 10 * i as u64;
+        let a = random(seed, case.shape_a().len());
+        let b = random(seed + 1, case.shape_b().len());
+        let bias = random(seed + 2, case.n);
+        group.throughput(Throughput::Elements(case.flops()));
+        group.bench_function(format!("{}/naive", case.name), |bench| {
+            bench.iter(|| naive(case, black_box(&a), black_box(&b), black_box(&bias)))
+        });
+    }
+    group.finish();
+}
+
+fn matmul(c: &mut Criterion) {
+    let run = |c: &mut Criterion| -> Result<()> {
+        bench_backend(c, &CpuBackend::<f32>::new(), "cpu")?;
+        match GpuBackend::new(AdapterPolicy::AllowSoftware) {
+            Ok(gpu) => {
+                eprintln!("GPU benches on {}", gpu.adapter());
+                let id = gpu.adapter().slug();
+                bench_backend(c, &gpu, &id)?;
+            }
+            Err(e) => eprintln!("skipping GPU benches: {e}"),
+        }
+        bench_naive(c);
+        Ok(())
+    };
+    if let Err(e) = run(c) {
+        eprintln!("kernels bench failed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = matmul
+}
+criterion_main!(benches);

@@ -1,0 +1,649 @@
+//! Hamming distance kernels with run-time dispatch.
+//!
+//! The distance between codes `a` and `b` is `d(a, b) = sum_w popcount(a_w XOR b_w)` over their
+//! u64 words, with the last word masked to the valid bits of the view. One kernel computes the
+//! distances of one query to a run of database codes; every instruction-set path computes exactly
+//! the same integers as the portable `count_ones` path, which is the reference.
+//!
+//! Each path specialises the common widths of 1, 2 and 4 words (64, 128, 256 bits, and any
+//! prefix that fits in them) with the width branch taken once per call, outside the scan loop;
+//! every other width goes through a generic loop that the property tests also reach.
+
+use crate::codes::CodesView;
+use crate::error::IndexError;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// An instruction-set path of the Hamming kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// `u64::count_ones` compiled for the baseline target: the reference every path must equal.
+    Portable,
+    /// x86-64 scalar `popcnt`.
+    Popcnt,
+    /// x86-64 AVX2: nibble-table popcount (`vpshufb`) summed per 64-bit lane with `vpsadbw`.
+    Avx2,
+    /// x86-64 AVX-512F + VPOPCNTDQ: eight 64-bit popcounts per instruction.
+    Avx512Vpopcntdq,
+    /// aarch64 NEON: `cnt` per byte and pairwise widening adds.
+    Neon,
+}
+
+const UNSET: u8 = u8::MAX;
+static BEST: AtomicU8 = AtomicU8::new(UNSET);
+
+impl Isa {
+    /// Every path, in order of preference (best first), including those this CPU lacks.
+    pub const ALL: [Isa; 5] = [
+        Isa::Avx512Vpopcntdq,
+        Isa::Avx2,
+        Isa::Neon,
+        Isa::Popcnt,
+        Isa::Portable,
+    ];
+
+    /// The short name used in bench ids and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Popcnt => "popcnt",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vpopcntdq => "avx512vpopcntdq",
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Parse a name produced by [`Isa::name`].
+    pub fn from_name(name: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|isa| isa.name() == name)
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Popcnt => std::arch::is_x86_feature_detected!("popcnt"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("popcnt")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vpopcntdq => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+                    && std::arch::is_x86_feature_detected!("popcnt")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Every path this CPU can run, best first.
+    pub fn available() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|i| i.is_available()).collect()
+    }
+
+    /// The best available path. Detected on the first call and cached in an atomic, so the
+    /// feature probes run once per process.
+    pub fn best() -> Isa {
+        let cached = BEST.load(Ordering::Relaxed);
+        if let Some(&isa) = Isa::ALL.get(usize::from(cached)) {
+            return isa;
+        }
+        let index = Isa::ALL
+            .iter()
+            .position(|i| i.is_available())
+            .unwrap_or(Isa::ALL.len() - 1);
+        // A race only stores the same value twice.
+        BEST.store(index as u8, Ordering::Relaxed);
+        Isa::ALL[index]
+    }
+}
+
+impl std::fmt::Display for Isa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Raw scan: `out[i] = d(q, code i)` where code `i` is `db[i * stride .. i * stride + words]`
+/// with the last word masked by `mask`.
+///
+/// # Safety
+/// The CPU supports the path's target features; `1 <= words <= stride`; `q.len() >= words`;
+/// when `out` is non-empty, `db.len() >= (out.len() - 1) * stride + words`.
+type ScanFn = unsafe fn(&[u64], &[u64], usize, usize, u64, &mut [u32]);
+
+/// Raw distance of two codes of `a.len().min(b.len())` words, last word masked.
+///
+/// # Safety
+/// The CPU supports the path's target features.
+type PairFn = unsafe fn(&[u64], &[u64], u64) -> u32;
+
+/// A resolved kernel: an instruction-set path whose availability has been checked.
+#[derive(Clone, Copy)]
+pub struct Kernel {
+    isa: Isa,
+    scan: ScanFn,
+    pair: PairFn,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel").field("isa", &self.isa).finish()
+    }
+}
+
+impl Kernel {
+    /// The kernel of `isa`, or an error when this CPU lacks it.
+    pub fn new(isa: Isa) -> Result<Kernel, IndexError> {
+        if !isa.is_available() {
+            return Err(IndexError::IsaUnavailable(isa.name()));
+        }
+        let (scan, pair): (ScanFn, PairFn) = match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Popcnt => (x86::scan_popcnt, x86::pair_popcnt),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => (x86::scan_avx2, x86::pair_popcnt),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vpopcntdq => (x86::scan_avx512, x86::pair_popcnt),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => (neon::scan_neon, pair_portable),
+            _ => (scan_portable, pair_portable),
+        };
+        Ok(Kernel { isa, scan, pair })
+    }
+
+    /// The kernel of [`Isa::best`].
+    pub fn best() -> Kernel {
+        let isa = Isa::best();
+        // `best` only returns available paths; Portable is the fallback that always exists.
+        Kernel::new(isa).unwrap_or(Kernel {
+            isa: Isa::Portable,
+            scan: scan_portable,
+            pair: pair_portable,
+        })
+    }
+
+    /// The path this kernel runs.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Distances of `query` (at least `db.words()` words) to codes `start .. start + out.len()` of
+    /// `db`, written to `out`.
+    ///
+    /// # Panics
+    /// When the query is too short or the range runs past the end of `db` (a caller bug, not input).
+    pub fn distances(&self, query: &[u64], db: &CodesView<'_>, start: usize, out: &mut [u32]) {
+        let words = db.words();
+        assert!(query.len() >= words, "query has fewer words than the codes");
+        assert!(
+            start + out.len() <= db.len(),
+            "scan range past the end of the codes"
+        );
+        if out.is_empty() {
+            return;
+        }
+        let raw = db.raw_from(start);
+        assert!(raw.len() >= (out.len() - 1) * db.stride() + words);
+        // SAFETY: `Kernel::new` checked the CPU features of `isa`; the asserts above establish
+        // the length contract of `ScanFn`, and a view always has `1 <= words <= stride`.
+        unsafe { (self.scan)(query, raw, db.stride(), words, db.last_word_mask(), out) }
+    }
+
+    /// The distance of two single codes (`a.len().min(b.len())` words, the last masked by `mask`)
+    /// with this path's scalar popcount; for scattered pairs such as re-ranking candidates.
+    #[inline]
+    pub fn distance(&self, a: &[u64], b: &[u64], mask: u64) -> u32 {
+        // SAFETY: `Kernel::new` checked the CPU features of `isa`; PairFn bounds-checks slices.
+        unsafe { (self.pair)(a, b, mask) }
+    }
+}
+
+/// Portable pair distance (safe: no CPU feature needed).
+unsafe fn pair_portable(a: &[u64], b: &[u64], mask: u64) -> u32 {
+    distance(a, b, mask)
+}
+
+/// The distance between two codes of `a.len().min(b.len())` words, the last word masked by `mask`
+/// (the portable reference).
+#[inline(always)]
+pub fn distance(a: &[u64], b: &[u64], mask: u64) -> u32 {
+    let n = a.len().min(b.len());
+    let mut d = 0;
+    for w in 0..n {
+        let x = a[w] ^ b[w];
+        d += if w + 1 == n { x & mask } else { x }.count_ones();
+    }
+    d
+}
+
+/// Fixed-width scan, `W` words per code. Inlined into each `#[target_feature]` wrapper so that
+/// `count_ones` becomes the instruction that wrapper enables.
+#[inline(always)]
+fn scan_fixed<const W: usize>(q: &[u64], db: &[u64], stride: usize, mask: u64, out: &mut [u32]) {
+    let q = &q[..W];
+    for (i, o) in out.iter_mut().enumerate() {
+        let c = &db[i * stride..i * stride + W];
+        let mut d = 0;
+        for w in 0..W - 1 {
+            d += (q[w] ^ c[w]).count_ones();
+        }
+        d += ((q[W - 1] ^ c[W - 1]) & mask).count_ones();
+        *o = d;
+    }
+}
+
+#[inline(always)]
+fn scan_generic(q: &[u64], db: &[u64], stride: usize, words: usize, mask: u64, out: &mut [u32]) {
+    let q = &q[..words];
+    for (i, o) in out.iter_mut().enumerate() {
+        let c = &db[i * stride..i * stride + words];
+        let mut d = 0;
+        for w in 0..words - 1 {
+            d += (q[w] ^ c[w]).count_ones();
+        }
+        d += ((q[words - 1] ^ c[words - 1]) & mask).count_ones();
+        *o = d;
+    }
+}
+
+/// The width branch, hoisted: one `match` per call, then a loop specialised for the width.
+#[inline(always)]
+fn scan_dispatch(q: &[u64], db: &[u64], stride: usize, words: usize, mask: u64, out: &mut [u32]) {
+    match words {
+        1 => scan_fixed::<1>(q, db, stride, mask, out),
+        2 => scan_fixed::<2>(q, db, stride, mask, out),
+        4 => scan_fixed::<4>(q, db, stride, mask, out),
+        _ => scan_generic(q, db, stride, words, mask, out),
+    }
+}
+
+/// The portable reference path (safe: it needs no CPU feature; the slices are bounds-checked).
+unsafe fn scan_portable(
+    q: &[u64],
+    db: &[u64],
+    stride: usize,
+    words: usize,
+    mask: u64,
+    out: &mut [u32],
+) {
+    scan_dispatch(q, db, stride, words, mask, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::scan_dispatch;
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "popcnt")]
+    pub(super) unsafe fn pair_popcnt(a: &[u64], b: &[u64], mask: u64) -> u32 {
+        super::distance(a, b, mask)
+    }
+
+    #[target_feature(enable = "popcnt")]
+    pub(super) unsafe fn scan_popcnt(
+        q: &[u64],
+        db: &[u64],
+        stride: usize,
+        words: usize,
+        mask: u64,
+        out: &mut [u32],
+    ) {
+        scan_dispatch(q, db, stride, words, mask, out)
+    }
+
+    /// Per-64-bit-lane popcount: nibble lookup with `vpshufb`, then `vpsadbw` sums the eight byte
+    /// counts of each lane (Mula, Kurz and Lemire's method, lane-wise instead of accumulated).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn popcnt_lanes(v: __m256i) -> __m256i {
+        let table = _mm256_setr_epi8(
+            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
+            3, 3, 4,
+        );
+        let low = _mm256_set1_epi8(0x0f);
+        let lo = _mm256_and_si256(v, low);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), low);
+        let bytes = _mm256_add_epi8(
+            _mm256_shuffle_epi8(table, lo),
+            _mm256_shuffle_epi8(table, hi),
+        );
+        _mm256_sad_epu8(bytes, _mm256_setzero_si256())
+    }
+
+    /// Loads the `i`-th 256-bit vector of `p`.
+    ///
+    /// # Safety
+    /// `p.add(4 * i) .. p.add(4 * i + 4)` is readable.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load(p: *const u64, i: usize) -> __m256i {
+        // SAFETY: the caller guarantees 4 readable words at `p + 4 i`; loadu has no alignment need.
+        unsafe { _mm256_loadu_si256(p.add(4 * i).cast()) }
+    }
+
+    /// Eight codes' distances from two vectors of counts: `lo` holds codes in 64-bit lanes
+    /// `[a0, a1, a2, a3]` and `hi` `[b0, b1, b2, b3]` (all < 2^32); the result stores
+    /// `[a0, a1, a2, a3, b0, b1, b2, b3]` as u32 when `order` undoes the lane order of the inputs.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn pack8(lo: __m256i, hi: __m256i, order: __m256i) -> __m256i {
+        _mm256_permutevar8x32_epi32(_mm256_or_si256(lo, _mm256_slli_epi64::<32>(hi)), order)
+    }
+
+    /// Two-word codes: `a = [x0, x1, y0, y1]`, `b = [z0, z1, w0, w1]` (per-word counts) give the
+    /// code sums `[x, z, y, w]`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn sum2(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_add_epi64(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b))
+    }
+
+    /// Four-word codes, one per vector of per-word counts: the four code sums in lane order.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn sum4(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m256i {
+        // sum2 leaves [a01, b01, a23, b23] and [c01, d01, c23, d23]; adding the 128-bit halves
+        // crosswise gives [a, b, c, d].
+        let ab = sum2(a, b);
+        let cd = sum2(c, d);
+        _mm256_add_epi64(
+            _mm256_permute2x128_si256::<0x20>(ab, cd),
+            _mm256_permute2x128_si256::<0x31>(ab, cd),
+        )
+    }
+
+    #[target_feature(enable = "avx2,popcnt")]
+    pub(super) unsafe fn scan_avx2(
+        q: &[u64],
+        db: &[u64],
+        stride: usize,
+        words: usize,
+        mask: u64,
+        out: &mut [u32],
+    ) {
+        // The vector loops need codes packed back to back; other strides (prefix views of
+        // longer codes) take the scalar popcnt loop.
+        if words != stride || !matches!(words, 1 | 2 | 4) {
+            return scan_dispatch(q, db, stride, words, mask, out);
+        }
+        let n = out.len();
+        let blocks = n / 8;
+        let p = db.as_ptr();
+        let o = out.as_mut_ptr();
+        match words {
+            1 => {
+                let qv = _mm256_set1_epi64x(q[0] as i64);
+                let mv = _mm256_set1_epi64x(mask as i64);
+                let order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+                for b in 0..blocks {
+                    // SAFETY: codes 8b .. 8b + 8 exist (b < n / 8) and are one word each, so
+                    // vectors 2b and 2b + 1 are in bounds; out has n >= 8b + 8 slots.
+                    unsafe {
+                        let c0 = popcnt_lanes(_mm256_and_si256(
+                            _mm256_xor_si256(load(p, 2 * b), qv),
+                            mv,
+                        ));
+                        let c1 = popcnt_lanes(_mm256_and_si256(
+                            _mm256_xor_si256(load(p, 2 * b + 1), qv),
+                            mv,
+                        ));
+                        _mm256_storeu_si256(o.add(8 * b).cast(), pack8(c0, c1, order));
+                    }
+                }
+            }
+            2 => {
+                let qv = _mm256_setr_epi64x(q[0] as i64, q[1] as i64, q[0] as i64, q[1] as i64);
+                let mv = _mm256_setr_epi64x(-1, mask as i64, -1, mask as i64);
+                // Lane sums come out as [c0, c2, c1, c3] and [c4, c6, c5, c7]; after the
+                // interleave of pack8 the u32 order is c0 c4 c2 c6 c1 c5 c3 c7.
+                let order = _mm256_setr_epi32(0, 4, 2, 6, 1, 5, 3, 7);
+                for b in 0..blocks {
+                    // SAFETY: codes 8b .. 8b + 8 are two words each: vectors 4b .. 4b + 4 exist.
+                    unsafe {
+                        let c0 = popcnt_lanes(_mm256_and_si256(
+                            _mm256_xor_si256(load(p, 4 * b), qv),
+                            mv,
+                        ));
+                        let c1 = popcnt_lanes(_mm256_and_si256(
+                            _mm256_xor_si256(load(p, 4 * b + 1), qv),
+                            mv,
+                        ));
+                        let c2 = popcnt_lanes(_mm256_and_si256(
+                            _mm256_xor_si256(load(p, 4 * b + 2), qv),
+                            mv,
+                        ));
+                        let c3 = popcnt_lanes(_mm256_and_si256(
+                            _mm256_xor_si256(load(p, 4 * b + 3), qv),
+                            mv,
+                        ));
+                        _mm256_storeu_si256(
+                            o.add(8 * b).cast(),
+                            pack8(sum2(c0, c1), sum2(c2, c3), order),
+                        );
+                    }
+                }
+            }
+            _ => {
+                let qv = load(q.as_ptr(), 0);
+                let mv = _mm256_setr_epi64x(-1, -1, -1, mask as i64);
+                let order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+                for b in 0..blocks {
+                    // SAFETY: codes 8b .. 8b + 8 are four words each: vectors 8b .. 8b + 8 exist;
+                    // `q` has at least 4 words (the ScanFn contract).
+                    unsafe {
+                        let mut c = [_mm256_setzero_si256(); 8];
+                        for (j, cj) in c.iter_mut().enumerate() {
+                            *cj = popcnt_lanes(_mm256_and_si256(
+                                _mm256_xor_si256(load(p, 8 * b + j), qv),
+                                mv,
+                            ));
+                        }
+                        let lo = sum4(c[0], c[1], c[2], c[3]);
+                        let hi = sum4(c[4], c[5], c[6], c[7]);
+                        _mm256_storeu_si256(o.add(8 * b).cast(), pack8(lo, hi, order));
+                    }
+                }
+            }
+        }
+        let done = blocks * 8;
+        scan_dispatch(
+            q,
+            &db[done * stride..],
+            stride,
+            words,
+            mask,
+            &mut out[done..],
+        );
+    }
+
+    /// Sums of adjacent 64-bit lanes of `a` then `b`: `[a0+a1, a2+a3, a4+a5, a6+a7, b0+b1, ...]`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn pairs(a: __m512i, b: __m512i) -> __m512i {
+        let even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+        let odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+        _mm512_add_epi64(
+            _mm512_permutex2var_epi64(a, even, b),
+            _mm512_permutex2var_epi64(a, odd, b),
+        )
+    }
+
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]
+    pub(super) unsafe fn scan_avx512(
+        q: &[u64],
+        db: &[u64],
+        stride: usize,
+        words: usize,
+        mask: u64,
+        out: &mut [u32],
+    ) {
+        let n = out.len();
+        let p = db.as_ptr();
+        let o = out.as_mut_ptr();
+        let blocks = n / 8;
+        // SAFETY (all loads below): `p + 8 j` for the vectors named in each arm lies inside the
+        // codes 8b .. 8b + 8, which exist because b < n / 8 and codes are `stride` words apart.
+        if words == stride && matches!(words, 1 | 2 | 4) {
+            let m = mask as i64;
+            match words {
+                1 => {
+                    let qv = _mm512_set1_epi64(q[0] as i64);
+                    let mv = _mm512_set1_epi64(m);
+                    for b in 0..blocks {
+                        // SAFETY: see above; out has slots 8b .. 8b + 8.
+                        unsafe {
+                            let x = _mm512_and_si512(
+                                _mm512_xor_si512(_mm512_loadu_si512(p.add(8 * b).cast()), qv),
+                                mv,
+                            );
+                            _mm256_storeu_si256(
+                                o.add(8 * b).cast(),
+                                _mm512_cvtepi64_epi32(_mm512_popcnt_epi64(x)),
+                            );
+                        }
+                    }
+                }
+                2 => {
+                    let (q0, q1) = (q[0] as i64, q[1] as i64);
+                    let qv = _mm512_setr_epi64(q0, q1, q0, q1, q0, q1, q0, q1);
+                    let mv = _mm512_setr_epi64(-1, m, -1, m, -1, m, -1, m);
+                    for b in 0..blocks {
+                        // SAFETY: see above (vectors 2b, 2b + 1 of eight words).
+                        unsafe {
+                            let c0 = _mm512_popcnt_epi64(_mm512_and_si512(
+                                _mm512_xor_si512(_mm512_loadu_si512(p.add(16 * b).cast()), qv),
+                                mv,
+                            ));
+                            let c1 = _mm512_popcnt_epi64(_mm512_and_si512(
+                                _mm512_xor_si512(_mm512_loadu_si512(p.add(16 * b + 8).cast()), qv),
+                                mv,
+                            ));
+                            _mm256_storeu_si256(
+                                o.add(8 * b).cast(),
+                                _mm512_cvtepi64_epi32(pairs(c0, c1)),
+                            );
+                        }
+                    }
+                }
+                _ => {
+                    let (q0, q1, q2, q3) = (q[0] as i64, q[1] as i64, q[2] as i64, q[3] as i64);
+                    let qv = _mm512_setr_epi64(q0, q1, q2, q3, q0, q1, q2, q3);
+                    let mv = _mm512_setr_epi64(-1, -1, -1, m, -1, -1, -1, m);
+                    for b in 0..blocks {
+                        // SAFETY: see above (vectors 4b .. 4b + 4 of eight words).
+                        unsafe {
+                            let mut c = [_mm512_setzero_si512(); 4];
+                            for (j, cj) in c.iter_mut().enumerate() {
+                                *cj = _mm512_popcnt_epi64(_mm512_and_si512(
+                                    _mm512_xor_si512(
+                                        _mm512_loadu_si512(p.add(32 * b + 8 * j).cast()),
+                                        qv,
+                                    ),
+                                    mv,
+                                ));
+                            }
+                            let s = pairs(pairs(c[0], c[1]), pairs(c[2], c[3]));
+                            _mm256_storeu_si256(o.add(8 * b).cast(), _mm512_cvtepi64_epi32(s));
+                        }
+                    }
+                }
+            }
+            let done = blocks * 8;
+            return super::scan_dispatch(
+                q,
+                &db[done * stride..],
+                stride,
+                words,
+                mask,
+                &mut out[done..],
+            );
+        }
+        if words <= 2 {
+            // Prefix views of one or two words of longer codes: the scalar loop is as fast.
+            return super::scan_dispatch(q, db, stride, words, mask, out);
+        }
+        // Generic width: per code, eight words per vector, the tail with a masked load (masked-out
+        // lanes are not read, so nothing past the code is touched).
+        let mut qpad = [0u64; 16];
+        let mut mpad = [0u64; 16];
+        qpad[..words].copy_from_slice(&q[..words]);
+        mpad[..words].fill(u64::MAX);
+        mpad[words - 1] = mask;
+        let chunks = words.div_ceil(8);
+        for (i, slot) in out.iter_mut().enumerate() {
+            let mut acc = _mm512_setzero_si512();
+            for c in 0..chunks {
+                let left = words - 8 * c;
+                let k: __mmask8 = if left >= 8 { 0xff } else { (1u8 << left) - 1 };
+                // SAFETY: lanes enabled by `k` are words 8c .. min(8c + 8, words) of code i, which
+                // exist; qpad/mpad have 16 words and 8c + 8 <= 16 because words <= 16.
+                unsafe {
+                    let x = _mm512_maskz_loadu_epi64(k, p.add(i * stride + 8 * c).cast());
+                    let qv = _mm512_loadu_si512(qpad.as_ptr().add(8 * c).cast());
+                    let mv = _mm512_loadu_si512(mpad.as_ptr().add(8 * c).cast());
+                    acc = _mm512_add_epi64(
+                        acc,
+                        _mm512_popcnt_epi64(_mm512_and_si512(_mm512_xor_si512(x, qv), mv)),
+                    );
+                }
+            }
+            *slot = _mm512_reduce_add_epi64(acc) as u32;
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::scan_dispatch;
+    use std::arch::aarch64::*;
+
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn scan_neon(
+        q: &[u64],
+        db: &[u64],
+        stride: usize,
+        words: usize,
+        mask: u64,
+        out: &mut [u32],
+    ) {
+        let n = out.len();
+        let p = db.as_ptr();
+        match words {
+            1 if stride == 1 => {
+                let qv = vdupq_n_u64(q[0]);
+                let mv = vdupq_n_u64(mask);
+                let pairs = n / 2;
+                for b in 0..pairs {
+                    // SAFETY: codes 2b, 2b + 1 exist (b < n / 2) and are one word each.
+                    let x = unsafe { vld1q_u64(p.add(2 * b)) };
+                    let c = vcntq_u8(vreinterpretq_u8_u64(vandq_u64(veorq_u64(x, qv), mv)));
+                    let lanes = vpaddlq_u32(vpaddlq_u16(vpaddlq_u8(c)));
+                    out[2 * b] = vgetq_lane_u64::<0>(lanes) as u32;
+                    out[2 * b + 1] = vgetq_lane_u64::<1>(lanes) as u32;
+                }
+                let done = pairs * 2;
+                scan_dispatch(q, &db[done..], stride, words, mask, &mut out[done..]);
+            }
+            2 => {
+                // SAFETY: `q` has at least two words (the ScanFn contract).
+                let qv = unsafe { vld1q_u64(q.as_ptr()) };
+                let mv = vcombine_u64(vcreate_u64(u64::MAX), vcreate_u64(mask));
+                for (i, slot) in out.iter_mut().enumerate() {
+                    // SAFETY: code i has two words at `p + i stride`.
+                    let x = unsafe { vld1q_u64(p.add(i * stride)) };
+                    *slot = u32::from(vaddvq_u8(vcntq_u8(vreinterpretq_u8_u64(vandq_u64(
+                        veorq_u64(x, qv),
+                        mv,
+                    )))));
+                }
+            }
+            _ => scan_dispatch(q, db, stride, words, mask, out),
+        }
+    }
+}

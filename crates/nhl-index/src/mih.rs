@@ -1,0 +1,364 @@
+//! Multi-index hashing (Norouzi, Punjani and Fleet, "Fast Exact Search in Hamming Space with
+//! Multi-Index Hashing", TPAMI 2014): exact k-nearest-neighbour search that touches only part of
+//! the database.
+//!
+//! Split every `b`-bit code into `m` disjoint substrings and index each in its own hash table
+//! (here a dense table: substring value -> the ids with that value). By the pigeonhole principle,
+//! if `d(q, x) = sum_j d_j(q, x)` then an item whose substrings all differ from the query's by
+//! more than `s` has `d >= m (s + 1)`. So probe the tables with every key at substring distance
+//! `s = 0, 1, 2, ...` from the query's substrings, verify each new candidate with the full
+//! distance, and stop as soon as enough candidates are known to be closer than any unseen item.
+//! Finer (Norouzi's refinement): once tables `0..=j` are probed at radius `s` and the rest at
+//! `s - 1`, every unseen item has `d >= m s + j + 1`.
+
+use crate::codes::{Codes, CodesView};
+use crate::error::IndexError;
+use crate::hamming::Kernel;
+use crate::search::{check_pair, Neighbors};
+use crate::select::TopKAnyOrder;
+use rayon::prelude::*;
+
+/// Longest substring. Tables are dense (`2^len + 1` offsets) while that is at most four slots per
+/// code (or 2^16), else sorted keys with binary search.
+pub const MAX_SUBSTRING_BITS: usize = 24;
+
+#[derive(Debug)]
+struct Table {
+    first_bit: usize,
+    len: usize,
+    lookup: Lookup,
+    /// Database positions grouped by key, ascending within a key.
+    ids: Vec<u32>,
+}
+
+/// Where the ids of a key start and end in `Table::ids`.
+#[derive(Debug)]
+enum Lookup {
+    /// `offsets[key] .. offsets[key + 1]`: one slot per possible key, when keys are dense enough.
+    Dense(Vec<u32>),
+    /// The distinct keys, sorted, and `offsets[i] .. offsets[i + 1]` for `keys[i]`: when `2^len`
+    /// slots would dwarf the database.
+    Sparse { keys: Vec<u32>, offsets: Vec<u32> },
+}
+
+impl Table {
+    #[inline]
+    fn bucket(&self, key: u32) -> &[u32] {
+        let (start, end) = match &self.lookup {
+            Lookup::Dense(offsets) => (offsets[key as usize], offsets[key as usize + 1]),
+            Lookup::Sparse { keys, offsets } => match keys.binary_search(&key) {
+                Ok(i) => (offsets[i], offsets[i + 1]),
+                Err(_) => return &[],
+            },
+        };
+        &self.ids[start as usize..end as usize]
+    }
+
+    fn build(view: &CodesView<'_>, first_bit: usize, len: usize) -> Table {
+        let n = view.len();
+        let keys: Vec<u32> = (0..n)
+            .map(|i| view.code(i).map_or(0, |c| substring(c, first_bit, len)))
+            .collect();
+        if (1usize << len) <= (4 * n).max(1 << 16) {
+            // Counting sort of the ids by key: stable, so ids ascend within a key.
+            let mut offsets = vec![0u32; (1usize << len) + 1];
+            for &key in &keys {
+                offsets[key as usize + 1] += 1;
+            }
+            for i in 0..offsets.len() - 1 {
+                offsets[i + 1] += offsets[i];
+            }
+            let mut next = offsets.clone();
+            let mut ids = vec![0u32; n];
+            for (i, &key) in keys.iter().enumerate() {
+                ids[next[key as usize] as usize] = i as u32;
+                next[key as usize] += 1;
+            }
+            Table {
+                first_bit,
+                len,
+                lookup: Lookup::Dense(offsets),
+                ids,
+            }
+        } else {
+            let mut pairs: Vec<(u32, u32)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| (k, i as u32))
+                .collect();
+            pairs.sort_unstable();
+            let mut distinct = Vec::new();
+            let mut offsets = Vec::new();
+            for (i, &(key, _)) in pairs.iter().enumerate() {
+                if distinct.last() != Some(&key) {
+                    distinct.push(key);
+                    offsets.push(i as u32);
+                }
+            }
+            offsets.push(n as u32);
+            Table {
+                first_bit,
+                len,
+                lookup: Lookup::Sparse {
+                    keys: distinct,
+                    offsets,
+                },
+                ids: pairs.into_iter().map(|(_, id)| id).collect(),
+            }
+        }
+    }
+}
+
+/// Bits `first .. first + len` of a code, as an integer (`len <= 32`).
+#[inline]
+fn substring(code: &[u64], first: usize, len: usize) -> u32 {
+    let (w, o) = (first / 64, first % 64);
+    let mut x = code[w] >> o;
+    if o + len > 64 {
+        x |= code[w + 1] << (64 - o);
+    }
+    (x & ((1u64 << len) - 1)) as u32
+}
+
+/// `C(n, k)`, saturating (only compared against database sizes).
+fn binomial(n: usize, k: usize) -> u64 {
+    if k > n {
+        return 0;
+    }
+    let k = k.min(n - k);
+    let mut c = 1u64;
+    for i in 0..k {
+        c = c.saturating_mul((n - i) as u64) / (i as u64 + 1);
+    }
+    c
+}
+
+/// Calls `f` with every `len`-bit mask of exactly `s` set bits (Gosper's hack).
+#[inline]
+fn for_each_mask(len: usize, s: usize, mut f: impl FnMut(u32)) {
+    if s > len {
+        return;
+    }
+    if s == 0 {
+        f(0);
+        return;
+    }
+    let limit = 1u64 << len;
+    let mut v: u64 = (1u64 << s) - 1;
+    while v < limit {
+        f(v as u32);
+        let c = v & v.wrapping_neg();
+        let r = v + c;
+        v = (((r ^ v) >> 2) / c) | r;
+    }
+}
+
+/// An exact multi-index hash over a copy of the database codes.
+#[derive(Debug)]
+pub struct MultiIndex {
+    codes: Codes,
+    tables: Vec<Table>,
+}
+
+impl MultiIndex {
+    /// Index `database` with `m` substrings (`None`: substrings of about `log2(n)` bits, the
+    /// choice Norouzi et al. recommend, within 4..=20 bits).
+    ///
+    /// Errors: `m == 0`, `m > bits`, or substrings longer than [`MAX_SUBSTRING_BITS`].
+    pub fn new(database: CodesView<'_>, m: Option<usize>) -> Result<MultiIndex, IndexError> {
+        let bits = database.bits();
+        let n = database.len();
+        if u32::try_from(n).is_err() {
+            return Err(IndexError::arg(
+                "database",
+                format!("{n} codes; at most 2^32 - 1 are supported"),
+            ));
+        }
+        let m = match m {
+            Some(m) => m,
+            None => {
+                let target = (usize::BITS - n.max(2).leading_zeros()) as usize;
+                bits.div_ceil(target.clamp(4, 20))
+            }
+        };
+        if m == 0 || m > bits || bits.div_ceil(m) > MAX_SUBSTRING_BITS {
+            return Err(IndexError::arg(
+                "m",
+                format!(
+                    "{m} substrings of {bits}-bit codes (need 1..={bits}, and at most {MAX_SUBSTRING_BITS} bits each, so m >= {})",
+                    bits.div_ceil(MAX_SUBSTRING_BITS)
+                ),
+            ));
+        }
+        let codes = database.to_codes();
+        let view = codes.view();
+        // Substring lengths differ by at most one: the first `bits % m` get one extra bit.
+        let (base, extra) = (bits / m, bits % m);
+        let layout: Vec<(usize, usize)> = (0..m)
+            .scan(0, |first, j| {
+                let len = base + usize::from(j < extra);
+                let this = (*first, len);
+                *first += len;
+                Some(this)
+            })
+            .collect();
+        let tables = layout
+            .into_par_iter()
+            .map(|(first_bit, len)| Table::build(&view, first_bit, len))
+            .collect();
+        Ok(MultiIndex { codes, tables })
+    }
+
+    /// Number of substrings (hash tables).
+    pub fn substrings(&self) -> usize {
+        self.tables.len()
+    }
+
+    /// The indexed codes.
+    pub fn codes(&self) -> &Codes {
+        &self.codes
+    }
+
+    /// Exact k nearest neighbours (PROTOCOL order), identical to [`crate::search::knn`].
+    pub fn knn(&self, queries: CodesView<'_>, k: usize) -> Result<Neighbors, IndexError> {
+        Ok(self.knn_with_stats(queries, k)?.0)
+    }
+
+    /// [`MultiIndex::knn`] plus the number of candidates whose full distance was computed
+    /// (summed over queries), the measure of how much of the database was touched.
+    pub fn knn_with_stats(
+        &self,
+        queries: CodesView<'_>,
+        k: usize,
+    ) -> Result<(Neighbors, u64), IndexError> {
+        let db = self.codes.view();
+        check_pair(&queries, &db)?;
+        let n = db.len();
+        if k == 0 || k > n {
+            return Err(IndexError::arg(
+                "k",
+                format!("k = {k}, the database has {n} codes (need 1 <= k <= n)"),
+            ));
+        }
+        let kernel = Kernel::best();
+        let m = self.tables.len();
+        let max_d = db.bits();
+        let mask = db.last_word_mask();
+        let rows: Vec<(Vec<(u32, u32)>, u64)> = (0..queries.len())
+            .into_par_iter()
+            .map_init(
+                || (vec![0u32; n], 0u32, TopKAnyOrder::new(k, max_d)),
+                |(stamp, generation, top), qi| {
+                    // A fresh generation marks "seen in this query" without clearing the array.
+                    *generation = generation.wrapping_add(1);
+                    if *generation == 0 {
+                        stamp.fill(0);
+                        *generation = 1;
+                    }
+                    let gen = *generation;
+                    top.reset();
+                    let mut verified = 0u64;
+                    let Some(q) = queries.code(qi) else {
+                        return (Vec::new(), 0);
+                    };
+                    let keys: Vec<u32> = self
+                        .tables
+                        .iter()
+                        .map(|t| substring(q, t.first_bit, t.len))
+                        .collect();
+                    let longest = self.tables.iter().map(|t| t.len).max().unwrap_or(0);
+                    let mut probes = 0u64;
+                    'search: for s in 0..=longest {
+                        for (j, (table, &key)) in self.tables.iter().zip(&keys).enumerate() {
+                            // Hamming balls grow as C(len, s): once probing would cost more keys
+                            // than there are codes (random codes, large k), verifying every unseen
+                            // code is cheaper and just as exact.
+                            probes += binomial(table.len, s);
+                            if probes > n as u64 {
+                                for (id, slot) in stamp.iter_mut().enumerate() {
+                                    if *slot != gen {
+                                        *slot = gen;
+                                        verified += 1;
+                                        if let Some(c) = db.code(id) {
+                                            top.offer(kernel.distance(q, c, mask), id as u32);
+                                        }
+                                    }
+                                }
+                                break 'search;
+                            }
+                            for_each_mask(table.len, s, |flip| {
+                                for &id in table.bucket(key ^ flip) {
+                                    let slot = &mut stamp[id as usize];
+                                    if *slot != gen {
+                                        *slot = gen;
+                                        verified += 1;
+                                        if let Some(c) = db.code(id as usize) {
+                                            top.offer(kernel.distance(q, c, mask), id);
+                                        }
+                                    }
+                                }
+                            });
+                            // A table whose whole key space is probed has produced every item.
+                            if s >= table.len {
+                                break 'search;
+                            }
+                            // Unseen items have d >= m s + j + 1: everything up to m s + j is known.
+                            if top.count_within(m * s + j) >= k {
+                                break 'search;
+                            }
+                        }
+                    }
+                    let mut row = Vec::with_capacity(k);
+                    top.write(&mut row);
+                    (row, verified)
+                },
+            )
+            .collect();
+        let mut ids = Vec::with_capacity(queries.len() * k);
+        let mut distances = Vec::with_capacity(queries.len() * k);
+        let mut verified = 0;
+        for (row, v) in rows {
+            ids.extend(row.iter().map(|&(_, id)| id));
+            distances.extend(row.iter().map(|&(d, _)| d));
+            verified += v;
+        }
+        Ok((
+            Neighbors {
+                n_queries: queries.len(),
+                k,
+                ids,
+                distances,
+            },
+            verified,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_enumerate_every_combination_once() {
+        for len in 0..=12 {
+            for s in 0..=len + 1 {
+                let mut seen = Vec::new();
+                for_each_mask(len, s, |m| seen.push(m));
+                let mut want: Vec<u32> = (0..1u32 << len)
+                    .filter(|m| m.count_ones() as usize == s)
+                    .collect();
+                want.sort_unstable();
+                seen.sort_unstable();
+                assert_eq!(seen, want, "len {len}, s {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn substrings_cross_word_boundaries() {
+        let code = [0xF000_0000_0000_0000u64, 0x0000_0000_0000_000Bu64];
+        assert_eq!(substring(&code, 60, 8), 0xBF);
+        assert_eq!(substring(&code, 0, 4), 0);
+        assert_eq!(substring(&code, 64, 4), 0xB);
+    }
+}

@@ -1,0 +1,84 @@
+//! Seeded synthetic codes for tests and benchmarks (the same seed gives the same codes everywhere).
+
+use crate::codes::{words_for, Codes};
+use crate::error::IndexError;
+
+/// SplitMix64 (Steele, Lea and Flood 2014): tiny, fast, and good enough for test data.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform integer in `0..bound` (`bound >= 1`; the modulo bias is negligible for test data).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound.max(1)
+    }
+}
+
+/// `n` uniformly random codes of `bits` bits.
+pub fn random_codes(n: usize, bits: usize, seed: u64) -> Result<Codes, IndexError> {
+    let mut rng = SplitMix64::new(seed);
+    let words = words_for(bits);
+    let data = (0..n * words).map(|_| rng.next_u64()).collect();
+    Codes::from_words(n, bits, data)
+}
+
+/// Codes that look like trained nested codes: `n` items drawn around `clusters` random centres
+/// (centre chosen uniformly, seeded by `centre_seed` so queries and database can share centres),
+/// each bit `j` flipped with probability growing linearly from `flip_first` at bit 0 to
+/// `flip_last` at the last bit. Early bits are then reliable and a short prefix predicts the full
+/// distance, which is what makes the cascade work on real nested codes (and not on random ones).
+pub fn nested_cluster_codes(
+    n: usize,
+    bits: usize,
+    clusters: usize,
+    flip_first: f64,
+    flip_last: f64,
+    centre_seed: u64,
+    seed: u64,
+) -> Result<Codes, IndexError> {
+    if clusters == 0 {
+        return Err(IndexError::arg("clusters", "need at least one cluster"));
+    }
+    let words = words_for(bits);
+    let centres = random_codes(clusters, bits, centre_seed)?;
+    // Per-bit flip thresholds on a 64-bit uniform: flip iff draw < threshold.
+    let thresholds: Vec<u64> = (0..bits)
+        .map(|j| {
+            let t = if bits > 1 {
+                j as f64 / (bits - 1) as f64
+            } else {
+                0.0
+            };
+            let p = (flip_first + (flip_last - flip_first) * t).clamp(0.0, 1.0);
+            (p * u64::MAX as f64) as u64
+        })
+        .collect();
+    let mut rng = SplitMix64::new(seed);
+    let mut data = Vec::with_capacity(n * words);
+    for _ in 0..n {
+        let c = rng.below(clusters as u64) as usize;
+        let centre = &centres.words()[c * words..(c + 1) * words];
+        let mut code = centre.to_vec();
+        for (j, &t) in thresholds.iter().enumerate() {
+            if rng.next_u64() < t {
+                code[j / 64] ^= 1 << (j % 64);
+            }
+        }
+        data.extend_from_slice(&code);
+    }
+    Codes::from_words(n, bits, data)
+}

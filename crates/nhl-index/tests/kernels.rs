@@ -1,0 +1,105 @@
+//! Every instruction-set path equals the portable `count_ones` path, for every width 1..=1024,
+//! for full views and prefix views (codes farther apart than their width), and for every tail.
+
+use nhl_index::hamming::{distance, Isa, Kernel};
+use nhl_index::synth::{random_codes, SplitMix64};
+use nhl_index::Codes;
+
+/// Distances of each query to codes `start..start + len` by the reference path and by `isa`.
+fn compare(isa: Isa, queries: &Codes, db: &Codes, bits: usize, start: usize, len: usize) {
+    let reference = Kernel::new(Isa::Portable).expect("portable always exists");
+    let kernel = Kernel::new(isa).expect("only available paths are tested");
+    let qv = queries.prefix(bits).expect("bits <= code length");
+    let dv = db.prefix(bits).expect("bits <= code length");
+    let mut want = vec![0u32; len];
+    let mut got = vec![0u32; len];
+    for qi in 0..qv.len() {
+        let q = qv.code(qi).expect("qi < len");
+        reference.distances(q, &dv, start, &mut want);
+        kernel.distances(q, &dv, start, &mut got);
+        for i in 0..len {
+            // The pair path and the plain function are references too.
+            let c = dv.code(start + i).expect("in range");
+            let plain = distance(q, c, dv.last_word_mask());
+            assert_eq!(
+                (got[i], want[i]),
+                (plain, plain),
+                "isa {isa}, bits {bits}, query {qi}, code {}",
+                start + i
+            );
+            assert_eq!(kernel.distance(q, c, dv.last_word_mask()), plain);
+        }
+    }
+}
+
+#[test]
+fn every_isa_equals_portable_for_every_width() {
+    let available = Isa::available();
+    eprintln!("testing paths: {available:?}");
+    for isa in Isa::ALL {
+        if !available.contains(&isa) {
+            eprintln!("skipping {isa}: not available on this CPU");
+        }
+    }
+    for bits in 1..=1024 {
+        let queries = random_codes(3, bits, bits as u64).unwrap();
+        let db = random_codes(37, bits, 1000 + bits as u64).unwrap();
+        for &isa in &available {
+            // All 37 codes (several 8-code blocks and a tail of 5), and an odd offset.
+            compare(isa, &queries, &db, bits, 0, 37);
+            compare(isa, &queries, &db, bits, 3, 29);
+        }
+    }
+}
+
+#[test]
+fn every_isa_equals_portable_for_prefix_views() {
+    let available = Isa::available();
+    let mut rng = SplitMix64::new(7);
+    for full in [64, 128, 200, 256, 512, 1000, 1024] {
+        let queries = random_codes(2, full, full as u64).unwrap();
+        let db = random_codes(41, full, 77 + full as u64).unwrap();
+        let mut prefixes: Vec<usize> = vec![1, 8, 16, 32, 63, 64, 65, 127, 128, 256, full];
+        prefixes.extend((0..10).map(|_| 1 + rng.below(full as u64) as usize));
+        for bits in prefixes.into_iter().filter(|&b| b <= full) {
+            for &isa in &available {
+                compare(isa, &queries, &db, bits, 0, 41);
+                compare(isa, &queries, &db, bits, 9, 17);
+            }
+        }
+    }
+}
+
+#[test]
+fn extreme_codes_give_zero_and_full_distances() {
+    for bits in [1, 7, 64, 100, 128, 256, 333, 1024] {
+        let zeros = Codes::from_words(1, bits, vec![0; bits.div_ceil(64)]).unwrap();
+        let ones = Codes::from_words(9, bits, vec![u64::MAX; 9 * bits.div_ceil(64)]).unwrap();
+        for isa in Isa::available() {
+            let k = Kernel::new(isa).unwrap();
+            let mut out = vec![0u32; 9];
+            k.distances(zeros.view().code(0).unwrap(), &ones.view(), 0, &mut out);
+            assert!(
+                out.iter().all(|&d| d as usize == bits),
+                "{isa} {bits}: {out:?}"
+            );
+            k.distances(ones.view().code(0).unwrap(), &ones.view(), 0, &mut out);
+            assert!(out.iter().all(|&d| d == 0), "{isa} {bits}: {out:?}");
+        }
+    }
+}
+
+#[test]
+fn best_isa_is_cached_and_available() {
+    let first = Isa::best();
+    assert!(first.is_available());
+    assert_eq!(Isa::best(), first);
+    assert_eq!(Isa::from_name(first.name()), Some(first));
+}
+
+#[test]
+fn unavailable_isa_is_an_error_not_a_crash() {
+    for isa in Isa::ALL {
+        assert_eq!(Kernel::new(isa).is_ok(), isa.is_available());
+    }
+}

@@ -1,0 +1,300 @@
+//! kNN, range, multi-index hashing and cascade search against a brute-force reference: exact ids
+//! and distances, ties included (ties broken by database position).
+
+use nhl_index::cascade::{recall_at_k, CascadeIndex, PrefixStage};
+use nhl_index::hamming::{Isa, Kernel};
+use nhl_index::mih::MultiIndex;
+use nhl_index::search::{knn, knn_with, range_search, range_search_with, Neighbors};
+use nhl_index::synth::{nested_cluster_codes, random_codes};
+use nhl_index::{Codes, CodesView, IndexError};
+
+/// Distance from the PROTOCOL bytes, bit by bit: independent of every kernel.
+fn bitwise_distance(a: &[u8], b: &[u8], bits: usize) -> u32 {
+    (0..bits)
+        .filter(|&j| (a[j / 8] >> (j % 8)) & 1 != (b[j / 8] >> (j % 8)) & 1)
+        .count() as u32
+}
+
+/// Every (distance, id) of each query, sorted by (distance, id): the PROTOCOL ranking.
+fn brute_rankings(queries: CodesView<'_>, db: CodesView<'_>) -> Vec<Vec<(u32, u32)>> {
+    let bits = db.bits();
+    let qb = queries.to_codes().to_bytes();
+    let dbb = db.to_codes().to_bytes();
+    let per = bits.div_ceil(8);
+    (0..queries.len())
+        .map(|qi| {
+            let q = &qb[qi * per..(qi + 1) * per];
+            let mut all: Vec<(u32, u32)> = (0..db.len())
+                .map(|i| {
+                    (
+                        bitwise_distance(q, &dbb[i * per..(i + 1) * per], bits),
+                        i as u32,
+                    )
+                })
+                .collect();
+            all.sort();
+            all
+        })
+        .collect()
+}
+
+fn assert_knn_exact(got: &Neighbors, brute: &[Vec<(u32, u32)>], k: usize, what: &str) {
+    assert_eq!(got.n_queries, brute.len());
+    for (qi, ranking) in brute.iter().enumerate() {
+        let want: Vec<(u32, u32)> = ranking[..k].to_vec();
+        let have: Vec<(u32, u32)> = got
+            .distances_of(qi)
+            .iter()
+            .copied()
+            .zip(got.ids_of(qi).iter().copied())
+            .collect();
+        assert_eq!(have, want, "{what}: query {qi}");
+    }
+}
+
+/// Data with many ties: few bits, or clustered codes.
+fn cases() -> Vec<(String, Codes, Codes)> {
+    let mut v = Vec::new();
+    for bits in [1, 5, 8, 13, 64, 100, 128, 256, 512, 1024] {
+        v.push((
+            format!("random {bits}"),
+            random_codes(7, bits, 1).unwrap(),
+            random_codes(777, bits, 2).unwrap(),
+        ));
+    }
+    for bits in [16, 64, 128] {
+        let q = nested_cluster_codes(9, bits, 4, 0.0, 0.2, 5, 6).unwrap();
+        let db = nested_cluster_codes(1500, bits, 4, 0.0, 0.2, 5, 7).unwrap();
+        v.push((format!("clustered {bits}"), q, db));
+    }
+    v
+}
+
+#[test]
+fn knn_equals_brute_force_on_every_isa_with_ties() {
+    for (name, q, db) in cases() {
+        let brute = brute_rankings(q.view(), db.view());
+        for k in [1, 2, 10, 100, db.len()] {
+            for isa in Isa::available() {
+                let got = knn_with(Kernel::new(isa).unwrap(), q.view(), db.view(), k).unwrap();
+                assert_knn_exact(&got, &brute, k, &format!("{name} k={k} {isa}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn knn_on_prefix_views_equals_brute_force() {
+    let q = random_codes(5, 128, 11).unwrap();
+    let db = random_codes(1000, 128, 12).unwrap();
+    for bits in [1, 8, 16, 32, 63, 64, 65, 100, 128] {
+        let (qv, dv) = (q.prefix(bits).unwrap(), db.prefix(bits).unwrap());
+        let brute = brute_rankings(qv, dv);
+        assert_knn_exact(
+            &knn(qv, dv, 10).unwrap(),
+            &brute,
+            10,
+            &format!("prefix {bits}"),
+        );
+    }
+}
+
+#[test]
+fn knn_merges_database_segments_in_order() {
+    // Few queries and a large 8-bit database (massive ties): the search splits the database into
+    // several segments per query block, and the merge must keep the position order within ties.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    let q = random_codes(3, 8, 21).unwrap();
+    let db = random_codes(100_000, 8, 22).unwrap();
+    let brute = brute_rankings(q.view(), db.view());
+    for k in [1, 50, 1000, 40_000] {
+        let got = pool.install(|| knn(q.view(), db.view(), k)).unwrap();
+        assert_knn_exact(&got, &brute, k, &format!("segments k={k}"));
+    }
+    let got = pool
+        .install(|| range_search(q.view(), db.view(), 2))
+        .unwrap();
+    for (qi, ranking) in brute.iter().enumerate() {
+        let want: Vec<(u32, u32)> = ranking.iter().copied().filter(|&(d, _)| d <= 2).collect();
+        let have: Vec<(u32, u32)> = got
+            .distances_of(qi)
+            .iter()
+            .copied()
+            .zip(got.ids_of(qi).iter().copied())
+            .collect();
+        assert_eq!(have, want, "segmented range, query {qi}");
+    }
+}
+
+#[test]
+fn range_equals_brute_force_on_every_isa() {
+    for (name, q, db) in cases() {
+        let brute = brute_rankings(q.view(), db.view());
+        let bits = db.bits() as u32;
+        for radius in [0, 1, bits / 4, bits / 2, bits, bits + 5] {
+            for isa in Isa::available() {
+                let got = range_search_with(Kernel::new(isa).unwrap(), q.view(), db.view(), radius)
+                    .unwrap();
+                assert_eq!(got.n_queries(), q.len());
+                for (qi, ranking) in brute.iter().enumerate() {
+                    let want: Vec<(u32, u32)> = ranking
+                        .iter()
+                        .copied()
+                        .filter(|&(d, _)| d <= radius)
+                        .collect();
+                    let have: Vec<(u32, u32)> = got
+                        .distances_of(qi)
+                        .iter()
+                        .copied()
+                        .zip(got.ids_of(qi).iter().copied())
+                        .collect();
+                    assert_eq!(have, want, "{name} r={radius} {isa} query {qi}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn multi_index_hashing_returns_exactly_the_brute_force_neighbours() {
+    for (name, q, db) in cases() {
+        let brute = brute_rankings(q.view(), db.view());
+        let bits = db.bits();
+        let mut ms = vec![None, Some(bits.div_ceil(24).max(1))];
+        if bits >= 4 {
+            ms.push(Some(bits.div_ceil(8)));
+        }
+        for m in ms {
+            let index = MultiIndex::new(db.view(), m).unwrap();
+            for k in [1, 10, 100, db.len()] {
+                let got = index.knn(q.view(), k).unwrap();
+                assert_knn_exact(&got, &brute, k, &format!("{name} m={m:?} k={k}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn multi_index_hashing_touches_few_codes_on_clustered_data() {
+    let q = nested_cluster_codes(20, 64, 50, 0.0, 0.1, 1, 2).unwrap();
+    let db = nested_cluster_codes(50_000, 64, 50, 0.0, 0.1, 1, 3).unwrap();
+    let index = MultiIndex::new(db.view(), Some(4)).unwrap();
+    let (got, verified) = index.knn_with_stats(q.view(), 10).unwrap();
+    assert_eq!(got, knn(q.view(), db.view(), 10).unwrap());
+    // Sublinear: far fewer full distances than a scan's 20 x 50,000.
+    assert!(verified < 20 * 50_000 / 5, "verified {verified}");
+}
+
+#[test]
+fn cascade_with_every_candidate_is_exact_and_recall_is_reported_correctly() {
+    let q = nested_cluster_codes(30, 128, 20, 0.02, 0.35, 8, 9).unwrap();
+    let db = nested_cluster_codes(5000, 128, 20, 0.02, 0.35, 8, 10).unwrap();
+    let exact = knn(q.view(), db.view(), 10).unwrap();
+    for stage in [PrefixStage::Scan, PrefixStage::MultiIndex] {
+        for prefix in [16, 32, 64] {
+            let index = CascadeIndex::new(db.view(), prefix, stage).unwrap();
+            // All candidates: the cascade is the exact search.
+            assert_eq!(
+                index.search(q.view(), 10, db.len()).unwrap(),
+                exact,
+                "{stage:?} {prefix}"
+            );
+            for candidates in [10, 50, 200, 1000] {
+                let got = index.search(q.view(), 10, candidates).unwrap();
+                // Recompute recall@10 by hand from the definition.
+                let brute_prefix =
+                    brute_rankings(q.prefix(prefix).unwrap(), db.prefix(prefix).unwrap());
+                let mut hits = 0;
+                for (qi, prefix_ranking) in brute_prefix.iter().enumerate() {
+                    let kept: Vec<u32> = prefix_ranking[..candidates]
+                        .iter()
+                        .map(|&(_, id)| id)
+                        .collect();
+                    // The cascade's answer is the full-distance top 10 of exactly those candidates.
+                    let full = brute_rankings(q.view().slice(qi..qi + 1).unwrap(), db.view());
+                    let mut want: Vec<(u32, u32)> = full[0]
+                        .iter()
+                        .copied()
+                        .filter(|(_, id)| kept.contains(id))
+                        .collect();
+                    want.truncate(10);
+                    let have: Vec<(u32, u32)> = got
+                        .distances_of(qi)
+                        .iter()
+                        .copied()
+                        .zip(got.ids_of(qi).iter().copied())
+                        .collect();
+                    assert_eq!(
+                        have, want,
+                        "{stage:?} prefix {prefix} candidates {candidates} query {qi}"
+                    );
+                    hits += exact
+                        .ids_of(qi)
+                        .iter()
+                        .filter(|id| got.ids_of(qi).contains(id))
+                        .count();
+                }
+                let recall = recall_at_k(&got, &exact).unwrap();
+                assert!((recall - hits as f64 / (q.len() * 10) as f64).abs() < 1e-12);
+                let report = index.report(q.view(), 10, candidates).unwrap();
+                assert!((report.recall - recall).abs() < 1e-12);
+                assert!(report.cascade_seconds > 0.0 && report.exact_seconds > 0.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let q = random_codes(2, 64, 1).unwrap();
+    let db = random_codes(10, 64, 2).unwrap();
+    let other = random_codes(10, 128, 2).unwrap();
+    assert!(matches!(
+        knn(q.view(), db.view(), 11),
+        Err(IndexError::Argument { name: "k", .. })
+    ));
+    assert!(matches!(
+        knn(q.view(), db.view(), 0),
+        Err(IndexError::Argument { name: "k", .. })
+    ));
+    assert!(matches!(
+        knn(q.view(), other.view(), 1),
+        Err(IndexError::Shape { .. })
+    ));
+    assert!(matches!(
+        range_search(q.view(), other.view(), 1),
+        Err(IndexError::Shape { .. })
+    ));
+    assert!(matches!(db.prefix(65), Err(IndexError::Bits { .. })));
+    assert!(matches!(db.prefix(0), Err(IndexError::Bits { .. })));
+    assert!(
+        MultiIndex::new(db.view(), Some(1)).is_err(),
+        "64-bit substrings are too long"
+    );
+    assert!(MultiIndex::new(db.view(), Some(65)).is_err());
+    assert!(MultiIndex::new(db.view(), Some(4))
+        .unwrap()
+        .knn(q.view(), 11)
+        .is_err());
+    assert!(CascadeIndex::new(db.view(), 80, PrefixStage::Scan).is_err());
+    let c = CascadeIndex::new(db.view(), 16, PrefixStage::Scan).unwrap();
+    assert!(c.search(q.view(), 5, 3).is_err(), "k > candidates");
+    assert!(c.search(other.view(), 1, 3).is_err());
+    let msg = knn(q.view(), db.view(), 11).unwrap_err().to_string();
+    assert!(msg.contains("k = 11") && msg.contains("10 codes"), "{msg}");
+}
+
+#[test]
+fn empty_inputs_give_empty_results() {
+    let q = random_codes(0, 64, 1).unwrap();
+    let db = random_codes(10, 64, 2).unwrap();
+    let got = knn(q.view(), db.view(), 3).unwrap();
+    assert!(got.ids.is_empty());
+    let none = random_codes(0, 64, 2).unwrap();
+    let q1 = random_codes(2, 64, 1).unwrap();
+    let r = range_search(q1.view(), none.view(), 10).unwrap();
+    assert_eq!(r.offsets, vec![0, 0, 0]);
+}

@@ -1,0 +1,481 @@
+//! The CPU backend: the whole op set in plain Rust, parallel with rayon, generic over `f32` and
+//! `f64`. It carries training on machines without a GPU, and it is the reference that every GPU
+//! kernel is compared with (in `f64` for finite-difference checks).
+//!
+//! Results do not depend on the number of threads: work is split into fixed-size chunks and every
+//! element is computed in the same order whatever the pool size, so a seeded run is bit-identical.
+
+pub mod scalar;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::backend::{AdamStep, Backend, Binary, Reduce, Shape, Unary};
+use crate::error::KernelError;
+use crate::real::Real;
+
+/// Below this many elements (or multiply-adds) an op runs on one thread: rayon's fork costs more.
+const PAR_MIN: usize = 1 << 15;
+/// Side of the square tiles of `C` that parallel matmul tasks compute; fixed so that results
+/// never depend on the thread count.
+const MATMUL_TILE: usize = 256;
+
+/// The output of a tiled matmul, shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct SharedOut<T>(*mut T);
+
+// SAFETY: tasks only write disjoint tiles through the pointer (see `matmul`).
+unsafe impl<T: Send> Send for SharedOut<T> {}
+// SAFETY: as above; no task reads what another writes.
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
+    /// Pointer to element `offset`; taking it through a method makes closures capture the
+    /// whole (Sync) wrapper rather than the raw pointer field.
+    fn tile(self, offset: usize) -> *mut T {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// A CPU matrix: a shape and shared, copy-on-write storage.
+#[derive(Clone, Debug)]
+pub struct CpuBuf<T> {
+    shape: Shape,
+    data: Arc<Vec<T>>,
+}
+
+impl<T: Real> CpuBuf<T> {
+    /// The elements, row-major.
+    pub fn as_slice(&self) -> &[T] {
+        &self.data
+    }
+
+    fn new(shape: Shape, data: Vec<T>) -> Self {
+        debug_assert_eq!(shape.len(), data.len());
+        Self { shape, data: Arc::new(data) }
+    }
+
+    fn at(&self, r: usize, c: usize) -> T {
+        self.data[r * self.shape.cols + c]
+    }
+
+    /// The value broadcast onto position `(r, c)` of a larger matrix.
+    fn broadcast_at(&self, r: usize, c: usize) -> T {
+        self.at(r % self.shape.rows, c % self.shape.cols)
+    }
+}
+
+/// Row indices on the CPU.
+#[derive(Clone, Debug)]
+pub struct CpuIdx(Arc<Vec<u32>>);
+
+/// The CPU backend over element type `T` (`f32` for training, `f64` for reference checks).
+#[derive(Clone, Debug, Default)]
+pub struct CpuBackend<T> {
+    _elem: PhantomData<T>,
+}
+
+impl<T: Real> CpuBackend<T> {
+    /// A backend on rayon's global pool.
+    pub fn new() -> Self {
+        Self { _elem: PhantomData }
+    }
+
+    fn map(&self, x: &CpuBuf<T>, f: impl Fn(T) -> T + Sync + Send) -> CpuBuf<T> {
+        let out = if x.data.len() >= PAR_MIN {
+            x.data.par_iter().map(|&v| f(v)).collect()
+        } else {
+            x.data.iter().map(|&v| f(v)).collect()
+        };
+        CpuBuf::new(x.shape, out)
+    }
+
+    /// `out[i] = f(x[i], y[i])` for two buffers of one shape, in parallel when large.
+    fn zip_map(&self, x: &CpuBuf<T>, y: &CpuBuf<T>, f: impl Fn(T, T) -> T + Sync + Send) -> CpuBuf<T> {
+        let out = if x.data.len() >= PAR_MIN {
+            x.data.par_iter().zip(y.data.par_iter()).map(|(&a, &b)| f(a, b)).collect()
+        } else {
+            x.data.iter().zip(y.data.iter()).map(|(&a, &b)| f(a, b)).collect()
+        };
+        CpuBuf::new(x.shape, out)
+    }
+
+    /// `out[i] = f(i)` over a shape, in parallel when large.
+    fn generate(&self, shape: Shape, f: impl Fn(usize, usize) -> T + Sync + Send) -> CpuBuf<T> {
+        let cols = shape.cols.max(1);
+        let out = if shape.len() >= PAR_MIN {
+            (0..shape.len()).into_par_iter().map(|i| f(i / cols, i % cols)).collect()
+        } else {
+            (0..shape.len()).map(|i| f(i / cols, i % cols)).collect()
+        };
+        CpuBuf::new(shape, out)
+    }
+}
+
+fn same_shape(op: &'static str, a: Shape, b: Shape) -> Result<(), KernelError> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(KernelError::Shape { op, detail: format!("{a} vs {b}, expected equal shapes") })
+    }
+}
+
+fn check_broadcast(op: &'static str, a: Shape, b: Shape) -> Result<(), KernelError> {
+    if a.accepts_broadcast(b) {
+        Ok(())
+    } else {
+        Err(KernelError::Shape {
+            op,
+            detail: format!("{b} does not broadcast onto {a} (expected {a}, [1, {}], [{}, 1] or [1, 1])", a.cols, a.rows),
+        })
+    }
+}
+
+fn check_indices(op: &'static str, idx: &[u32], rows: usize) -> Result<(), KernelError> {
+    match idx.iter().find(|&&i| i as usize >= rows) {
+        Some(&index) => Err(KernelError::Index { op, index, rows }),
+        None => Ok(()),
+    }
+}
+
+/// The `(m, k, n)` of `op(A) op(B)` and the element strides of both operands, or a shape error.
+pub(crate) fn matmul_dims(
+    a: Shape,
+    trans_a: bool,
+    b: Shape,
+    trans_b: bool,
+) -> Result<(usize, usize, usize), KernelError> {
+    let (m, ka) = if trans_a { (a.cols, a.rows) } else { (a.rows, a.cols) };
+    let (kb, n) = if trans_b { (b.cols, b.rows) } else { (b.rows, b.cols) };
+    if ka != kb {
+        return Err(KernelError::Shape {
+            op: "matmul",
+            detail: format!(
+                "op(A) is [{m}, {ka}] (A {a}, transposed: {trans_a}) but op(B) is [{kb}, {n}] (B {b}, transposed: {trans_b})"
+            ),
+        });
+    }
+    Ok((m, ka, n))
+}
+
+impl<T: Real> Backend for CpuBackend<T> {
+    type Elem = T;
+    type Buf = CpuBuf<T>;
+    type Idx = CpuIdx;
+
+    fn name(&self) -> String {
+        format!("cpu ({} threads)", rayon::current_num_threads())
+    }
+
+    fn shape(&self, x: &CpuBuf<T>) -> Shape {
+        x.shape
+    }
+
+    fn upload(&self, data: &[T], shape: Shape) -> Result<CpuBuf<T>, KernelError> {
+        if data.len() != shape.len() {
+            return Err(KernelError::Length { op: "upload", shape, expected: shape.len(), got: data.len() });
+        }
+        Ok(CpuBuf::new(shape, data.to_vec()))
+    }
+
+    fn write(&self, dst: &mut CpuBuf<T>, data: &[T]) -> Result<(), KernelError> {
+        if data.len() != dst.shape.len() {
+            return Err(KernelError::Length {
+                op: "write",
+                shape: dst.shape,
+                expected: dst.shape.len(),
+                got: data.len(),
+            });
+        }
+        Arc::make_mut(&mut dst.data).copy_from_slice(data);
+        Ok(())
+    }
+
+    fn download(&self, x: &CpuBuf<T>) -> Result<Vec<T>, KernelError> {
+        Ok(x.data.to_vec())
+    }
+
+    fn fill(&self, shape: Shape, value: f32) -> Result<CpuBuf<T>, KernelError> {
+        Ok(CpuBuf::new(shape, vec![T::from_f64(value as f64); shape.len()]))
+    }
+
+    fn upload_idx(&self, idx: &[u32]) -> Result<CpuIdx, KernelError> {
+        Ok(CpuIdx(Arc::new(idx.to_vec())))
+    }
+
+    fn idx_len(&self, idx: &CpuIdx) -> usize {
+        idx.0.len()
+    }
+
+    fn sync(&self) -> Result<(), KernelError> {
+        Ok(())
+    }
+
+    fn matmul(
+        &self,
+        a: &CpuBuf<T>,
+        trans_a: bool,
+        b: &CpuBuf<T>,
+        trans_b: bool,
+        bias: Option<&CpuBuf<T>>,
+    ) -> Result<CpuBuf<T>, KernelError> {
+        let (m, k, n) = matmul_dims(a.shape, trans_a, b.shape, trans_b)?;
+        if let Some(bias) = bias {
+            if bias.shape != Shape::new(1, n) {
+                return Err(KernelError::Shape {
+                    op: "matmul",
+                    detail: format!("bias is {}, expected [1, {n}]", bias.shape),
+                });
+            }
+        }
+        // Element strides of op(A) (m x k) and op(B) (k x n) inside their row-major storage.
+        let (rsa, csa) = if trans_a { (1, a.shape.cols as isize) } else { (a.shape.cols as isize, 1) };
+        let (rsb, csb) = if trans_b { (1, b.shape.cols as isize) } else { (b.shape.cols as isize, 1) };
+        let mut out = vec![T::zero(); m * n];
+        if k > 0 && n > 0 && m > 0 {
+            // Tiles of C: each element is computed by exactly one gemm call over the full k, so
+            // the result does not depend on how tiles are spread over threads. Column tiles keep
+            // small-batch products parallel without packing all of op(B) once per row chunk.
+            let tiles: Vec<(usize, usize)> = (0..m.div_ceil(MATMUL_TILE))
+                .flat_map(|i| (0..n.div_ceil(MATMUL_TILE)).map(move |j| (i * MATMUL_TILE, j * MATMUL_TILE)))
+                .collect();
+            let c = SharedOut(out.as_mut_ptr());
+            let task = |&(row0, col0): &(usize, usize)| {
+                let rows = MATMUL_TILE.min(m - row0);
+                let cols = MATMUL_TILE.min(n - col0);
+                // SAFETY: op(A) rows row0..row0+rows, op(B) columns col0..col0+cols and the C tile
+                // lie inside their buffers for these strides (checked by matmul_dims); tiles are
+                // disjoint, so no two tasks write the same element of C.
+                unsafe {
+                    T::gemm(
+                        rows,
+                        k,
+                        cols,
+                        a.data.as_ptr().offset(row0 as isize * rsa),
+                        rsa,
+                        csa,
+                        b.data.as_ptr().offset(col0 as isize * csb),
+                        rsb,
+                        csb,
+                        c.tile(row0 * n + col0),
+                        n as isize,
+                        1,
+                    )
+                }
+            };
+            if m * n * k >= PAR_MIN * 8 && tiles.len() > 1 {
+                tiles.par_iter().for_each(task);
+            } else {
+                tiles.iter().for_each(task);
+            }
+        }
+        if let Some(bias) = bias {
+            for row in out.chunks_mut(n.max(1)) {
+                for (o, &bv) in row.iter_mut().zip(bias.data.iter()) {
+                    *o += bv;
+                }
+            }
+        }
+        Ok(CpuBuf::new(Shape::new(m, n), out))
+    }
+
+    fn unary(&self, op: Unary, x: &CpuBuf<T>) -> Result<CpuBuf<T>, KernelError> {
+        Ok(self.map(x, |v| scalar::unary(op, v)))
+    }
+
+    fn unary_bwd(&self, op: Unary, x: &CpuBuf<T>, dy: &CpuBuf<T>) -> Result<CpuBuf<T>, KernelError> {
+        same_shape("unary_bwd", x.shape, dy.shape)?;
+        Ok(self.zip_map(x, dy, |x, dy| dy * scalar::unary_grad(op, x)))
+    }
+
+    fn binary(&self, op: Binary, a: &CpuBuf<T>, b: &CpuBuf<T>) -> Result<CpuBuf<T>, KernelError> {
+        check_broadcast("binary", a.shape, b.shape)?;
+        if a.shape == b.shape {
+            return Ok(self.zip_map(a, b, |x, y| scalar::binary(op, x, y)));
+        }
+        Ok(self.generate(a.shape, |r, c| scalar::binary(op, a.at(r, c), b.broadcast_at(r, c))))
+    }
+
+    fn binary_bwd(
+        &self,
+        op: Binary,
+        a: &CpuBuf<T>,
+        b: &CpuBuf<T>,
+        dy: &CpuBuf<T>,
+    ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
+        check_broadcast("binary_bwd", a.shape, b.shape)?;
+        same_shape("binary_bwd", a.shape, dy.shape)?;
+        let partial = |which: usize| {
+            self.generate(a.shape, move |r, c| {
+                let (ga, gb) = scalar::binary_grad(op, a.at(r, c), b.broadcast_at(r, c));
+                dy.at(r, c) * if which == 0 { ga } else { gb }
+            })
+        };
+        Ok((partial(0), partial(1)))
+    }
+
+    fn reduce(&self, op: Reduce, x: &CpuBuf<T>) -> Result<CpuBuf<T>, KernelError> {
+        let Shape { rows, cols } = x.shape;
+        Ok(match op {
+            Reduce::All => {
+                // Fixed-size chunks summed in order keep the result independent of the pool.
+                let partials: Vec<T> = x.data.par_chunks(PAR_MIN.max(1)).map(|c| c.iter().copied().sum()).collect();
+                CpuBuf::new(Shape::scalar(), vec![partials.into_iter().sum()])
+            }
+            Reduce::RowSums => self.generate(Shape::new(rows, 1), |r, _| (0..cols).map(|c| x.at(r, c)).sum()),
+            Reduce::ColSums => {
+                // Row by row keeps memory access contiguous; each column still sums in row order.
+                let mut acc = vec![T::zero(); cols];
+                for row in x.data.chunks(cols.max(1)) {
+                    for (a, &v) in acc.iter_mut().zip(row) {
+                        *a += v;
+                    }
+                }
+                CpuBuf::new(Shape::new(1, cols), acc)
+            }
+        })
+    }
+
+    fn row_normalize(&self, x: &CpuBuf<T>, eps: f32) -> Result<CpuBuf<T>, KernelError> {
+        let eps = T::from_f64(eps as f64);
+        let norms = row_norms(x);
+        Ok(self.generate(x.shape, |r, c| x.at(r, c) / norms[r].max(eps)))
+    }
+
+    fn row_normalize_bwd(&self, x: &CpuBuf<T>, dy: &CpuBuf<T>, eps: f32) -> Result<CpuBuf<T>, KernelError> {
+        same_shape("row_normalize_bwd", x.shape, dy.shape)?;
+        let eps = T::from_f64(eps as f64);
+        let cols = x.shape.cols;
+        let norms = row_norms(x);
+        // <y_i, dy_i> with y_i = x_i / n_i, per row.
+        let dots: Vec<T> = (0..x.shape.rows)
+            .map(|r| (0..cols).map(|c| x.at(r, c) * dy.at(r, c)).sum::<T>() / norms[r].max(eps))
+            .collect();
+        Ok(self.generate(x.shape, |r, c| {
+            let n = norms[r];
+            if n > eps {
+                (dy.at(r, c) - x.at(r, c) / n * dots[r]) / n
+            } else {
+                dy.at(r, c) / eps
+            }
+        }))
+    }
+
+    fn slice_cols(&self, x: &CpuBuf<T>, start: usize, len: usize) -> Result<CpuBuf<T>, KernelError> {
+        if start + len > x.shape.cols {
+            return Err(KernelError::Shape {
+                op: "slice_cols",
+                detail: format!("columns {start}..{} of {}", start + len, x.shape),
+            });
+        }
+        let cols = x.shape.cols;
+        let out = x.data.chunks(cols.max(1)).flat_map(|row| row[start..start + len].iter().copied()).collect();
+        Ok(CpuBuf::new(Shape::new(x.shape.rows, len), out))
+    }
+
+    fn add_prefix_scaled(&self, out: &mut CpuBuf<T>, start: usize, x: &CpuBuf<T>, alpha: f32) -> Result<(), KernelError> {
+        if x.shape.rows != out.shape.rows || start + x.shape.cols > out.shape.cols {
+            return Err(KernelError::Shape {
+                op: "add_prefix_scaled",
+                detail: format!("{} at column {start} does not fit in {}", x.shape, out.shape),
+            });
+        }
+        let alpha = T::from_f64(alpha as f64);
+        let cols = out.shape.cols;
+        let data = Arc::make_mut(&mut out.data);
+        for (r, row) in data.chunks_mut(cols.max(1)).enumerate() {
+            for c in 0..x.shape.cols {
+                row[start + c] += alpha * x.at(r, c);
+            }
+        }
+        Ok(())
+    }
+
+    fn gather_rows(&self, table: &CpuBuf<T>, idx: &CpuIdx) -> Result<CpuBuf<T>, KernelError> {
+        check_indices("gather_rows", &idx.0, table.shape.rows)?;
+        let cols = table.shape.cols;
+        let out = idx.0.iter().flat_map(|&r| table.data[r as usize * cols..(r as usize + 1) * cols].iter().copied()).collect();
+        Ok(CpuBuf::new(Shape::new(idx.0.len(), cols), out))
+    }
+
+    fn scatter_add_rows(&self, src: &CpuBuf<T>, idx: &CpuIdx, table_rows: usize) -> Result<CpuBuf<T>, KernelError> {
+        if idx.0.len() != src.shape.rows {
+            return Err(KernelError::Shape {
+                op: "scatter_add_rows",
+                detail: format!("{} indices for {} source rows", idx.0.len(), src.shape),
+            });
+        }
+        check_indices("scatter_add_rows", &idx.0, table_rows)?;
+        let cols = src.shape.cols;
+        let mut out = vec![T::zero(); table_rows * cols];
+        for (i, &r) in idx.0.iter().enumerate() {
+            for c in 0..cols {
+                out[r as usize * cols + c] += src.at(i, c);
+            }
+        }
+        Ok(CpuBuf::new(Shape::new(table_rows, cols), out))
+    }
+
+    fn set_rows(&self, table: &mut CpuBuf<T>, idx: &CpuIdx, src: &CpuBuf<T>) -> Result<(), KernelError> {
+        if idx.0.len() != src.shape.rows || src.shape.cols != table.shape.cols {
+            return Err(KernelError::Shape {
+                op: "set_rows",
+                detail: format!("{} indices and source {} for table {}", idx.0.len(), src.shape, table.shape),
+            });
+        }
+        check_indices("set_rows", &idx.0, table.shape.rows)?;
+        let cols = src.shape.cols;
+        let data = Arc::make_mut(&mut table.data);
+        for (i, &r) in idx.0.iter().enumerate() {
+            data[r as usize * cols..(r as usize + 1) * cols].copy_from_slice(&src.data[i * cols..(i + 1) * cols]);
+        }
+        Ok(())
+    }
+
+    fn adam_step(
+        &self,
+        param: &mut CpuBuf<T>,
+        grad: &CpuBuf<T>,
+        m: &mut CpuBuf<T>,
+        v: &mut CpuBuf<T>,
+        step: AdamStep,
+    ) -> Result<(), KernelError> {
+        same_shape("adam_step", param.shape, grad.shape)?;
+        same_shape("adam_step", param.shape, m.shape)?;
+        same_shape("adam_step", param.shape, v.shape)?;
+        let f = |x: f32| T::from_f64(x as f64);
+        let (lr, b1, b2, eps, wd) = (f(step.lr), f(step.beta1), f(step.beta2), f(step.eps), f(step.weight_decay));
+        let (bias1, bias2) = (f(step.bias1), f(step.bias2));
+        let p = Arc::make_mut(&mut param.data);
+        let m = Arc::make_mut(&mut m.data);
+        let v = Arc::make_mut(&mut v.data);
+        // Plain indexed loops over fixed chunks vectorise; the chunking does not change results.
+        let update = |(((p, m), v), g): (((&mut [T], &mut [T]), &mut [T]), &[T])| {
+            for i in 0..p.len() {
+                let g = g[i] + wd * p[i];
+                m[i] = b1 * m[i] + (T::one() - b1) * g;
+                v[i] = b2 * v[i] + (T::one() - b2) * g * g;
+                p[i] = p[i] - lr * (m[i] / bias1) / ((v[i] / bias2).sqrt() + eps);
+            }
+        };
+        let chunk = PAR_MIN;
+        if p.len() >= PAR_MIN {
+            p.par_chunks_mut(chunk)
+                .zip(m.par_chunks_mut(chunk))
+                .zip(v.par_chunks_mut(chunk))
+                .zip(grad.data.par_chunks(chunk))
+                .for_each(update);
+        } else {
+            update((((p, m), v), &grad.data[..]));
+        }
+        Ok(())
+    }
+}
+
+fn row_norms<T: Real>(x: &CpuBuf<T>) -> Vec<T> {
+    (0..x.shape.rows)
+        .map(|r| (0..x.shape.cols).map(|c| x.at(r, c) * x.at(r, c)).sum::<T>().sqrt())
+        .collect()
+}

@@ -1,0 +1,289 @@
+//! Every backward rule of the CPU reference against central finite differences in f64.
+//!
+//! For an op `y = f(inputs)` we take the scalar `L = sum(y * R)` with a fixed random `R`, so
+//! `dL/dy = R`; the backward rule fed with `R` must match `(L(x + h) - L(x - h)) / 2h` for every
+//! input element.
+
+use nhl_kernels::cpu::{CpuBackend, CpuBuf};
+use nhl_kernels::testing::{assert_close, random_vec};
+use nhl_kernels::{Backend, Binary, Reduce, Shape, Unary};
+
+type B = CpuBackend<f64>;
+
+const H: f64 = 1e-5;
+const ATOL: f64 = 1e-8;
+const RTOL: f64 = 1e-6;
+
+fn buf(b: &B, seed: u64, shape: Shape, lo: f64, hi: f64) -> CpuBuf<f64> {
+    b.upload(&random_vec(seed, shape.len(), lo, hi), shape).unwrap()
+}
+
+/// Checks the analytic input gradients `grads(inputs, R)` of `forward` against finite differences.
+fn fd_check(
+    what: &str,
+    inputs: Vec<CpuBuf<f64>>,
+    forward: impl Fn(&[CpuBuf<f64>]) -> CpuBuf<f64>,
+    grads: impl Fn(&[CpuBuf<f64>], &CpuBuf<f64>) -> Vec<CpuBuf<f64>>,
+) {
+    let b = B::new();
+    let y = forward(&inputs);
+    let r = buf(&b, 991, b.shape(&y), -1.0, 1.0);
+    let loss = |xs: &[CpuBuf<f64>]| -> f64 {
+        let y = forward(xs);
+        y.as_slice().iter().zip(r.as_slice()).map(|(a, b)| a * b).sum()
+    };
+    let analytic = grads(&inputs, &r);
+    assert_eq!(analytic.len(), inputs.len(), "{what}: one gradient per input");
+    for (which, grad) in analytic.iter().enumerate() {
+        let shape = b.shape(&inputs[which]);
+        assert_eq!(b.shape(grad), shape, "{what}: gradient {which} has the input's shape");
+        let base = inputs[which].as_slice().to_vec();
+        let numeric: Vec<f64> = (0..base.len())
+            .map(|i| {
+                let mut moved = inputs.clone();
+                let mut plus = base.clone();
+                plus[i] += H;
+                moved[which] = b.upload(&plus, shape).unwrap();
+                let lp = loss(&moved);
+                let mut minus = base.clone();
+                minus[i] -= H;
+                moved[which] = b.upload(&minus, shape).unwrap();
+                let lm = loss(&moved);
+                (lp - lm) / (2.0 * H)
+            })
+            .collect();
+        assert_close(&format!("{what} d/input{which}"), grad.as_slice(), &numeric, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn projection_backward_dx_dw_db() {
+    let b = B::new();
+    let x = buf(&b, 1, Shape::new(5, 7), -1.0, 1.0);
+    let w = buf(&b, 2, Shape::new(3, 7), -1.0, 1.0);
+    let bias = buf(&b, 3, Shape::new(1, 3), -1.0, 1.0);
+    fd_check(
+        "linear",
+        vec![x, w, bias],
+        |v| B::new().matmul(&v[0], false, &v[1], true, Some(&v[2])).unwrap(),
+        |v, dy| {
+            let b = B::new();
+            vec![
+                b.matmul(dy, false, &v[1], false, None).unwrap(),
+                b.matmul(dy, true, &v[0], false, None).unwrap(),
+                b.reduce(Reduce::ColSums, dy).unwrap(),
+            ]
+        },
+    );
+}
+
+#[test]
+fn matmul_backward_every_transpose() {
+    let b = B::new();
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a_shape = if ta { Shape::new(4, 3) } else { Shape::new(3, 4) };
+        let b_shape = if tb { Shape::new(5, 4) } else { Shape::new(4, 5) };
+        let a = buf(&b, 10, a_shape, -1.0, 1.0);
+        let bb = buf(&b, 11, b_shape, -1.0, 1.0);
+        fd_check(
+            &format!("matmul ta={ta} tb={tb}"),
+            vec![a, bb],
+            move |v| B::new().matmul(&v[0], ta, &v[1], tb, None).unwrap(),
+            move |v, dy| {
+                let b = B::new();
+                // C = op(A) op(B): dop(A) = dC op(B)^T, dop(B) = op(A)^T dC, transposed back.
+                let da = if ta {
+                    b.matmul(&v[1], tb, dy, true, None).unwrap()
+                } else {
+                    b.matmul(dy, false, &v[1], !tb, None).unwrap()
+                };
+                let db = if tb {
+                    b.matmul(dy, true, &v[0], ta, None).unwrap()
+                } else {
+                    b.matmul(&v[0], !ta, dy, false, None).unwrap()
+                };
+                vec![da, db]
+            },
+        );
+    }
+}
+
+#[test]
+fn every_unary_backward() {
+    let ops: [(Unary, f64, f64); 13] = [
+        (Unary::Relu, -1.0, 1.0),
+        (Unary::Tanh, -2.0, 2.0),
+        (Unary::Abs, -1.0, 1.0),
+        (Unary::Sign, -1.0, 1.0),
+        (Unary::Exp, -2.0, 2.0),
+        (Unary::Log, 0.2, 3.0),
+        (Unary::Softplus, -30.0, 30.0),
+        (Unary::LogCosh, -4.0, 4.0),
+        (Unary::Square, -2.0, 2.0),
+        (Unary::Sigmoid, -6.0, 6.0),
+        (Unary::Scale(-1.7), -1.0, 1.0),
+        (Unary::AddScalar(0.3), -1.0, 1.0),
+        (Unary::Clamp { lo: -0.5, hi: 0.25 }, -1.0, 1.0),
+    ];
+    let b = B::new();
+    for (i, (op, lo, hi)) in ops.into_iter().enumerate() {
+        let x = buf(&b, 100 + i as u64, Shape::new(3, 5), lo, hi);
+        fd_check(
+            &format!("{op:?}"),
+            vec![x],
+            move |v| B::new().unary(op, &v[0]).unwrap(),
+            move |v, dy| vec![B::new().unary_bwd(op, &v[0], dy).unwrap()],
+        );
+    }
+}
+
+/// Sums a full-shape partial back to a broadcast operand's shape, as the tape does.
+fn unbroadcast(b: &B, g: CpuBuf<f64>, to: Shape) -> CpuBuf<f64> {
+    let from = b.shape(&g);
+    match (to.rows == from.rows, to.cols == from.cols) {
+        (true, true) => g,
+        (true, false) => b.reduce(Reduce::RowSums, &g).unwrap(),
+        (false, true) => b.reduce(Reduce::ColSums, &g).unwrap(),
+        (false, false) => b.reduce(Reduce::All, &g).unwrap(),
+    }
+}
+
+#[test]
+fn every_binary_backward_with_every_broadcast() {
+    let b = B::new();
+    let a_shape = Shape::new(4, 3);
+    for (i, op) in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Bce].into_iter().enumerate() {
+        for (j, b_shape) in [a_shape, Shape::new(1, 3), Shape::new(4, 1), Shape::scalar()].into_iter().enumerate() {
+            let (alo, ahi, blo, bhi) = match op {
+                Binary::Div => (-1.0, 1.0, 0.5, 2.0),
+                Binary::Bce => (0.05, 0.95, 0.0, 1.0),
+                _ => (-1.0, 1.0, -1.0, 1.0),
+            };
+            let x = buf(&b, 200 + 10 * i as u64 + j as u64, a_shape, alo, ahi);
+            let y = buf(&b, 300 + 10 * i as u64 + j as u64, b_shape, blo, bhi);
+            fd_check(
+                &format!("{op:?} with b {b_shape}"),
+                vec![x, y],
+                move |v| B::new().binary(op, &v[0], &v[1]).unwrap(),
+                move |v, dy| {
+                    let b = B::new();
+                    let (da, db) = b.binary_bwd(op, &v[0], &v[1], dy).unwrap();
+                    vec![da, unbroadcast(&b, db, b_shape)]
+                },
+            );
+        }
+    }
+}
+
+#[test]
+fn bce_clamps_each_log_at_minus_100_like_pytorch() {
+    let b = B::new();
+    let p = b.upload(&[0.0, 1.0, 0.5], Shape::new(1, 3)).unwrap();
+    let t = b.upload(&[1.0, 0.0, 1.0], Shape::new(1, 3)).unwrap();
+    let y = b.download(&b.binary(Binary::Bce, &p, &t).unwrap()).unwrap();
+    assert_close("bce", &y, &[100.0, 100.0, std::f64::consts::LN_2], 1e-12, 1e-12);
+}
+
+#[test]
+fn row_normalize_backward() {
+    let b = B::new();
+    let x = buf(&b, 7, Shape::new(4, 6), -1.0, 1.0);
+    fd_check(
+        "row_normalize",
+        vec![x],
+        |v| B::new().row_normalize(&v[0], 1e-12).unwrap(),
+        |v, dy| vec![B::new().row_normalize_bwd(&v[0], dy, 1e-12).unwrap()],
+    );
+}
+
+#[test]
+fn row_normalize_below_eps_is_linear() {
+    // A row whose norm is below eps is divided by eps: the backward is dy / eps there.
+    let b = B::new();
+    let mut data = random_vec(8, 12, -1.0, 1.0);
+    for v in &mut data[6..] {
+        *v *= 0.01;
+    }
+    let x = b.upload(&data, Shape::new(2, 6)).unwrap();
+    fd_check(
+        "row_normalize tiny row",
+        vec![x],
+        |v| B::new().row_normalize(&v[0], 0.1).unwrap(),
+        |v, dy| vec![B::new().row_normalize_bwd(&v[0], dy, 0.1).unwrap()],
+    );
+}
+
+#[test]
+fn column_slice_backward_is_prefix_add() {
+    let b = B::new();
+    for (start, len) in [(0, 8), (0, 13), (3, 5), (0, 16)] {
+        let x = buf(&b, 9, Shape::new(3, 16), -1.0, 1.0);
+        fd_check(
+            &format!("slice {start}+{len}"),
+            vec![x],
+            move |v| B::new().slice_cols(&v[0], start, len).unwrap(),
+            move |_, dy| {
+                let b = B::new();
+                let mut g = b.zeros(Shape::new(3, 16)).unwrap();
+                b.add_prefix_scaled(&mut g, start, dy, 1.0).unwrap();
+                vec![g]
+            },
+        );
+    }
+}
+
+#[test]
+fn gather_backward_is_scatter_add_with_duplicates() {
+    let b = B::new();
+    let table = buf(&b, 12, Shape::new(5, 4), -1.0, 1.0);
+    let idx = b.upload_idx(&[3, 0, 3, 4, 3, 1]).unwrap();
+    let fwd_idx = idx.clone();
+    fd_check(
+        "gather_rows",
+        vec![table],
+        move |v| B::new().gather_rows(&v[0], &fwd_idx).unwrap(),
+        move |_, dy| vec![B::new().scatter_add_rows(dy, &idx, 5).unwrap()],
+    );
+}
+
+#[test]
+fn reductions_backward_is_broadcast() {
+    let b = B::new();
+    for op in [Reduce::All, Reduce::RowSums, Reduce::ColSums] {
+        let x = buf(&b, 13, Shape::new(4, 5), -1.0, 1.0);
+        fd_check(
+            &format!("{op:?}"),
+            vec![x],
+            move |v| B::new().reduce(op, &v[0]).unwrap(),
+            |v, dy| {
+                let b = B::new();
+                let ones = b.fill(b.shape(&v[0]), 1.0).unwrap();
+                vec![b.binary(Binary::Mul, &ones, dy).unwrap()]
+            },
+        );
+    }
+}
+
+#[test]
+fn matmul_is_bit_identical_across_thread_counts() {
+    let b = CpuBackend::<f32>::new();
+    let x = b.upload(&random_vec(20, 64 * 784, -1.0, 1.0).iter().map(|&v| v as f32).collect::<Vec<_>>(), Shape::new(64, 784)).unwrap();
+    let w = b.upload(&random_vec(21, 1024 * 784, -0.1, 0.1).iter().map(|&v| v as f32).collect::<Vec<_>>(), Shape::new(1024, 784)).unwrap();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| b.download(&b.matmul(&x, false, &w, true, None).unwrap()).unwrap())
+    };
+    assert_eq!(run(1), run(3));
+}
+
+#[test]
+fn shape_errors_are_typed_not_panics() {
+    let b = B::new();
+    let a = b.zeros(Shape::new(2, 3)).unwrap();
+    let c = b.zeros(Shape::new(2, 4)).unwrap();
+    assert!(matches!(b.matmul(&a, false, &c, false, None), Err(nhl_kernels::KernelError::Shape { .. })));
+    assert!(matches!(b.binary(Binary::Add, &a, &c), Err(nhl_kernels::KernelError::Shape { .. })));
+    let idx = b.upload_idx(&[0, 2]).unwrap();
+    assert!(matches!(b.gather_rows(&a, &idx), Err(nhl_kernels::KernelError::Index { index: 2, rows: 2, .. })));
+    assert!(matches!(b.upload(&[1.0], Shape::new(2, 2)), Err(nhl_kernels::KernelError::Length { .. })));
+}

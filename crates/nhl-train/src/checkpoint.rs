@@ -1,0 +1,408 @@
+//! `model.safetensors`: the trained parameters and what produced them.
+//!
+//! Every parameter is a rank-2 F32 tensor under its model name (`backbone.weight`, ...; in mode
+//! `single` one model per length, prefixed `b{bits}.`). The safetensors metadata carries the
+//! format version, the lengths, method, mode, hidden width and seed as strings, so a checkpoint
+//! can be checked against the model it is loaded into.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::config::{Method, Mode};
+use crate::run_dir::{write_atomic, RunDirError};
+
+/// Version of the layout written by [`save`]; [`load`] refuses any other.
+pub const FORMAT_VERSION: &str = "1";
+
+/// Why a checkpoint could not be written or read. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading failed at the operating-system level.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Writing failed.
+    #[error(transparent)]
+    Write(#[from] RunDirError),
+    /// The file is not a readable safetensors file.
+    #[error("{path}: not a safetensors checkpoint: {what}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What the parser reported.
+        what: String,
+    },
+    /// A metadata key is missing or holds something else than expected.
+    #[error("{path}: metadata {key:?}: expected {expected}, found {found}")]
+    Meta {
+        /// The file.
+        path: PathBuf,
+        /// The metadata key.
+        key: &'static str,
+        /// What was expected.
+        expected: String,
+        /// What the file holds (`none` when absent).
+        found: String,
+    },
+    /// A tensor the model needs is absent.
+    #[error("{path}: tensor {tensor:?} is missing")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        tensor: String,
+    },
+    /// A tensor is not F32.
+    #[error("{path}: tensor {tensor:?}: expected dtype F32, found {found}")]
+    Dtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// Its dtype.
+        found: String,
+    },
+    /// A tensor has another shape than the model needs, or its data does not fill its shape.
+    #[error("{path}: tensor {tensor:?}: expected shape {expected:?}, found {found:?}")]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// The shape needed (for a save: the declared shape).
+        expected: Vec<usize>,
+        /// The shape found (for a save: `[number of values]`).
+        found: Vec<usize>,
+    },
+}
+
+/// What a checkpoint was trained with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointMeta {
+    /// Code lengths, increasing.
+    pub bits: Vec<usize>,
+    /// Base loss.
+    pub method: Method,
+    /// NHL mode.
+    pub mode: Mode,
+    /// Backbone hidden width.
+    pub hidden: usize,
+    /// Run seed.
+    pub seed: u64,
+}
+
+/// One parameter matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    /// Model name of the tensor.
+    pub name: String,
+    /// `[rows, cols]`.
+    pub shape: [usize; 2],
+    /// `rows * cols` values, row-major.
+    pub data: Vec<f32>,
+}
+
+/// A loaded checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// What it was trained with.
+    pub meta: CheckpointMeta,
+    /// Its parameters, sorted by name.
+    pub params: Vec<Param>,
+}
+
+impl Checkpoint {
+    /// The parameter called `name`.
+    pub fn get(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
+
+/// The lowercase name serde gives a config enum (`csq`, `full`, ...).
+fn enum_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// Writes `params` (name, `[rows, cols]`, values) and `meta` to `path`, whole or not at all.
+pub fn save<'a>(
+    path: &Path,
+    meta: &CheckpointMeta,
+    params: impl IntoIterator<Item = (&'a str, [usize; 2], &'a [f32])>,
+) -> Result<(), CheckpointError> {
+    let mut owned = Vec::new();
+    for (name, shape, data) in params {
+        if shape[0] * shape[1] != data.len() {
+            return Err(CheckpointError::Shape {
+                path: path.to_path_buf(),
+                tensor: name.into(),
+                expected: shape.to_vec(),
+                found: vec![data.len()],
+            });
+        }
+        let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        owned.push((name, shape, bytes));
+    }
+    let format = |what: String| CheckpointError::Format {
+        path: path.to_path_buf(),
+        what,
+    };
+    let views = owned
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.to_vec(), bytes)
+                .map(|v| (*name, v))
+                .map_err(|e| format(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let bits: Vec<String> = meta.bits.iter().map(usize::to_string).collect();
+    let metadata = HashMap::from([
+        ("format_version".to_string(), FORMAT_VERSION.to_string()),
+        ("bits".to_string(), bits.join(",")),
+        ("method".to_string(), enum_name(&meta.method)),
+        ("mode".to_string(), enum_name(&meta.mode)),
+        ("hidden".to_string(), meta.hidden.to_string()),
+        ("seed".to_string(), meta.seed.to_string()),
+    ]);
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| format(e.to_string()))?;
+    write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// Reads a checkpoint written by [`save`], checking the metadata and that every tensor is a
+/// rank-2 F32 matrix.
+pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Format {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    })?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| CheckpointError::Format {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    })?;
+    let empty = HashMap::new();
+    let metadata = header.metadata().as_ref().unwrap_or(&empty);
+    let field = |key: &'static str, expected: &str| -> Result<&str, CheckpointError> {
+        metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| CheckpointError::Meta {
+                path: path.to_path_buf(),
+                key,
+                expected: expected.into(),
+                found: "none".into(),
+            })
+    };
+    let meta_err = |key: &'static str, expected: &str, found: &str| CheckpointError::Meta {
+        path: path.to_path_buf(),
+        key,
+        expected: expected.into(),
+        found: found.into(),
+    };
+    let version = field("format_version", FORMAT_VERSION)?;
+    if version != FORMAT_VERSION {
+        return Err(meta_err("format_version", FORMAT_VERSION, version));
+    }
+    let parse_num = |key: &'static str| -> Result<u64, CheckpointError> {
+        let s = field(key, "an integer")?;
+        s.parse().map_err(|_| meta_err(key, "an integer", s))
+    };
+    fn parse_enum<T: DeserializeOwned>(s: &str) -> Option<T> {
+        serde_json::from_value(serde_json::Value::String(s.into())).ok()
+    }
+    let bits_s = field("bits", "comma-separated lengths")?;
+    let bits = bits_s
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<Vec<usize>, _>>()
+        .map_err(|_| meta_err("bits", "comma-separated lengths", bits_s))?;
+    let method_s = field("method", "csq, dpn, dsh or dhn")?;
+    let method =
+        parse_enum(method_s).ok_or_else(|| meta_err("method", "csq, dpn, dsh or dhn", method_s))?;
+    let mode_s = field("mode", "a mode name")?;
+    let mode = parse_enum(mode_s)
+        .ok_or_else(|| meta_err("mode", "full, nested, distill, adaptive or single", mode_s))?;
+    let meta = CheckpointMeta {
+        bits,
+        method,
+        mode,
+        hidden: parse_num("hidden")? as usize,
+        seed: parse_num("seed")?,
+    };
+    let mut params = Vec::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(CheckpointError::Dtype {
+                path: path.to_path_buf(),
+                tensor: name,
+                found: format!("{:?}", view.dtype()),
+            });
+        }
+        let &[rows, cols] = view.shape() else {
+            return Err(CheckpointError::Shape {
+                path: path.to_path_buf(),
+                tensor: name,
+                expected: vec![0, 0],
+                found: view.shape().to_vec(),
+            });
+        };
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        params.push(Param {
+            name,
+            shape: [rows, cols],
+            data,
+        });
+    }
+    params.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Checkpoint { meta, params })
+}
+
+/// [`load`], then checks that every `(name, shape)` the model needs is present with that shape.
+pub fn load_expecting(
+    path: &Path,
+    expected: &[(&str, [usize; 2])],
+) -> Result<Checkpoint, CheckpointError> {
+    let ckpt = load(path)?;
+    for &(name, shape) in expected {
+        let param = ckpt.get(name).ok_or_else(|| CheckpointError::Missing {
+            path: path.to_path_buf(),
+            tensor: name.into(),
+        })?;
+        if param.shape != shape {
+            return Err(CheckpointError::Shape {
+                path: path.to_path_buf(),
+                tensor: name.into(),
+                expected: shape.to_vec(),
+                found: param.shape.to_vec(),
+            });
+        }
+    }
+    Ok(ckpt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("nhl-ckpt-{}-{name}", std::process::id()))
+    }
+
+    fn meta() -> CheckpointMeta {
+        CheckpointMeta {
+            bits: vec![8, 16, 32],
+            method: Method::Dpn,
+            mode: Mode::Single,
+            hidden: 3,
+            seed: 42,
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_values_shapes_and_metadata() {
+        let path = temp("rt.safetensors");
+        let w: Vec<f32> = (0..6).map(|i| i as f32 * 0.5 - 1.0).collect();
+        let b = vec![f32::MIN_POSITIVE, -0.0, 1e30];
+        save(
+            &path,
+            &meta(),
+            [
+                ("b8.head.weight", [2, 3], &w[..]),
+                ("b8.head.bias", [1, 3], &b[..]),
+            ],
+        )
+        .unwrap();
+        let ckpt = load_expecting(
+            &path,
+            &[("b8.head.weight", [2, 3]), ("b8.head.bias", [1, 3])],
+        )
+        .unwrap();
+        assert_eq!(ckpt.meta, meta());
+        assert_eq!(ckpt.get("b8.head.weight").unwrap().data, w);
+        assert_eq!(ckpt.get("b8.head.bias").unwrap().data, b);
+
+        let e = load_expecting(&path, &[("b8.head.weight", [3, 2])])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rt.safetensors") && e.contains("b8.head.weight") && e.contains("[3, 2]"),
+            "{e}"
+        );
+        let e = load_expecting(&path, &[("backbone.weight", [1, 1])])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("backbone.weight") && e.contains("missing"),
+            "{e}"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn bad_checkpoints_name_the_file_and_the_tensor() {
+        let path = temp("bad.safetensors");
+        let e = save(&path, &meta(), [("w", [2, 2], &[1.0f32][..])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"w\""), "{e}");
+        assert!(!path.exists(), "a failed save writes nothing");
+
+        let ints = [1u8, 0, 0, 0];
+        let view = TensorView::new(Dtype::I32, vec![1, 1], &ints).unwrap();
+        let mut md = HashMap::new();
+        for (k, v) in [
+            ("format_version", "1"),
+            ("bits", "8"),
+            ("method", "csq"),
+            ("mode", "full"),
+            ("hidden", "4"),
+            ("seed", "0"),
+        ] {
+            md.insert(k.to_string(), v.to_string());
+        }
+        std::fs::write(
+            &path,
+            safetensors::serialize([("w", view.clone())], Some(md.clone())).unwrap(),
+        )
+        .unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("bad.safetensors") && e.contains("\"w\"") && e.contains("I32"),
+            "{e}"
+        );
+
+        md.insert("method".into(), "sgd".into());
+        std::fs::write(
+            &path,
+            safetensors::serialize([("w", view)], Some(md)).unwrap(),
+        )
+        .unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("method") && e.contains("sgd"), "{e}");
+
+        std::fs::write(&path, b"junk").unwrap();
+        assert!(load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("bad.safetensors"));
+        std::fs::remove_file(&path).unwrap();
+    }
+}

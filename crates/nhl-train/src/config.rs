@@ -1,0 +1,95 @@
+//! What a training run is asked to do: method, NHL mode, lengths and optimiser settings.
+
+use serde::{Deserialize, Serialize};
+
+/// The base hashing loss (NHL-SPEC section 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Central similarity quantisation (Hadamard centres, BCE on `tanh`), lambda = 1e-4.
+    Csq,
+    /// Deep polarisation network: hinge `max(0, m - u * t)` against class target vectors.
+    Dpn,
+    /// Deep supervised hashing: contrastive loss against a memory bank.
+    Dsh,
+    /// Deep hashing network: pairwise likelihood against a memory bank plus log-cosh quantisation.
+    Dhn,
+}
+
+/// How the lengths are trained (NHL-SPEC section 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One nested head, the plain sum of the per-length losses.
+    Nested,
+    /// `nested` plus long-to-short cascade self-distillation.
+    Distill,
+    /// `nested` with the dominance-aware weighting.
+    Adaptive,
+    /// Weighting and distillation together.
+    Full,
+    /// The baseline: an independent model per length, trained one after the other.
+    Single,
+}
+
+impl Mode {
+    /// True when the dominance-aware weights are computed.
+    pub fn adaptive(self) -> bool {
+        matches!(self, Mode::Adaptive | Mode::Full)
+    }
+    /// True when the cascade distillation term is added.
+    pub fn distill(self) -> bool {
+        matches!(self, Mode::Distill | Mode::Full)
+    }
+}
+
+/// All settings of a run; [`TrainConfig::default`] is the protocol default (PROTOCOL.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Base loss.
+    pub method: Method,
+    /// NHL mode.
+    pub mode: Mode,
+    /// Code lengths, strictly increasing; the longest is the width of the nested head.
+    pub bits: Vec<usize>,
+    /// Backbone hidden width (Linear(d -> hidden) + ReLU).
+    pub hidden: usize,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f32,
+    /// Coupled L2 weight decay (added to the gradient).
+    pub weight_decay: f32,
+    /// Distillation weight `lambda_D`.
+    pub distill_weight: f32,
+    /// Dominance threshold factor `beta`.
+    pub beta: f32,
+    /// Seed of initialisation, shuffling and any random targets.
+    pub seed: u64,
+    /// Replicates the reference's leftover gradient (NHL-SPEC section 9, Q3): with the weighting
+    /// on, the hash layer also receives the unweighted gradient of the longest length's
+    /// objective. Off by default; the backbone is never affected.
+    #[serde(default)]
+    pub reference_grad_leak: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            method: Method::Csq,
+            mode: Mode::Full,
+            bits: vec![8, 16, 32, 64, 128],
+            hidden: 1024,
+            epochs: 30,
+            batch_size: 64,
+            lr: 1e-3,
+            weight_decay: 1e-5,
+            distill_weight: 1.0,
+            beta: 1.0,
+            seed: 0,
+            reference_grad_leak: false,
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The protocol's model: an MLP backbone `Linear(d -> hidden) + ReLU` and one nested hash layer
+//! `Linear(hidden -> B)` whose first `b` outputs are the `b`-bit code.
+
+use nhl_autograd::{AutogradError, ParamId, Params, Tape, Tensor};
+use nhl_kernels::rng::SplitMix64;
+use nhl_kernels::{Backend, KernelError, Real, Shape};
+
+use crate::trainer::NamedParam;
+
+/// Backbone and nested hash head, with their parameters on a backend.
+pub struct NestedHashModel<B: Backend> {
+    /// Named parameters: `backbone.weight`, `backbone.bias`, `hash.weight`, `hash.bias`.
+    pub params: Params<B>,
+    w1: ParamId,
+    b1: ParamId,
+    w2: ParamId,
+    b2: ParamId,
+    code_bits: usize,
+}
+
+/// The outputs of one forward pass.
+pub struct Forward<B: Backend> {
+    /// Input of the hash layer (`n x hidden`): the `X` of the NHL Gram identity.
+    pub features: Tensor<B>,
+    /// The longest code's real-valued output (`n x B`); length `b` is its first `b` columns.
+    pub codes: Tensor<B>,
+}
+
+fn upload<B: Backend>(backend: &B, data: Vec<f64>, shape: Shape) -> Result<B::Buf, KernelError> {
+    let data: Vec<B::Elem> = data.into_iter().map(B::Elem::from_f64).collect();
+    backend.upload(&data, shape)
+}
+
+impl<B: Backend> NestedHashModel<B> {
+    /// A freshly initialised model: backbone weight and bias uniform in `+-1/sqrt(input_dim)`
+    /// (PyTorch's default), hash weight `N(0, 0.01^2)`, hash bias 0. Draws come from `seed` in a
+    /// fixed order, so the same seed gives the same model on every backend.
+    pub fn new(backend: &B, input_dim: usize, hidden: usize, code_bits: usize, seed: u64) -> Result<Self, AutogradError> {
+        let mut rng = SplitMix64::new(seed);
+        let bound = 1.0 / (input_dim as f64).sqrt();
+        let mut uniform = |n: usize| (0..n).map(|_| rng.uniform(-bound, bound)).collect::<Vec<f64>>();
+        let w1 = uniform(hidden * input_dim);
+        let b1 = uniform(hidden);
+        let w2: Vec<f64> = (0..code_bits * hidden).map(|_| 0.01 * rng.normal()).collect();
+        let mut params = Params::new();
+        let w1 = params.add("backbone.weight", upload(backend, w1, Shape::new(hidden, input_dim))?)?;
+        let b1 = params.add("backbone.bias", upload(backend, b1, Shape::new(1, hidden))?)?;
+        let w2 = params.add("hash.weight", upload(backend, w2, Shape::new(code_bits, hidden))?)?;
+        let b2 = params.add("hash.bias", backend.zeros(Shape::new(1, code_bits))?)?;
+        Ok(Self { params, w1, b1, w2, b2, code_bits })
+    }
+
+    /// Width of the hash layer (the longest code).
+    pub fn code_bits(&self) -> usize {
+        self.code_bits
+    }
+
+    /// `h = relu(x W1^T + b1)`, `u = h W2^T + b2`, recorded on `tape`.
+    pub fn forward(&self, tape: &Tape<'_, B>, x: &Tensor<B>) -> Result<Forward<B>, AutogradError> {
+        let w1 = self.params.leaf(tape, self.w1);
+        let b1 = self.params.leaf(tape, self.b1);
+        let w2 = self.params.leaf(tape, self.w2);
+        let b2 = self.params.leaf(tape, self.b2);
+        let features = tape.relu(&tape.linear(x, &w1, &b1)?)?;
+        let codes = tape.linear(&features, &w2, &b2)?;
+        Ok(Forward { features, codes })
+    }
+
+    /// Adds the hash layer's gradient for an output gradient `d` (`n x B`) at hash-layer input
+    /// `features`: `dW2 += d^T X`, `db2 += colsum(d)` (the reference's leftover gradient, Q3).
+    pub fn add_hash_grad(&mut self, backend: &B, d: &B::Buf, features: &B::Buf) -> Result<(), KernelError> {
+        let dw = backend.matmul(d, true, features, false, None)?;
+        let db = backend.reduce(nhl_kernels::Reduce::ColSums, d)?;
+        for (id, g) in [(self.w2, dw), (self.b2, db)] {
+            let p = self.params.get_mut(id);
+            p.grad = Some(match p.grad.take() {
+                Some(prev) => backend.binary(nhl_kernels::Binary::Add, &prev, &g)?,
+                None => g,
+            });
+        }
+        Ok(())
+    }
+
+    /// Every parameter copied to the host, names prefixed with `prefix`.
+    pub fn export(&self, backend: &B, prefix: &str) -> Result<Vec<NamedParam>, KernelError> {
+        self.params
+            .iter()
+            .map(|(_, p)| {
+                let s = backend.shape(&p.value);
+                let data = backend.download(&p.value)?.into_iter().map(|v| v.to_f64() as f32).collect();
+                Ok(NamedParam { name: format!("{prefix}{}", p.name), shape: [s.rows, s.cols], data })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,374 @@
+//! The training loop: one backbone pass, one projection to the longest code, every length's loss
+//! on its column prefix, the NHL weights, and one backward pass through head and backbone.
+
+use std::time::Instant;
+
+use nhl_autograd::{AutogradError, Tape, Tensor};
+use nhl_index::Codes;
+use nhl_kernels::rng::SplitMix64;
+use nhl_kernels::{Backend, KernelError, Real, Shape};
+
+use crate::config::{Mode, TrainConfig};
+use crate::data::{Dataset, Split};
+use crate::losses::{Bank, BatchContext, LengthLoss};
+use crate::model::NestedHashModel;
+use crate::nhl::{dominance_weights, sp_distill, GradientProducts};
+use crate::optim::Adam;
+
+/// Rows encoded per forward pass at evaluation (bounds device memory, not results).
+const ENCODE_CHUNK: usize = 2048;
+/// Stream separation for the shuffling generator, so that it never replays the init draws.
+const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4521;
+
+/// Codes of one length for the query and database sets.
+#[derive(Clone, Debug)]
+pub struct LengthCodes {
+    /// Code length in bits.
+    pub bits: usize,
+    /// Query codes.
+    pub query: Codes,
+    /// Database codes.
+    pub database: Codes,
+}
+
+/// A parameter copied to the host, for checkpoints.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedParam {
+    /// Name, e.g. `hash.weight` (prefixed `b{bits}.` for the models of a `single` run).
+    pub name: String,
+    /// `[rows, cols]`.
+    pub shape: [usize; 2],
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    /// One entry per length, in `config.bits` order.
+    pub codes: Vec<LengthCodes>,
+    /// Wall-clock seconds of the training loops only (no data loading, no evaluation).
+    pub train_seconds: f64,
+    /// Seconds per epoch (summed over the models of a `single` run).
+    pub epoch_seconds: Vec<f64>,
+    /// Mean over the epoch's batches of `sum_k J_k` (summed over the models of a `single` run).
+    pub loss_per_epoch: Vec<f64>,
+    /// Every parameter of every model.
+    pub params: Vec<NamedParam>,
+}
+
+/// Where training is, reported after every batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    /// Index of the model being trained (`single` trains one per length).
+    pub model: usize,
+    /// Number of models.
+    pub models: usize,
+    /// Epoch, from 0.
+    pub epoch: usize,
+    /// Epochs per model.
+    pub epochs: usize,
+    /// Batches done in this epoch.
+    pub batch: usize,
+    /// Batches per epoch.
+    pub batches: usize,
+    /// Mean loss of this epoch's batches so far.
+    pub running_loss: f64,
+}
+
+/// Everything that can stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A setting that cannot work, named as the command-line flag that sets it.
+    #[error("invalid {flag}: {reason}")]
+    Config {
+        /// The setting.
+        flag: &'static str,
+        /// What is wrong and what was expected.
+        reason: String,
+    },
+    /// The tape or a kernel failed.
+    #[error(transparent)]
+    Autograd(#[from] AutogradError),
+    /// Packing codes failed.
+    #[error(transparent)]
+    Index(#[from] nhl_index::IndexError),
+    /// The loss became NaN or infinite.
+    #[error("the loss became {value} at epoch {epoch}, batch {batch}; try a smaller --lr")]
+    Diverged {
+        /// Epoch, from 0.
+        epoch: usize,
+        /// Batch in the epoch.
+        batch: usize,
+        /// The value.
+        value: f64,
+    },
+}
+
+impl From<KernelError> for TrainError {
+    fn from(e: KernelError) -> Self {
+        TrainError::Autograd(AutogradError::Kernel(e))
+    }
+}
+
+fn config_error(flag: &'static str, reason: impl Into<String>) -> TrainError {
+    TrainError::Config { flag, reason: reason.into() }
+}
+
+/// Checks a configuration against the data before any work starts.
+pub fn validate(config: &TrainConfig, split: &Split) -> Result<(), TrainError> {
+    if config.bits.is_empty() {
+        return Err(config_error("--bits", "no code length given"));
+    }
+    if config.bits[0] == 0 {
+        return Err(config_error("--bits", "code lengths must be at least 1"));
+    }
+    if let Some(w) = config.bits.windows(2).find(|w| w[0] >= w[1]) {
+        return Err(config_error("--bits", format!("lengths must increase strictly, got {} then {}", w[0], w[1])));
+    }
+    let longest = config.bits[config.bits.len() - 1];
+    if longest > 1024 {
+        return Err(config_error("--bits", format!("the longest code may have at most 1024 bits, got {longest}")));
+    }
+    if config.epochs == 0 {
+        return Err(config_error("--epochs", "must be at least 1"));
+    }
+    if config.batch_size < 2 {
+        return Err(config_error("--batch-size", format!("must be at least 2 (pairwise terms need pairs), got {}", config.batch_size)));
+    }
+    if !(config.lr.is_finite() && config.lr > 0.0) {
+        return Err(config_error("--lr", format!("must be a positive number, got {}", config.lr)));
+    }
+    if !(config.distill_weight.is_finite() && config.distill_weight >= 0.0) {
+        return Err(config_error("--distill-weight", format!("must be a non-negative number, got {}", config.distill_weight)));
+    }
+    if config.hidden == 0 {
+        return Err(config_error("--hidden", "must be at least 1"));
+    }
+    if split.train.len() < 2 {
+        return Err(config_error("--train", format!("the training set needs at least 2 items, got {}", split.train.len())));
+    }
+    for (name, set) in [("query", &split.query), ("database", &split.database)] {
+        if set.dim != split.train.dim {
+            return Err(config_error("--features", format!("{name} items have {} features, training items {}", set.dim, split.train.dim)));
+        }
+    }
+    Ok(())
+}
+
+/// Trains the model(s) that `config` asks for on `split.train` and encodes the query and
+/// database sets. `single` trains one model per length one after the other; every other mode
+/// trains one nested model for all lengths.
+pub fn train<B: Backend<Elem = f32>>(
+    backend: &B,
+    split: &Split,
+    config: &TrainConfig,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<TrainOutcome, TrainError> {
+    validate(config, split)?;
+    let runs: Vec<Vec<usize>> = if config.mode == Mode::Single {
+        config.bits.iter().map(|&b| vec![b]).collect()
+    } else {
+        vec![config.bits.clone()]
+    };
+    let mut outcome = TrainOutcome {
+        codes: Vec::new(),
+        train_seconds: 0.0,
+        epoch_seconds: vec![0.0; config.epochs],
+        loss_per_epoch: vec![0.0; config.epochs],
+        params: Vec::new(),
+    };
+    let models = runs.len();
+    for (model_index, bits) in runs.iter().enumerate() {
+        let mut run = ModelRun::new(backend, split, config, bits)?;
+        for epoch in 0..config.epochs {
+            let (seconds, loss) = run.epoch(epoch, &mut |batch, batches, running_loss| {
+                progress(&Progress { model: model_index, models, epoch, epochs: config.epochs, batch, batches, running_loss })
+            })?;
+            outcome.epoch_seconds[epoch] += seconds;
+            outcome.loss_per_epoch[epoch] += loss;
+            outcome.train_seconds += seconds;
+        }
+        outcome.codes.extend(run.encode(split)?);
+        let prefix = if config.mode == Mode::Single { format!("b{}.", bits[0]) } else { String::new() };
+        outcome.params.extend(run.model.export(backend, &prefix)?);
+    }
+    Ok(outcome)
+}
+
+/// The state of one model's training: parameters, optimiser, losses, data on the device.
+struct ModelRun<'a, B: Backend<Elem = f32>> {
+    backend: &'a B,
+    config: &'a TrainConfig,
+    bits: Vec<usize>,
+    model: NestedHashModel<B>,
+    adam: Adam<B>,
+    losses: Vec<LengthLoss<B>>,
+    bank: Option<Bank<B>>,
+    train_features: B::Buf,
+    train_labels: B::Buf,
+    n_train: usize,
+    shuffle: SplitMix64,
+}
+
+impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
+    fn new(backend: &'a B, split: &Split, config: &'a TrainConfig, bits: &[usize]) -> Result<Self, TrainError> {
+        let train = &split.train;
+        let code_bits = bits[bits.len() - 1];
+        let model = NestedHashModel::new(backend, train.dim, config.hidden, code_bits, config.seed)?;
+        let adam = Adam::new(backend, &model.params, config.lr, config.weight_decay)?;
+        let losses = bits
+            .iter()
+            .map(|&b| LengthLoss::new(backend, config.method, b, train, config.seed))
+            .collect::<Result<Vec<_>, _>>()?;
+        let bank = if config.method.needs_bank() { Some(Bank::new(backend, train.len(), code_bits, train.n_classes())?) } else { None };
+        let train_features = backend.upload(&train.features, Shape::new(train.len(), train.dim))?;
+        let train_labels = backend.upload(&train.label_matrix(), Shape::new(train.len(), train.n_classes()))?;
+        Ok(Self {
+            backend,
+            config,
+            bits: bits.to_vec(),
+            model,
+            adam,
+            losses,
+            bank,
+            train_features,
+            train_labels,
+            n_train: train.len(),
+            shuffle: SplitMix64::new(config.seed ^ SHUFFLE_STREAM),
+        })
+    }
+
+    /// One pass over the shuffled training set; returns (seconds, mean batch loss).
+    fn epoch(&mut self, epoch: usize, report: &mut dyn FnMut(usize, usize, f64)) -> Result<(f64, f64), TrainError> {
+        let mut order: Vec<u32> = (0..self.n_train as u32).collect();
+        self.shuffle.shuffle(&mut order);
+        let batches = order.len().div_ceil(self.config.batch_size);
+        let start = Instant::now();
+        let mut total = 0.0;
+        for (batch, indices) in order.chunks(self.config.batch_size).enumerate() {
+            let loss = self.step(indices)?;
+            if !loss.is_finite() {
+                return Err(TrainError::Diverged { epoch, batch, value: loss });
+            }
+            total += loss;
+            report(batch + 1, batches, total / (batch + 1) as f64);
+        }
+        self.backend.sync()?;
+        Ok((start.elapsed().as_secs_f64(), total / batches as f64))
+    }
+
+    /// One optimiser step on the batch `indices`; returns `sum_k J_k`.
+    fn step(&mut self, indices: &[u32]) -> Result<f64, TrainError> {
+        let be = self.backend;
+        let n = indices.len();
+        let idx = be.upload_idx(indices)?;
+        let tape = Tape::new(be);
+        let x = tape.constant(be.gather_rows(&self.train_features, &idx)?);
+        let labels = be.gather_rows(&self.train_labels, &idx)?;
+        let fwd = self.model.forward(&tape, &x)?;
+        if let Some(bank) = &mut self.bank {
+            // The reference writes the batch into the bank before the loss reads it.
+            bank.update(be, &idx, fwd.codes.value(), &labels)?;
+        }
+
+        // Phase 1: every length's objective J_k on its own leaf, so that D_k = dJ_k/dU_k is the
+        // gradient of that leaf alone.
+        let ltape = Tape::new(be);
+        let code_bits = self.model.code_bits();
+        let leaves: Vec<Tensor<B>> = self
+            .bits
+            .iter()
+            .map(|&b| {
+                let value = if b == code_bits { fwd.codes.value().clone() } else { be.slice_cols(fwd.codes.value(), 0, b)? };
+                Ok(ltape.leaf(value))
+            })
+            .collect::<Result<_, KernelError>>()?;
+        let ctx = BatchContext { idx: &idx, labels: &labels, bank: self.bank.as_ref() };
+        let mut objectives = Vec::with_capacity(leaves.len());
+        for (k, leaf) in leaves.iter().enumerate() {
+            let mut j = self.losses[k].eval(&ltape, leaf, &ctx)?;
+            if self.config.mode.distill() && k + 1 < leaves.len() {
+                let sp = sp_distill(&ltape, leaf, &leaves[k + 1])?;
+                j = ltape.add(&j, &ltape.scale(&sp, self.config.distill_weight as f64)?)?;
+            }
+            objectives.push(j);
+        }
+        let mut packed = be.zeros(Shape::new(1, objectives.len()))?;
+        for (k, j) in objectives.iter().enumerate() {
+            be.add_prefix_scaled(&mut packed, k, j.value(), 1.0)?;
+        }
+        let one = be.fill(Shape::scalar(), 1.0)?;
+        let seeds: Vec<(&Tensor<B>, B::Buf)> = objectives.iter().map(|j| (j, one.clone())).collect();
+        let grads = ltape.backward_from(&seeds)?;
+        let d: Vec<B::Buf> = leaves
+            .iter()
+            .map(|l| match grads.get(l) {
+                Some(g) => Ok(g.clone()),
+                None => be.zeros(l.shape()),
+            })
+            .collect::<Result<_, KernelError>>()?;
+
+        let weights = if self.config.mode.adaptive() {
+            let gram = be.gram(fwd.features.value())?;
+            dominance_weights(&GradientProducts::from_gram(be, &gram, &d)?, self.config.beta as f64)
+        } else {
+            vec![1.0; d.len()]
+        };
+
+        // Phase 2: seed the shared output with sum_k w_k pad(D_k), one backward pass.
+        let mut seed = be.zeros(Shape::new(n, code_bits))?;
+        for (dk, &w) in d.iter().zip(&weights) {
+            be.add_prefix_scaled(&mut seed, 0, dk, w as f32)?;
+        }
+        let grads = tape.backward_from(&[(&fwd.codes, seed)])?;
+        self.model.params.accumulate(be, &grads)?;
+        if self.config.reference_grad_leak && self.config.mode.adaptive() {
+            if let Some(d_longest) = d.last() {
+                self.model.add_hash_grad(be, d_longest, fwd.features.value())?;
+            }
+        }
+        self.adam.step(be, &mut self.model.params)?;
+        Ok(be.download(&packed)?.iter().map(|v| v.to_f64()).sum())
+    }
+
+    /// Codes of every length for the query and database sets (bit = output > 0).
+    fn encode(&self, split: &Split) -> Result<Vec<LengthCodes>, TrainError> {
+        let query = self.outputs(&split.query)?;
+        let database = self.outputs(&split.database)?;
+        let code_bits = self.model.code_bits();
+        self.bits
+            .iter()
+            .map(|&b| {
+                Ok(LengthCodes {
+                    bits: b,
+                    query: prefix_codes(&query, split.query.len(), code_bits, b)?,
+                    database: prefix_codes(&database, split.database.len(), code_bits, b)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The hash layer's real outputs (`n x B`, row-major) for every item of `set`.
+    fn outputs(&self, set: &Dataset) -> Result<Vec<f32>, TrainError> {
+        let be = self.backend;
+        let tape = Tape::new(be);
+        let mut out = Vec::with_capacity(set.len() * self.model.code_bits());
+        for start in (0..set.len()).step_by(ENCODE_CHUNK) {
+            let end = (start + ENCODE_CHUNK).min(set.len());
+            let x = be.upload(&set.features[start * set.dim..end * set.dim], Shape::new(end - start, set.dim))?;
+            let u = tape.no_grad(|| self.model.forward(&tape, &tape.constant(x)))?;
+            out.extend(be.download(u.codes.value())?);
+        }
+        Ok(out)
+    }
+}
+
+/// Packs the first `bits` columns of `n x width` outputs into codes.
+fn prefix_codes(values: &[f32], n: usize, width: usize, bits: usize) -> Result<Codes, nhl_index::IndexError> {
+    if bits == width {
+        return Codes::from_signs(n, bits, values);
+    }
+    let prefix: Vec<f32> = values.chunks_exact(width).flat_map(|row| row[..bits].iter().copied()).collect();
+    Codes::from_signs(n, bits, &prefix)
+}

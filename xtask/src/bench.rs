@@ -1,0 +1,30 @@
+//! `cargo xtask bench <what>`: side-by-side measurements that print the ratios the README quotes.
+
+#[path = "bench_search.rs"]
+mod search;
+#[path = "bench_train.rs"]
+mod train;
+
+use clap::Subcommand;
+
+/// Which benchmark to run.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Hamming kNN queries per second on random codes (1M and 10M codes, 64 and 128 bits).
+    Search(search::Args),
+    /// Training seconds per epoch of `nested`, `full` and `single` runs side by side.
+    Train(train::Args),
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.what {
+        What::Search(a) => search::run(a),
+        What::Train(a) => train::run(a),
+    }
+}

@@ -1,0 +1,213 @@
+//! `cargo xtask search`: Hamming k-nearest-neighbour, range or cascade search over packed codes
+//! stored as uint8 `[n, bytes]` `.npy` files (the PROTOCOL / FAISS layout).
+//!
+//! Outputs in `--out`:
+//! * kNN and cascade: `ids.npy` (int64 `[nq, k]`) and `distances.npy` (int32 `[nq, k]`), each row
+//!   in PROTOCOL order (distance ascending, ties by database position).
+//! * `--radius R`: every item within distance R. `counts.npy` (int64 `[nq]`) holds each query's
+//!   number of results; `ids.npy` / `distances.npy` are `[nq, max count]`, row q holding its
+//!   results in PROTOCOL order followed by `-1` padding.
+//! * `search.json`: `n_database`, `n_queries`, `bits`, `k` (null for a range search), `threads`,
+//!   `isa`, `search_seconds` (the search alone, codes already in memory), `qps`; plus `mode`, and
+//!   `radius` / `max_count` or `cascade` (with its recall@k against the exact search) when used.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use nhl_index::cascade::{recall_at_k, CascadeIndex, PrefixStage};
+use nhl_index::npy::{write_npy, NpyArray, NpyData};
+use nhl_index::search::{knn, range_search};
+use nhl_index::{Codes, Isa};
+use serde_json::json;
+
+/// Search packed binary codes.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Database codes: uint8 `[n, bytes]` `.npy`.
+    #[arg(long, value_name = "DB.npy")]
+    pub database: PathBuf,
+    /// Query codes: uint8 `[nq, bytes]` `.npy`.
+    #[arg(long, value_name = "Q.npy")]
+    pub queries: PathBuf,
+    /// Neighbours per query (kNN and cascade).
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Use the first B bits of every code (default: all bits of the files).
+    #[arg(long, value_name = "B")]
+    pub bits: Option<usize>,
+    /// Range search: every item within this Hamming distance (instead of kNN).
+    #[arg(long, value_name = "R", conflicts_with = "cascade")]
+    pub radius: Option<u32>,
+    /// Cascade search: rank by the first PREFIX_BITS, re-rank CANDIDATES by the full code.
+    #[arg(long, value_name = "PREFIX_BITS:CANDIDATES")]
+    pub cascade: Option<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+fn parse_cascade(text: &str) -> anyhow::Result<(usize, usize)> {
+    let (p, c) = text.split_once(':').with_context(|| {
+        format!("--cascade {text:?}: expected PREFIX_BITS:CANDIDATES, e.g. 32:1000")
+    })?;
+    let p = p
+        .trim()
+        .parse()
+        .with_context(|| format!("--cascade {text:?}: {p:?} is not a bit count"))?;
+    let c = c
+        .trim()
+        .parse()
+        .with_context(|| format!("--cascade {text:?}: {c:?} is not a candidate count"))?;
+    Ok((p, c))
+}
+
+/// Rows of `width` values per query, `-1` padded.
+fn padded(rows: impl Iterator<Item = Vec<i64>>, n_rows: usize, width: usize) -> Vec<i64> {
+    let mut out = Vec::with_capacity(n_rows * width);
+    for row in rows {
+        let len = row.len();
+        out.extend(row);
+        out.extend(std::iter::repeat_n(-1, width - len));
+    }
+    out
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let database = Codes::read_npy(&args.database, args.bits)
+        .with_context(|| format!("loading the database {}", args.database.display()))?;
+    let queries = Codes::read_npy(&args.queries, args.bits)
+        .with_context(|| format!("loading the queries {}", args.queries.display()))?;
+    if queries.bits() != database.bits() {
+        bail!(
+            "the queries have {}-bit codes ({}) and the database {}-bit codes ({}); pass --bits to compare a common prefix",
+            queries.bits(),
+            args.queries.display(),
+            database.bits(),
+            args.database.display()
+        );
+    }
+    if args.radius.is_none() && (args.k == 0 || args.k > database.len()) {
+        bail!(
+            "--k {} is out of range: the database has {} codes",
+            args.k,
+            database.len()
+        );
+    }
+    let cascade = args.cascade.as_deref().map(parse_cascade).transpose()?;
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(t) = args.threads {
+        if t == 0 {
+            bail!("--threads must be at least 1");
+        }
+        builder = builder.num_threads(t);
+    }
+    let pool = builder.build().context("starting the thread pool")?;
+    let threads = pool.current_num_threads();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let (nq, n) = (queries.len(), database.len());
+    let mut summary = json!({
+        "n_database": n,
+        "n_queries": nq,
+        "bits": database.bits(),
+        "threads": threads,
+        "isa": Isa::best().name(),
+    });
+    let search_seconds;
+    let (ids, distances, width);
+    if let Some(radius) = args.radius {
+        let start = Instant::now();
+        let result = pool.install(|| range_search(queries.view(), database.view(), radius))?;
+        search_seconds = start.elapsed().as_secs_f64();
+        let counts: Vec<i64> = (0..nq).map(|q| result.ids_of(q).len() as i64).collect();
+        width = counts.iter().copied().max().unwrap_or(0) as usize;
+        ids = padded(
+            (0..nq).map(|q| result.ids_of(q).iter().map(|&i| i64::from(i)).collect()),
+            nq,
+            width,
+        );
+        distances = padded(
+            (0..nq).map(|q| {
+                result
+                    .distances_of(q)
+                    .iter()
+                    .map(|&d| i64::from(d))
+                    .collect()
+            }),
+            nq,
+            width,
+        );
+        write_npy(
+            &args.out.join("counts.npy"),
+            &NpyArray {
+                shape: vec![nq],
+                data: NpyData::I64(counts),
+            },
+        )?;
+        summary["mode"] = json!("range");
+        summary["k"] = serde_json::Value::Null;
+        summary["radius"] = json!(radius);
+        summary["max_count"] = json!(width);
+    } else {
+        let result = if let Some((prefix_bits, candidates)) = cascade {
+            let index = CascadeIndex::new(database.view(), prefix_bits, PrefixStage::Scan)
+                .with_context(|| format!("--cascade {prefix_bits}:{candidates}"))?;
+            let start = Instant::now();
+            let found = pool.install(|| index.search(queries.view(), args.k, candidates))?;
+            search_seconds = start.elapsed().as_secs_f64();
+            // Not timed: the exact search only measures the cascade's recall.
+            let exact = pool.install(|| knn(queries.view(), database.view(), args.k))?;
+            summary["mode"] = json!("cascade");
+            summary["cascade"] = json!({
+                "prefix_bits": prefix_bits,
+                "candidates": candidates,
+                "recall_at_k": recall_at_k(&found, &exact)?,
+            });
+            found
+        } else {
+            let start = Instant::now();
+            let found = pool.install(|| knn(queries.view(), database.view(), args.k))?;
+            search_seconds = start.elapsed().as_secs_f64();
+            summary["mode"] = json!("knn");
+            found
+        };
+        width = args.k;
+        ids = result.ids.iter().map(|&i| i64::from(i)).collect();
+        distances = result.distances.iter().map(|&d| i64::from(d)).collect();
+        summary["k"] = json!(args.k);
+    }
+    write_npy(
+        &args.out.join("ids.npy"),
+        &NpyArray {
+            shape: vec![nq, width],
+            data: NpyData::I64(ids),
+        },
+    )?;
+    let distances: Vec<i32> = distances.into_iter().map(|d| d as i32).collect();
+    write_npy(
+        &args.out.join("distances.npy"),
+        &NpyArray {
+            shape: vec![nq, width],
+            data: NpyData::I32(distances),
+        },
+    )?;
+    summary["search_seconds"] = json!(search_seconds);
+    summary["qps"] = json!(nq as f64 / search_seconds.max(f64::MIN_POSITIVE));
+    write_json(&args.out.join("search.json"), &summary)?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}

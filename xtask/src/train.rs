@@ -1,0 +1,574 @@
+//! `cargo xtask train`: load a data set, train the nested hash codes, evaluate every length and
+//! write a run directory.
+//!
+//! The run directory appears whole or not at all (see `nhl_train::run_dir`): on any error,
+//! nothing is left behind.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use nhl_index::eval::Labels;
+use nhl_index::npy::{write_npy, NpyArray, NpyData};
+use nhl_kernels::cpu::CpuBackend;
+use nhl_kernels::gpu::{AdapterPolicy, GpuBackend};
+use nhl_kernels::Backend;
+use nhl_train::checkpoint::{self, CheckpointMeta};
+use nhl_train::config::{Method, Mode, TrainConfig};
+use nhl_train::data::{load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit};
+use nhl_train::metrics::{evaluate_lengths, LengthMetrics, PRECISION_KS};
+use nhl_train::report::{format_table, write_metrics, write_svg, NumMap, RunMetrics};
+use nhl_train::run_dir::{default_out_dir, RunDir};
+use nhl_train::trainer::{train, validate, Progress, TrainOutcome};
+
+/// Where the computation runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// A hardware GPU if there is one, else the CPU.
+    Auto,
+    /// The CPU backend.
+    Cpu,
+    /// wgpu, accepting a software adapter (lavapipe) when there is no GPU.
+    Gpu,
+}
+
+/// A config enum from its lowercase name (`csq`, `full`, ...), the names `metrics.json` uses.
+fn parse_lower<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("unknown value {s:?}"))
+}
+
+fn parse_method(s: &str) -> Result<Method, String> {
+    parse_lower(s).map_err(|e| format!("{e}; expected csq, dpn, dsh or dhn"))
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    parse_lower(s).map_err(|e| format!("{e}; expected full, nested, distill, adaptive or single"))
+}
+
+/// `QUERY,TRAIN`.
+fn parse_sizes(s: &str) -> Result<(usize, usize), String> {
+    let parsed = s
+        .split_once(',')
+        .and_then(|(q, t)| Some((q.trim().parse().ok()?, t.trim().parse().ok()?)));
+    parsed.ok_or_else(|| format!("{s:?}: expected QUERY,TRAIN, two counts"))
+}
+
+const USER_DATA_HELP: &str = "\
+User data (instead of --protocol):
+  A SOURCE is DATA.safetensors (tensors `features` and `labels`) or FEATURES.npy,LABELS.npy.
+  Features: [n, dim] float32/float16/float64, or uint8 (scaled by 1/255); all finite.
+  Labels: class indices [n] (uint8/int32/int64) or a 0/1 multi-hot matrix [n, C]
+  (uint8/int32/int64/float32); items sharing a class are relevant to each other.
+  --data SOURCE --split-sizes Q,T   the first Q items are queries, the next T train, and the
+                                    database is every item after the queries (it holds the train set)
+  --query-data S --train-data S --database-data S   one source per set";
+
+/// Train nested hash codes and write a run directory.
+#[derive(clap::Args, Debug)]
+#[command(after_long_help = USER_DATA_HELP)]
+pub struct Args {
+    /// Benchmark protocol: fmnist-t10k (embedded, no download) or fmnist (70,000 images).
+    #[arg(long, default_value = "fmnist-t10k", conflicts_with_all = ["data", "query_data"])]
+    pub protocol: Protocol,
+    /// Directory of the Fashion-MNIST IDX files (`NAME.gz` or plain `NAME`); default: the
+    /// embedded t10k pair, or /usr/share/datasets/fashion-mnist for `fmnist`.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// User data cut by --split-sizes (see --help).
+    #[arg(long, value_name = "SOURCE", requires = "split_sizes", conflicts_with_all = ["query_data", "data_dir"])]
+    pub data: Option<UserSource>,
+    /// With --data: QUERY,TRAIN item counts.
+    #[arg(long, value_name = "QUERY,TRAIN", value_parser = parse_sizes, requires = "data")]
+    pub split_sizes: Option<(usize, usize)>,
+    /// User queries (see --help).
+    #[arg(long, value_name = "SOURCE", requires_all = ["train_data", "database_data"], conflicts_with = "data_dir")]
+    pub query_data: Option<UserSource>,
+    /// User training items.
+    #[arg(long, value_name = "SOURCE", requires = "query_data")]
+    pub train_data: Option<UserSource>,
+    /// User database items.
+    #[arg(long, value_name = "SOURCE", requires = "query_data")]
+    pub database_data: Option<UserSource>,
+    /// Number of classes of user class-index labels (default: the largest label + 1).
+    #[arg(long, value_name = "C")]
+    pub classes: Option<usize>,
+    /// Base loss: csq, dpn, dsh or dhn.
+    #[arg(long, default_value = "csq", value_parser = parse_method)]
+    pub method: Method,
+    /// NHL mode: full, nested, distill, adaptive, or single (one model per length).
+    #[arg(long, default_value = "full", value_parser = parse_mode)]
+    pub mode: Mode,
+    /// Code lengths, strictly increasing, each 1..=1024; the nested head is as wide as the last.
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
+    pub bits: Vec<usize>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    pub epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
+    pub lr: f32,
+    /// Backbone hidden width.
+    #[arg(long, default_value_t = TrainConfig::default().hidden)]
+    pub hidden: usize,
+    /// Seed of initialisation, shuffling and random targets.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    pub seed: u64,
+    /// Weight of the cascade distillation term (modes distill and full).
+    #[arg(long, default_value_t = TrainConfig::default().distill_weight)]
+    pub distill_weight: f32,
+    /// auto (a hardware GPU, else the CPU), cpu, or gpu (wgpu, software adapters allowed).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Output directory; must not exist or be empty. Default: runs/<UTC YYYYmmdd-HHMMSS>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Checks a `--bits` list: non-empty, strictly increasing, each within 1..=1024.
+pub(crate) fn check_bits(bits: &[usize]) -> anyhow::Result<()> {
+    if bits.is_empty() {
+        bail!("--bits: no code length given");
+    }
+    if let Some(&b) = bits.iter().find(|&&b| b == 0 || b > 1024) {
+        bail!("--bits: {b} is outside 1..=1024");
+    }
+    if let Some(w) = bits.windows(2).find(|w| w[0] >= w[1]) {
+        bail!(
+            "--bits: lengths must increase strictly, got {} then {}",
+            w[0],
+            w[1]
+        );
+    }
+    Ok(())
+}
+
+/// The training settings the flags ask for.
+fn config(args: &Args) -> TrainConfig {
+    TrainConfig {
+        method: args.method,
+        mode: args.mode,
+        bits: args.bits.clone(),
+        hidden: args.hidden,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        seed: args.seed,
+        distill_weight: args.distill_weight,
+        ..TrainConfig::default()
+    }
+}
+
+/// Loads the split the flags name.
+fn load_split(args: &Args) -> anyhow::Result<Split> {
+    let split = match (&args.data, &args.query_data) {
+        (Some(source), _) => {
+            let (query, train) = args
+                .split_sizes
+                .context("--data needs --split-sizes QUERY,TRAIN")?;
+            load_user(
+                &UserSplit::Sizes {
+                    source: source.clone(),
+                    query,
+                    train,
+                },
+                args.classes,
+            )?
+        }
+        (None, Some(query)) => {
+            let (Some(train), Some(database)) = (&args.train_data, &args.database_data) else {
+                bail!("--query-data needs --train-data and --database-data");
+            };
+            load_user(
+                &UserSplit::Files {
+                    query: query.clone(),
+                    train: train.clone(),
+                    database: database.clone(),
+                },
+                args.classes,
+            )?
+        }
+        (None, None) => load_protocol(args.protocol, args.data_dir.as_deref())?,
+    };
+    Ok(split)
+}
+
+/// One indicatif bar per epoch (finished bars stay on screen), showing the running loss.
+struct Bars {
+    current: Option<(usize, usize, ProgressBar)>,
+}
+
+impl Bars {
+    fn update(&mut self, p: &Progress) {
+        let same = matches!(&self.current, Some((m, e, _)) if *m == p.model && *e == p.epoch);
+        if !same {
+            if let Some((_, _, bar)) = self.current.take() {
+                bar.finish();
+            }
+            let bar = ProgressBar::new(p.batches as u64);
+            let style = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} batches, loss {msg} ({elapsed})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            let model = if p.models > 1 {
+                format!("model {}/{} ", p.model + 1, p.models)
+            } else {
+                String::new()
+            };
+            bar.set_prefix(format!("{model}epoch {:>3}/{}", p.epoch + 1, p.epochs));
+            self.current = Some((p.model, p.epoch, bar));
+        }
+        if let Some((_, _, bar)) = &self.current {
+            bar.set_position(p.batch as u64);
+            bar.set_message(format!("{:.5}", p.running_loss));
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some((_, _, bar)) = self.current.take() {
+            bar.finish();
+        }
+    }
+}
+
+/// Trains on `backend` with progress bars.
+fn train_on<B: Backend<Elem = f32>>(
+    backend: &B,
+    split: &Split,
+    config: &TrainConfig,
+) -> anyhow::Result<TrainOutcome> {
+    let mut bars = Bars { current: None };
+    let outcome = train(backend, split, config, &mut |p| bars.update(p));
+    bars.finish();
+    Ok(outcome?)
+}
+
+/// Picks the backend, trains, and returns the outcome with the backend's name and adapter.
+fn train_with_backend(
+    choice: BackendChoice,
+    split: &Split,
+    config: &TrainConfig,
+) -> anyhow::Result<(TrainOutcome, &'static str, String)> {
+    let gpu = match choice {
+        BackendChoice::Cpu => None,
+        BackendChoice::Gpu => Some(
+            GpuBackend::new(AdapterPolicy::AllowSoftware)
+                .context("--backend gpu: no usable wgpu adapter")?,
+        ),
+        BackendChoice::Auto => match GpuBackend::new(AdapterPolicy::HardwareOnly) {
+            Ok(gpu) => Some(gpu),
+            Err(e) => {
+                eprintln!("no hardware GPU ({e}); training on the CPU");
+                None
+            }
+        },
+    };
+    match gpu {
+        Some(gpu) => {
+            let adapter = gpu.adapter().to_string();
+            eprintln!("backend: gpu, {adapter}");
+            Ok((train_on(&gpu, split, config)?, "gpu", adapter))
+        }
+        None => {
+            let adapter = format!("cpu ({} threads)", rayon::current_num_threads());
+            eprintln!("backend: {adapter}");
+            let cpu = CpuBackend::<f32>::new();
+            Ok((train_on(&cpu, split, config)?, "cpu", adapter))
+        }
+    }
+}
+
+/// int64 `[n]` class indices, or uint8 `[n, C]` multi-hot rows.
+fn labels_array(set: &Dataset) -> NpyArray {
+    match &set.labels {
+        Labels::Single(classes) => NpyArray {
+            shape: vec![classes.len()],
+            data: NpyData::I64(classes.iter().map(|&c| i64::from(c)).collect()),
+        },
+        Labels::Multi { .. } => NpyArray {
+            shape: vec![set.len(), set.n_classes],
+            data: NpyData::U8(set.label_matrix().iter().map(|&y| y as u8).collect()),
+        },
+    }
+}
+
+/// Writes everything a run records into `dir`.
+fn write_run(
+    dir: &RunDir,
+    split: &Split,
+    config: &TrainConfig,
+    outcome: &TrainOutcome,
+    metrics: &RunMetrics,
+) -> anyhow::Result<()> {
+    write_metrics(&dir.file("metrics.json"), metrics)?;
+    write_svg(&dir.file("report.svg"), metrics)?;
+    checkpoint::save(
+        &dir.file("model.safetensors"),
+        &CheckpointMeta {
+            bits: config.bits.clone(),
+            method: config.method,
+            mode: config.mode,
+            hidden: config.hidden,
+            seed: config.seed,
+        },
+        outcome
+            .params
+            .iter()
+            .map(|p| (p.name.as_str(), p.shape, p.data.as_slice())),
+    )?;
+    if config.mode == Mode::Single {
+        // Independent models: the codes of different lengths do not nest.
+        for c in &outcome.codes {
+            c.query
+                .write_npy(&dir.file(&format!("query_codes_{}.npy", c.bits)))?;
+            c.database
+                .write_npy(&dir.file(&format!("database_codes_{}.npy", c.bits)))?;
+        }
+    } else {
+        // The shorter codes are prefixes of the longest, so only the longest is stored.
+        let longest = outcome.codes.last().context("training produced no codes")?;
+        longest.query.write_npy(&dir.file("query_codes.npy"))?;
+        longest
+            .database
+            .write_npy(&dir.file("database_codes.npy"))?;
+    }
+    write_npy(&dir.file("query_labels.npy"), &labels_array(&split.query))?;
+    write_npy(
+        &dir.file("database_labels.npy"),
+        &labels_array(&split.database),
+    )?;
+    Ok(())
+}
+
+/// Runs `cargo xtask train`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    check_bits(&args.bits)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out_dir(SystemTime::now()));
+    // Claimed first so that a taken --out fails before any work; dropped (and removed) on error.
+    let dir = RunDir::create(&out)?;
+    let split = load_split(&args)?;
+    let config = config(&args);
+    validate(&config, &split)?;
+    eprintln!(
+        "{}: {} queries, {} train, {} database, {} features, {} classes",
+        split.name,
+        split.query.len(),
+        split.train.len(),
+        split.database.len(),
+        split.train.dim,
+        split.train.n_classes()
+    );
+    let (outcome, backend, adapter) = train_with_backend(args.backend, &split, &config)?;
+    let lengths = evaluate(&outcome, &split)?;
+    let mut metrics = RunMetrics {
+        protocol: split.name.clone(),
+        method: config.method,
+        mode: config.mode,
+        backend: backend.into(),
+        adapter,
+        seed: config.seed,
+        epochs: config.epochs,
+        bits: Vec::new(),
+        map: NumMap::default(),
+        map_tie_aware: NumMap::default(),
+        precision_at: NumMap::default(),
+        train_seconds: outcome.train_seconds,
+        epoch_seconds: outcome.epoch_seconds.clone(),
+        loss_per_epoch: outcome.loss_per_epoch.clone(),
+        n_query: Some(split.query.len()),
+        n_train: Some(split.train.len()),
+        n_database: Some(split.database.len()),
+        config: Some(config.clone()),
+    };
+    metrics.set_lengths(&lengths);
+    write_run(&dir, &split, &config, &outcome, &metrics)?;
+    let path = dir.commit()?;
+    println!("{}", format_table(&lengths));
+    println!("training: {:.2} s", outcome.train_seconds);
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// mAP@ALL, tie-aware mAP and P@{1,10,100} of every length of the outcome.
+fn evaluate(outcome: &TrainOutcome, split: &Split) -> anyhow::Result<Vec<LengthMetrics>> {
+    let views = outcome
+        .codes
+        .iter()
+        .map(|c| (c.bits, c.query.view(), c.database.view()));
+    Ok(evaluate_lengths(
+        views,
+        &split.query.labels,
+        &split.database.labels,
+        &PRECISION_KS,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    /// A fresh temp directory, removed on drop.
+    struct Temp(PathBuf);
+
+    impl Temp {
+        fn new(tag: &str) -> Temp {
+            let p = std::env::temp_dir().join(format!("nhl-xtask-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Temp(p)
+        }
+    }
+
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Runs `train` with `flags` plus `--out OUT --backend cpu` and returns the error text,
+    /// after checking that no output directory (partial or final) was left.
+    fn fails(tmp: &Temp, flags: &[&str]) -> String {
+        let out = tmp.0.join("run");
+        let out_s = out.to_str().unwrap();
+        let mut argv = vec!["train", "--backend", "cpu", "--epochs", "1", "--out", out_s];
+        argv.extend_from_slice(flags);
+        let err = Cli::try_parse_from(argv)
+            .map_err(anyhow::Error::from)
+            .and_then(|cli| run(cli.args))
+            .unwrap_err();
+        assert!(!out.exists(), "{} was left behind", out.display());
+        let leftovers: Vec<_> = std::fs::read_dir(&tmp.0)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("run"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        format!("{err:#}")
+    }
+
+    fn idx(rank: u8, dims: &[u32], data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0, 0, 8, rank];
+        for d in dims {
+            out.extend(d.to_be_bytes());
+        }
+        out.extend(data);
+        out
+    }
+
+    #[test]
+    fn missing_data_dir_file_is_named() {
+        let tmp = Temp::new("missing");
+        let dir = tmp.0.join("no-such-dir");
+        let e = fails(
+            &tmp,
+            &["--protocol", "fmnist", "--data-dir", dir.to_str().unwrap()],
+        );
+        assert!(
+            e.contains("no-such-dir") && e.contains("t10k-images-idx3-ubyte"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn truncated_and_wrong_magic_idx_are_named() {
+        let tmp = Temp::new("idx");
+        let data = tmp.0.join("fm");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(
+            data.join("t10k-labels-idx1-ubyte"),
+            idx(1, &[6000], &[0; 6000]),
+        )
+        .unwrap();
+        std::fs::write(
+            data.join("t10k-images-idx3-ubyte"),
+            idx(3, &[6000, 28, 28], &[0; 1000]),
+        )
+        .unwrap();
+        let e = fails(&tmp, &["--data-dir", data.to_str().unwrap()]);
+        assert!(
+            e.contains("t10k-images-idx3-ubyte") && e.contains("truncated"),
+            "{e}"
+        );
+        std::fs::write(
+            data.join("t10k-images-idx3-ubyte"),
+            idx(1, &[6000], &[0; 6000]),
+        )
+        .unwrap();
+        let e = fails(&tmp, &["--data-dir", data.to_str().unwrap()]);
+        assert!(
+            e.contains("t10k-images-idx3-ubyte") && e.contains("magic"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bits_must_increase() {
+        let tmp = Temp::new("bits");
+        let e = fails(&tmp, &["--bits", "16,8"]);
+        assert!(e.contains("--bits") && e.contains("16 then 8"), "{e}");
+        let e = fails(&tmp, &["--bits", "8,2048"]);
+        assert!(e.contains("--bits") && e.contains("2048"), "{e}");
+    }
+
+    #[test]
+    fn nan_in_user_features_is_named() {
+        let tmp = Temp::new("nan");
+        let f = tmp.0.join("feat.npy");
+        let l = tmp.0.join("lab.npy");
+        let mut values = vec![0.5f32; 20 * 4];
+        values[4 * 7 + 2] = f32::NAN;
+        write_npy(
+            &f,
+            &NpyArray {
+                shape: vec![20, 4],
+                data: NpyData::F32(values),
+            },
+        )
+        .unwrap();
+        write_npy(
+            &l,
+            &NpyArray {
+                shape: vec![20],
+                data: NpyData::I64((0..20).map(|i| i % 2).collect()),
+            },
+        )
+        .unwrap();
+        let source = format!("{},{}", f.display(), l.display());
+        let e = fails(&tmp, &["--data", &source, "--split-sizes", "5,10"]);
+        assert!(
+            e.contains("feat.npy") && e.contains("item 7, feature 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_existing_run_is_not_overwritten() {
+        let tmp = Temp::new("exists");
+        let out = tmp.0.join("done");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("metrics.json"), "{}").unwrap();
+        let cli = Cli::try_parse_from(["train", "--out", out.to_str().unwrap()]).unwrap();
+        let e = format!("{:#}", run(cli.args).unwrap_err());
+        assert!(e.contains("already exists"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("metrics.json")).unwrap(),
+            "{}"
+        );
+    }
+}
