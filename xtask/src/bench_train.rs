@@ -29,24 +29,41 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
     /// Modes to time, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "nested,distill,adaptive,full,single")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "nested,distill,adaptive,full,single"
+    )]
     modes: Vec<String>,
 }
 
 fn parse_mode(s: &str) -> anyhow::Result<Mode> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .with_context(|| format!("--modes: unknown mode {s:?} (expected nested, distill, adaptive, full or single)"))
+    serde_json::from_value(serde_json::Value::String(s.to_string())).with_context(|| {
+        format!("--modes: unknown mode {s:?} (expected nested, distill, adaptive, full or single)")
+    })
 }
 
 /// Mean seconds per epoch of each mode, skipping the first epoch when there are several.
-fn time_modes<B: Backend<Elem = f32>>(backend: &B, args: &Args, modes: &[Mode]) -> anyhow::Result<Vec<(Mode, f64)>> {
+fn time_modes<B: Backend<Elem = f32>>(
+    backend: &B,
+    args: &Args,
+    modes: &[Mode],
+) -> anyhow::Result<Vec<(Mode, f64)>> {
     let split = load_protocol(args.protocol, None)?;
     modes
         .iter()
         .map(|&mode| {
-            let config = TrainConfig { mode, epochs: args.epochs, ..TrainConfig::default() };
+            let config = TrainConfig {
+                mode,
+                epochs: args.epochs,
+                ..TrainConfig::default()
+            };
             let outcome = train(backend, &split, &config, &mut |_| {})?;
-            let timed = if outcome.epoch_seconds.len() > 1 { &outcome.epoch_seconds[1..] } else { &outcome.epoch_seconds[..] };
+            let timed = if outcome.epoch_seconds.len() > 1 {
+                &outcome.epoch_seconds[1..]
+            } else {
+                &outcome.epoch_seconds[..]
+            };
             let per_epoch = timed.iter().sum::<f64>() / timed.len() as f64;
             eprintln!("{mode:?}: {per_epoch:.3} s/epoch");
             Ok((mode, per_epoch))
@@ -59,10 +76,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.epochs == 0 {
         anyhow::bail!("--epochs must be at least 1");
     }
-    let modes = args.modes.iter().map(|m| parse_mode(m)).collect::<anyhow::Result<Vec<_>>>()?;
+    let modes = args
+        .modes
+        .iter()
+        .map(|m| parse_mode(m))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let gpu = match args.backend {
         BackendChoice::Cpu => None,
-        BackendChoice::Gpu => Some(GpuBackend::new(AdapterPolicy::AllowSoftware).context("--backend gpu: no usable wgpu adapter")?),
+        BackendChoice::Gpu => Some(
+            GpuBackend::new(AdapterPolicy::AllowSoftware)
+                .context("--backend gpu: no usable wgpu adapter")?,
+        ),
         BackendChoice::Auto => GpuBackend::new(AdapterPolicy::HardwareOnly).ok(),
     };
     let (name, times) = match &gpu {
@@ -73,8 +97,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let of = |m: Mode| times.iter().find(|(mode, _)| *mode == m).map(|&(_, s)| s);
-    println!("training seconds per epoch, protocol {}, backend {name}", args.protocol);
-    println!("{:<10} {:>12} {:>12} {:>14}", "mode", "s/epoch", "x nested", "reference s");
+    println!(
+        "training seconds per epoch, protocol {}, backend {name}",
+        args.protocol
+    );
+    println!(
+        "{:<10} {:>12} {:>12} {:>14}",
+        "mode", "s/epoch", "x nested", "reference s"
+    );
     for &(mode, s) in &times {
         let ratio = of(Mode::Nested).map_or("-".to_string(), |n| format!("{:.2}", s / n));
         let reference = match mode {
@@ -82,11 +112,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Mode::Full => format!("{REFERENCE_FULL_EPOCH:.2}"),
             _ => "-".to_string(),
         };
-        let label = if mode == Mode::Single { "single x5".to_string() } else { format!("{mode:?}").to_lowercase() };
+        let label = if mode == Mode::Single {
+            "single x5".to_string()
+        } else {
+            format!("{mode:?}").to_lowercase()
+        };
         println!("{label:<10} {s:>12.3} {ratio:>12} {reference:>14}");
     }
     if let (Some(full), Some(single)) = (of(Mode::Full), of(Mode::Single)) {
-        println!("five single-length models / one full run: {:.2}x", single / full);
+        println!(
+            "five single-length models / one full run: {:.2}x",
+            single / full
+        );
     }
     Ok(())
 }

@@ -18,9 +18,11 @@ use nhl_train::checkpoint::{self, CheckpointMeta};
 use nhl_train::config::{Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit};
 use nhl_train::metrics::{evaluate_lengths, LengthMetrics, PRECISION_KS};
-use nhl_train::report::{format_table, write_metrics, write_svg, NumMap, RunMetrics};
+use nhl_train::report::{
+    format_table, write_metrics, write_svg, NumMap, RunMetrics, ValidationRecord,
+};
 use nhl_train::run_dir::{default_out_dir, RunDir};
-use nhl_train::trainer::{train, validate, Progress, TrainOutcome};
+use nhl_train::trainer::{train, validate, validate_config, Progress, TrainOutcome};
 
 /// Where the computation runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -121,30 +123,19 @@ pub struct Args {
     /// Weight of the cascade distillation term (modes distill and full).
     #[arg(long, default_value_t = TrainConfig::default().distill_weight)]
     pub distill_weight: f32,
+    /// Also evaluate mAP@ALL every N epochs and report each length's best (the reference's
+    /// reporting, selected on the queries) beside the final figures; 0 = off.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub eval_every: usize,
+    /// Replicate the reference's leftover hash-layer gradient (NHL-SPEC Q3) in the weighted modes.
+    #[arg(long)]
+    pub reference_grad_leak: bool,
     /// auto (a hardware GPU, else the CPU), cpu, or gpu (wgpu, software adapters allowed).
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// Output directory; must not exist or be empty. Default: runs/<UTC YYYYmmdd-HHMMSS>.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-}
-
-/// Checks a `--bits` list: non-empty, strictly increasing, each within 1..=1024.
-pub(crate) fn check_bits(bits: &[usize]) -> anyhow::Result<()> {
-    if bits.is_empty() {
-        bail!("--bits: no code length given");
-    }
-    if let Some(&b) = bits.iter().find(|&&b| b == 0 || b > 1024) {
-        bail!("--bits: {b} is outside 1..=1024");
-    }
-    if let Some(w) = bits.windows(2).find(|w| w[0] >= w[1]) {
-        bail!(
-            "--bits: lengths must increase strictly, got {} then {}",
-            w[0],
-            w[1]
-        );
-    }
-    Ok(())
 }
 
 /// The training settings the flags ask for.
@@ -159,6 +150,8 @@ fn config(args: &Args) -> TrainConfig {
         lr: args.lr,
         seed: args.seed,
         distill_weight: args.distill_weight,
+        reference_grad_leak: args.reference_grad_leak,
+        eval_every: args.eval_every,
         ..TrainConfig::default()
     }
 }
@@ -348,7 +341,8 @@ fn write_run(
 
 /// Runs `cargo xtask train`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    check_bits(&args.bits)?;
+    let config = config(&args);
+    validate_config(&config)?;
     let out = args
         .out
         .clone()
@@ -356,7 +350,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Claimed first so that a taken --out fails before any work; dropped (and removed) on error.
     let dir = RunDir::create(&out)?;
     let split = load_split(&args)?;
-    let config = config(&args);
     validate(&config, &split)?;
     eprintln!(
         "{}: {} queries, {} train, {} database, {} features, {} classes",
@@ -388,11 +381,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         n_train: Some(split.train.len()),
         n_database: Some(split.database.len()),
         config: Some(config.clone()),
+        validations: outcome
+            .validations
+            .iter()
+            .map(|v| ValidationRecord {
+                epoch: v.epoch,
+                map: NumMap(v.map.clone()),
+            })
+            .collect(),
+        map_best_of_validations: (!outcome.validations.is_empty())
+            .then(|| NumMap(outcome.best_validation_map())),
     };
     metrics.set_lengths(&lengths);
     write_run(&dir, &split, &config, &outcome, &metrics)?;
     let path = dir.commit()?;
     println!("{}", format_table(&lengths));
+    if let Some(best) = &metrics.map_best_of_validations {
+        let cells: Vec<String> = best.0.iter().map(|(b, m)| format!("{b}: {m:.4}")).collect();
+        println!(
+            "best mAP@ALL over {} validations (reference-style, selected on the queries): {}",
+            outcome.validations.len(),
+            cells.join(", ")
+        );
+    }
     println!("training: {:.2} s", outcome.train_seconds);
     println!("wrote {}", path.display());
     Ok(())

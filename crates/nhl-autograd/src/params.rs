@@ -28,7 +28,9 @@ pub struct Params<B: Backend> {
 
 impl<B: Backend> Default for Params<B> {
     fn default() -> Self {
-        Self { entries: Vec::new() }
+        Self {
+            entries: Vec::new(),
+        }
     }
 }
 
@@ -43,7 +45,11 @@ impl<B: Backend> Params<B> {
         if self.entries.iter().any(|p| p.name == name) {
             return Err(AutogradError::DuplicateParam(name.to_string()));
         }
-        self.entries.push(Param { name: name.to_string(), value, grad: None });
+        self.entries.push(Param {
+            name: name.to_string(),
+            value,
+            grad: None,
+        });
         Ok(ParamId(self.entries.len() - 1))
     }
 
@@ -59,7 +65,10 @@ impl<B: Backend> Params<B> {
 
     /// All parameters in registration order with their ids.
     pub fn iter(&self) -> impl Iterator<Item = (ParamId, &Param<B>)> {
-        self.entries.iter().enumerate().map(|(i, p)| (ParamId(i), p))
+        self.entries
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (ParamId(i), p))
     }
 
     /// Number of parameters.

@@ -38,7 +38,11 @@ impl<B: Backend> Tensor<B> {
     }
     /// The same value without its node: gradients stop here (stop-gradient, `sg(.)`).
     pub fn detach(&self) -> Self {
-        Self { value: self.value.clone(), shape: self.shape, node: None }
+        Self {
+            value: self.value.clone(),
+            shape: self.shape,
+            node: None,
+        }
     }
 }
 
@@ -52,7 +56,11 @@ struct Input<B: Backend> {
 
 impl<B: Backend> Input<B> {
     fn of(t: &Tensor<B>) -> Self {
-        Self { node: t.node, value: t.value.clone(), shape: t.shape }
+        Self {
+            node: t.node,
+            value: t.value.clone(),
+            shape: t.shape,
+        }
     }
 }
 
@@ -62,19 +70,37 @@ enum Op<B: Backend> {
     /// A leaf: a trainable parameter or a tensor marked as requiring a gradient.
     Leaf { param: Option<ParamId> },
     /// `C = op(A) op(B) (+ bias)`.
-    Matmul { a: Input<B>, trans_a: bool, b: Input<B>, trans_b: bool, bias: Option<NodeId> },
+    Matmul {
+        a: Input<B>,
+        trans_a: bool,
+        b: Input<B>,
+        trans_b: bool,
+        bias: Option<NodeId>,
+    },
     /// `y = f(x)`.
     Unary { op: Unary, x: Input<B> },
     /// `y = f(a, b)` with `b` broadcast.
-    Binary { op: Binary, a: Input<B>, b: Input<B> },
+    Binary {
+        op: Binary,
+        a: Input<B>,
+        b: Input<B>,
+    },
     /// Sums.
     Reduce { x: NodeId, x_shape: Shape },
     /// `y_i = x_i / max(||x_i||, eps)`.
     RowNormalize { x: Input<B>, eps: f32 },
     /// Columns `start ..` of `x`.
-    SliceCols { x: NodeId, x_shape: Shape, start: usize },
+    SliceCols {
+        x: NodeId,
+        x_shape: Shape,
+        start: usize,
+    },
     /// Rows `idx` of a table.
-    GatherRows { table: NodeId, table_rows: usize, idx: B::Idx },
+    GatherRows {
+        table: NodeId,
+        table_rows: usize,
+        idx: B::Idx,
+    },
 }
 
 #[derive(Debug)]
@@ -92,12 +118,16 @@ pub struct Gradients<B: Backend> {
 impl<B: Backend> Gradients<B> {
     /// The gradient reaching `t`, if any flowed there.
     pub fn get(&self, t: &Tensor<B>) -> Option<&B::Buf> {
-        t.node.and_then(|id| self.grads.get(id.0)).and_then(|g| g.as_ref())
+        t.node
+            .and_then(|id| self.grads.get(id.0))
+            .and_then(|g| g.as_ref())
     }
 
     /// The gradient of every parameter leaf that received one.
     pub fn params(&self) -> impl Iterator<Item = (ParamId, &B::Buf)> + '_ {
-        self.params.iter().filter_map(|&(p, id)| self.grads[id.0].as_ref().map(|g| (p, g)))
+        self.params
+            .iter()
+            .filter_map(|&(p, id)| self.grads[id.0].as_ref().map(|g| (p, g)))
     }
 }
 
@@ -112,7 +142,11 @@ pub struct Tape<'b, B: Backend> {
 impl<'b, B: Backend> Tape<'b, B> {
     /// An empty tape on `backend`.
     pub fn new(backend: &'b B) -> Self {
-        Self { backend, nodes: RefCell::new(Vec::new()), grad_enabled: Cell::new(true) }
+        Self {
+            backend,
+            nodes: RefCell::new(Vec::new()),
+            grad_enabled: Cell::new(true),
+        }
     }
 
     /// The backend the tape computes on.
@@ -160,7 +194,11 @@ impl<'b, B: Backend> Tape<'b, B> {
     /// A constant: no gradient flows into it.
     pub fn constant(&self, value: B::Buf) -> Tensor<B> {
         let shape = self.backend.shape(&value);
-        Tensor { value, shape, node: None }
+        Tensor {
+            value,
+            shape,
+            node: None,
+        }
     }
 
     /// A leaf whose gradient is wanted (read it with [`Gradients::get`]).
@@ -182,7 +220,9 @@ impl<'b, B: Backend> Tape<'b, B> {
         trans_b: bool,
         bias: Option<&Tensor<B>>,
     ) -> Result<Tensor<B>, AutogradError> {
-        let value = self.backend.matmul(&a.value, trans_a, &b.value, trans_b, bias.map(|t| &t.value))?;
+        let value =
+            self.backend
+                .matmul(&a.value, trans_a, &b.value, trans_b, bias.map(|t| &t.value))?;
         let bias_node = bias.and_then(|t| t.node);
         let needs = a.node.is_some() || b.node.is_some() || bias_node.is_some();
         Ok(self.output(value, needs, || Op::Matmul {
@@ -195,7 +235,12 @@ impl<'b, B: Backend> Tape<'b, B> {
     }
 
     /// The nested projection `X W^T + b` (`w` is `out x in`, PyTorch's layout).
-    pub fn linear(&self, x: &Tensor<B>, w: &Tensor<B>, b: &Tensor<B>) -> Result<Tensor<B>, AutogradError> {
+    pub fn linear(
+        &self,
+        x: &Tensor<B>,
+        w: &Tensor<B>,
+        b: &Tensor<B>,
+    ) -> Result<Tensor<B>, AutogradError> {
         self.matmul(x, false, w, true, Some(b))
     }
 
@@ -204,21 +249,36 @@ impl<'b, B: Backend> Tape<'b, B> {
         let value = self.backend.unary(op, &x.value)?;
         // Sign has a zero derivative everywhere: nothing to record.
         let needs = x.node.is_some() && op != Unary::Sign;
-        Ok(self.output(value, needs, || Op::Unary { op, x: Input::of(x) }))
+        Ok(self.output(value, needs, || Op::Unary {
+            op,
+            x: Input::of(x),
+        }))
     }
 
     /// `y = f(a, b)` with `b` broadcast onto `a`.
-    pub fn binary(&self, op: Binary, a: &Tensor<B>, b: &Tensor<B>) -> Result<Tensor<B>, AutogradError> {
+    pub fn binary(
+        &self,
+        op: Binary,
+        a: &Tensor<B>,
+        b: &Tensor<B>,
+    ) -> Result<Tensor<B>, AutogradError> {
         let value = self.backend.binary(op, &a.value, &b.value)?;
         let needs = a.node.is_some() || b.node.is_some();
-        Ok(self.output(value, needs, || Op::Binary { op, a: Input::of(a), b: Input::of(b) }))
+        Ok(self.output(value, needs, || Op::Binary {
+            op,
+            a: Input::of(a),
+            b: Input::of(b),
+        }))
     }
 
     /// Sums over everything (`1 x 1`), each row (`rows x 1`) or each column (`1 x cols`).
     pub fn sum(&self, op: Reduce, x: &Tensor<B>) -> Result<Tensor<B>, AutogradError> {
         let value = self.backend.reduce(op, &x.value)?;
         Ok(match x.node {
-            Some(id) => self.output(value, true, || Op::Reduce { x: id, x_shape: x.shape }),
+            Some(id) => self.output(value, true, || Op::Reduce {
+                x: id,
+                x_shape: x.shape,
+            }),
             None => self.constant(value),
         })
     }
@@ -226,14 +286,26 @@ impl<'b, B: Backend> Tape<'b, B> {
     /// Row L2 normalisation `x_i / max(||x_i||, eps)`.
     pub fn row_normalize(&self, x: &Tensor<B>, eps: f32) -> Result<Tensor<B>, AutogradError> {
         let value = self.backend.row_normalize(&x.value, eps)?;
-        Ok(self.output(value, x.node.is_some(), || Op::RowNormalize { x: Input::of(x), eps }))
+        Ok(self.output(value, x.node.is_some(), || Op::RowNormalize {
+            x: Input::of(x),
+            eps,
+        }))
     }
 
     /// Columns `start .. start + len`: the `b`-bit code is `slice_cols(u, 0, b)` of the longest.
-    pub fn slice_cols(&self, x: &Tensor<B>, start: usize, len: usize) -> Result<Tensor<B>, AutogradError> {
+    pub fn slice_cols(
+        &self,
+        x: &Tensor<B>,
+        start: usize,
+        len: usize,
+    ) -> Result<Tensor<B>, AutogradError> {
         let value = self.backend.slice_cols(&x.value, start, len)?;
         Ok(match x.node {
-            Some(id) => self.output(value, true, || Op::SliceCols { x: id, x_shape: x.shape, start }),
+            Some(id) => self.output(value, true, || Op::SliceCols {
+                x: id,
+                x_shape: x.shape,
+                start,
+            }),
             None => self.constant(value),
         })
     }
@@ -262,7 +334,10 @@ impl<'b, B: Backend> Tape<'b, B> {
 
     /// Reverse walk seeded with given output gradients (each of its tensor's shape); gradients of
     /// every node reached are kept, so intermediate ones can be read. Clears the tape.
-    pub fn backward_from(&self, seeds: &[(&Tensor<B>, B::Buf)]) -> Result<Gradients<B>, AutogradError> {
+    pub fn backward_from(
+        &self,
+        seeds: &[(&Tensor<B>, B::Buf)],
+    ) -> Result<Gradients<B>, AutogradError> {
         let nodes = std::mem::take(&mut *self.nodes.borrow_mut());
         let mut grads: Vec<Option<B::Buf>> = Vec::new();
         grads.resize_with(nodes.len(), || None);
@@ -270,7 +345,10 @@ impl<'b, B: Backend> Tape<'b, B> {
             let id = t.node.ok_or(AutogradError::NoNode)?;
             let g_shape = self.backend.shape(g);
             if g_shape != t.shape {
-                return Err(AutogradError::SeedShape { expected: t.shape, got: g_shape });
+                return Err(AutogradError::SeedShape {
+                    expected: t.shape,
+                    got: g_shape,
+                });
             }
             accumulate(self.backend, &mut grads, id, g.clone())?;
         }
@@ -286,20 +364,39 @@ impl<'b, B: Backend> Tape<'b, B> {
         Ok(Gradients { grads, params })
     }
 
-    fn backward_node(&self, op: &Op<B>, dy: &B::Buf, grads: &mut [Option<B::Buf>]) -> Result<(), AutogradError> {
+    fn backward_node(
+        &self,
+        op: &Op<B>,
+        dy: &B::Buf,
+        grads: &mut [Option<B::Buf>],
+    ) -> Result<(), AutogradError> {
         let be = self.backend;
         match op {
             Op::Leaf { .. } => {}
-            Op::Matmul { a, trans_a, b, trans_b, bias } => {
+            Op::Matmul {
+                a,
+                trans_a,
+                b,
+                trans_b,
+                bias,
+            } => {
                 let (ta, tb) = (*trans_a, *trans_b);
                 // C = op(A) op(B): d op(A) = dC op(B)^T and d op(B) = op(A)^T dC, transposed back
                 // when the operand was used transposed.
                 if let Some(id) = a.node {
-                    let da = if ta { be.matmul(&b.value, tb, dy, true, None)? } else { be.matmul(dy, false, &b.value, !tb, None)? };
+                    let da = if ta {
+                        be.matmul(&b.value, tb, dy, true, None)?
+                    } else {
+                        be.matmul(dy, false, &b.value, !tb, None)?
+                    };
                     accumulate(be, grads, id, da)?;
                 }
                 if let Some(id) = b.node {
-                    let db = if tb { be.matmul(dy, true, &a.value, ta, None)? } else { be.matmul(&a.value, !ta, dy, false, None)? };
+                    let db = if tb {
+                        be.matmul(dy, true, &a.value, ta, None)?
+                    } else {
+                        be.matmul(&a.value, !ta, dy, false, None)?
+                    };
                     accumulate(be, grads, id, db)?;
                 }
                 if let Some(id) = bias {
@@ -335,8 +432,17 @@ impl<'b, B: Backend> Tape<'b, B> {
                 be.add_prefix_scaled(&mut dx, *start, dy, 1.0)?;
                 accumulate(be, grads, *x, dx)?;
             }
-            Op::GatherRows { table, table_rows, idx } => {
-                accumulate(be, grads, *table, be.scatter_add_rows(dy, idx, *table_rows)?)?;
+            Op::GatherRows {
+                table,
+                table_rows,
+                idx,
+            } => {
+                accumulate(
+                    be,
+                    grads,
+                    *table,
+                    be.scatter_add_rows(dy, idx, *table_rows)?,
+                )?;
             }
         }
         Ok(())
@@ -355,7 +461,12 @@ fn unbroadcast<B: Backend>(be: &B, g: B::Buf, to: Shape) -> Result<B::Buf, Autog
 }
 
 /// Adds `g` into the gradient of node `id` (fan-in).
-fn accumulate<B: Backend>(be: &B, grads: &mut [Option<B::Buf>], id: NodeId, g: B::Buf) -> Result<(), AutogradError> {
+fn accumulate<B: Backend>(
+    be: &B,
+    grads: &mut [Option<B::Buf>],
+    id: NodeId,
+    g: B::Buf,
+) -> Result<(), AutogradError> {
     let slot = &mut grads[id.0];
     *slot = Some(match slot.take() {
         Some(prev) => be.binary(Binary::Add, &prev, &g)?,

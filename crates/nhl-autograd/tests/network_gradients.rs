@@ -11,7 +11,12 @@ const BATCH: usize = 5;
 const INPUT: usize = 7;
 const HIDDEN: usize = 6;
 const LENGTHS: [usize; 3] = [2, 4, 8];
-const PARAMS: [(&str, usize, usize); 4] = [("w1", HIDDEN, INPUT), ("b1", 1, HIDDEN), ("w2", 8, HIDDEN), ("b2", 1, 8)];
+const PARAMS: [(&str, usize, usize); 4] = [
+    ("w1", HIDDEN, INPUT),
+    ("b1", 1, HIDDEN),
+    ("w2", 8, HIDDEN),
+    ("b2", 1, 8),
+];
 
 fn upload<B: Backend>(b: &B, data: &[f64], shape: Shape) -> B::Buf {
     let v: Vec<B::Elem> = data.iter().map(|&x| B::Elem::from_f64(x)).collect();
@@ -19,7 +24,11 @@ fn upload<B: Backend>(b: &B, data: &[f64], shape: Shape) -> B::Buf {
 }
 
 fn download<B: Backend>(b: &B, x: &B::Buf) -> Vec<f64> {
-    b.download(x).unwrap().into_iter().map(|v| v.to_f64()).collect()
+    b.download(x)
+        .unwrap()
+        .into_iter()
+        .map(|v| v.to_f64())
+        .collect()
 }
 
 /// The seeded inputs, targets and parameter values of the test network.
@@ -34,10 +43,23 @@ impl Net {
         let targets = LENGTHS
             .iter()
             .enumerate()
-            .map(|(k, &b)| random_vec(50 + k as u64, BATCH * b, 0.0, 1.0).iter().map(|v| v.round()).collect())
+            .map(|(k, &b)| {
+                random_vec(50 + k as u64, BATCH * b, 0.0, 1.0)
+                    .iter()
+                    .map(|v| v.round())
+                    .collect()
+            })
             .collect();
-        let params = PARAMS.iter().enumerate().map(|(i, &(_, r, c))| random_vec(10 + i as u64, r * c, -0.8, 0.8)).collect();
-        Self { x: random_vec(1, BATCH * INPUT, -1.0, 1.0), targets, params }
+        let params = PARAMS
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, r, c))| random_vec(10 + i as u64, r * c, -0.8, 0.8))
+            .collect();
+        Self {
+            x: random_vec(1, BATCH * INPUT, -1.0, 1.0),
+            targets,
+            params,
+        }
     }
 
     /// Loss and parameter gradients on backend `b`.
@@ -59,8 +81,16 @@ impl Net {
             let prob = tape.add_scalar(&tape.scale(&v, 0.5).unwrap(), 0.5).unwrap();
             let t = tape.constant(upload(b, &self.targets[k], Shape::new(BATCH, bits)));
             let centre = tape.mean_all(&tape.bce(&prob, &t).unwrap()).unwrap();
-            let quant = tape.mean_all(&tape.square(&tape.add_scalar(&tape.abs(&v).unwrap(), -1.0).unwrap()).unwrap()).unwrap();
-            let j = tape.add(&centre, &tape.scale(&quant, 0.1).unwrap()).unwrap();
+            let quant = tape
+                .mean_all(
+                    &tape
+                        .square(&tape.add_scalar(&tape.abs(&v).unwrap(), -1.0).unwrap())
+                        .unwrap(),
+                )
+                .unwrap();
+            let j = tape
+                .add(&centre, &tape.scale(&quant, 0.1).unwrap())
+                .unwrap();
             total = Some(match total {
                 None => j,
                 Some(acc) => tape.add(&acc, &j).unwrap(),
@@ -70,7 +100,10 @@ impl Net {
         let loss = download(b, total.value())[0];
         let grads = tape.backward(&total).unwrap();
         store.accumulate(b, &grads).unwrap();
-        let g = ids.iter().map(|&id| download(b, store.get(id).grad.as_ref().unwrap())).collect();
+        let g = ids
+            .iter()
+            .map(|&id| download(b, store.get(id).grad.as_ref().unwrap()))
+            .collect();
         (loss, g)
     }
 }
@@ -99,9 +132,21 @@ fn check_network_f32<B: Backend<Elem = f32>>(b: &B) {
     let net = Net::new();
     let (want_loss, want) = net.loss_and_grads(&CpuBackend::<f64>::new(), &net.params);
     let (loss, got) = net.loss_and_grads(b, &net.params);
-    assert_close(&format!("{} loss", b.name()), &[loss], &[want_loss], 1e-5, 1e-5);
+    assert_close(
+        &format!("{} loss", b.name()),
+        &[loss],
+        &[want_loss],
+        1e-5,
+        1e-5,
+    );
     for (i, (name, _, _)) in PARAMS.iter().enumerate() {
-        assert_close(&format!("{} {name}", b.name()), &got[i], &want[i], 1e-5, 1e-4);
+        assert_close(
+            &format!("{} {name}", b.name()),
+            &got[i],
+            &want[i],
+            1e-5,
+            1e-4,
+        );
     }
 }
 
@@ -126,9 +171,18 @@ fn check_ops_f32<B: Backend<Elem = f32>>(b: &B) {
         let g = tape.backward(&l).unwrap();
         (value, download(&cpu, g.get(&leaf).unwrap()))
     };
-    for (i, op) in [Unary::Relu, Unary::Tanh, Unary::Abs, Unary::Exp, Unary::Softplus, Unary::LogCosh, Unary::Sigmoid, Unary::Clamp { lo: -0.3, hi: 0.4 }]
-        .into_iter()
-        .enumerate()
+    for (i, op) in [
+        Unary::Relu,
+        Unary::Tanh,
+        Unary::Abs,
+        Unary::Exp,
+        Unary::Softplus,
+        Unary::LogCosh,
+        Unary::Sigmoid,
+        Unary::Clamp { lo: -0.3, hi: 0.4 },
+    ]
+    .into_iter()
+    .enumerate()
     {
         let x = random_vec(300 + i as u64, 33, -1.5, 1.5);
         let (gv, gg) = on(&x, op);

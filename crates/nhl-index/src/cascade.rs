@@ -15,13 +15,15 @@ use crate::error::IndexError;
 use crate::hamming::Kernel;
 use crate::mih::MultiIndex;
 use crate::search::{check_pair, knn_with, Neighbors};
+use crate::select::StreamTopK;
 use rayon::prelude::*;
 use std::time::Instant;
 
 /// How the prefix stage finds its candidates; both give exactly the same candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PrefixStage {
-    /// Scan a compact, contiguous copy of the prefixes with the SIMD kernels.
+    /// Scan a compact, contiguous copy of the prefixes with the SIMD kernels. Prefixes of at most
+    /// 32 bits are packed one per u32, so a vector compares twice as many codes as at 64 bits.
     Scan,
     /// Multi-index hashing over the prefixes: sublinear when prefixes cluster (trained codes).
     MultiIndex,
@@ -33,7 +35,51 @@ pub struct CascadeIndex<'a> {
     database: CodesView<'a>,
     prefix_bits: usize,
     prefixes: Codes,
+    /// The prefixes one per u32, when they fit (Scan stage, `prefix_bits <= 32`).
+    narrow: Option<Vec<u32>>,
     mih: Option<MultiIndex>,
+}
+
+/// Queries per task of the narrow scan, and narrow codes per cache block (16 KiB).
+const NARROW_QUERY_BLOCK: usize = 32;
+const NARROW_DB_BLOCK: usize = 4096;
+
+/// The low 32 bits of a code's first word: the whole code when it has at most 32 bits.
+fn narrow_code(code: Option<&[u64]>) -> u32 {
+    code.and_then(|c| c.first()).map_or(0, |&w| w as u32)
+}
+
+/// Exact top `k` by distance among narrow codes (ties by position), ids only, per query.
+fn narrow_knn(
+    kernel: Kernel,
+    queries: &[u32],
+    db: &[u32],
+    max_distance: usize,
+    k: usize,
+) -> Vec<Vec<u32>> {
+    let width = StreamTopK::feed_width();
+    queries
+        .par_chunks(NARROW_QUERY_BLOCK)
+        .flat_map_iter(|block| {
+            let mut selectors: Vec<StreamTopK> = block
+                .iter()
+                .map(|_| StreamTopK::new(k, max_distance))
+                .collect();
+            let mut buf = vec![0u32; NARROW_DB_BLOCK];
+            for (b, chunk) in db.chunks(NARROW_DB_BLOCK).enumerate() {
+                let out = &mut buf[..chunk.len()];
+                for (&q, sel) in block.iter().zip(selectors.iter_mut()) {
+                    kernel.distances32(q, chunk, out);
+                    sel.feed(out, b * NARROW_DB_BLOCK, width);
+                }
+            }
+            selectors.into_iter().map(|sel| {
+                let mut row = Vec::with_capacity(k);
+                sel.write(&mut row);
+                row.into_iter().map(|(_, id)| id).collect::<Vec<u32>>()
+            })
+        })
+        .collect()
 }
 
 /// What [`CascadeIndex::report`] measured.
@@ -64,14 +110,22 @@ impl<'a> CascadeIndex<'a> {
         stage: PrefixStage,
     ) -> Result<CascadeIndex<'a>, IndexError> {
         let prefixes = database.prefix(prefix_bits)?.to_codes();
-        let mih = match stage {
-            PrefixStage::Scan => None,
-            PrefixStage::MultiIndex => Some(MultiIndex::new(prefixes.view(), None)?),
+        let (mih, narrow) = match stage {
+            PrefixStage::Scan if prefix_bits <= 32 => {
+                let view = prefixes.view();
+                (
+                    None,
+                    Some((0..view.len()).map(|i| narrow_code(view.code(i))).collect()),
+                )
+            }
+            PrefixStage::Scan => (None, None),
+            PrefixStage::MultiIndex => (Some(MultiIndex::new(prefixes.view(), None)?), None),
         };
         Ok(CascadeIndex {
             database,
             prefix_bits,
             prefixes,
+            narrow,
             mih,
         })
     }
@@ -102,17 +156,27 @@ impl<'a> CascadeIndex<'a> {
         }
         let kernel = Kernel::best();
         let q_prefix = queries.prefix(self.prefix_bits)?;
-        let first = match &self.mih {
-            Some(mih) => mih.knn(q_prefix, candidates)?,
-            None => knn_with(kernel, q_prefix, self.prefixes.view(), candidates)?,
+        let first: Vec<Vec<u32>> = match (&self.mih, &self.narrow) {
+            (Some(mih), _) => rows_of(&mih.knn(q_prefix, candidates)?),
+            (None, Some(narrow)) => {
+                let qs: Vec<u32> = (0..q_prefix.len())
+                    .map(|i| narrow_code(q_prefix.code(i)))
+                    .collect();
+                narrow_knn(kernel, &qs, narrow, self.prefix_bits, candidates)
+            }
+            (None, None) => rows_of(&knn_with(
+                kernel,
+                q_prefix,
+                self.prefixes.view(),
+                candidates,
+            )?),
         };
         let mask = self.database.last_word_mask();
         let rows: Vec<Vec<(u32, u32)>> = (0..queries.len())
             .into_par_iter()
             .map(|qi| {
                 let mut row: Vec<(u32, u32)> = match queries.code(qi) {
-                    Some(q) => first
-                        .ids_of(qi)
+                    Some(q) => first[qi]
                         .iter()
                         .filter_map(|&id| {
                             self.database
@@ -155,6 +219,12 @@ impl<'a> CascadeIndex<'a> {
             exact_seconds,
         })
     }
+}
+
+fn rows_of(neighbors: &Neighbors) -> Vec<Vec<u32>> {
+    (0..neighbors.n_queries)
+        .map(|q| neighbors.ids_of(q).to_vec())
+        .collect()
 }
 
 /// recall@k of `found` against `exact`: the mean over queries of the fraction of the exact ids

@@ -123,12 +123,20 @@ type ScanFn = unsafe fn(&[u64], &[u64], usize, usize, u64, &mut [u32]);
 /// The CPU supports the path's target features.
 type PairFn = unsafe fn(&[u64], &[u64], u64) -> u32;
 
+/// Raw scan of narrow codes (at most 32 bits, one u32 each): `out[i] = popcount(q ^ db[i])` for
+/// `i < out.len()`.
+///
+/// # Safety
+/// The CPU supports the path's target features; `db.len() >= out.len()`.
+type Scan32Fn = unsafe fn(u32, &[u32], &mut [u32]);
+
 /// A resolved kernel: an instruction-set path whose availability has been checked.
 #[derive(Clone, Copy)]
 pub struct Kernel {
     isa: Isa,
     scan: ScanFn,
     pair: PairFn,
+    scan32: Scan32Fn,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -143,18 +151,23 @@ impl Kernel {
         if !isa.is_available() {
             return Err(IndexError::IsaUnavailable(isa.name()));
         }
-        let (scan, pair): (ScanFn, PairFn) = match isa {
+        let (scan, pair, scan32): (ScanFn, PairFn, Scan32Fn) = match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Popcnt => (x86::scan_popcnt, x86::pair_popcnt),
+            Isa::Popcnt => (x86::scan_popcnt, x86::pair_popcnt, x86::scan32_popcnt),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => (x86::scan_avx2, x86::pair_popcnt),
+            Isa::Avx2 => (x86::scan_avx2, x86::pair_popcnt, x86::scan32_avx2),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vpopcntdq => (x86::scan_avx512, x86::pair_popcnt),
+            Isa::Avx512Vpopcntdq => (x86::scan_avx512, x86::pair_popcnt, x86::scan32_avx512),
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => (neon::scan_neon, pair_portable),
-            _ => (scan_portable, pair_portable),
+            Isa::Neon => (neon::scan_neon, pair_portable, neon::scan32_neon),
+            _ => (scan_portable, pair_portable, scan32_portable),
         };
-        Ok(Kernel { isa, scan, pair })
+        Ok(Kernel {
+            isa,
+            scan,
+            pair,
+            scan32,
+        })
     }
 
     /// The kernel of [`Isa::best`].
@@ -165,6 +178,7 @@ impl Kernel {
             isa: Isa::Portable,
             scan: scan_portable,
             pair: pair_portable,
+            scan32: scan32_portable,
         })
     }
 
@@ -202,6 +216,30 @@ impl Kernel {
         // SAFETY: `Kernel::new` checked the CPU features of `isa`; PairFn bounds-checks slices.
         unsafe { (self.pair)(a, b, mask) }
     }
+
+    /// Distances of a narrow query (a code of at most 32 bits in a u32) to the narrow codes
+    /// `db[..out.len()]`: the cascade's first stage, which packs short prefixes this way so a
+    /// vector holds twice as many codes as with one u64 per code.
+    ///
+    /// # Panics
+    /// When `db` is shorter than `out` (a caller bug).
+    pub fn distances32(&self, query: u32, db: &[u32], out: &mut [u32]) {
+        assert!(db.len() >= out.len(), "fewer codes than outputs");
+        // SAFETY: `Kernel::new` checked the CPU features; the assert is the length contract.
+        unsafe { (self.scan32)(query, db, out) }
+    }
+}
+
+#[inline(always)]
+fn scan32_plain(q: u32, db: &[u32], out: &mut [u32]) {
+    for (o, &c) in out.iter_mut().zip(db) {
+        *o = (q ^ c).count_ones();
+    }
+}
+
+/// Portable narrow scan (safe: no CPU feature needed).
+unsafe fn scan32_portable(q: u32, db: &[u32], out: &mut [u32]) {
+    scan32_plain(q, db, out)
 }
 
 /// Portable pair distance (safe: no CPU feature needed).
@@ -283,6 +321,58 @@ mod x86 {
     #[target_feature(enable = "popcnt")]
     pub(super) unsafe fn pair_popcnt(a: &[u64], b: &[u64], mask: u64) -> u32 {
         super::distance(a, b, mask)
+    }
+
+    #[target_feature(enable = "popcnt")]
+    pub(super) unsafe fn scan32_popcnt(q: u32, db: &[u32], out: &mut [u32]) {
+        super::scan32_plain(q, db, out)
+    }
+
+    #[target_feature(enable = "avx2,popcnt")]
+    pub(super) unsafe fn scan32_avx2(q: u32, db: &[u32], out: &mut [u32]) {
+        let n = out.len();
+        let blocks = n / 8;
+        let qv = _mm256_set1_epi32(q as i32);
+        let ones8 = _mm256_set1_epi8(1);
+        let ones16 = _mm256_set1_epi16(1);
+        let table = _mm256_setr_epi8(
+            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
+            3, 3, 4,
+        );
+        let low = _mm256_set1_epi8(0x0f);
+        for b in 0..blocks {
+            // SAFETY: codes 8b .. 8b + 8 exist (b < n / 8 and db.len() >= n); out likewise.
+            unsafe {
+                let x = _mm256_xor_si256(_mm256_loadu_si256(db.as_ptr().add(8 * b).cast()), qv);
+                let lo = _mm256_and_si256(x, low);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(x), low);
+                let bytes = _mm256_add_epi8(
+                    _mm256_shuffle_epi8(table, lo),
+                    _mm256_shuffle_epi8(table, hi),
+                );
+                // Bytes -> 16-bit pair sums -> 32-bit sums: one count per 32-bit lane.
+                let counts = _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, ones8), ones16);
+                _mm256_storeu_si256(out.as_mut_ptr().add(8 * b).cast(), counts);
+            }
+        }
+        let done = blocks * 8;
+        super::scan32_plain(q, &db[done..], &mut out[done..]);
+    }
+
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]
+    pub(super) unsafe fn scan32_avx512(q: u32, db: &[u32], out: &mut [u32]) {
+        let n = out.len();
+        let blocks = n / 16;
+        let qv = _mm512_set1_epi32(q as i32);
+        for b in 0..blocks {
+            // SAFETY: codes 16b .. 16b + 16 exist (b < n / 16 and db.len() >= n); out likewise.
+            unsafe {
+                let x = _mm512_xor_si512(_mm512_loadu_si512(db.as_ptr().add(16 * b).cast()), qv);
+                _mm512_storeu_si512(out.as_mut_ptr().add(16 * b).cast(), _mm512_popcnt_epi32(x));
+            }
+        }
+        let done = blocks * 16;
+        super::scan32_plain(q, &db[done..], &mut out[done..]);
     }
 
     #[target_feature(enable = "popcnt")]
@@ -602,6 +692,23 @@ mod x86 {
 mod neon {
     use super::scan_dispatch;
     use std::arch::aarch64::*;
+
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn scan32_neon(q: u32, db: &[u32], out: &mut [u32]) {
+        let n = out.len();
+        let blocks = n / 4;
+        let qv = vdupq_n_u32(q);
+        for b in 0..blocks {
+            // SAFETY: codes 4b .. 4b + 4 exist (b < n / 4 and db.len() >= n); out likewise.
+            unsafe {
+                let x = veorq_u32(vld1q_u32(db.as_ptr().add(4 * b)), qv);
+                let counts = vpaddlq_u16(vpaddlq_u8(vcntq_u8(vreinterpretq_u8_u32(x))));
+                vst1q_u32(out.as_mut_ptr().add(4 * b), counts);
+            }
+        }
+        let done = blocks * 4;
+        super::scan32_plain(q, &db[done..], &mut out[done..]);
+    }
 
     #[target_feature(enable = "neon")]
     pub(super) unsafe fn scan_neon(

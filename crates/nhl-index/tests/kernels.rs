@@ -103,3 +103,30 @@ fn unavailable_isa_is_an_error_not_a_crash() {
         assert_eq!(Kernel::new(isa).is_ok(), isa.is_available());
     }
 }
+
+#[test]
+fn every_isa_equals_portable_for_narrow_codes() {
+    let mut rng = SplitMix64::new(99);
+    let reference = Kernel::new(Isa::Portable).unwrap();
+    for bits in 1..=32u32 {
+        let mask = if bits == 32 {
+            u32::MAX
+        } else {
+            (1u32 << bits) - 1
+        };
+        let db: Vec<u32> = (0..53).map(|_| rng.next_u64() as u32 & mask).collect();
+        let q = rng.next_u64() as u32 & mask;
+        for isa in Isa::available() {
+            let kernel = Kernel::new(isa).unwrap();
+            for len in [0, 1, 7, 8, 15, 16, 17, 53] {
+                let mut want = vec![0u32; len];
+                let mut got = vec![0u32; len];
+                reference.distances32(q, &db, &mut want);
+                kernel.distances32(q, &db, &mut got);
+                let plain: Vec<u32> = db[..len].iter().map(|&c| (q ^ c).count_ones()).collect();
+                assert_eq!(want, plain, "portable, {bits} bits");
+                assert_eq!(got, plain, "{isa}, {bits} bits, {len} codes");
+            }
+        }
+    }
+}

@@ -13,9 +13,19 @@ pub fn random_vec(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
 ///
 /// # Errors
 /// A message naming `what`, the first failing index, both values and the difference.
-pub fn check_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) -> Result<(), String> {
+pub fn check_close(
+    what: &str,
+    got: &[f64],
+    want: &[f64],
+    atol: f64,
+    rtol: f64,
+) -> Result<(), String> {
     if got.len() != want.len() {
-        return Err(format!("{what}: length {} != expected {}", got.len(), want.len()));
+        return Err(format!(
+            "{what}: length {} != expected {}",
+            got.len(),
+            want.len()
+        ));
     }
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let ok = if g.is_nan() || w.is_nan() {

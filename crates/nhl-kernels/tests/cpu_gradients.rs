@@ -15,7 +15,8 @@ const ATOL: f64 = 1e-8;
 const RTOL: f64 = 1e-6;
 
 fn buf(b: &B, seed: u64, shape: Shape, lo: f64, hi: f64) -> CpuBuf<f64> {
-    b.upload(&random_vec(seed, shape.len(), lo, hi), shape).unwrap()
+    b.upload(&random_vec(seed, shape.len(), lo, hi), shape)
+        .unwrap()
 }
 
 /// Checks the analytic input gradients `grads(inputs, R)` of `forward` against finite differences.
@@ -30,13 +31,25 @@ fn fd_check(
     let r = buf(&b, 991, b.shape(&y), -1.0, 1.0);
     let loss = |xs: &[CpuBuf<f64>]| -> f64 {
         let y = forward(xs);
-        y.as_slice().iter().zip(r.as_slice()).map(|(a, b)| a * b).sum()
+        y.as_slice()
+            .iter()
+            .zip(r.as_slice())
+            .map(|(a, b)| a * b)
+            .sum()
     };
     let analytic = grads(&inputs, &r);
-    assert_eq!(analytic.len(), inputs.len(), "{what}: one gradient per input");
+    assert_eq!(
+        analytic.len(),
+        inputs.len(),
+        "{what}: one gradient per input"
+    );
     for (which, grad) in analytic.iter().enumerate() {
         let shape = b.shape(&inputs[which]);
-        assert_eq!(b.shape(grad), shape, "{what}: gradient {which} has the input's shape");
+        assert_eq!(
+            b.shape(grad),
+            shape,
+            "{what}: gradient {which} has the input's shape"
+        );
         let base = inputs[which].as_slice().to_vec();
         let numeric: Vec<f64> = (0..base.len())
             .map(|i| {
@@ -52,7 +65,13 @@ fn fd_check(
                 (lp - lm) / (2.0 * H)
             })
             .collect();
-        assert_close(&format!("{what} d/input{which}"), grad.as_slice(), &numeric, ATOL, RTOL);
+        assert_close(
+            &format!("{what} d/input{which}"),
+            grad.as_slice(),
+            &numeric,
+            ATOL,
+            RTOL,
+        );
     }
 }
 
@@ -65,7 +84,11 @@ fn projection_backward_dx_dw_db() {
     fd_check(
         "linear",
         vec![x, w, bias],
-        |v| B::new().matmul(&v[0], false, &v[1], true, Some(&v[2])).unwrap(),
+        |v| {
+            B::new()
+                .matmul(&v[0], false, &v[1], true, Some(&v[2]))
+                .unwrap()
+        },
         |v, dy| {
             let b = B::new();
             vec![
@@ -81,8 +104,16 @@ fn projection_backward_dx_dw_db() {
 fn matmul_backward_every_transpose() {
     let b = B::new();
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-        let a_shape = if ta { Shape::new(4, 3) } else { Shape::new(3, 4) };
-        let b_shape = if tb { Shape::new(5, 4) } else { Shape::new(4, 5) };
+        let a_shape = if ta {
+            Shape::new(4, 3)
+        } else {
+            Shape::new(3, 4)
+        };
+        let b_shape = if tb {
+            Shape::new(5, 4)
+        } else {
+            Shape::new(4, 5)
+        };
         let a = buf(&b, 10, a_shape, -1.0, 1.0);
         let bb = buf(&b, 11, b_shape, -1.0, 1.0);
         fd_check(
@@ -152,8 +183,20 @@ fn unbroadcast(b: &B, g: CpuBuf<f64>, to: Shape) -> CpuBuf<f64> {
 fn every_binary_backward_with_every_broadcast() {
     let b = B::new();
     let a_shape = Shape::new(4, 3);
-    for (i, op) in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Bce].into_iter().enumerate() {
-        for (j, b_shape) in [a_shape, Shape::new(1, 3), Shape::new(4, 1), Shape::scalar()].into_iter().enumerate() {
+    for (i, op) in [
+        Binary::Add,
+        Binary::Sub,
+        Binary::Mul,
+        Binary::Div,
+        Binary::Bce,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (j, b_shape) in [a_shape, Shape::new(1, 3), Shape::new(4, 1), Shape::scalar()]
+            .into_iter()
+            .enumerate()
+        {
             let (alo, ahi, blo, bhi) = match op {
                 Binary::Div => (-1.0, 1.0, 0.5, 2.0),
                 Binary::Bce => (0.05, 0.95, 0.0, 1.0),
@@ -181,7 +224,13 @@ fn bce_clamps_each_log_at_minus_100_like_pytorch() {
     let p = b.upload(&[0.0, 1.0, 0.5], Shape::new(1, 3)).unwrap();
     let t = b.upload(&[1.0, 0.0, 1.0], Shape::new(1, 3)).unwrap();
     let y = b.download(&b.binary(Binary::Bce, &p, &t).unwrap()).unwrap();
-    assert_close("bce", &y, &[100.0, 100.0, std::f64::consts::LN_2], 1e-12, 1e-12);
+    assert_close(
+        "bce",
+        &y,
+        &[100.0, 100.0, std::f64::consts::LN_2],
+        1e-12,
+        1e-12,
+    );
 }
 
 #[test]
@@ -267,11 +316,33 @@ fn reductions_backward_is_broadcast() {
 #[test]
 fn matmul_is_bit_identical_across_thread_counts() {
     let b = CpuBackend::<f32>::new();
-    let x = b.upload(&random_vec(20, 64 * 784, -1.0, 1.0).iter().map(|&v| v as f32).collect::<Vec<_>>(), Shape::new(64, 784)).unwrap();
-    let w = b.upload(&random_vec(21, 1024 * 784, -0.1, 0.1).iter().map(|&v| v as f32).collect::<Vec<_>>(), Shape::new(1024, 784)).unwrap();
+    let x = b
+        .upload(
+            &random_vec(20, 64 * 784, -1.0, 1.0)
+                .iter()
+                .map(|&v| v as f32)
+                .collect::<Vec<_>>(),
+            Shape::new(64, 784),
+        )
+        .unwrap();
+    let w = b
+        .upload(
+            &random_vec(21, 1024 * 784, -0.1, 0.1)
+                .iter()
+                .map(|&v| v as f32)
+                .collect::<Vec<_>>(),
+            Shape::new(1024, 784),
+        )
+        .unwrap();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| b.download(&b.matmul(&x, false, &w, true, None).unwrap()).unwrap())
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            b.download(&b.matmul(&x, false, &w, true, None).unwrap())
+                .unwrap()
+        })
     };
     assert_eq!(run(1), run(3));
 }
@@ -281,9 +352,25 @@ fn shape_errors_are_typed_not_panics() {
     let b = B::new();
     let a = b.zeros(Shape::new(2, 3)).unwrap();
     let c = b.zeros(Shape::new(2, 4)).unwrap();
-    assert!(matches!(b.matmul(&a, false, &c, false, None), Err(nhl_kernels::KernelError::Shape { .. })));
-    assert!(matches!(b.binary(Binary::Add, &a, &c), Err(nhl_kernels::KernelError::Shape { .. })));
+    assert!(matches!(
+        b.matmul(&a, false, &c, false, None),
+        Err(nhl_kernels::KernelError::Shape { .. })
+    ));
+    assert!(matches!(
+        b.binary(Binary::Add, &a, &c),
+        Err(nhl_kernels::KernelError::Shape { .. })
+    ));
     let idx = b.upload_idx(&[0, 2]).unwrap();
-    assert!(matches!(b.gather_rows(&a, &idx), Err(nhl_kernels::KernelError::Index { index: 2, rows: 2, .. })));
-    assert!(matches!(b.upload(&[1.0], Shape::new(2, 2)), Err(nhl_kernels::KernelError::Length { .. })));
+    assert!(matches!(
+        b.gather_rows(&a, &idx),
+        Err(nhl_kernels::KernelError::Index {
+            index: 2,
+            rows: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        b.upload(&[1.0], Shape::new(2, 2)),
+        Err(nhl_kernels::KernelError::Length { .. })
+    ));
 }

@@ -73,6 +73,11 @@ pub struct TrainConfig {
     /// objective. Off by default; the backbone is never affected.
     #[serde(default)]
     pub reference_grad_leak: bool,
+    /// Evaluate mAP@ALL every this many epochs (0: only after training). The reference reports
+    /// each length's best mAP over such validations, selected on the query set itself; we report
+    /// it beside the final model's figures, never instead of them.
+    #[serde(default)]
+    pub eval_every: usize,
 }
 
 impl Default for TrainConfig {
@@ -90,6 +95,7 @@ impl Default for TrainConfig {
             beta: 1.0,
             seed: 0,
             reference_grad_leak: false,
+            eval_every: 0,
         }
     }
 }

@@ -19,15 +19,15 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod losses;
+pub mod metrics;
 pub mod model;
 pub mod nhl;
 pub mod optim;
+pub mod report;
 pub mod run_dir;
 pub mod targets;
 pub mod trainer;
-pub mod checkpoint;
-pub mod metrics;
-pub mod report;

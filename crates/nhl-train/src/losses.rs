@@ -33,12 +33,26 @@ pub struct Bank<B: Backend> {
 
 impl<B: Backend> Bank<B> {
     /// An all-zero bank of `n` items.
-    pub fn new(backend: &B, n: usize, code_bits: usize, n_classes: usize) -> Result<Self, KernelError> {
-        Ok(Self { codes: backend.zeros(Shape::new(n, code_bits))?, labels: backend.zeros(Shape::new(n, n_classes))? })
+    pub fn new(
+        backend: &B,
+        n: usize,
+        code_bits: usize,
+        n_classes: usize,
+    ) -> Result<Self, KernelError> {
+        Ok(Self {
+            codes: backend.zeros(Shape::new(n, code_bits))?,
+            labels: backend.zeros(Shape::new(n, n_classes))?,
+        })
     }
 
     /// Writes the batch's codes (detached) and labels at rows `idx`.
-    pub fn update(&mut self, backend: &B, idx: &B::Idx, codes: &B::Buf, labels: &B::Buf) -> Result<(), KernelError> {
+    pub fn update(
+        &mut self,
+        backend: &B,
+        idx: &B::Idx,
+        codes: &B::Buf,
+        labels: &B::Buf,
+    ) -> Result<(), KernelError> {
         backend.set_rows(&mut self.codes, idx, codes)?;
         backend.set_rows(&mut self.labels, idx, labels)
     }
@@ -83,35 +97,57 @@ pub enum LengthLoss<B: Backend> {
 
 impl<B: Backend> LengthLoss<B> {
     /// The loss of `method` for `bits`-bit codes of the items of `train`.
-    pub fn new(backend: &B, method: Method, bits: usize, train: &Dataset, seed: u64) -> Result<Self, AutogradError> {
+    pub fn new(
+        backend: &B,
+        method: Method,
+        bits: usize,
+        train: &Dataset,
+        seed: u64,
+    ) -> Result<Self, AutogradError> {
         let per_item = |centres: Vec<f32>| -> Result<B::Buf, KernelError> {
             // Classes are validated when the data set is built, so every label has a centre.
-            let table = label_targets(&centres, bits, &train.labels, seed).map_err(|e| KernelError::Shape {
-                op: "targets",
-                detail: e.to_string(),
+            let table = label_targets(&centres, bits, &train.labels, seed).map_err(|e| {
+                KernelError::Shape {
+                    op: "targets",
+                    detail: e.to_string(),
+                }
             })?;
-            let table: Vec<B::Elem> = table.into_iter().map(|v| nhl_kernels::Real::from_f64(v as f64)).collect();
+            let table: Vec<B::Elem> = table
+                .into_iter()
+                .map(|v| nhl_kernels::Real::from_f64(v as f64))
+                .collect();
             backend.upload(&table, Shape::new(train.len(), bits))
         };
         Ok(match method {
-            Method::Csq => LengthLoss::Csq { targets: per_item(csq_centres(bits, train.n_classes(), seed))? },
-            Method::Dpn => LengthLoss::Dpn { targets: per_item(dpn_targets(bits, train.n_classes(), DPN_P, seed))? },
+            Method::Csq => LengthLoss::Csq {
+                targets: per_item(csq_centres(bits, train.n_classes(), seed))?,
+            },
+            Method::Dpn => LengthLoss::Dpn {
+                targets: per_item(dpn_targets(bits, train.n_classes(), DPN_P, seed))?,
+            },
             Method::Dsh => LengthLoss::Dsh { bits },
             Method::Dhn => LengthLoss::Dhn { bits },
         })
     }
 
     /// The loss of the batch outputs `u` (`n x b`), a `1 x 1` tensor on `tape`.
-    pub fn eval(&self, tape: &Tape<'_, B>, u: &Tensor<B>, ctx: &BatchContext<'_, B>) -> Result<Tensor<B>, AutogradError> {
+    pub fn eval(
+        &self,
+        tape: &Tape<'_, B>,
+        u: &Tensor<B>,
+        ctx: &BatchContext<'_, B>,
+    ) -> Result<Tensor<B>, AutogradError> {
         let be = tape.backend();
         match self {
             LengthLoss::Csq { targets } => {
                 let h = be.gather_rows(targets, ctx.idx)?;
-                let t = tape.constant(be.unary(Unary::AddScalar(0.5), &be.unary(Unary::Scale(0.5), &h)?)?);
+                let t = tape
+                    .constant(be.unary(Unary::AddScalar(0.5), &be.unary(Unary::Scale(0.5), &h)?)?);
                 let v = tape.tanh(u)?;
                 let p = tape.add_scalar(&tape.scale(&v, 0.5)?, 0.5)?;
                 let centre = tape.mean_all(&tape.bce(&p, &t)?)?;
-                let quant = tape.mean_all(&tape.square(&tape.add_scalar(&tape.abs(&v)?, -1.0)?)?)?;
+                let quant =
+                    tape.mean_all(&tape.square(&tape.add_scalar(&tape.abs(&v)?, -1.0)?)?)?;
                 Ok(tape.add(&centre, &tape.scale(&quant, CSQ_LAMBDA)?)?)
             }
             LengthLoss::Dpn { targets } => {
@@ -124,23 +160,39 @@ impl<B: Backend> LengthLoss<B> {
                 let bank_codes_t = tape.constant(bank_codes.clone());
                 // ||u_i - U_j||^2 = |u_i|^2 + |U_j|^2 - 2 u_i . U_j.
                 let ones = be.fill(Shape::new(1, *bits), 1.0)?;
-                let bank_sq = tape.constant(be.matmul(&ones, false, &be.unary(Unary::Square, &bank_codes)?, true, None)?);
+                let bank_sq = tape.constant(be.matmul(
+                    &ones,
+                    false,
+                    &be.unary(Unary::Square, &bank_codes)?,
+                    true,
+                    None,
+                )?);
                 let u_sq = tape.row_sums(&tape.square(u)?)?;
                 let cross = tape.matmul_nt(u, &bank_codes_t)?;
                 let dist = tape.add(&tape.add(&tape.scale(&cross, -2.0)?, &u_sq)?, &bank_sq)?;
                 let s_t = tape.constant(s.clone());
-                let dis = tape.constant(be.unary(Unary::AddScalar(1.0), &be.unary(Unary::Scale(-1.0), &s)?)?);
+                let dis = tape
+                    .constant(be.unary(Unary::AddScalar(1.0), &be.unary(Unary::Scale(-1.0), &s)?)?);
                 let pull = tape.mul(&dist, &s_t)?;
-                let push = tape.mul(&tape.relu(&tape.add_scalar(&tape.scale(&dist, -1.0)?, 2.0 * *bits as f64)?)?, &dis)?;
+                let push = tape.mul(
+                    &tape.relu(&tape.add_scalar(&tape.scale(&dist, -1.0)?, 2.0 * *bits as f64)?)?,
+                    &dis,
+                )?;
                 let pair = tape.scale(&tape.mean_all(&tape.add(&pull, &push)?)?, 0.5)?;
-                let quant = tape.mean_all(&tape.abs(&tape.add_scalar(&tape.scale(&tape.abs(u)?, -1.0)?, 1.0)?)?)?;
+                let quant = tape.mean_all(
+                    &tape.abs(&tape.add_scalar(&tape.scale(&tape.abs(u)?, -1.0)?, 1.0)?)?,
+                )?;
                 Ok(tape.add(&pair, &tape.scale(&quant, PAIR_ALPHA)?)?)
             }
             LengthLoss::Dhn { bits } => {
                 let (bank_codes, s) = bank_view(be, ctx, *bits)?;
                 let theta = tape.scale(&tape.matmul_nt(u, &tape.constant(bank_codes))?, 0.5)?;
-                let nll = tape.sub(&tape.softplus(&theta)?, &tape.mul(&theta, &tape.constant(s))?)?;
-                let quant = tape.mean_all(&tape.log_cosh(&tape.add_scalar(&tape.abs(u)?, -1.0)?)?)?;
+                let nll = tape.sub(
+                    &tape.softplus(&theta)?,
+                    &tape.mul(&theta, &tape.constant(s))?,
+                )?;
+                let quant =
+                    tape.mean_all(&tape.log_cosh(&tape.add_scalar(&tape.abs(u)?, -1.0)?)?)?;
                 Ok(tape.add(&tape.mean_all(&nll)?, &tape.scale(&quant, PAIR_ALPHA)?)?)
             }
         }
@@ -149,10 +201,21 @@ impl<B: Backend> LengthLoss<B> {
 
 /// The bank's `b`-bit codes (`N x b`) and the batch-to-bank similarity `s_ij = 1[y_i . Y_j > 0]`
 /// (`n x N`); unvisited bank rows have no label, so they count as dissimilar.
-fn bank_view<B: Backend>(be: &B, ctx: &BatchContext<'_, B>, bits: usize) -> Result<(B::Buf, B::Buf), KernelError> {
-    let bank = ctx.bank.ok_or(KernelError::Shape { op: "bank loss", detail: "no memory bank was set up".into() })?;
+fn bank_view<B: Backend>(
+    be: &B,
+    ctx: &BatchContext<'_, B>,
+    bits: usize,
+) -> Result<(B::Buf, B::Buf), KernelError> {
+    let bank = ctx.bank.ok_or(KernelError::Shape {
+        op: "bank loss",
+        detail: "no memory bank was set up".into(),
+    })?;
     let width = be.shape(&bank.codes).cols;
-    let codes = if bits == width { bank.codes.clone() } else { be.slice_cols(&bank.codes, 0, bits)? };
+    let codes = if bits == width {
+        bank.codes.clone()
+    } else {
+        be.slice_cols(&bank.codes, 0, bits)?
+    };
     let shared = be.matmul(ctx.labels, false, &bank.labels, true, None)?;
     let s = be.unary(Unary::Clamp { lo: 0.0, hi: 1.0 }, &shared)?;
     Ok((codes, s))
@@ -168,11 +231,22 @@ mod tests {
     type Cpu = CpuBackend<f64>;
 
     fn train_set(n: usize, classes: &[u32]) -> Dataset {
-        Dataset { features: vec![0.0; n], dim: 1, labels: Labels::Single(classes.to_vec()), n_classes: 4 }
+        Dataset {
+            features: vec![0.0; n],
+            dim: 1,
+            labels: Labels::Single(classes.to_vec()),
+            n_classes: 4,
+        }
     }
 
     /// Evaluates a loss at `u` and returns (value, gradient) on the f64 CPU backend.
-    fn value_and_grad(loss: &LengthLoss<Cpu>, cpu: &Cpu, u: &[f64], shape: Shape, ctx: &BatchContext<'_, Cpu>) -> (f64, Vec<f64>) {
+    fn value_and_grad(
+        loss: &LengthLoss<Cpu>,
+        cpu: &Cpu,
+        u: &[f64],
+        shape: Shape,
+        ctx: &BatchContext<'_, Cpu>,
+    ) -> (f64, Vec<f64>) {
         let tape = Tape::new(cpu);
         let leaf = tape.leaf(cpu.upload(u, shape).unwrap());
         let l = loss.eval(&tape, &leaf, ctx).unwrap();
@@ -181,14 +255,22 @@ mod tests {
         (value, cpu.download(grads.get(&leaf).unwrap()).unwrap())
     }
 
-    fn finite_difference(loss: &LengthLoss<Cpu>, cpu: &Cpu, u: &[f64], shape: Shape, ctx: &BatchContext<'_, Cpu>) -> Vec<f64> {
+    fn finite_difference(
+        loss: &LengthLoss<Cpu>,
+        cpu: &Cpu,
+        u: &[f64],
+        shape: Shape,
+        ctx: &BatchContext<'_, Cpu>,
+    ) -> Vec<f64> {
         (0..u.len())
             .map(|i| {
                 let mut p = u.to_vec();
                 p[i] += 1e-6;
                 let mut m = u.to_vec();
                 m[i] -= 1e-6;
-                (value_and_grad(loss, cpu, &p, shape, ctx).0 - value_and_grad(loss, cpu, &m, shape, ctx).0) / 2e-6
+                (value_and_grad(loss, cpu, &p, shape, ctx).0
+                    - value_and_grad(loss, cpu, &m, shape, ctx).0)
+                    / 2e-6
             })
             .collect()
     }
@@ -200,7 +282,11 @@ mod tests {
         let loss = LengthLoss::new(&cpu, Method::Csq, 2, &train_set(2, &[0, 1]), 0).unwrap();
         let idx = cpu.upload_idx(&[1, 0]).unwrap();
         let labels = cpu.zeros(Shape::new(2, 4)).unwrap();
-        let ctx = BatchContext { idx: &idx, labels: &labels, bank: None };
+        let ctx = BatchContext {
+            idx: &idx,
+            labels: &labels,
+            bank: None,
+        };
         let u = [0.3, -0.2, 1.1, 0.4];
         let (value, grad) = value_and_grad(&loss, &cpu, &u, Shape::new(2, 2), &ctx);
         // Batch row 0 is item 1 (target [1, -1]), row 1 is item 0 (target [1, 1]).
@@ -209,28 +295,54 @@ mod tests {
         for (x, t) in u.iter().zip(targets) {
             let v = f64::tanh(*x);
             let (p, tt) = ((v + 1.0) / 2.0, (t + 1.0) / 2.0);
-            want += -(tt * p.ln() + (1.0 - tt) * (1.0 - p).ln()) / 4.0 + 1e-4 * (v.abs() - 1.0).powi(2) / 4.0;
+            want += -(tt * p.ln() + (1.0 - tt) * (1.0 - p).ln()) / 4.0
+                + 1e-4 * (v.abs() - 1.0).powi(2) / 4.0;
         }
         assert_close("csq value", &[value], &[want], 1e-12, 1e-12);
-        assert_close("csq grad", &grad, &finite_difference(&loss, &cpu, &u, Shape::new(2, 2), &ctx), 1e-8, 1e-6);
+        assert_close(
+            "csq grad",
+            &grad,
+            &finite_difference(&loss, &cpu, &u, Shape::new(2, 2), &ctx),
+            1e-8,
+            1e-6,
+        );
     }
 
     #[test]
     fn dpn_hand_checked_value_and_gradient() {
         let cpu = Cpu::new();
         let loss = LengthLoss::new(&cpu, Method::Dpn, 4, &train_set(3, &[0, 1, 2]), 3).unwrap();
-        let LengthLoss::Dpn { targets } = &loss else { unreachable!() };
+        let LengthLoss::Dpn { targets } = &loss else {
+            unreachable!()
+        };
         let t = cpu.download(targets).unwrap();
-        assert!(t.chunks(4).all(|row| row.iter().filter(|&&v| v < 0.0).count() == 2), "half of each target is -1");
+        assert!(
+            t.chunks(4)
+                .all(|row| row.iter().filter(|&&v| v < 0.0).count() == 2),
+            "half of each target is -1"
+        );
         let idx = cpu.upload_idx(&[2, 0]).unwrap();
         let labels = cpu.zeros(Shape::new(2, 4)).unwrap();
-        let ctx = BatchContext { idx: &idx, labels: &labels, bank: None };
+        let ctx = BatchContext {
+            idx: &idx,
+            labels: &labels,
+            bank: None,
+        };
         let u = random_vec(5, 8, -2.0, 2.0);
         let (value, grad) = value_and_grad(&loss, &cpu, &u, Shape::new(2, 4), &ctx);
         let rows = [2usize, 0];
-        let want: f64 = (0..8).map(|i| (1.0 - u[i] * t[rows[i / 4] * 4 + i % 4]).max(0.0)).sum::<f64>() / 8.0;
+        let want: f64 = (0..8)
+            .map(|i| (1.0 - u[i] * t[rows[i / 4] * 4 + i % 4]).max(0.0))
+            .sum::<f64>()
+            / 8.0;
         assert_close("dpn value", &[value], &[want], 1e-12, 1e-12);
-        assert_close("dpn grad", &grad, &finite_difference(&loss, &cpu, &u, Shape::new(2, 4), &ctx), 1e-8, 1e-6);
+        assert_close(
+            "dpn grad",
+            &grad,
+            &finite_difference(&loss, &cpu, &u, Shape::new(2, 4), &ctx),
+            1e-8,
+            1e-6,
+        );
     }
 
     /// A bank of 3 items (item 2 unvisited) and a batch of 2 items, 3-bit codes.
@@ -238,8 +350,13 @@ mod tests {
         let mut bank = Bank::new(cpu, 3, 4, 2).unwrap();
         let codes = [0.5, -1.0, 0.25, 9.0, -0.5, 0.75, 1.0, 9.0];
         let labels = [1.0, 0.0, 0.0, 1.0];
-        bank.update(cpu, &cpu.upload_idx(&[0, 1]).unwrap(), &cpu.upload(&codes, Shape::new(2, 4)).unwrap(), &cpu.upload(&labels, Shape::new(2, 2)).unwrap())
-            .unwrap();
+        bank.update(
+            cpu,
+            &cpu.upload_idx(&[0, 1]).unwrap(),
+            &cpu.upload(&codes, Shape::new(2, 4)).unwrap(),
+            &cpu.upload(&labels, Shape::new(2, 2)).unwrap(),
+        )
+        .unwrap();
         // The prefix (3 bits) of the bank rows, then the similarity of batch labels [1,0], [0,1].
         let bank3 = vec![0.5, -1.0, 0.25, -0.5, 0.75, 1.0, 0.0, 0.0, 0.0];
         let s = vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
@@ -253,7 +370,11 @@ mod tests {
         let loss = LengthLoss::<Cpu>::Dsh { bits: 3 };
         let idx = cpu.upload_idx(&[0, 1]).unwrap();
         let labels = cpu.upload(&[1.0, 0.0, 0.0, 1.0], Shape::new(2, 2)).unwrap();
-        let ctx = BatchContext { idx: &idx, labels: &labels, bank: Some(&bank) };
+        let ctx = BatchContext {
+            idx: &idx,
+            labels: &labels,
+            bank: Some(&bank),
+        };
         let u = random_vec(6, 6, -1.5, 1.5);
         let (value, grad) = value_and_grad(&loss, &cpu, &u, Shape::new(2, 3), &ctx);
         let mut pair = 0.0;
@@ -265,8 +386,20 @@ mod tests {
             }
         }
         let quant: f64 = u.iter().map(|x| (1.0 - x.abs()).abs()).sum::<f64>() / 6.0;
-        assert_close("dsh value", &[value], &[pair / 6.0 + 0.1 * quant], 1e-12, 1e-12);
-        assert_close("dsh grad", &grad, &finite_difference(&loss, &cpu, &u, Shape::new(2, 3), &ctx), 1e-7, 1e-6);
+        assert_close(
+            "dsh value",
+            &[value],
+            &[pair / 6.0 + 0.1 * quant],
+            1e-12,
+            1e-12,
+        );
+        assert_close(
+            "dsh grad",
+            &grad,
+            &finite_difference(&loss, &cpu, &u, Shape::new(2, 3), &ctx),
+            1e-7,
+            1e-6,
+        );
     }
 
     #[test]
@@ -276,7 +409,11 @@ mod tests {
         let loss = LengthLoss::<Cpu>::Dhn { bits: 3 };
         let idx = cpu.upload_idx(&[0, 1]).unwrap();
         let labels = cpu.upload(&[1.0, 0.0, 0.0, 1.0], Shape::new(2, 2)).unwrap();
-        let ctx = BatchContext { idx: &idx, labels: &labels, bank: Some(&bank) };
+        let ctx = BatchContext {
+            idx: &idx,
+            labels: &labels,
+            bank: Some(&bank),
+        };
         let u = random_vec(7, 6, -1.5, 1.5);
         let (value, grad) = value_and_grad(&loss, &cpu, &u, Shape::new(2, 3), &ctx);
         let mut nll = 0.0;
@@ -287,7 +424,19 @@ mod tests {
             }
         }
         let quant: f64 = u.iter().map(|x| (x.abs() - 1.0).cosh().ln()).sum::<f64>() / 6.0;
-        assert_close("dhn value", &[value], &[nll / 6.0 + 0.1 * quant], 1e-12, 1e-12);
-        assert_close("dhn grad", &grad, &finite_difference(&loss, &cpu, &u, Shape::new(2, 3), &ctx), 1e-7, 1e-6);
+        assert_close(
+            "dhn value",
+            &[value],
+            &[nll / 6.0 + 0.1 * quant],
+            1e-12,
+            1e-12,
+        );
+        assert_close(
+            "dhn grad",
+            &grad,
+            &finite_difference(&loss, &cpu, &u, Shape::new(2, 3), &ctx),
+            1e-7,
+            1e-6,
+        );
     }
 }

@@ -35,19 +35,44 @@ impl<B: Backend> NestedHashModel<B> {
     /// A freshly initialised model: backbone weight and bias uniform in `+-1/sqrt(input_dim)`
     /// (PyTorch's default), hash weight `N(0, 0.01^2)`, hash bias 0. Draws come from `seed` in a
     /// fixed order, so the same seed gives the same model on every backend.
-    pub fn new(backend: &B, input_dim: usize, hidden: usize, code_bits: usize, seed: u64) -> Result<Self, AutogradError> {
+    pub fn new(
+        backend: &B,
+        input_dim: usize,
+        hidden: usize,
+        code_bits: usize,
+        seed: u64,
+    ) -> Result<Self, AutogradError> {
         let mut rng = SplitMix64::new(seed);
         let bound = 1.0 / (input_dim as f64).sqrt();
-        let mut uniform = |n: usize| (0..n).map(|_| rng.uniform(-bound, bound)).collect::<Vec<f64>>();
+        let mut uniform = |n: usize| {
+            (0..n)
+                .map(|_| rng.uniform(-bound, bound))
+                .collect::<Vec<f64>>()
+        };
         let w1 = uniform(hidden * input_dim);
         let b1 = uniform(hidden);
-        let w2: Vec<f64> = (0..code_bits * hidden).map(|_| 0.01 * rng.normal()).collect();
+        let w2: Vec<f64> = (0..code_bits * hidden)
+            .map(|_| 0.01 * rng.normal())
+            .collect();
         let mut params = Params::new();
-        let w1 = params.add("backbone.weight", upload(backend, w1, Shape::new(hidden, input_dim))?)?;
+        let w1 = params.add(
+            "backbone.weight",
+            upload(backend, w1, Shape::new(hidden, input_dim))?,
+        )?;
         let b1 = params.add("backbone.bias", upload(backend, b1, Shape::new(1, hidden))?)?;
-        let w2 = params.add("hash.weight", upload(backend, w2, Shape::new(code_bits, hidden))?)?;
+        let w2 = params.add(
+            "hash.weight",
+            upload(backend, w2, Shape::new(code_bits, hidden))?,
+        )?;
         let b2 = params.add("hash.bias", backend.zeros(Shape::new(1, code_bits))?)?;
-        Ok(Self { params, w1, b1, w2, b2, code_bits })
+        Ok(Self {
+            params,
+            w1,
+            b1,
+            w2,
+            b2,
+            code_bits,
+        })
     }
 
     /// Width of the hash layer (the longest code).
@@ -68,7 +93,12 @@ impl<B: Backend> NestedHashModel<B> {
 
     /// Adds the hash layer's gradient for an output gradient `d` (`n x B`) at hash-layer input
     /// `features`: `dW2 += d^T X`, `db2 += colsum(d)` (the reference's leftover gradient, Q3).
-    pub fn add_hash_grad(&mut self, backend: &B, d: &B::Buf, features: &B::Buf) -> Result<(), KernelError> {
+    pub fn add_hash_grad(
+        &mut self,
+        backend: &B,
+        d: &B::Buf,
+        features: &B::Buf,
+    ) -> Result<(), KernelError> {
         let dw = backend.matmul(d, true, features, false, None)?;
         let db = backend.reduce(nhl_kernels::Reduce::ColSums, d)?;
         for (id, g) in [(self.w2, dw), (self.b2, db)] {
@@ -87,8 +117,16 @@ impl<B: Backend> NestedHashModel<B> {
             .iter()
             .map(|(_, p)| {
                 let s = backend.shape(&p.value);
-                let data = backend.download(&p.value)?.into_iter().map(|v| v.to_f64() as f32).collect();
-                Ok(NamedParam { name: format!("{prefix}{}", p.name), shape: [s.rows, s.cols], data })
+                let data = backend
+                    .download(&p.value)?
+                    .into_iter()
+                    .map(|v| v.to_f64() as f32)
+                    .collect();
+                Ok(NamedParam {
+                    name: format!("{prefix}{}", p.name),
+                    shape: [s.rows, s.cols],
+                    data,
+                })
             })
             .collect()
     }

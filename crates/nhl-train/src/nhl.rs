@@ -21,15 +21,26 @@ pub struct GradientProducts {
 
 impl GradientProducts {
     /// Computes every `p_ij` and `N_i` on the backend with one host read-back.
-    pub fn from_gram<B: Backend>(backend: &B, gram: &B::Buf, d: &[B::Buf]) -> Result<Self, KernelError> {
+    pub fn from_gram<B: Backend>(
+        backend: &B,
+        gram: &B::Buf,
+        d: &[B::Buf],
+    ) -> Result<Self, KernelError> {
         let k = d.len();
-        let f: Vec<B::Buf> = d.iter().map(|dk| backend.matmul(gram, false, dk, false, None)).collect::<Result<_, _>>()?;
+        let f: Vec<B::Buf> = d
+            .iter()
+            .map(|dk| backend.matmul(gram, false, dk, false, None))
+            .collect::<Result<_, _>>()?;
         // Pack the K(K+1)/2 dots into one row so that the GPU synchronises once per step.
         let pairs: Vec<(usize, usize)> = (0..k).flat_map(|i| (i..k).map(move |j| (i, j))).collect();
         let mut packed = backend.zeros(Shape::new(1, pairs.len()))?;
         for (slot, &(i, j)) in pairs.iter().enumerate() {
             let bi = backend.shape(&d[i]).cols;
-            let fj = if backend.shape(&f[j]).cols == bi { f[j].clone() } else { backend.slice_cols(&f[j], 0, bi)? };
+            let fj = if backend.shape(&f[j]).cols == bi {
+                f[j].clone()
+            } else {
+                backend.slice_cols(&f[j], 0, bi)?
+            };
             let dot = backend.reduce(Reduce::All, &backend.binary(Binary::Mul, &d[i], &fj)?)?;
             backend.add_prefix_scaled(&mut packed, slot, &dot, 1.0)?;
         }
@@ -75,7 +86,11 @@ pub fn dominance_weights(products: &GradientProducts, beta: f64) -> Vec<f64> {
 
 /// Similarity-preserving distillation `SP(S, T) = sum_pq (G^_t - G^_s)_pq^2 / n^2`, with
 /// `G = U U^T` row-normalised by `max(||row||, 1e-12)`; the teacher `T` is detached.
-pub fn sp_distill<B: Backend>(tape: &Tape<'_, B>, student: &Tensor<B>, teacher: &Tensor<B>) -> Result<Tensor<B>, AutogradError> {
+pub fn sp_distill<B: Backend>(
+    tape: &Tape<'_, B>,
+    student: &Tensor<B>,
+    teacher: &Tensor<B>,
+) -> Result<Tensor<B>, AutogradError> {
     let n = student.shape().rows as f64;
     let teacher = teacher.detach();
     let gs = tape.row_normalize(&tape.matmul_nt(student, student)?, 1e-12)?;
@@ -93,7 +108,13 @@ mod tests {
     /// The reference's literal loop (NHL-SPEC 2.2), on explicit flattened gradients of `W`.
     fn literal_weights(g: &[Vec<f64>], rows: &[usize], d: usize, beta: f64) -> Vec<f64> {
         let k = g.len();
-        let dot = |a: &[f64], b: &[f64], len: usize| a[..len].iter().zip(&b[..len]).map(|(x, y)| x * y).sum::<f64>();
+        let dot = |a: &[f64], b: &[f64], len: usize| {
+            a[..len]
+                .iter()
+                .zip(&b[..len])
+                .map(|(x, y)| x * y)
+                .sum::<f64>()
+        };
         let mut a = vec![vec![1.0; k]; k];
         for i in 0..k - 1 {
             let len = rows[i] * d;
@@ -129,7 +150,11 @@ mod tests {
         let mut saw_conflict = false;
         for seed in 0..40u64 {
             let x = random_vec(1000 + seed, n * d, -1.0, 1.0);
-            let ds: Vec<Vec<f64>> = bits.iter().enumerate().map(|(k, &b)| random_vec(seed * 31 + k as u64, n * b, -1.0, 1.0)).collect();
+            let ds: Vec<Vec<f64>> = bits
+                .iter()
+                .enumerate()
+                .map(|(k, &b)| random_vec(seed * 31 + k as u64, n * b, -1.0, 1.0))
+                .collect();
             // Explicit g_k = D_k^T X, flattened row-major over the full B x d weight.
             let g: Vec<Vec<f64>> = ds
                 .iter()
@@ -147,23 +172,48 @@ mod tests {
             let want = literal_weights(&g, &bits, d, 1.0);
             let xb = cpu.upload(&x, Shape::new(n, d)).unwrap();
             let gram = cpu.gram(&xb).unwrap();
-            let dbufs: Vec<_> = ds.iter().zip(bits).map(|(dk, b)| cpu.upload(dk, Shape::new(n, b)).unwrap()).collect();
+            let dbufs: Vec<_> = ds
+                .iter()
+                .zip(bits)
+                .map(|(dk, b)| cpu.upload(dk, Shape::new(n, b)).unwrap())
+                .collect();
             let products = GradientProducts::from_gram(&cpu, &gram, &dbufs).unwrap();
             let got = dominance_weights(&products, 1.0);
             assert_close(&format!("weights seed {seed}"), &got, &want, 1e-12, 1e-10);
             saw_conflict |= got.iter().any(|w| (w - 1.0).abs() > 1e-6);
         }
-        assert!(saw_conflict, "random gradients must exercise the down-weighting");
+        assert!(
+            saw_conflict,
+            "random gradients must exercise the down-weighting"
+        );
     }
 
     #[test]
     fn weights_without_conflict_are_all_one() {
-        let p = GradientProducts { p: vec![vec![4.0, 1.0, 2.0], vec![0.0, 3.0, 0.5], vec![0.0, 0.0, 9.0]] };
+        let p = GradientProducts {
+            p: vec![
+                vec![4.0, 1.0, 2.0],
+                vec![0.0, 3.0, 0.5],
+                vec![0.0, 0.0, 9.0],
+            ],
+        };
         assert_eq!(dominance_weights(&p, 1.0), vec![1.0, 1.0, 1.0]);
         // A strong conflict of the shortest with the middle length halves... then renormalises.
-        let p = GradientProducts { p: vec![vec![2.0, -2.0, 0.0], vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0]] };
+        let p = GradientProducts {
+            p: vec![
+                vec![2.0, -2.0, 0.0],
+                vec![0.0, 1.0, 0.0],
+                vec![0.0, 0.0, 1.0],
+            ],
+        };
         // tau_0 = 1, a_01 = 1/2, a_02 = min(1, 1/2) = 1/2; omega = [1, 1/2, 1/2], sum 2.
-        assert_close("weights", &dominance_weights(&p, 1.0), &[1.5, 0.75, 0.75], 1e-15, 0.0);
+        assert_close(
+            "weights",
+            &dominance_weights(&p, 1.0),
+            &[1.5, 0.75, 0.75],
+            1e-15,
+            0.0,
+        );
     }
 
     #[test]
@@ -182,7 +232,12 @@ mod tests {
                 for q in 0..n {
                     g[p * n + q] = (0..b).map(|c| u[p * b + c] * u[q * b + c]).sum();
                 }
-                let norm = g[p * n..(p + 1) * n].iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+                let norm = g[p * n..(p + 1) * n]
+                    .iter()
+                    .map(|v| v * v)
+                    .sum::<f64>()
+                    .sqrt()
+                    .max(1e-12);
                 for q in 0..n {
                     g[p * n + q] /= norm;
                 }
@@ -190,7 +245,12 @@ mod tests {
             g
         };
         let (gs, gt) = (norm_gram(&s, bs), norm_gram(&t, bt));
-        let want: f64 = gs.iter().zip(&gt).map(|(a, b)| (b - a).powi(2)).sum::<f64>() / (n * n) as f64;
+        let want: f64 = gs
+            .iter()
+            .zip(&gt)
+            .map(|(a, b)| (b - a).powi(2))
+            .sum::<f64>()
+            / (n * n) as f64;
         assert_close("sp", &tape.to_vec(&loss).unwrap(), &[want], 1e-14, 1e-12);
         let grads = tape.backward(&loss).unwrap();
         assert!(grads.get(&tt).is_none(), "the teacher is detached");

@@ -16,7 +16,12 @@ pub struct Adam<B: Backend> {
 
 impl<B: Backend> Adam<B> {
     /// Zero moments for every parameter of `params`; betas (0.9, 0.999), eps 1e-8.
-    pub fn new(backend: &B, params: &Params<B>, lr: f32, weight_decay: f32) -> Result<Self, KernelError> {
+    pub fn new(
+        backend: &B,
+        params: &Params<B>,
+        lr: f32,
+        weight_decay: f32,
+    ) -> Result<Self, KernelError> {
         let moments = params
             .iter()
             .map(|(_, p)| {
@@ -24,7 +29,15 @@ impl<B: Backend> Adam<B> {
                 Ok((backend.zeros(shape)?, backend.zeros(shape)?))
             })
             .collect::<Result<_, KernelError>>()?;
-        Ok(Self { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, step: 0, moments })
+        Ok(Self {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            step: 0,
+            moments,
+        })
     }
 
     /// One update of every parameter that has a gradient, then clears the gradients.

@@ -133,6 +133,22 @@ pub struct RunMetrics {
     /// The full training configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<TrainConfig>,
+    /// mAP@ALL per length at every validation during training (`--eval-every`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validations: Vec<ValidationRecord>,
+    /// Each length's best mAP@ALL over the validations: the reference implementation's way of
+    /// reporting, selected on the query set, so biased upwards; `map` is the honest figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_best_of_validations: Option<NumMap<f64>>,
+}
+
+/// One validation in `metrics.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValidationRecord {
+    /// Epoch just finished, from 1.
+    pub epoch: usize,
+    /// mAP@ALL per length.
+    pub map: NumMap<f64>,
 }
 
 impl RunMetrics {
@@ -515,6 +531,11 @@ mod tests {
             n_train: Some(5000),
             n_database: Some(9000),
             config: Some(TrainConfig::default()),
+            validations: vec![ValidationRecord {
+                epoch: 2,
+                map: NumMap(vec![(8, 0.4), (16, 0.5)]),
+            }],
+            map_best_of_validations: Some(NumMap(vec![(8, 0.4), (16, 0.5)])),
         };
         let lengths: Vec<LengthMetrics> = [8, 16, 32, 64, 128]
             .iter()

@@ -11,6 +11,7 @@ use nhl_kernels::{Backend, KernelError, Real, Shape};
 use crate::config::{Mode, TrainConfig};
 use crate::data::{Dataset, Split};
 use crate::losses::{Bank, BatchContext, LengthLoss};
+use crate::metrics::evaluate_lengths;
 use crate::model::NestedHashModel;
 use crate::nhl::{dominance_weights, sp_distill, GradientProducts};
 use crate::optim::Adam;
@@ -55,6 +56,32 @@ pub struct TrainOutcome {
     pub loss_per_epoch: Vec<f64>,
     /// Every parameter of every model.
     pub params: Vec<NamedParam>,
+    /// mAP@ALL at every validation (`config.eval_every`), in training order.
+    pub validations: Vec<Validation>,
+}
+
+/// mAP@ALL of some lengths after an epoch (during training, on the query set).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Validation {
+    /// Epoch just finished, from 1.
+    pub epoch: usize,
+    /// `(bits, mAP@ALL)` of the lengths the model being trained has.
+    pub map: Vec<(usize, f64)>,
+}
+
+impl TrainOutcome {
+    /// Each length's best mAP@ALL over the validations (the reference's reporting), if any.
+    pub fn best_validation_map(&self) -> Vec<(usize, f64)> {
+        let mut best: Vec<(usize, f64)> = Vec::new();
+        for (bits, map) in self.validations.iter().flat_map(|v| v.map.iter().copied()) {
+            match best.iter_mut().find(|(b, _)| *b == bits) {
+                Some(entry) => entry.1 = entry.1.max(map),
+                None => best.push((bits, map)),
+            }
+        }
+        best.sort_by_key(|&(b, _)| b);
+        best
+    }
 }
 
 /// Where training is, reported after every batch.
@@ -112,45 +139,80 @@ impl From<KernelError> for TrainError {
 }
 
 fn config_error(flag: &'static str, reason: impl Into<String>) -> TrainError {
-    TrainError::Config { flag, reason: reason.into() }
+    TrainError::Config {
+        flag,
+        reason: reason.into(),
+    }
 }
 
-/// Checks a configuration against the data before any work starts.
-pub fn validate(config: &TrainConfig, split: &Split) -> Result<(), TrainError> {
+/// Checks the settings alone, before any data is read.
+pub fn validate_config(config: &TrainConfig) -> Result<(), TrainError> {
     if config.bits.is_empty() {
         return Err(config_error("--bits", "no code length given"));
     }
-    if config.bits[0] == 0 {
-        return Err(config_error("--bits", "code lengths must be at least 1"));
+    if let Some(&b) = config.bits.iter().find(|&&b| b == 0 || b > 1024) {
+        return Err(config_error("--bits", format!("{b} is outside 1..=1024")));
     }
     if let Some(w) = config.bits.windows(2).find(|w| w[0] >= w[1]) {
-        return Err(config_error("--bits", format!("lengths must increase strictly, got {} then {}", w[0], w[1])));
-    }
-    let longest = config.bits[config.bits.len() - 1];
-    if longest > 1024 {
-        return Err(config_error("--bits", format!("the longest code may have at most 1024 bits, got {longest}")));
+        return Err(config_error(
+            "--bits",
+            format!("lengths must increase strictly, got {} then {}", w[0], w[1]),
+        ));
     }
     if config.epochs == 0 {
         return Err(config_error("--epochs", "must be at least 1"));
     }
     if config.batch_size < 2 {
-        return Err(config_error("--batch-size", format!("must be at least 2 (pairwise terms need pairs), got {}", config.batch_size)));
+        return Err(config_error(
+            "--batch-size",
+            format!(
+                "must be at least 2 (pairwise terms need pairs), got {}",
+                config.batch_size
+            ),
+        ));
     }
     if !(config.lr.is_finite() && config.lr > 0.0) {
-        return Err(config_error("--lr", format!("must be a positive number, got {}", config.lr)));
+        return Err(config_error(
+            "--lr",
+            format!("must be a positive number, got {}", config.lr),
+        ));
     }
     if !(config.distill_weight.is_finite() && config.distill_weight >= 0.0) {
-        return Err(config_error("--distill-weight", format!("must be a non-negative number, got {}", config.distill_weight)));
+        return Err(config_error(
+            "--distill-weight",
+            format!(
+                "must be a non-negative number, got {}",
+                config.distill_weight
+            ),
+        ));
     }
     if config.hidden == 0 {
         return Err(config_error("--hidden", "must be at least 1"));
     }
+    Ok(())
+}
+
+/// Checks a configuration against the data before any work starts.
+pub fn validate(config: &TrainConfig, split: &Split) -> Result<(), TrainError> {
+    validate_config(config)?;
     if split.train.len() < 2 {
-        return Err(config_error("--train", format!("the training set needs at least 2 items, got {}", split.train.len())));
+        return Err(config_error(
+            "--train",
+            format!(
+                "the training set needs at least 2 items, got {}",
+                split.train.len()
+            ),
+        ));
     }
     for (name, set) in [("query", &split.query), ("database", &split.database)] {
         if set.dim != split.train.dim {
-            return Err(config_error("--features", format!("{name} items have {} features, training items {}", set.dim, split.train.dim)));
+            return Err(config_error(
+                "--features",
+                format!(
+                    "{name} items have {} features, training items {}",
+                    set.dim, split.train.dim
+                ),
+            ));
         }
     }
     Ok(())
@@ -177,20 +239,39 @@ pub fn train<B: Backend<Elem = f32>>(
         epoch_seconds: vec![0.0; config.epochs],
         loss_per_epoch: vec![0.0; config.epochs],
         params: Vec::new(),
+        validations: Vec::new(),
     };
     let models = runs.len();
     for (model_index, bits) in runs.iter().enumerate() {
         let mut run = ModelRun::new(backend, split, config, bits)?;
         for epoch in 0..config.epochs {
             let (seconds, loss) = run.epoch(epoch, &mut |batch, batches, running_loss| {
-                progress(&Progress { model: model_index, models, epoch, epochs: config.epochs, batch, batches, running_loss })
+                progress(&Progress {
+                    model: model_index,
+                    models,
+                    epoch,
+                    epochs: config.epochs,
+                    batch,
+                    batches,
+                    running_loss,
+                })
             })?;
             outcome.epoch_seconds[epoch] += seconds;
             outcome.loss_per_epoch[epoch] += loss;
             outcome.train_seconds += seconds;
+            if config.eval_every > 0 && (epoch + 1) % config.eval_every == 0 {
+                outcome.validations.push(Validation {
+                    epoch: epoch + 1,
+                    map: run.validate(split)?,
+                });
+            }
         }
         outcome.codes.extend(run.encode(split)?);
-        let prefix = if config.mode == Mode::Single { format!("b{}.", bits[0]) } else { String::new() };
+        let prefix = if config.mode == Mode::Single {
+            format!("b{}.", bits[0])
+        } else {
+            String::new()
+        };
         outcome.params.extend(run.model.export(backend, &prefix)?);
     }
     Ok(outcome)
@@ -212,18 +293,36 @@ struct ModelRun<'a, B: Backend<Elem = f32>> {
 }
 
 impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
-    fn new(backend: &'a B, split: &Split, config: &'a TrainConfig, bits: &[usize]) -> Result<Self, TrainError> {
+    fn new(
+        backend: &'a B,
+        split: &Split,
+        config: &'a TrainConfig,
+        bits: &[usize],
+    ) -> Result<Self, TrainError> {
         let train = &split.train;
         let code_bits = bits[bits.len() - 1];
-        let model = NestedHashModel::new(backend, train.dim, config.hidden, code_bits, config.seed)?;
+        let model =
+            NestedHashModel::new(backend, train.dim, config.hidden, code_bits, config.seed)?;
         let adam = Adam::new(backend, &model.params, config.lr, config.weight_decay)?;
         let losses = bits
             .iter()
             .map(|&b| LengthLoss::new(backend, config.method, b, train, config.seed))
             .collect::<Result<Vec<_>, _>>()?;
-        let bank = if config.method.needs_bank() { Some(Bank::new(backend, train.len(), code_bits, train.n_classes())?) } else { None };
+        let bank = if config.method.needs_bank() {
+            Some(Bank::new(
+                backend,
+                train.len(),
+                code_bits,
+                train.n_classes(),
+            )?)
+        } else {
+            None
+        };
         let train_features = backend.upload(&train.features, Shape::new(train.len(), train.dim))?;
-        let train_labels = backend.upload(&train.label_matrix(), Shape::new(train.len(), train.n_classes()))?;
+        let train_labels = backend.upload(
+            &train.label_matrix(),
+            Shape::new(train.len(), train.n_classes()),
+        )?;
         Ok(Self {
             backend,
             config,
@@ -240,7 +339,11 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
     }
 
     /// One pass over the shuffled training set; returns (seconds, mean batch loss).
-    fn epoch(&mut self, epoch: usize, report: &mut dyn FnMut(usize, usize, f64)) -> Result<(f64, f64), TrainError> {
+    fn epoch(
+        &mut self,
+        epoch: usize,
+        report: &mut dyn FnMut(usize, usize, f64),
+    ) -> Result<(f64, f64), TrainError> {
         let mut order: Vec<u32> = (0..self.n_train as u32).collect();
         self.shuffle.shuffle(&mut order);
         let batches = order.len().div_ceil(self.config.batch_size);
@@ -249,7 +352,11 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
         for (batch, indices) in order.chunks(self.config.batch_size).enumerate() {
             let loss = self.step(indices)?;
             if !loss.is_finite() {
-                return Err(TrainError::Diverged { epoch, batch, value: loss });
+                return Err(TrainError::Diverged {
+                    epoch,
+                    batch,
+                    value: loss,
+                });
             }
             total += loss;
             report(batch + 1, batches, total / (batch + 1) as f64);
@@ -280,11 +387,19 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             .bits
             .iter()
             .map(|&b| {
-                let value = if b == code_bits { fwd.codes.value().clone() } else { be.slice_cols(fwd.codes.value(), 0, b)? };
+                let value = if b == code_bits {
+                    fwd.codes.value().clone()
+                } else {
+                    be.slice_cols(fwd.codes.value(), 0, b)?
+                };
                 Ok(ltape.leaf(value))
             })
             .collect::<Result<_, KernelError>>()?;
-        let ctx = BatchContext { idx: &idx, labels: &labels, bank: self.bank.as_ref() };
+        let ctx = BatchContext {
+            idx: &idx,
+            labels: &labels,
+            bank: self.bank.as_ref(),
+        };
         let mut objectives = Vec::with_capacity(leaves.len());
         for (k, leaf) in leaves.iter().enumerate() {
             let mut j = self.losses[k].eval(&ltape, leaf, &ctx)?;
@@ -299,7 +414,8 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             be.add_prefix_scaled(&mut packed, k, j.value(), 1.0)?;
         }
         let one = be.fill(Shape::scalar(), 1.0)?;
-        let seeds: Vec<(&Tensor<B>, B::Buf)> = objectives.iter().map(|j| (j, one.clone())).collect();
+        let seeds: Vec<(&Tensor<B>, B::Buf)> =
+            objectives.iter().map(|j| (j, one.clone())).collect();
         let grads = ltape.backward_from(&seeds)?;
         let d: Vec<B::Buf> = leaves
             .iter()
@@ -311,7 +427,10 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
 
         let weights = if self.config.mode.adaptive() {
             let gram = be.gram(fwd.features.value())?;
-            dominance_weights(&GradientProducts::from_gram(be, &gram, &d)?, self.config.beta as f64)
+            dominance_weights(
+                &GradientProducts::from_gram(be, &gram, &d)?,
+                self.config.beta as f64,
+            )
         } else {
             vec![1.0; d.len()]
         };
@@ -325,7 +444,8 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
         self.model.params.accumulate(be, &grads)?;
         if self.config.reference_grad_leak && self.config.mode.adaptive() {
             if let Some(d_longest) = d.last() {
-                self.model.add_hash_grad(be, d_longest, fwd.features.value())?;
+                self.model
+                    .add_hash_grad(be, d_longest, fwd.features.value())?;
             }
         }
         self.adam.step(be, &mut self.model.params)?;
@@ -349,6 +469,20 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             .collect()
     }
 
+    /// mAP@ALL of every length of the current model on the query set against the database.
+    fn validate(&self, split: &Split) -> Result<Vec<(usize, f64)>, TrainError> {
+        let codes = self.encode(split)?;
+        let metrics = evaluate_lengths(
+            codes
+                .iter()
+                .map(|c| (c.bits, c.query.view(), c.database.view())),
+            &split.query.labels,
+            &split.database.labels,
+            &[],
+        )?;
+        Ok(metrics.iter().map(|m| (m.bits, m.map)).collect())
+    }
+
     /// The hash layer's real outputs (`n x B`, row-major) for every item of `set`.
     fn outputs(&self, set: &Dataset) -> Result<Vec<f32>, TrainError> {
         let be = self.backend;
@@ -356,7 +490,10 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
         let mut out = Vec::with_capacity(set.len() * self.model.code_bits());
         for start in (0..set.len()).step_by(ENCODE_CHUNK) {
             let end = (start + ENCODE_CHUNK).min(set.len());
-            let x = be.upload(&set.features[start * set.dim..end * set.dim], Shape::new(end - start, set.dim))?;
+            let x = be.upload(
+                &set.features[start * set.dim..end * set.dim],
+                Shape::new(end - start, set.dim),
+            )?;
             let u = tape.no_grad(|| self.model.forward(&tape, &tape.constant(x)))?;
             out.extend(be.download(u.codes.value())?);
         }
@@ -365,10 +502,18 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
 }
 
 /// Packs the first `bits` columns of `n x width` outputs into codes.
-fn prefix_codes(values: &[f32], n: usize, width: usize, bits: usize) -> Result<Codes, nhl_index::IndexError> {
+fn prefix_codes(
+    values: &[f32],
+    n: usize,
+    width: usize,
+    bits: usize,
+) -> Result<Codes, nhl_index::IndexError> {
     if bits == width {
         return Codes::from_signs(n, bits, values);
     }
-    let prefix: Vec<f32> = values.chunks_exact(width).flat_map(|row| row[..bits].iter().copied()).collect();
+    let prefix: Vec<f32> = values
+        .chunks_exact(width)
+        .flat_map(|row| row[..bits].iter().copied())
+        .collect();
     Codes::from_signs(n, bits, &prefix)
 }

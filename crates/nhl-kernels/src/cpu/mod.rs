@@ -54,7 +54,10 @@ impl<T: Real> CpuBuf<T> {
 
     fn new(shape: Shape, data: Vec<T>) -> Self {
         debug_assert_eq!(shape.len(), data.len());
-        Self { shape, data: Arc::new(data) }
+        Self {
+            shape,
+            data: Arc::new(data),
+        }
     }
 
     fn at(&self, r: usize, c: usize) -> T {
@@ -93,11 +96,24 @@ impl<T: Real> CpuBackend<T> {
     }
 
     /// `out[i] = f(x[i], y[i])` for two buffers of one shape, in parallel when large.
-    fn zip_map(&self, x: &CpuBuf<T>, y: &CpuBuf<T>, f: impl Fn(T, T) -> T + Sync + Send) -> CpuBuf<T> {
+    fn zip_map(
+        &self,
+        x: &CpuBuf<T>,
+        y: &CpuBuf<T>,
+        f: impl Fn(T, T) -> T + Sync + Send,
+    ) -> CpuBuf<T> {
         let out = if x.data.len() >= PAR_MIN {
-            x.data.par_iter().zip(y.data.par_iter()).map(|(&a, &b)| f(a, b)).collect()
+            x.data
+                .par_iter()
+                .zip(y.data.par_iter())
+                .map(|(&a, &b)| f(a, b))
+                .collect()
         } else {
-            x.data.iter().zip(y.data.iter()).map(|(&a, &b)| f(a, b)).collect()
+            x.data
+                .iter()
+                .zip(y.data.iter())
+                .map(|(&a, &b)| f(a, b))
+                .collect()
         };
         CpuBuf::new(x.shape, out)
     }
@@ -106,7 +122,10 @@ impl<T: Real> CpuBackend<T> {
     fn generate(&self, shape: Shape, f: impl Fn(usize, usize) -> T + Sync + Send) -> CpuBuf<T> {
         let cols = shape.cols.max(1);
         let out = if shape.len() >= PAR_MIN {
-            (0..shape.len()).into_par_iter().map(|i| f(i / cols, i % cols)).collect()
+            (0..shape.len())
+                .into_par_iter()
+                .map(|i| f(i / cols, i % cols))
+                .collect()
         } else {
             (0..shape.len()).map(|i| f(i / cols, i % cols)).collect()
         };
@@ -118,7 +137,10 @@ fn same_shape(op: &'static str, a: Shape, b: Shape) -> Result<(), KernelError> {
     if a == b {
         Ok(())
     } else {
-        Err(KernelError::Shape { op, detail: format!("{a} vs {b}, expected equal shapes") })
+        Err(KernelError::Shape {
+            op,
+            detail: format!("{a} vs {b}, expected equal shapes"),
+        })
     }
 }
 
@@ -128,7 +150,10 @@ fn check_broadcast(op: &'static str, a: Shape, b: Shape) -> Result<(), KernelErr
     } else {
         Err(KernelError::Shape {
             op,
-            detail: format!("{b} does not broadcast onto {a} (expected {a}, [1, {}], [{}, 1] or [1, 1])", a.cols, a.rows),
+            detail: format!(
+                "{b} does not broadcast onto {a} (expected {a}, [1, {}], [{}, 1] or [1, 1])",
+                a.cols, a.rows
+            ),
         })
     }
 }
@@ -147,8 +172,16 @@ pub(crate) fn matmul_dims(
     b: Shape,
     trans_b: bool,
 ) -> Result<(usize, usize, usize), KernelError> {
-    let (m, ka) = if trans_a { (a.cols, a.rows) } else { (a.rows, a.cols) };
-    let (kb, n) = if trans_b { (b.cols, b.rows) } else { (b.rows, b.cols) };
+    let (m, ka) = if trans_a {
+        (a.cols, a.rows)
+    } else {
+        (a.rows, a.cols)
+    };
+    let (kb, n) = if trans_b {
+        (b.cols, b.rows)
+    } else {
+        (b.rows, b.cols)
+    };
     if ka != kb {
         return Err(KernelError::Shape {
             op: "matmul",
@@ -175,7 +208,12 @@ impl<T: Real> Backend for CpuBackend<T> {
 
     fn upload(&self, data: &[T], shape: Shape) -> Result<CpuBuf<T>, KernelError> {
         if data.len() != shape.len() {
-            return Err(KernelError::Length { op: "upload", shape, expected: shape.len(), got: data.len() });
+            return Err(KernelError::Length {
+                op: "upload",
+                shape,
+                expected: shape.len(),
+                got: data.len(),
+            });
         }
         Ok(CpuBuf::new(shape, data.to_vec()))
     }
@@ -198,7 +236,10 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn fill(&self, shape: Shape, value: f32) -> Result<CpuBuf<T>, KernelError> {
-        Ok(CpuBuf::new(shape, vec![T::from_f64(value as f64); shape.len()]))
+        Ok(CpuBuf::new(
+            shape,
+            vec![T::from_f64(value as f64); shape.len()],
+        ))
     }
 
     fn upload_idx(&self, idx: &[u32]) -> Result<CpuIdx, KernelError> {
@@ -231,15 +272,25 @@ impl<T: Real> Backend for CpuBackend<T> {
             }
         }
         // Element strides of op(A) (m x k) and op(B) (k x n) inside their row-major storage.
-        let (rsa, csa) = if trans_a { (1, a.shape.cols as isize) } else { (a.shape.cols as isize, 1) };
-        let (rsb, csb) = if trans_b { (1, b.shape.cols as isize) } else { (b.shape.cols as isize, 1) };
+        let (rsa, csa) = if trans_a {
+            (1, a.shape.cols as isize)
+        } else {
+            (a.shape.cols as isize, 1)
+        };
+        let (rsb, csb) = if trans_b {
+            (1, b.shape.cols as isize)
+        } else {
+            (b.shape.cols as isize, 1)
+        };
         let mut out = vec![T::zero(); m * n];
         if k > 0 && n > 0 && m > 0 {
             // Tiles of C: each element is computed by exactly one gemm call over the full k, so
             // the result does not depend on how tiles are spread over threads. Column tiles keep
             // small-batch products parallel without packing all of op(B) once per row chunk.
             let tiles: Vec<(usize, usize)> = (0..m.div_ceil(MATMUL_TILE))
-                .flat_map(|i| (0..n.div_ceil(MATMUL_TILE)).map(move |j| (i * MATMUL_TILE, j * MATMUL_TILE)))
+                .flat_map(|i| {
+                    (0..n.div_ceil(MATMUL_TILE)).map(move |j| (i * MATMUL_TILE, j * MATMUL_TILE))
+                })
                 .collect();
             let c = SharedOut(out.as_mut_ptr());
             let task = |&(row0, col0): &(usize, usize)| {
@@ -285,7 +336,12 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(self.map(x, |v| scalar::unary(op, v)))
     }
 
-    fn unary_bwd(&self, op: Unary, x: &CpuBuf<T>, dy: &CpuBuf<T>) -> Result<CpuBuf<T>, KernelError> {
+    fn unary_bwd(
+        &self,
+        op: Unary,
+        x: &CpuBuf<T>,
+        dy: &CpuBuf<T>,
+    ) -> Result<CpuBuf<T>, KernelError> {
         same_shape("unary_bwd", x.shape, dy.shape)?;
         Ok(self.zip_map(x, dy, |x, dy| dy * scalar::unary_grad(op, x)))
     }
@@ -295,7 +351,9 @@ impl<T: Real> Backend for CpuBackend<T> {
         if a.shape == b.shape {
             return Ok(self.zip_map(a, b, |x, y| scalar::binary(op, x, y)));
         }
-        Ok(self.generate(a.shape, |r, c| scalar::binary(op, a.at(r, c), b.broadcast_at(r, c))))
+        Ok(self.generate(a.shape, |r, c| {
+            scalar::binary(op, a.at(r, c), b.broadcast_at(r, c))
+        }))
     }
 
     fn binary_bwd(
@@ -321,10 +379,16 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(match op {
             Reduce::All => {
                 // Fixed-size chunks summed in order keep the result independent of the pool.
-                let partials: Vec<T> = x.data.par_chunks(PAR_MIN.max(1)).map(|c| c.iter().copied().sum()).collect();
+                let partials: Vec<T> = x
+                    .data
+                    .par_chunks(PAR_MIN.max(1))
+                    .map(|c| c.iter().copied().sum())
+                    .collect();
                 CpuBuf::new(Shape::scalar(), vec![partials.into_iter().sum()])
             }
-            Reduce::RowSums => self.generate(Shape::new(rows, 1), |r, _| (0..cols).map(|c| x.at(r, c)).sum()),
+            Reduce::RowSums => self.generate(Shape::new(rows, 1), |r, _| {
+                (0..cols).map(|c| x.at(r, c)).sum()
+            }),
             Reduce::ColSums => {
                 // Row by row keeps memory access contiguous; each column still sums in row order.
                 let mut acc = vec![T::zero(); cols];
@@ -344,7 +408,12 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(self.generate(x.shape, |r, c| x.at(r, c) / norms[r].max(eps)))
     }
 
-    fn row_normalize_bwd(&self, x: &CpuBuf<T>, dy: &CpuBuf<T>, eps: f32) -> Result<CpuBuf<T>, KernelError> {
+    fn row_normalize_bwd(
+        &self,
+        x: &CpuBuf<T>,
+        dy: &CpuBuf<T>,
+        eps: f32,
+    ) -> Result<CpuBuf<T>, KernelError> {
         same_shape("row_normalize_bwd", x.shape, dy.shape)?;
         let eps = T::from_f64(eps as f64);
         let cols = x.shape.cols;
@@ -363,7 +432,12 @@ impl<T: Real> Backend for CpuBackend<T> {
         }))
     }
 
-    fn slice_cols(&self, x: &CpuBuf<T>, start: usize, len: usize) -> Result<CpuBuf<T>, KernelError> {
+    fn slice_cols(
+        &self,
+        x: &CpuBuf<T>,
+        start: usize,
+        len: usize,
+    ) -> Result<CpuBuf<T>, KernelError> {
         if start + len > x.shape.cols {
             return Err(KernelError::Shape {
                 op: "slice_cols",
@@ -371,15 +445,28 @@ impl<T: Real> Backend for CpuBackend<T> {
             });
         }
         let cols = x.shape.cols;
-        let out = x.data.chunks(cols.max(1)).flat_map(|row| row[start..start + len].iter().copied()).collect();
+        let out = x
+            .data
+            .chunks(cols.max(1))
+            .flat_map(|row| row[start..start + len].iter().copied())
+            .collect();
         Ok(CpuBuf::new(Shape::new(x.shape.rows, len), out))
     }
 
-    fn add_prefix_scaled(&self, out: &mut CpuBuf<T>, start: usize, x: &CpuBuf<T>, alpha: f32) -> Result<(), KernelError> {
+    fn add_prefix_scaled(
+        &self,
+        out: &mut CpuBuf<T>,
+        start: usize,
+        x: &CpuBuf<T>,
+        alpha: f32,
+    ) -> Result<(), KernelError> {
         if x.shape.rows != out.shape.rows || start + x.shape.cols > out.shape.cols {
             return Err(KernelError::Shape {
                 op: "add_prefix_scaled",
-                detail: format!("{} at column {start} does not fit in {}", x.shape, out.shape),
+                detail: format!(
+                    "{} at column {start} does not fit in {}",
+                    x.shape, out.shape
+                ),
             });
         }
         let alpha = T::from_f64(alpha as f64);
@@ -396,11 +483,24 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn gather_rows(&self, table: &CpuBuf<T>, idx: &CpuIdx) -> Result<CpuBuf<T>, KernelError> {
         check_indices("gather_rows", &idx.0, table.shape.rows)?;
         let cols = table.shape.cols;
-        let out = idx.0.iter().flat_map(|&r| table.data[r as usize * cols..(r as usize + 1) * cols].iter().copied()).collect();
+        let out = idx
+            .0
+            .iter()
+            .flat_map(|&r| {
+                table.data[r as usize * cols..(r as usize + 1) * cols]
+                    .iter()
+                    .copied()
+            })
+            .collect();
         Ok(CpuBuf::new(Shape::new(idx.0.len(), cols), out))
     }
 
-    fn scatter_add_rows(&self, src: &CpuBuf<T>, idx: &CpuIdx, table_rows: usize) -> Result<CpuBuf<T>, KernelError> {
+    fn scatter_add_rows(
+        &self,
+        src: &CpuBuf<T>,
+        idx: &CpuIdx,
+        table_rows: usize,
+    ) -> Result<CpuBuf<T>, KernelError> {
         if idx.0.len() != src.shape.rows {
             return Err(KernelError::Shape {
                 op: "scatter_add_rows",
@@ -418,18 +518,29 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(CpuBuf::new(Shape::new(table_rows, cols), out))
     }
 
-    fn set_rows(&self, table: &mut CpuBuf<T>, idx: &CpuIdx, src: &CpuBuf<T>) -> Result<(), KernelError> {
+    fn set_rows(
+        &self,
+        table: &mut CpuBuf<T>,
+        idx: &CpuIdx,
+        src: &CpuBuf<T>,
+    ) -> Result<(), KernelError> {
         if idx.0.len() != src.shape.rows || src.shape.cols != table.shape.cols {
             return Err(KernelError::Shape {
                 op: "set_rows",
-                detail: format!("{} indices and source {} for table {}", idx.0.len(), src.shape, table.shape),
+                detail: format!(
+                    "{} indices and source {} for table {}",
+                    idx.0.len(),
+                    src.shape,
+                    table.shape
+                ),
             });
         }
         check_indices("set_rows", &idx.0, table.shape.rows)?;
         let cols = src.shape.cols;
         let data = Arc::make_mut(&mut table.data);
         for (i, &r) in idx.0.iter().enumerate() {
-            data[r as usize * cols..(r as usize + 1) * cols].copy_from_slice(&src.data[i * cols..(i + 1) * cols]);
+            data[r as usize * cols..(r as usize + 1) * cols]
+                .copy_from_slice(&src.data[i * cols..(i + 1) * cols]);
         }
         Ok(())
     }
@@ -446,13 +557,19 @@ impl<T: Real> Backend for CpuBackend<T> {
         same_shape("adam_step", param.shape, m.shape)?;
         same_shape("adam_step", param.shape, v.shape)?;
         let f = |x: f32| T::from_f64(x as f64);
-        let (lr, b1, b2, eps, wd) = (f(step.lr), f(step.beta1), f(step.beta2), f(step.eps), f(step.weight_decay));
+        let (lr, b1, b2, eps, wd) = (
+            f(step.lr),
+            f(step.beta1),
+            f(step.beta2),
+            f(step.eps),
+            f(step.weight_decay),
+        );
         let (bias1, bias2) = (f(step.bias1), f(step.bias2));
         let p = Arc::make_mut(&mut param.data);
         let m = Arc::make_mut(&mut m.data);
         let v = Arc::make_mut(&mut v.data);
         // Plain indexed loops over fixed chunks vectorise; the chunking does not change results.
-        let update = |(((p, m), v), g): (((&mut [T], &mut [T]), &mut [T]), &[T])| {
+        let update = |((p, m), (v, g)): AdamChunk<'_, T>| {
             for i in 0..p.len() {
                 let g = g[i] + wd * p[i];
                 m[i] = b1 * m[i] + (T::one() - b1) * g;
@@ -464,18 +581,25 @@ impl<T: Real> Backend for CpuBackend<T> {
         if p.len() >= PAR_MIN {
             p.par_chunks_mut(chunk)
                 .zip(m.par_chunks_mut(chunk))
-                .zip(v.par_chunks_mut(chunk))
-                .zip(grad.data.par_chunks(chunk))
+                .zip(v.par_chunks_mut(chunk).zip(grad.data.par_chunks(chunk)))
                 .for_each(update);
         } else {
-            update((((p, m), v), &grad.data[..]));
+            update(((p, m), (v, &grad.data[..])));
         }
         Ok(())
     }
 }
 
+/// Matching chunks of a parameter, its two moments and its gradient.
+type AdamChunk<'a, T> = ((&'a mut [T], &'a mut [T]), (&'a mut [T], &'a [T]));
+
 fn row_norms<T: Real>(x: &CpuBuf<T>) -> Vec<T> {
     (0..x.shape.rows)
-        .map(|r| (0..x.shape.cols).map(|c| x.at(r, c) * x.at(r, c)).sum::<T>().sqrt())
+        .map(|r| {
+            (0..x.shape.cols)
+                .map(|c| x.at(r, c) * x.at(r, c))
+                .sum::<T>()
+                .sqrt()
+        })
         .collect()
 }

@@ -76,9 +76,7 @@ pub fn unary_grad<T: Real>(op: Unary, x: T) -> T {
         }
         Unary::Scale(alpha) => T::from_f64(alpha),
         Unary::AddScalar(_) => T::one(),
-        Unary::Clamp { lo, hi } => {
-            indicator(x >= T::from_f64(lo) && x <= T::from_f64(hi))
-        }
+        Unary::Clamp { lo, hi } => indicator(x >= T::from_f64(lo) && x <= T::from_f64(hi)),
     }
 }
 
@@ -121,10 +119,10 @@ pub fn binary_grad<T: Real>(op: Binary, a: T, b: T) -> (T, T) {
             let (lq, q_live) = clamped_ln(q);
             let mut da = T::zero();
             if p_live {
-                da = da - b / a;
+                da = -b / a;
             }
             if q_live {
-                da = da + (T::one() - b) / q;
+                da += (T::one() - b) / q;
             }
             (da, lq - lp)
         }
