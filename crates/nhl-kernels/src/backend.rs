@@ -53,6 +53,41 @@ impl std::fmt::Display for Shape {
     }
 }
 
+/// The `(m, k, n)` of `op(A) op(B)` (+ a `1 x n` bias), or a shape error naming both operands.
+pub(crate) fn matmul_dims(
+    a: Shape,
+    trans_a: bool,
+    b: Shape,
+    trans_b: bool,
+    bias: Option<Shape>,
+) -> Result<(usize, usize, usize), KernelError> {
+    let (m, ka) = if trans_a {
+        (a.cols, a.rows)
+    } else {
+        (a.rows, a.cols)
+    };
+    let (kb, n) = if trans_b {
+        (b.cols, b.rows)
+    } else {
+        (b.rows, b.cols)
+    };
+    if ka != kb {
+        return Err(KernelError::Shape {
+            op: "matmul",
+            detail: format!(
+                "op(A) is [{m}, {ka}] (A {a}, transposed: {trans_a}) but op(B) is [{kb}, {n}] (B {b}, transposed: {trans_b})"
+            ),
+        });
+    }
+    match bias {
+        Some(s) if s != Shape::new(1, n) => Err(KernelError::Shape {
+            op: "matmul",
+            detail: format!("bias is {s}, expected [1, {n}]"),
+        }),
+        _ => Ok((m, ka, n)),
+    }
+}
+
 /// Elementwise functions `y = f(x)`; the backward of each is `dx = dy * f'(x)`.
 ///
 /// Parameters are `f64` so that the `f64` reference is exact; `f32` backends round them once.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::backend::{AdamStep, Backend, Binary, Reduce, Shape, Unary};
+use crate::backend::{matmul_dims, AdamStep, Backend, Binary, Reduce, Shape, Unary};
 use crate::error::KernelError;
 use crate::real::Real;
 
@@ -21,6 +21,68 @@ const PAR_MIN: usize = 1 << 15;
 /// Side of the square tiles of `C` that parallel matmul tasks compute; fixed so that results
 /// never depend on the thread count.
 const MATMUL_TILE: usize = 256;
+
+/// Evaluates `$body` with `$o` bound to `$op` rebuilt in each `match` arm, so that its variant
+/// is a compile-time constant there: the per-element `match` of [`scalar`] then folds away and
+/// every op gets its own vectorisable loop.
+macro_rules! specialise_unary {
+    ($op:expr, |$o:ident| $body:expr) => {
+        match $op {
+            Unary::Relu => {
+                let $o = Unary::Relu;
+                $body
+            }
+            Unary::Tanh => {
+                let $o = Unary::Tanh;
+                $body
+            }
+            Unary::Abs => {
+                let $o = Unary::Abs;
+                $body
+            }
+            Unary::Sign => {
+                let $o = Unary::Sign;
+                $body
+            }
+            Unary::Exp => {
+                let $o = Unary::Exp;
+                $body
+            }
+            Unary::Log => {
+                let $o = Unary::Log;
+                $body
+            }
+            Unary::Softplus => {
+                let $o = Unary::Softplus;
+                $body
+            }
+            Unary::LogCosh => {
+                let $o = Unary::LogCosh;
+                $body
+            }
+            Unary::Square => {
+                let $o = Unary::Square;
+                $body
+            }
+            Unary::Sigmoid => {
+                let $o = Unary::Sigmoid;
+                $body
+            }
+            Unary::Scale(a) => {
+                let $o = Unary::Scale(a);
+                $body
+            }
+            Unary::AddScalar(c) => {
+                let $o = Unary::AddScalar(c);
+                $body
+            }
+            Unary::Clamp { lo, hi } => {
+                let $o = Unary::Clamp { lo, hi };
+                $body
+            }
+        }
+    };
+}
 
 /// The output of a tiled matmul, shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
@@ -165,34 +227,6 @@ fn check_indices(op: &'static str, idx: &[u32], rows: usize) -> Result<(), Kerne
     }
 }
 
-/// The `(m, k, n)` of `op(A) op(B)` and the element strides of both operands, or a shape error.
-pub(crate) fn matmul_dims(
-    a: Shape,
-    trans_a: bool,
-    b: Shape,
-    trans_b: bool,
-) -> Result<(usize, usize, usize), KernelError> {
-    let (m, ka) = if trans_a {
-        (a.cols, a.rows)
-    } else {
-        (a.rows, a.cols)
-    };
-    let (kb, n) = if trans_b {
-        (b.cols, b.rows)
-    } else {
-        (b.rows, b.cols)
-    };
-    if ka != kb {
-        return Err(KernelError::Shape {
-            op: "matmul",
-            detail: format!(
-                "op(A) is [{m}, {ka}] (A {a}, transposed: {trans_a}) but op(B) is [{kb}, {n}] (B {b}, transposed: {trans_b})"
-            ),
-        });
-    }
-    Ok((m, ka, n))
-}
-
 impl<T: Real> Backend for CpuBackend<T> {
     type Elem = T;
     type Buf = CpuBuf<T>;
@@ -262,15 +296,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         trans_b: bool,
         bias: Option<&CpuBuf<T>>,
     ) -> Result<CpuBuf<T>, KernelError> {
-        let (m, k, n) = matmul_dims(a.shape, trans_a, b.shape, trans_b)?;
-        if let Some(bias) = bias {
-            if bias.shape != Shape::new(1, n) {
-                return Err(KernelError::Shape {
-                    op: "matmul",
-                    detail: format!("bias is {}, expected [1, {n}]", bias.shape),
-                });
-            }
-        }
+        let (m, k, n) = matmul_dims(a.shape, trans_a, b.shape, trans_b, bias.map(|b| b.shape))?;
         // Element strides of op(A) (m x k) and op(B) (k x n) inside their row-major storage.
         let (rsa, csa) = if trans_a {
             (1, a.shape.cols as isize)
@@ -333,7 +359,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn unary(&self, op: Unary, x: &CpuBuf<T>) -> Result<CpuBuf<T>, KernelError> {
-        Ok(self.map(x, |v| scalar::unary(op, v)))
+        Ok(specialise_unary!(op, |o| self.map(x, move |v| scalar::unary(o, v))))
     }
 
     fn unary_bwd(
@@ -343,7 +369,11 @@ impl<T: Real> Backend for CpuBackend<T> {
         dy: &CpuBuf<T>,
     ) -> Result<CpuBuf<T>, KernelError> {
         same_shape("unary_bwd", x.shape, dy.shape)?;
-        Ok(self.zip_map(x, dy, |x, dy| dy * scalar::unary_grad(op, x)))
+        Ok(specialise_unary!(op, |o| self.zip_map(
+            x,
+            dy,
+            move |x, dy| dy * scalar::unary_grad(o, x)
+        )))
     }
 
     fn binary(&self, op: Binary, a: &CpuBuf<T>, b: &CpuBuf<T>) -> Result<CpuBuf<T>, KernelError> {
@@ -568,13 +598,14 @@ impl<T: Real> Backend for CpuBackend<T> {
         let p = Arc::make_mut(&mut param.data);
         let m = Arc::make_mut(&mut m.data);
         let v = Arc::make_mut(&mut v.data);
-        // Plain indexed loops over fixed chunks vectorise; the chunking does not change results.
+        // Zipped iterators over fixed chunks: no bounds checks, so the loop vectorises; the
+        // chunking does not change results.
         let update = |((p, m), (v, g)): AdamChunk<'_, T>| {
-            for i in 0..p.len() {
-                let g = g[i] + wd * p[i];
-                m[i] = b1 * m[i] + (T::one() - b1) * g;
-                v[i] = b2 * v[i] + (T::one() - b2) * g * g;
-                p[i] = p[i] - lr * (m[i] / bias1) / ((v[i] / bias2).sqrt() + eps);
+            for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                let g = g + wd * *p;
+                *m = b1 * *m + (T::one() - b1) * g;
+                *v = b2 * *v + (T::one() - b2) * g * g;
+                *p = *p - lr * (*m / bias1) / ((*v / bias2).sqrt() + eps);
             }
         };
         let chunk = PAR_MIN;

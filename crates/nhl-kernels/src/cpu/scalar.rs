@@ -33,6 +33,7 @@ fn sign<T: Real>(x: T) -> T {
 }
 
 /// `f(x)` of a unary op.
+#[inline(always)]
 pub fn unary<T: Real>(op: Unary, x: T) -> T {
     match op {
         Unary::Relu => x.max(T::zero()),
@@ -55,6 +56,7 @@ pub fn unary<T: Real>(op: Unary, x: T) -> T {
 }
 
 /// `f'(x)` of a unary op (the backward multiplies it by the incoming gradient).
+#[inline(always)]
 pub fn unary_grad<T: Real>(op: Unary, x: T) -> T {
     let indicator = |c: bool| if c { T::one() } else { T::zero() };
     match op {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::context::{Access, Kernel};
 use super::pool::{index_layout, Kind};
 use super::{grid, GpuBackend, GpuBuf, GpuIdx};
-use crate::backend::{AdamStep, Backend, Binary, Reduce, Shape, Unary};
+use crate::backend::{matmul_dims, AdamStep, Backend, Binary, Reduce, Shape, Unary};
 use crate::error::KernelError;
 use crate::shaders::{binary_code, unary_code, Shader};
 
@@ -243,30 +243,7 @@ impl Backend for GpuBackend {
         bias: Option<&GpuBuf>,
     ) -> Result<GpuBuf, KernelError> {
         const OP: &str = "matmul";
-        let (sa, sb) = (a.shape, b.shape);
-        let (m, k) = if trans_a {
-            (sa.cols, sa.rows)
-        } else {
-            (sa.rows, sa.cols)
-        };
-        let (kb, n) = if trans_b {
-            (sb.cols, sb.rows)
-        } else {
-            (sb.rows, sb.cols)
-        };
-        if k != kb {
-            return Err(KernelError::Shape {
-                op: OP,
-                detail: format!(
-                    "A {sa}{} times B {sb}{}: inner dimensions {k} and {kb} differ",
-                    if trans_a { "^T" } else { "" },
-                    if trans_b { "^T" } else { "" }
-                ),
-            });
-        }
-        if let Some(bias) = bias {
-            same_shape(OP, "bias", Shape::new(1, n), bias.shape)?;
-        }
+        let (m, k, n) = matmul_dims(a.shape, trans_a, b.shape, trans_b, bias.map(|b| b.shape))?;
         let out = self.alloc(OP, Shape::new(m, n))?;
         if out.shape.is_empty() {
             return Ok(out);

@@ -1,0 +1,173 @@
+//! Short training runs: reproducibility with a fixed seed, the same loss curve on the CPU and
+//! GPU backends, and every method and mode end to end.
+
+use nhl_kernels::cpu::CpuBackend;
+use nhl_kernels::Backend;
+use nhl_train::config::{Method, Mode, TrainConfig};
+use nhl_train::data::{load_protocol, Protocol, Split};
+use nhl_train::trainer::{train, TrainOutcome};
+
+/// A small slice of the embedded t10k protocol: 40 queries, 160 training items, 400 database.
+fn small_split() -> Split {
+    let full = load_protocol(Protocol::FmnistT10k, None).expect("the embedded data loads");
+    // Query and train sets are in class blocks; take a few of every class.
+    let pick = |per_class: usize, block: usize| -> Vec<usize> {
+        (0..10)
+            .flat_map(|c| (0..per_class).map(move |i| c * block + i))
+            .collect()
+    };
+    Split {
+        name: "t10k-small".into(),
+        query: full.query.subset(&pick(4, 100)),
+        train: full.train.subset(&pick(16, 500)),
+        database: full.database.subset(&(0..400).collect::<Vec<_>>()),
+    }
+}
+
+fn small_config(method: Method, mode: Mode) -> TrainConfig {
+    TrainConfig {
+        method,
+        mode,
+        bits: vec![4, 8, 16],
+        hidden: 32,
+        epochs: 2,
+        batch_size: 32,
+        ..TrainConfig::default()
+    }
+}
+
+fn run<B: Backend<Elem = f32>>(backend: &B, split: &Split, config: &TrainConfig) -> TrainOutcome {
+    train(backend, split, config, &mut |_| {}).expect("training runs")
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_codes_on_the_cpu() {
+    let split = small_split();
+    let config = small_config(Method::Csq, Mode::Full);
+    let cpu = CpuBackend::<f32>::new();
+    let a = run(&cpu, &split, &config);
+    // A different thread count must not change anything either.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let b = pool.install(|| run(&cpu, &split, &config));
+    assert_eq!(a.loss_per_epoch, b.loss_per_epoch);
+    for (x, y) in a.codes.iter().zip(&b.codes) {
+        assert_eq!(x.query.to_bytes(), y.query.to_bytes(), "{} bits", x.bits);
+        assert_eq!(
+            x.database.to_bytes(),
+            y.database.to_bytes(),
+            "{} bits",
+            x.bits
+        );
+    }
+    assert_eq!(a.params, b.params);
+    let other = run(&cpu, &split, &TrainConfig { seed: 1, ..config });
+    assert_ne!(a.params, other.params, "another seed gives another model");
+}
+
+#[test]
+fn every_method_and_mode_trains_and_learns() {
+    let split = small_split();
+    let cpu = CpuBackend::<f32>::new();
+    for method in [Method::Csq, Method::Dpn, Method::Dsh, Method::Dhn] {
+        for mode in [
+            Mode::Nested,
+            Mode::Distill,
+            Mode::Adaptive,
+            Mode::Full,
+            Mode::Single,
+        ] {
+            let config = TrainConfig {
+                epochs: 4,
+                ..small_config(method, mode)
+            };
+            let out = run(&cpu, &split, &config);
+            assert_eq!(
+                out.codes.iter().map(|c| c.bits).collect::<Vec<_>>(),
+                vec![4, 8, 16]
+            );
+            assert!(
+                out.loss_per_epoch.iter().all(|l| l.is_finite()),
+                "{method:?} {mode:?}: {:?}",
+                out.loss_per_epoch
+            );
+            // From epoch 1 on: the memory-bank losses change meaning while epoch 0 fills the bank.
+            assert!(
+                out.loss_per_epoch[3] < out.loss_per_epoch[1],
+                "{method:?} {mode:?}: the loss falls: {:?}",
+                out.loss_per_epoch
+            );
+            let models = if mode == Mode::Single { 3 } else { 1 };
+            assert_eq!(out.params.len(), 4 * models, "{method:?} {mode:?}");
+            if mode != Mode::Single {
+                // Nested codes: every shorter code is the prefix of the longest one.
+                let longest = &out.codes[2];
+                for c in &out.codes[..2] {
+                    assert_eq!(
+                        c.query.to_bytes(),
+                        longest.query.prefix(c.bits).unwrap().to_codes().to_bytes()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn validations_report_each_lengths_best() {
+    let split = small_split();
+    let config = TrainConfig {
+        eval_every: 1,
+        epochs: 2,
+        ..small_config(Method::Csq, Mode::Full)
+    };
+    let out = run(&CpuBackend::<f32>::new(), &split, &config);
+    assert_eq!(out.validations.len(), 2);
+    let best = out.best_validation_map();
+    assert_eq!(best.iter().map(|b| b.0).collect::<Vec<_>>(), vec![4, 8, 16]);
+    for (bits, m) in best {
+        let seen: Vec<f64> = out
+            .validations
+            .iter()
+            .flat_map(|v| v.map.iter().filter(|e| e.0 == bits).map(|e| e.1))
+            .collect();
+        assert_eq!(m, seen.iter().copied().fold(f64::MIN, f64::max));
+    }
+}
+
+#[test]
+fn cpu_and_gpu_give_the_same_loss_curve() {
+    let Some(gpu) = nhl_kernels::gpu::test_backend() else {
+        return;
+    };
+    let split = small_split();
+    for mode in [Mode::Full, Mode::Nested] {
+        let config = small_config(Method::Csq, mode);
+        let cpu = run(&CpuBackend::<f32>::new(), &split, &config);
+        let dev = run(&gpu, &split, &config);
+        for (e, (c, g)) in cpu
+            .loss_per_epoch
+            .iter()
+            .zip(&dev.loss_per_epoch)
+            .enumerate()
+        {
+            assert!(
+                (c - g).abs() <= 1e-3 * c.abs() + 1e-4,
+                "{mode:?} epoch {e}: cpu {c} gpu {g}"
+            );
+        }
+        // Float summation order differs, so a few codes near zero may flip; nearly all agree.
+        let (c, g) = (
+            cpu.codes[2].database.to_bytes(),
+            dev.codes[2].database.to_bytes(),
+        );
+        let differing: u32 = c.iter().zip(&g).map(|(a, b)| (a ^ b).count_ones()).sum();
+        assert!(
+            differing as usize <= c.len() * 8 / 100,
+            "{mode:?}: {differing} of {} bits differ",
+            c.len() * 8
+        );
+    }
+}
