@@ -127,6 +127,10 @@ pub struct Args {
     /// reporting, selected on the queries) beside the final figures; 0 = off.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub eval_every: usize,
+    /// CSQ: prefix-consistent centres (each length's centres are prefixes of the longest's; our
+    /// variant, not the reference's independent centres).
+    #[arg(long)]
+    pub prefix_centres: bool,
     /// Replicate the reference's leftover hash-layer gradient (NHL-SPEC Q3) in the weighted modes.
     #[arg(long)]
     pub reference_grad_leak: bool,
@@ -152,6 +156,7 @@ fn config(args: &Args) -> TrainConfig {
         distill_weight: args.distill_weight,
         reference_grad_leak: args.reference_grad_leak,
         eval_every: args.eval_every,
+        prefix_centres: args.prefix_centres,
         ..TrainConfig::default()
     }
 }

@@ -78,6 +78,10 @@ pub struct TrainConfig {
     /// it beside the final model's figures, never instead of them.
     #[serde(default)]
     pub eval_every: usize,
+    /// CSQ only: prefix-consistent centres ([`crate::targets::csq_prefix_centres`]), our variant,
+    /// instead of the reference's independent centres per length.
+    #[serde(default)]
+    pub prefix_centres: bool,
 }
 
 impl Default for TrainConfig {
@@ -96,6 +100,7 @@ impl Default for TrainConfig {
             seed: 0,
             reference_grad_leak: false,
             eval_every: 0,
+            prefix_centres: false,
         }
     }
 }

@@ -6,7 +6,7 @@ use nhl_kernels::{Backend, KernelError, Shape, Unary};
 
 use crate::config::Method;
 use crate::data::Dataset;
-use crate::targets::{csq_centres, dpn_targets, label_targets};
+use crate::targets::{csq_centres, dpn_targets, label_targets, prefix_columns};
 
 /// CSQ's quantisation weight `lambda`.
 const CSQ_LAMBDA: f64 = 1e-4;
@@ -97,12 +97,17 @@ pub enum LengthLoss<B: Backend> {
 
 impl<B: Backend> LengthLoss<B> {
     /// The loss of `method` for `bits`-bit codes of the items of `train`.
+    ///
+    /// `prefix_of`, when given, is an `n_classes x width` centre matrix whose first `bits`
+    /// columns are this length's CSQ centres (prefix-consistent centres); otherwise each length
+    /// draws its own, as the reference does.
     pub fn new(
         backend: &B,
         method: Method,
         bits: usize,
         train: &Dataset,
         seed: u64,
+        prefix_of: Option<(&[f32], usize)>,
     ) -> Result<Self, AutogradError> {
         let per_item = |centres: Vec<f32>| -> Result<B::Buf, KernelError> {
             // Classes are validated when the data set is built, so every label has a centre.
@@ -119,9 +124,15 @@ impl<B: Backend> LengthLoss<B> {
             backend.upload(&table, Shape::new(train.len(), bits))
         };
         Ok(match method {
-            Method::Csq => LengthLoss::Csq {
-                targets: per_item(csq_centres(bits, train.n_classes(), seed))?,
-            },
+            Method::Csq => {
+                let centres = match prefix_of {
+                    Some((long, width)) => prefix_columns(long, width, bits),
+                    None => csq_centres(bits, train.n_classes(), seed),
+                };
+                LengthLoss::Csq {
+                    targets: per_item(centres)?,
+                }
+            }
             Method::Dpn => LengthLoss::Dpn {
                 targets: per_item(dpn_targets(bits, train.n_classes(), DPN_P, seed))?,
             },
@@ -279,7 +290,7 @@ mod tests {
     fn csq_hand_checked_value_and_gradient() {
         let cpu = Cpu::new();
         // Two items of class 0 and 1; 2-bit codes: centres are Hadamard rows [1, 1] and [1, -1].
-        let loss = LengthLoss::new(&cpu, Method::Csq, 2, &train_set(2, &[0, 1]), 0).unwrap();
+        let loss = LengthLoss::new(&cpu, Method::Csq, 2, &train_set(2, &[0, 1]), 0, None).unwrap();
         let idx = cpu.upload_idx(&[1, 0]).unwrap();
         let labels = cpu.zeros(Shape::new(2, 4)).unwrap();
         let ctx = BatchContext {
@@ -311,7 +322,8 @@ mod tests {
     #[test]
     fn dpn_hand_checked_value_and_gradient() {
         let cpu = Cpu::new();
-        let loss = LengthLoss::new(&cpu, Method::Dpn, 4, &train_set(3, &[0, 1, 2]), 3).unwrap();
+        let loss =
+            LengthLoss::new(&cpu, Method::Dpn, 4, &train_set(3, &[0, 1, 2]), 3, None).unwrap();
         let LengthLoss::Dpn { targets } = &loss else {
             unreachable!()
         };

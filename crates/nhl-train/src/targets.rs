@@ -115,6 +115,44 @@ pub fn csq_centres(bits: usize, n_classes: usize, seed: u64) -> Vec<f32> {
     centres
 }
 
+/// Prefix-consistent CSQ centres (our variant, NHL-SPEC 5.1 note and section 11): one centre per
+/// class for the longest length `lengths.last()`, whose first `b` entries serve every shorter
+/// length `b`, so the lengths never pull a class towards different targets on shared bits.
+///
+/// With `b0 = lengths[0]`: class `c` gets `s_c H_B[r_c]` with `r_c = c mod b0` and `s_c = +1` for
+/// `c < b0`, else -1. Since `H_B[r][j] = H_b0[r][j]` for `r, j < b0`, the `b0`-bit prefixes are
+/// exactly the standard centres `[H_b0; -H_b0]` of [`csq_centres`], and every longer prefix is a
+/// signed Hadamard row (classes are orthogonal or opposite). When that construction does not
+/// apply (a length that is not a power of two, or more than `2 b0` classes) the prefixes of the
+/// standard longest-length centres are used. Returns `n_classes x B`.
+pub fn csq_prefix_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec<f32> {
+    let (Some(&b0), Some(&longest)) = (lengths.first(), lengths.last()) else {
+        return Vec::new();
+    };
+    if !(b0.is_power_of_two() && longest.is_power_of_two() && n_classes <= 2 * b0) {
+        return csq_centres(longest, n_classes, seed);
+    }
+    let h = hadamard(longest);
+    (0..n_classes)
+        .flat_map(|c| {
+            let sign = if c < b0 { 1.0 } else { -1.0 };
+            let row = c % b0;
+            h[row * longest..(row + 1) * longest]
+                .iter()
+                .map(move |v| sign * v)
+                .collect::<Vec<f32>>()
+        })
+        .collect()
+}
+
+/// The first `bits` columns of a `rows x width` matrix.
+pub fn prefix_columns(matrix: &[f32], width: usize, bits: usize) -> Vec<f32> {
+    matrix
+        .chunks_exact(width)
+        .flat_map(|row| row[..bits].iter().copied())
+        .collect()
+}
+
 /// The CSQ acceptance test: min pairwise Hamming distance > b/4 and mean >= b/2.
 fn well_separated(centres: &[f32], bits: usize) -> bool {
     let rows: Vec<&[f32]> = centres.chunks_exact(bits).collect();
@@ -332,5 +370,30 @@ mod tests {
         let bad = label_targets(&c, bits, &Labels::Single(vec![10]), 0).unwrap_err();
         assert!(bad.to_string().contains("class 10"), "{bad}");
         assert!(label_targets(&c, 7, &Labels::Single(vec![0]), 0).is_err());
+    }
+
+    #[test]
+    fn prefix_centres_nest_and_match_the_shortest_standard_centres() {
+        let lengths = [8, 16, 32, 64, 128];
+        let long = csq_prefix_centres(&lengths, 10, 0);
+        assert_eq!(long.len(), 10 * 128);
+        // The 8-bit prefixes are exactly the standard 8-bit centres (classes 8, 9 = -H8 rows).
+        assert_eq!(prefix_columns(&long, 128, 8), csq_centres(8, 10, 0));
+        // Every prefix keeps the classes apart: orthogonal or opposite, never equal.
+        for &b in &lengths {
+            let p = prefix_columns(&long, 128, b);
+            let rows: Vec<&[f32]> = p.chunks_exact(b).collect();
+            for i in 0..10 {
+                for j in i + 1..10 {
+                    let d = hamming(rows[i], rows[j]);
+                    assert!(
+                        d == b / 2 || d == b,
+                        "{b} bits, classes {i} {j}: distance {d}"
+                    );
+                }
+            }
+        }
+        // Too many classes for the shortest length: the standard longest centres, prefixed.
+        assert_eq!(csq_prefix_centres(&[4, 16], 10, 3), csq_centres(16, 10, 3));
     }
 }

@@ -8,13 +8,14 @@ use nhl_index::Codes;
 use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::{Backend, KernelError, Real, Shape};
 
-use crate::config::{Mode, TrainConfig};
+use crate::config::{Method, Mode, TrainConfig};
 use crate::data::{Dataset, Split};
 use crate::losses::{Bank, BatchContext, LengthLoss};
 use crate::metrics::evaluate_lengths;
 use crate::model::NestedHashModel;
 use crate::nhl::{dominance_weights, sp_distill, GradientProducts};
 use crate::optim::Adam;
+use crate::targets::csq_prefix_centres;
 
 /// Rows encoded per forward pass at evaluation (bounds device memory, not results).
 const ENCODE_CHUNK: usize = 2048;
@@ -304,9 +305,14 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
         let model =
             NestedHashModel::new(backend, train.dim, config.hidden, code_bits, config.seed)?;
         let adam = Adam::new(backend, &model.params, config.lr, config.weight_decay)?;
+        let long_centres = (config.prefix_centres && config.method == Method::Csq)
+            .then(|| csq_prefix_centres(bits, train.n_classes(), config.seed));
         let losses = bits
             .iter()
-            .map(|&b| LengthLoss::new(backend, config.method, b, train, config.seed))
+            .map(|&b| {
+                let prefix_of = long_centres.as_deref().map(|c| (c, code_bits));
+                LengthLoss::new(backend, config.method, b, train, config.seed, prefix_of)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let bank = if config.method.needs_bank() {
             Some(Bank::new(
