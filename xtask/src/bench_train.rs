@@ -3,7 +3,6 @@
 
 use anyhow::Context;
 use nhl_kernels::cpu::CpuBackend;
-use nhl_kernels::gpu::{AdapterPolicy, GpuBackend};
 use nhl_kernels::Backend;
 use nhl_train::config::{Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Protocol};
@@ -81,14 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|m| parse_mode(m))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let gpu = match args.backend {
-        BackendChoice::Cpu => None,
-        BackendChoice::Gpu => Some(
-            GpuBackend::new(AdapterPolicy::AllowSoftware)
-                .context("--backend gpu: no usable wgpu adapter")?,
-        ),
-        BackendChoice::Auto => GpuBackend::new(AdapterPolicy::HardwareOnly).ok(),
-    };
+    let gpu = args.backend.gpu()?;
     let (name, times) = match &gpu {
         Some(gpu) => (gpu.adapter().to_string(), time_modes(gpu, &args, &modes)?),
         None => {

@@ -35,6 +35,26 @@ pub enum BackendChoice {
     Gpu,
 }
 
+impl BackendChoice {
+    /// The GPU backend this choice asks for, or `None` for the CPU backend.
+    pub fn gpu(self) -> anyhow::Result<Option<GpuBackend>> {
+        Ok(match self {
+            BackendChoice::Cpu => None,
+            BackendChoice::Gpu => Some(
+                GpuBackend::new(AdapterPolicy::AllowSoftware)
+                    .context("--backend gpu: no usable wgpu adapter")?,
+            ),
+            BackendChoice::Auto => match GpuBackend::new(AdapterPolicy::HardwareOnly) {
+                Ok(gpu) => Some(gpu),
+                Err(e) => {
+                    eprintln!("no hardware GPU ({e}); using the CPU");
+                    None
+                }
+            },
+        })
+    }
+}
+
 /// A config enum from its lowercase name (`csq`, `full`, ...), the names `metrics.json` uses.
 fn parse_lower<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
@@ -253,20 +273,7 @@ fn train_with_backend(
     split: &Split,
     config: &TrainConfig,
 ) -> anyhow::Result<(TrainOutcome, &'static str, String)> {
-    let gpu = match choice {
-        BackendChoice::Cpu => None,
-        BackendChoice::Gpu => Some(
-            GpuBackend::new(AdapterPolicy::AllowSoftware)
-                .context("--backend gpu: no usable wgpu adapter")?,
-        ),
-        BackendChoice::Auto => match GpuBackend::new(AdapterPolicy::HardwareOnly) {
-            Ok(gpu) => Some(gpu),
-            Err(e) => {
-                eprintln!("no hardware GPU ({e}); training on the CPU");
-                None
-            }
-        },
-    };
+    let gpu = choice.gpu()?;
     match gpu {
         Some(gpu) => {
             let adapter = gpu.adapter().to_string();
@@ -274,9 +281,9 @@ fn train_with_backend(
             Ok((train_on(&gpu, split, config)?, "gpu", adapter))
         }
         None => {
-            let adapter = format!("cpu ({} threads)", rayon::current_num_threads());
-            eprintln!("backend: {adapter}");
             let cpu = CpuBackend::<f32>::new();
+            let adapter = cpu.name();
+            eprintln!("backend: {adapter}");
             Ok((train_on(&cpu, split, config)?, "cpu", adapter))
         }
     }
