@@ -409,11 +409,13 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(match op {
             Reduce::All => {
                 // Fixed-size chunks summed in order keep the result independent of the pool.
-                let partials: Vec<T> = x
-                    .data
-                    .par_chunks(PAR_MIN.max(1))
-                    .map(|c| c.iter().copied().sum())
-                    .collect();
+                // Small inputs skip rayon (one chunk either way, so the sum is the same).
+                let chunk_sum = |c: &[T]| c.iter().copied().sum::<T>();
+                let partials: Vec<T> = if x.data.len() > PAR_MIN {
+                    x.data.par_chunks(PAR_MIN).map(chunk_sum).collect()
+                } else {
+                    vec![chunk_sum(&x.data)]
+                };
                 CpuBuf::new(Shape::scalar(), vec![partials.into_iter().sum()])
             }
             Reduce::RowSums => self.generate(Shape::new(rows, 1), |r, _| {
