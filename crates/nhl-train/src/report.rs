@@ -380,14 +380,18 @@ pub fn render_svg(m: &RunMetrics) -> String {
         out,
         r#"<text x="480" y="26" text-anchor="middle" font-size="16">{}</text>"#,
         escape(&format!(
-            "{} / {} / {}: {} epochs, seed {}, {} ({})",
+            "{} / {} / {}: {} epochs, seed {}, {}",
             m.protocol,
             name(&method),
             name(&mode),
             m.epochs,
             m.seed,
-            m.backend,
-            m.adapter
+            // The CPU backend's adapter name already starts with "cpu".
+            if m.adapter.starts_with(&m.backend) {
+                m.adapter.clone()
+            } else {
+                format!("{} ({})", m.backend, m.adapter)
+            }
         ))
     );
 
