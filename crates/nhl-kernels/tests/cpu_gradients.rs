@@ -316,24 +316,15 @@ fn reductions_backward_is_broadcast() {
 #[test]
 fn matmul_is_bit_identical_across_thread_counts() {
     let b = CpuBackend::<f32>::new();
-    let x = b
-        .upload(
-            &random_vec(20, 64 * 784, -1.0, 1.0)
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>(),
-            Shape::new(64, 784),
-        )
-        .unwrap();
-    let w = b
-        .upload(
-            &random_vec(21, 1024 * 784, -0.1, 0.1)
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>(),
-            Shape::new(1024, 784),
-        )
-        .unwrap();
+    let random_f32 = |seed: u64, shape: Shape, scale: f64| {
+        let data: Vec<f32> = random_vec(seed, shape.len(), -scale, scale)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        b.upload(&data, shape).unwrap()
+    };
+    let x = random_f32(20, Shape::new(64, 784), 1.0);
+    let w = random_f32(21, Shape::new(1024, 784), 0.1);
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
