@@ -49,9 +49,8 @@ impl<B: Backend> Adam<B> {
             beta2: self.beta2,
             eps: self.eps,
             weight_decay: self.weight_decay,
-            // In f64 like PyTorch's Python floats, rounded once.
-            bias1: (1.0 - (self.beta1 as f64).powi(self.step)) as f32,
-            bias2: (1.0 - (self.beta2 as f64).powi(self.step)) as f32,
+            bias1: 1.0 - self.beta1.powi(self.step),
+            bias2: 1.0 - self.beta2.powi(self.step),
         };
         let ids: Vec<_> = params.iter().map(|(id, _)| id).collect();
         for (id, (m, v)) in ids.into_iter().zip(&mut self.moments) {
