@@ -119,25 +119,29 @@ pub fn csq_centres(bits: usize, n_classes: usize, seed: u64) -> Vec<f32> {
 /// class for the longest length `lengths.last()`, whose first `b` entries serve every shorter
 /// length `b`, so the lengths never pull a class towards different targets on shared bits.
 ///
-/// With `b0 = lengths[0]`: class `c` gets `s_c H_B[r_c]` with `r_c = c mod b0` and `s_c = +1` for
-/// `c < b0`, else -1. Since `H_B[r][j] = H_b0[r][j]` for `r, j < b0`, the `b0`-bit prefixes are
-/// exactly the standard centres `[H_b0; -H_b0]` of [`csq_centres`], and every longer prefix is a
-/// signed Hadamard row (classes are orthogonal or opposite). When that construction does not
-/// apply (a length that is not a power of two, or more than `2 b0` classes) the prefixes of the
-/// standard longest-length centres are used. Returns `n_classes x B`.
+/// With `b0 = lengths[0]`: class `c` gets `s_c H_B[c]`, with `s_c = +1` for `c < b0`, else -1.
+/// Since `H_B[r][j]` depends only on the low bits of `r` shared with `j`, the `b0`-bit prefix of
+/// row `c` is `H_b0[c mod b0]`, so the `b0`-bit prefixes are exactly the standard centres
+/// `[H_b0; -H_b0]` of [`csq_centres`]; and at every longer length `b >= 2 b0` the `b`-bit prefixes
+/// are `n_classes` distinct signed rows of `H_b`, pairwise orthogonal (distance `b/2`), just as
+/// the standard centres are. (Taking row `c mod b0` instead would make every longer centre a
+/// repetition of its `b0`-bit prefix, so the extra bits would carry no new class structure.)
+/// When that construction does not apply (a length that is not a power of two, or more than
+/// `2 b0` or `B` classes) the prefixes of the standard longest-length centres are used.
+/// Returns `n_classes x B`.
 pub fn csq_prefix_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec<f32> {
     let (Some(&b0), Some(&longest)) = (lengths.first(), lengths.last()) else {
         return Vec::new();
     };
-    if !(b0.is_power_of_two() && longest.is_power_of_two() && n_classes <= 2 * b0) {
+    let fits = n_classes <= 2 * b0 && n_classes <= longest;
+    if !(fits && lengths.iter().all(|b| b.is_power_of_two())) {
         return csq_centres(longest, n_classes, seed);
     }
     let h = hadamard(longest);
     (0..n_classes)
         .flat_map(|c| {
             let sign = if c < b0 { 1.0 } else { -1.0 };
-            let row = c % b0;
-            h[row * longest..(row + 1) * longest]
+            h[c * longest..(c + 1) * longest]
                 .iter()
                 .map(move |v| sign * v)
                 .collect::<Vec<f32>>()
@@ -379,17 +383,17 @@ mod tests {
         assert_eq!(long.len(), 10 * 128);
         // The 8-bit prefixes are exactly the standard 8-bit centres (classes 8, 9 = -H8 rows).
         assert_eq!(prefix_columns(&long, 128, 8), csq_centres(8, 10, 0));
-        // Every prefix keeps the classes apart: orthogonal or opposite, never equal.
+        // At 8 bits classes c and c + 8 are opposite; from 16 bits on every pair is orthogonal,
+        // as with the standard centres, so the longer bits add class structure of their own.
         for &b in &lengths {
             let p = prefix_columns(&long, 128, b);
             let rows: Vec<&[f32]> = p.chunks_exact(b).collect();
             for i in 0..10 {
                 for j in i + 1..10 {
                     let d = hamming(rows[i], rows[j]);
-                    assert!(
-                        d == b / 2 || d == b,
-                        "{b} bits, classes {i} {j}: distance {d}"
-                    );
+                    let opposite = b == 8 && j == i + 8;
+                    let expected = if opposite { b } else { b / 2 };
+                    assert_eq!(d, expected, "{b} bits, classes {i} {j}");
                 }
             }
         }
