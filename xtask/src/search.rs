@@ -8,14 +8,18 @@
 //!   number of results; `ids.npy` / `distances.npy` are `[nq, max count]`, row q holding its
 //!   results in PROTOCOL order followed by `-1` padding.
 //! * `search.json`: `n_database`, `n_queries`, `bits`, `k` (null for a range search), `threads`,
-//!   `isa`, `search_seconds` (the search alone, codes already in memory), `qps`; plus `mode`, and
-//!   `radius` / `max_count` or `cascade` (with its recall@k against the exact search) when used.
+//!   `isa`, `search_seconds` (the search alone, codes already in memory), `search_cpu_seconds`
+//!   (the CPU time of all threads during it, null where unknown), `qps`; plus `mode`, and
+//!   `radius` / `max_count` or `cascade` (with its recall@k against the exact search) when used;
+//!   with `--mih`, `mih` (`substrings`, `index_seconds`, and for a range search `range_method`,
+//!   `probe` or `scan`, and `verified`, the full distances computed).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use nhl_index::cascade::{recall_at_k, CascadeIndex, PrefixStage};
+use nhl_index::mih::{MultiIndex, RangeMethod};
 use nhl_index::npy::{write_npy, NpyArray, NpyData};
 use nhl_index::search::{knn, range_search};
 use nhl_index::{Codes, Isa};
@@ -39,6 +43,15 @@ pub struct Args {
     /// Range search: every item within this Hamming distance (instead of kNN).
     #[arg(long, value_name = "R", conflicts_with = "cascade")]
     pub radius: Option<u32>,
+    /// Search with multi-index hashing (exact, same results; the index is built before the timer
+    /// starts). kNN probes substring balls of growing radius; a range search probes the balls of
+    /// the pigeonhole bound (radius floor(R / m) in each of the m substrings) when their estimated
+    /// cost is below a scan's, and scans otherwise (`range_method` in search.json says which).
+    #[arg(long, conflicts_with = "cascade")]
+    pub mih: bool,
+    /// Substrings of the multi-index (default: substrings of about log2(n) bits).
+    #[arg(long, value_name = "M", requires = "mih")]
+    pub mih_substrings: Option<usize>,
     /// Cascade search: rank by the first PREFIX_BITS, re-rank CANDIDATES by the full code.
     #[arg(long, value_name = "PREFIX_BITS:CANDIDATES")]
     pub cascade: Option<String>,
@@ -85,6 +98,29 @@ fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU time of every thread of this process so far, in nanoseconds (Linux `schedstat`; `None`
+/// elsewhere): on a shared machine the search's wall time includes other processes' turns.
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// Run `f`, returning its output, wall seconds and CPU seconds of all threads (if known).
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, Option<f64>) {
+    let cpu = process_cpu_ns();
+    let start = Instant::now();
+    let out = f();
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu
+        .zip(process_cpu_ns())
+        .map(|(a, b)| b.saturating_sub(a) as f64 * 1e-9);
+    (out, wall, cpu)
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let database = Codes::read_npy(&args.database, args.bits)
         .with_context(|| format!("loading the database {}", args.database.display()))?;
@@ -127,12 +163,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "threads": threads,
         "isa": Isa::best().name(),
     });
-    let search_seconds;
+    let mih = if args.mih {
+        let (index, seconds, _) =
+            timed(|| pool.install(|| MultiIndex::new(database.view(), args.mih_substrings)));
+        let index = index.context("--mih: building the multi-index")?;
+        summary["mih"] = json!({"substrings": index.substrings(), "index_seconds": seconds});
+        Some(index)
+    } else {
+        None
+    };
+    let (search_seconds, search_cpu);
     let (ids, distances, width);
     if let Some(radius) = args.radius {
-        let start = Instant::now();
-        let result = pool.install(|| range_search(queries.view(), database.view(), radius))?;
-        search_seconds = start.elapsed().as_secs_f64();
+        let (result, seconds, cpu) = timed(|| {
+            pool.install(|| match &mih {
+                Some(index) => index
+                    .range_with(queries.view(), radius, RangeMethod::Auto)
+                    .map(|(r, stats)| (r, Some(stats))),
+                None => range_search(queries.view(), database.view(), radius).map(|r| (r, None)),
+            })
+        });
+        let (result, stats) = result?;
+        (search_seconds, search_cpu) = (seconds, cpu);
+        if let Some(stats) = stats {
+            summary["mih"]["range_method"] = json!(match stats.method {
+                RangeMethod::Probe => "probe",
+                _ => "scan",
+            });
+            summary["mih"]["verified"] = json!(stats.verified);
+        }
         let counts: Vec<i64> = (0..nq).map(|q| result.ids_of(q).len() as i64).collect();
         width = counts.iter().copied().max().unwrap_or(0) as usize;
         ids = padded(
@@ -166,9 +225,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let result = if let Some((prefix_bits, candidates)) = cascade {
             let index = CascadeIndex::new(database.view(), prefix_bits, PrefixStage::Scan)
                 .with_context(|| format!("--cascade {prefix_bits}:{candidates}"))?;
-            let start = Instant::now();
-            let found = pool.install(|| index.search(queries.view(), args.k, candidates))?;
-            search_seconds = start.elapsed().as_secs_f64();
+            let (found, seconds, cpu) =
+                timed(|| pool.install(|| index.search(queries.view(), args.k, candidates)));
+            let found = found?;
+            (search_seconds, search_cpu) = (seconds, cpu);
             // Not timed: the exact search only measures the cascade's recall.
             let exact = pool.install(|| knn(queries.view(), database.view(), args.k))?;
             summary["mode"] = json!("cascade");
@@ -179,9 +239,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             });
             found
         } else {
-            let start = Instant::now();
-            let found = pool.install(|| knn(queries.view(), database.view(), args.k))?;
-            search_seconds = start.elapsed().as_secs_f64();
+            let (found, seconds, cpu) = timed(|| {
+                pool.install(|| match &mih {
+                    Some(index) => index.knn(queries.view(), args.k),
+                    None => knn(queries.view(), database.view(), args.k),
+                })
+            });
+            let found = found?;
+            (search_seconds, search_cpu) = (seconds, cpu);
             summary["mode"] = json!("knn");
             found
         };
@@ -206,6 +271,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
     )?;
     summary["search_seconds"] = json!(search_seconds);
+    summary["search_cpu_seconds"] = json!(search_cpu);
     summary["qps"] = json!(nq as f64 / search_seconds.max(f64::MIN_POSITIVE));
     write_json(&args.out.join("search.json"), &summary)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -130,6 +130,22 @@ type PairFn = unsafe fn(&[u64], &[u64], u64) -> u32;
 /// The CPU supports the path's target features; `db.len() >= out.len()`.
 type Scan32Fn = unsafe fn(u32, &[u32], &mut [u32]);
 
+/// What [`Kernel::filter`] calls for each code that passes a query's threshold: `(query index,
+/// code position, distance)`, returning the query's new threshold.
+pub type Sink<'s> = &'s mut dyn FnMut(usize, usize, u32) -> u32;
+
+/// Raw fused scan of several queries: for each code `j < n` (ascending) and query `i`, `sink(i,
+/// base + j, d)` exactly when `d = d(qs[i], code j) < limits[i]`, then `limits[i]` takes the
+/// returned value. Codes are `words` words, `stride` apart, the last word masked by `mask`.
+/// Returns `false`, having done nothing, for a code shape the path does not fuse.
+///
+/// # Safety
+/// The CPU supports the path's target features; `qs.len() == limits.len()`; every query has at
+/// least `words` words; `1 <= words <= stride`; when `n > 0`, `db.len() >= (n - 1) * stride +
+/// words`.
+type FilterFn =
+    unsafe fn(&[&[u64]], &[u64], usize, usize, u64, usize, usize, &mut [u32], Sink) -> bool;
+
 /// A resolved kernel: an instruction-set path whose availability has been checked.
 #[derive(Clone, Copy)]
 pub struct Kernel {
@@ -137,6 +153,9 @@ pub struct Kernel {
     scan: ScanFn,
     pair: PairFn,
     scan32: Scan32Fn,
+    /// A fused multi-query scan where the path has one; else [`Kernel::filter`] scans each query
+    /// into a buffer and filters it.
+    filter: Option<FilterFn>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -162,11 +181,17 @@ impl Kernel {
             Isa::Neon => (neon::scan_neon, pair_portable, neon::scan32_neon),
             _ => (scan_portable, pair_portable, scan32_portable),
         };
+        let filter: Option<FilterFn> = match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Some(x86::filter_avx2),
+            _ => None,
+        };
         Ok(Kernel {
             isa,
             scan,
             pair,
             scan32,
+            filter,
         })
     }
 
@@ -179,6 +204,7 @@ impl Kernel {
             scan: scan_portable,
             pair: pair_portable,
             scan32: scan32_portable,
+            filter: None,
         })
     }
 
@@ -207,6 +233,97 @@ impl Kernel {
         // SAFETY: `Kernel::new` checked the CPU features of `isa`; the asserts above establish
         // the length contract of `ScanFn`, and a view always has `1 <= words <= stride`.
         unsafe { (self.scan)(query, raw, db.stride(), words, db.last_word_mask(), out) }
+    }
+
+    /// Threshold scan of several queries over codes `start .. start + len` of `db`: for each code
+    /// in ascending order and each query `i`, calls `sink(i, position, d)` exactly when its
+    /// distance `d < limits[i]`, and sets `limits[i]` to what `sink` returns, so that the next
+    /// codes are tested against the new threshold. This is the kNN scan: almost every code fails
+    /// the threshold, and the AVX2 path tests eight codes against it at once, each database
+    /// vector loaded once for all queries, without writing the distances out.
+    ///
+    /// # Panics
+    /// When `limits` and `queries` differ in length, a query is too short, or the range runs past
+    /// the end of `db` (caller bugs, not input).
+    pub fn filter(
+        &self,
+        queries: &[&[u64]],
+        db: &CodesView<'_>,
+        start: usize,
+        len: usize,
+        limits: &mut [u32],
+        sink: Sink<'_>,
+    ) {
+        let words = db.words();
+        assert_eq!(queries.len(), limits.len(), "one limit per query");
+        assert!(
+            queries.iter().all(|q| q.len() >= words),
+            "a query has fewer words than the codes"
+        );
+        assert!(
+            start + len <= db.len(),
+            "scan range past the end of the codes"
+        );
+        if len == 0 {
+            return;
+        }
+        let raw = db.raw_from(start);
+        assert!(raw.len() >= (len - 1) * db.stride() + words);
+        if let Some(fused) = self.filter {
+            // SAFETY: `Kernel::new` only installs a fused scan whose CPU features it checked; the
+            // asserts above establish the length contract of `FilterFn`.
+            let done = unsafe {
+                fused(
+                    queries,
+                    raw,
+                    db.stride(),
+                    words,
+                    db.last_word_mask(),
+                    len,
+                    start,
+                    limits,
+                    &mut *sink,
+                )
+            };
+            if done {
+                return;
+            }
+        }
+        self.filter_by_scan(queries, db, start, len, limits, sink)
+    }
+
+    /// [`Kernel::filter`] through [`Kernel::distances`]: each query's distances to a chunk of
+    /// codes, then the threshold test sixteen at a time (a vectorised `any`, then the rare hits).
+    fn filter_by_scan(
+        &self,
+        queries: &[&[u64]],
+        db: &CodesView<'_>,
+        start: usize,
+        len: usize,
+        limits: &mut [u32],
+        sink: Sink<'_>,
+    ) {
+        const CHUNK: usize = 256;
+        let mut buf = [0u32; CHUNK];
+        let mut c0 = start;
+        while c0 < start + len {
+            let m = CHUNK.min(start + len - c0);
+            for (i, (q, limit)) in queries.iter().zip(limits.iter_mut()).enumerate() {
+                let dist = &mut buf[..m];
+                self.distances(q, db, c0, dist);
+                for (b, chunk) in dist.chunks(16).enumerate() {
+                    let lim = *limit;
+                    if chunk.iter().fold(false, |any, &d| any | (d < lim)) {
+                        for (j, &d) in chunk.iter().enumerate() {
+                            if d < *limit {
+                                *limit = sink(i, c0 + 16 * b + j, d);
+                            }
+                        }
+                    }
+                }
+            }
+            c0 += m;
+        }
     }
 
     /// The distance of two single codes (`a.len().min(b.len())` words, the last masked by `mask`)
@@ -258,6 +375,33 @@ pub fn distance(a: &[u64], b: &[u64], mask: u64) -> u32 {
         d += if w + 1 == n { x & mask } else { x }.count_ones();
     }
     d
+}
+
+/// Scalar multi-query threshold scan (code by code, every query per code): the tail of the
+/// fused AVX2 scan.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn filter_scalar(
+    qs: &[&[u64]],
+    db: &[u64],
+    stride: usize,
+    words: usize,
+    mask: u64,
+    n: usize,
+    base: usize,
+    limits: &mut [u32],
+    sink: Sink<'_>,
+) {
+    for j in 0..n {
+        let c = &db[j * stride..j * stride + words];
+        for (i, (q, limit)) in qs.iter().zip(limits.iter_mut()).enumerate() {
+            let d = distance(q, c, mask);
+            if d < *limit {
+                *limit = sink(i, base + j, d);
+            }
+        }
+    }
 }
 
 /// Fixed-width scan, `W` words per code. Inlined into each `#[target_feature]` wrapper so that
@@ -550,6 +694,193 @@ mod x86 {
             mask,
             &mut out[done..],
         );
+    }
+
+    /// Per-byte popcount of `(x ^ q)` from the nibbles of `x` and `q` split beforehand:
+    /// `(x ^ q) & 0x0f = (x & 0x0f) ^ (q & 0x0f)`, likewise for the high nibbles, so the split
+    /// of a database vector is done once for all queries.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn byte_counts(xlo: __m256i, xhi: __m256i, qlo: __m256i, qhi: __m256i) -> __m256i {
+        let table = _mm256_setr_epi8(
+            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
+            3, 3, 4,
+        );
+        _mm256_add_epi8(
+            _mm256_shuffle_epi8(table, _mm256_xor_si256(xlo, qlo)),
+            _mm256_shuffle_epi8(table, _mm256_xor_si256(xhi, qhi)),
+        )
+    }
+
+    /// The fused multi-query threshold scan (`FilterFn`) for codes of one or two words packed
+    /// back to back (other shapes return `false`, for the per-query vector scan). Per group of eight
+    /// codes the nibbles are split once for all queries; per query, eight distances are formed in
+    /// one vector (for two-word codes the byte counts of both words are added vertically before a
+    /// single `vpsadbw`) and tested against the query's limit with one compare, so only the rare
+    /// passing codes leave the registers.
+    #[target_feature(enable = "avx2,popcnt")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn filter_avx2(
+        qs: &[&[u64]],
+        db: &[u64],
+        stride: usize,
+        words: usize,
+        mask: u64,
+        n: usize,
+        base: usize,
+        limits: &mut [u32],
+        sink: super::Sink<'_>,
+    ) -> bool {
+        let done = match (words, stride) {
+            // SAFETY: the caller's `FilterFn` contract, with the width checked here.
+            (1, 1) => unsafe { fused::<1>(qs, db, mask, n, base, limits, sink) },
+            // SAFETY: as above.
+            (2, 2) => unsafe { fused::<2>(qs, db, mask, n, base, limits, sink) },
+            _ => return false,
+        };
+        super::filter_scalar(
+            qs,
+            &db[done * stride..],
+            stride,
+            words,
+            mask,
+            n - done,
+            base + done,
+            limits,
+            sink,
+        );
+        true
+    }
+
+    /// The body of [`filter_avx2`] for `W`-word codes packed back to back: handles the first
+    /// `8 * (n / 8)` codes and returns how many that is.
+    ///
+    /// # Safety
+    /// AVX2 is available; `db` holds at least `n` codes of `W` words; every query has `W` words.
+    #[inline]
+    #[target_feature(enable = "avx2,popcnt")]
+    unsafe fn fused<const W: usize>(
+        qs: &[&[u64]],
+        db: &[u64],
+        mask: u64,
+        n: usize,
+        base: usize,
+        limits: &mut [u32],
+        sink: super::Sink<'_>,
+    ) -> usize {
+        // Query nibbles and limits per chunk of queries, kept on the stack.
+        const QCHUNK: usize = 32;
+        let low = _mm256_set1_epi8(0x0f);
+        let zero = _mm256_setzero_si256();
+        let mv = _mm256_set1_epi64x(mask as i64);
+        // Lane l of a distance vector holds code `lane_code[l]` of its group of eight.
+        let lane_code: [usize; 8] = if W == 1 {
+            [0, 4, 1, 5, 2, 6, 3, 7]
+        } else {
+            [0, 4, 2, 6, 1, 5, 3, 7]
+        };
+        let mut code_lane = [0usize; 8];
+        for (l, &c) in lane_code.iter().enumerate() {
+            code_lane[c] = l;
+        }
+        // Distances are at most 64 W, so any larger limit acts as 64 W + 1, which the signed
+        // 32-bit compare takes exactly.
+        let lane_limit = |limit: u32| limit.min(64 * W as u32 + 1) as i32;
+        let groups = n / 8;
+        let p = db.as_ptr();
+        for (q0, (chunk, chunk_limits)) in qs
+            .chunks(QCHUNK)
+            .zip(limits.chunks_mut(QCHUNK))
+            .enumerate()
+            .map(|(c, pair)| (c * QCHUNK, pair))
+        {
+            // Word w of each query, broadcast and split into nibbles.
+            let mut qlo = [[zero; QCHUNK]; W];
+            let mut qhi = [[zero; QCHUNK]; W];
+            let mut lim = [zero; QCHUNK];
+            for (i, q) in chunk.iter().enumerate() {
+                for w in 0..W {
+                    let word = if w == W - 1 { q[w] & mask } else { q[w] };
+                    let qv = _mm256_set1_epi64x(word as i64);
+                    qlo[w][i] = _mm256_and_si256(qv, low);
+                    qhi[w][i] = _mm256_and_si256(_mm256_srli_epi16::<4>(qv), low);
+                }
+                lim[i] = _mm256_set1_epi32(lane_limit(chunk_limits[i]));
+            }
+            let qn = chunk.len();
+            for g in 0..groups {
+                let v: [__m256i; 4] = std::array::from_fn(|j| {
+                    if j < 2 * W {
+                        // SAFETY: the eight codes of group g < n / 8 are the 2 W vectors from
+                        // word 8 W g, inside `db`.
+                        unsafe { load(p, 2 * W * g + j) }
+                    } else {
+                        zero
+                    }
+                });
+                // One word of four codes per vector. W = 1: [c0, c1, c2, c3], [c4, c5, c6, c7].
+                // W = 2 (vector j holds codes 2j and 2j + 1): the unpacks put the first words of
+                // codes [c0, c2, c1, c3] in one vector and their second words in the next, then
+                // likewise for [c4, c6, c5, c7], once per group rather than once per query.
+                let x: [__m256i; 4] = if W == 1 {
+                    v
+                } else {
+                    [
+                        _mm256_unpacklo_epi64(v[0], v[1]),
+                        _mm256_unpackhi_epi64(v[0], v[1]),
+                        _mm256_unpacklo_epi64(v[2], v[3]),
+                        _mm256_unpackhi_epi64(v[2], v[3]),
+                    ]
+                };
+                let mut xlo = [zero; 4];
+                let mut xhi = [zero; 4];
+                for j in 0..2 * W {
+                    // The last word of each code (every vector when W = 1, odd ones when W = 2).
+                    let xj = if W == 1 || j % 2 == 1 {
+                        _mm256_and_si256(x[j], mv)
+                    } else {
+                        x[j]
+                    };
+                    xlo[j] = _mm256_and_si256(xj, low);
+                    xhi[j] = _mm256_and_si256(_mm256_srli_epi16::<4>(xj), low);
+                }
+                for i in 0..qn {
+                    let counts =
+                        |j: usize, w: usize| byte_counts(xlo[j], xhi[j], qlo[w][i], qhi[w][i]);
+                    let (a, b) = if W == 1 {
+                        // Lanes: [c0, c1, c2, c3] and [c4, c5, c6, c7].
+                        (
+                            _mm256_sad_epu8(counts(0, 0), zero),
+                            _mm256_sad_epu8(counts(1, 0), zero),
+                        )
+                    } else {
+                        // Both words' byte counts added vertically (at most 16 per byte), then one
+                        // vpsadbw: [c0, c2, c1, c3] and [c4, c6, c5, c7].
+                        (
+                            _mm256_sad_epu8(_mm256_add_epi8(counts(0, 0), counts(1, 1)), zero),
+                            _mm256_sad_epu8(_mm256_add_epi8(counts(2, 0), counts(3, 1)), zero),
+                        )
+                    };
+                    let d = _mm256_or_si256(a, _mm256_slli_epi64::<32>(b));
+                    let hit = _mm256_cmpgt_epi32(lim[i], d);
+                    if _mm256_testz_si256(hit, hit) == 0 {
+                        let mut dist = [0u32; 8];
+                        // SAFETY: `dist` has room for eight u32.
+                        unsafe { _mm256_storeu_si256(dist.as_mut_ptr().cast(), d) };
+                        let mut limit = chunk_limits[i];
+                        for (j, &lane) in code_lane.iter().enumerate() {
+                            let dj = dist[lane];
+                            if dj < limit {
+                                limit = sink(q0 + i, base + 8 * g + j, dj);
+                            }
+                        }
+                        chunk_limits[i] = limit;
+                        lim[i] = _mm256_set1_epi32(lane_limit(limit));
+                    }
+                }
+            }
+        }
+        groups * 8
     }
 
     /// Sums of adjacent 64-bit lanes of `a` then `b`: `[a0+a1, a2+a3, a4+a5, a6+a7, b0+b1, ...]`.

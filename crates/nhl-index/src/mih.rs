@@ -10,11 +10,18 @@
 //! distance, and stop as soon as enough candidates are known to be closer than any unseen item.
 //! Finer (Norouzi's refinement): once tables `0..=j` are probed at radius `s` and the rest at
 //! `s - 1`, every unseen item has `d >= m s + j + 1`.
+//!
+//! Range search ([`MultiIndex::range`]) uses the same argument in reverse: write `r = m s + a`
+//! with `0 <= a < m`. An item with `d <= r` has a substring within `s` of the query's among
+//! tables `0..=a`, or within `s - 1` among the others (else `d >= (a + 1)(s + 1) + (m - a - 1) s
+//! = r + 1`). So probing those balls and verifying every candidate with the full distance finds
+//! exactly the items within `r`. The balls grow as `C(len, s)`; when the probes and candidates
+//! would cost more than a scan, the search scans instead (see [`MultiIndex::range_plan`]).
 
 use crate::codes::{Codes, CodesView};
 use crate::error::IndexError;
 use crate::hamming::Kernel;
-use crate::search::{check_pair, Neighbors};
+use crate::search::{check_pair, range_search_with, Neighbors, RangeResult};
 use crate::select::TopKAnyOrder;
 use rayon::prelude::*;
 
@@ -29,6 +36,9 @@ struct Table {
     lookup: Lookup,
     /// Database positions grouped by key, ascending within a key.
     ids: Vec<u32>,
+    /// The expected size of the bucket holding a random database item, `sum_key size^2 / n`:
+    /// the candidates one probe near a query from the data's own distribution brings.
+    occupancy: f64,
 }
 
 /// Where the ids of a key start and end in `Table::ids`.
@@ -74,11 +84,13 @@ impl Table {
                 ids[next[key as usize] as usize] = i as u32;
                 next[key as usize] += 1;
             }
+            let occupancy = occupancy(offsets.windows(2).map(|w| w[1] - w[0]), n);
             Table {
                 first_bit,
                 len,
                 lookup: Lookup::Dense(offsets),
                 ids,
+                occupancy,
             }
         } else {
             let mut pairs: Vec<(u32, u32)> = keys
@@ -96,9 +108,11 @@ impl Table {
                 }
             }
             offsets.push(n as u32);
+            let occupancy = occupancy(offsets.windows(2).map(|w| w[1] - w[0]), n);
             Table {
                 first_bit,
                 len,
+                occupancy,
                 lookup: Lookup::Sparse {
                     keys: distinct,
                     offsets,
@@ -107,6 +121,12 @@ impl Table {
             }
         }
     }
+}
+
+/// `sum size^2 / n` over the bucket sizes of a table of `n` ids.
+fn occupancy(sizes: impl Iterator<Item = u32>, n: usize) -> f64 {
+    let squares: f64 = sizes.map(|s| f64::from(s) * f64::from(s)).sum();
+    squares / n.max(1) as f64
 }
 
 /// Bits `first .. first + len` of a code, as an integer (`len <= 32`).
@@ -151,6 +171,33 @@ fn for_each_mask(len: usize, s: usize, mut f: impl FnMut(u32)) {
         let r = v + c;
         v = (((r ^ v) >> 2) / c) | r;
     }
+}
+
+/// Relative costs of the range-search plan, in units of one code of a sequential SIMD scan: a
+/// probe is a random access into a table, a verification a random access into the codes plus a
+/// distance. Rough (a factor of two either way only moves the crossover a little: ball sizes grow
+/// by a factor of about `len / s` per step of the radius).
+const PROBE_COST: f64 = 8.0;
+const VERIFY_COST: f64 = 8.0;
+
+/// How [`MultiIndex::range_with`] answers a range query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeMethod {
+    /// Probe when [`MultiIndex::range_plan`] estimates it cheaper than a scan, else scan.
+    Auto,
+    /// Enumerate the substring balls of the pigeonhole bound and verify the candidates.
+    Probe,
+    /// Scan the whole database ([`crate::search::range_search_with`]).
+    Scan,
+}
+
+/// What a range search did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangeStats {
+    /// The method that ran: [`RangeMethod::Probe`] or [`RangeMethod::Scan`], never `Auto`.
+    pub method: RangeMethod,
+    /// Full distances computed, summed over queries (`n` per query for a scan).
+    pub verified: u64,
 }
 
 /// An exact multi-index hash over a copy of the database codes.
@@ -217,6 +264,153 @@ impl MultiIndex {
     /// The indexed codes.
     pub fn codes(&self) -> &Codes {
         &self.codes
+    }
+
+    /// The probe radius of every table for a range search of radius `r` (`None`: not probed),
+    /// by the pigeonhole bound of the module docs, capped at the table's length.
+    fn probe_radii(&self, r: u32) -> Vec<Option<usize>> {
+        let m = self.tables.len();
+        let r = r as usize;
+        let (s, a) = (r / m, r % m);
+        self.tables
+            .iter()
+            .enumerate()
+            .map(|(j, t)| {
+                let radius = if j <= a { Some(s) } else { s.checked_sub(1) };
+                radius.map(|x| x.min(t.len))
+            })
+            .collect()
+    }
+
+    /// Keys each table probes for radius `r` (saturating).
+    fn ball_sizes(&self, r: u32) -> Vec<u64> {
+        self.tables
+            .iter()
+            .zip(self.probe_radii(r))
+            .map(|(table, radius)| {
+                radius.map_or(0, |radius| {
+                    (0..=radius).fold(0u64, |acc, t| acc.saturating_add(binomial(table.len, t)))
+                })
+            })
+            .collect()
+    }
+
+    /// Table keys a range search of radius `r` probes per query with [`RangeMethod::Probe`]
+    /// (saturating): the size of its enumeration.
+    pub fn probe_keys(&self, r: u32) -> u64 {
+        self.ball_sizes(r)
+            .into_iter()
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// The method [`RangeMethod::Auto`] picks for radius `r`: [`RangeMethod::Probe`] when the
+    /// estimated cost of the probes (`sum_j ball_j`, the keys within each table's probe radius)
+    /// and of verifying their candidates (`ball_j` times the table's mean occupied-bucket size,
+    /// at most `n`) is below that of scanning `n` codes, else [`RangeMethod::Scan`].
+    pub fn range_plan(&self, r: u32) -> RangeMethod {
+        let n = self.codes.len() as f64;
+        let mut cost = 0.0;
+        for (table, keys) in self.tables.iter().zip(self.ball_sizes(r)) {
+            let keys = keys as f64;
+            cost += keys * PROBE_COST + (keys * table.occupancy).min(n) * VERIFY_COST;
+        }
+        if cost < n {
+            RangeMethod::Probe
+        } else {
+            RangeMethod::Scan
+        }
+    }
+
+    /// Every indexed item within Hamming distance `radius` of each query, in PROTOCOL order
+    /// (distance ascending, ties by database position): identical to
+    /// [`crate::search::range_search`], by probing or scanning as [`MultiIndex::range_plan`] picks.
+    pub fn range(&self, queries: CodesView<'_>, radius: u32) -> Result<RangeResult, IndexError> {
+        Ok(self.range_with(queries, radius, RangeMethod::Auto)?.0)
+    }
+
+    /// [`MultiIndex::range`] with a chosen method, plus what it did.
+    ///
+    /// Errors: queries of another code length than the index.
+    pub fn range_with(
+        &self,
+        queries: CodesView<'_>,
+        radius: u32,
+        method: RangeMethod,
+    ) -> Result<(RangeResult, RangeStats), IndexError> {
+        let db = self.codes.view();
+        check_pair(&queries, &db)?;
+        let kernel = Kernel::best();
+        let method = match method {
+            RangeMethod::Auto => self.range_plan(radius),
+            chosen => chosen,
+        };
+        if method == RangeMethod::Scan {
+            let result = range_search_with(kernel, queries, db, radius)?;
+            let verified = (queries.len() * db.len()) as u64;
+            return Ok((result, RangeStats { method, verified }));
+        }
+        let n = db.len();
+        let mask = db.last_word_mask();
+        let radii = self.probe_radii(radius);
+        let rows: Vec<(Vec<(u32, u32)>, u64)> = (0..queries.len())
+            .into_par_iter()
+            .map_init(
+                || (vec![0u32; n], 0u32),
+                |(stamp, generation), qi| {
+                    *generation = generation.wrapping_add(1);
+                    if *generation == 0 {
+                        stamp.fill(0);
+                        *generation = 1;
+                    }
+                    let gen = *generation;
+                    let Some(q) = queries.code(qi) else {
+                        return (Vec::new(), 0);
+                    };
+                    let mut row = Vec::new();
+                    let mut verified = 0u64;
+                    for (table, &probe) in self.tables.iter().zip(&radii) {
+                        let Some(probe) = probe else { continue };
+                        let key = substring(q, table.first_bit, table.len);
+                        for t in 0..=probe {
+                            for_each_mask(table.len, t, |flip| {
+                                for &id in table.bucket(key ^ flip) {
+                                    let slot = &mut stamp[id as usize];
+                                    if *slot != gen {
+                                        *slot = gen;
+                                        verified += 1;
+                                        if let Some(c) = db.code(id as usize) {
+                                            let d = kernel.distance(q, c, mask);
+                                            if d <= radius {
+                                                row.push((d, id));
+                                            }
+                                        }
+                                    }
+                                }
+                            });
+                        }
+                    }
+                    row.sort_unstable();
+                    (row, verified)
+                },
+            )
+            .collect();
+        let mut offsets = Vec::with_capacity(queries.len() + 1);
+        offsets.push(0);
+        let mut ids = Vec::new();
+        let mut distances = Vec::new();
+        let mut verified = 0;
+        for (row, v) in rows {
+            ids.extend(row.iter().map(|&(_, id)| id));
+            distances.extend(row.iter().map(|&(d, _)| d));
+            offsets.push(ids.len());
+            verified += v;
+        }
+        let result = RangeResult {
+            offsets,
+            ids,
+            distances,
+        };
+        Ok((result, RangeStats { method, verified }))
     }
 
     /// Exact k nearest neighbours (PROTOCOL order), identical to [`crate::search::knn`].

@@ -151,7 +151,6 @@ pub fn knn_with(
     let n_qblocks = nq.div_ceil(QUERY_BLOCK);
     let segs = segments(n_qblocks, database.len());
     let block = db_block(database.stride());
-    let wide = StreamTopK::feed_width();
     let tasks: Vec<(usize, usize)> = (0..n_qblocks)
         .flat_map(|qb| (0..segs.len()).map(move |s| (qb, s)))
         .collect();
@@ -163,17 +162,17 @@ pub fn knn_with(
             let seg = segs[s].clone();
             let mut selectors: Vec<StreamTopK> =
                 q_range.clone().map(|_| StreamTopK::new(k, max_d)).collect();
-            let mut buf = vec![0u32; block];
+            // `queries.code` is Some for every qi < nq.
+            let qs: Vec<&[u64]> = q_range.clone().filter_map(|qi| queries.code(qi)).collect();
+            let mut limits: Vec<u32> = selectors.iter().map(StreamTopK::limit).collect();
             let mut start = seg.start;
             while start < seg.end {
                 let len = block.min(seg.end - start);
-                for (qi, sel) in q_range.clone().zip(selectors.iter_mut()) {
-                    // `queries.code` is Some for every qi < nq.
-                    if let Some(q) = queries.code(qi) {
-                        kernel.distances(q, &database, start, &mut buf[..len]);
-                        sel.feed(&buf[..len], start, wide);
-                    }
-                }
+                kernel.filter(&qs, &database, start, len, &mut limits, &mut |i, id, d| {
+                    let sel = &mut selectors[i];
+                    sel.push(d, id as u32);
+                    sel.limit()
+                });
                 start += len;
             }
             selectors

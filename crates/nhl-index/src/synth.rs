@@ -1,6 +1,6 @@
 //! Seeded synthetic codes for tests and benchmarks (the same seed gives the same codes everywhere).
 
-use crate::codes::{words_for, Codes};
+use crate::codes::{words_for, Codes, CodesView};
 use crate::error::IndexError;
 
 /// SplitMix64 (Steele, Lea and Flood 2014): tiny, fast, and good enough for test data.
@@ -75,6 +75,46 @@ pub fn nested_cluster_codes(
         let mut code = centre.to_vec();
         for (j, &t) in thresholds.iter().enumerate() {
             if rng.next_u64() < t {
+                code[j / 64] ^= 1 << (j % 64);
+            }
+        }
+        data.extend_from_slice(&code);
+    }
+    Codes::from_words(n, bits, data)
+}
+
+/// `n` codes grown from `base` (a deterministic stand-in for a larger database of the same kind):
+/// code `i` is a copy of a base code chosen uniformly at random, with each bit flipped
+/// independently with probability `flip`. With `flip` set to the noise measured between trained
+/// query codes and their nearest database codes, a million codes grown from a trained database
+/// keep its cluster structure, ties and nested-prefix statistics.
+///
+/// Errors: `flip` outside `0..=1`, or an empty `base` with `n > 0`.
+pub fn replicate_with_noise(
+    base: CodesView<'_>,
+    n: usize,
+    flip: f64,
+    seed: u64,
+) -> Result<Codes, IndexError> {
+    if !(0.0..=1.0).contains(&flip) {
+        return Err(IndexError::arg(
+            "flip",
+            format!("{flip} is not a probability"),
+        ));
+    }
+    if base.is_empty() && n > 0 {
+        return Err(IndexError::arg("base", "no codes to replicate"));
+    }
+    let bits = base.bits();
+    let words = base.words();
+    let threshold = (flip * u64::MAX as f64) as u64;
+    let mut rng = SplitMix64::new(seed);
+    let mut data = Vec::with_capacity(n * words);
+    for _ in 0..n {
+        let source = rng.below(base.len() as u64) as usize;
+        let mut code = base.code(source).map(<[u64]>::to_vec).unwrap_or_default();
+        for j in 0..bits {
+            if rng.next_u64() < threshold {
                 code[j / 64] ^= 1 << (j % 64);
             }
         }

@@ -130,3 +130,82 @@ fn every_isa_equals_portable_for_narrow_codes() {
         }
     }
 }
+
+/// What `Kernel::filter` must report: per query, the codes of `start..start + len` in ascending
+/// order whose distance is below the query's threshold at their turn, the threshold becoming
+/// `next(d)` after each hit.
+fn filter_reference(
+    queries: &[&[u64]],
+    db: &nhl_index::CodesView<'_>,
+    start: usize,
+    len: usize,
+    limit0: u32,
+    next: impl Fn(u32) -> u32,
+) -> Vec<Vec<(usize, u32)>> {
+    queries
+        .iter()
+        .map(|q| {
+            let mut limit = limit0;
+            let mut hits = Vec::new();
+            for j in start..start + len {
+                let d = distance(q, db.code(j).expect("in range"), db.last_word_mask());
+                if d < limit {
+                    hits.push((j, d));
+                    limit = next(d);
+                }
+            }
+            hits
+        })
+        .collect()
+}
+
+#[test]
+fn every_isa_filters_exactly_like_the_reference() {
+    for (full, bits) in [
+        (64, 64),
+        (128, 128),
+        (128, 64),
+        (128, 100),
+        (64, 13),
+        (256, 256),
+        (100, 100),
+        (1024, 1024),
+        (1024, 70),
+    ] {
+        // 37 queries: a chunk of 32 and a tail of 5; 203 codes: 25 groups of 8 and a tail.
+        let queries = random_codes(37, full, 5 + full as u64).unwrap();
+        let db = random_codes(203, full, 9 + bits as u64).unwrap();
+        let qv = queries.prefix(bits).unwrap();
+        let dv = db.prefix(bits).unwrap();
+        let qs: Vec<&[u64]> = (0..qv.len()).map(|i| qv.code(i).unwrap()).collect();
+        let half = bits as u32 / 2;
+        // A fixed threshold (everything, about half, nothing) and one that shrinks to each hit's
+        // distance, as in kNN.
+        let rules = [
+            (bits as u32 + 1, false),
+            (u32::MAX, false),
+            (half, false),
+            (0, false),
+            (half + 3, true),
+        ];
+        for &isa in &Isa::available() {
+            let kernel = Kernel::new(isa).unwrap();
+            for &(limit0, shrink) in &rules {
+                let rule = |d: u32| if shrink { d } else { limit0 };
+                for (start, len) in [(0, 203), (5, 190), (16, 7), (200, 3)] {
+                    let want = filter_reference(&qs, &dv, start, len, limit0, rule);
+                    let mut got = vec![Vec::new(); qs.len()];
+                    let mut limits = vec![limit0; qs.len()];
+                    kernel.filter(&qs, &dv, start, len, &mut limits, &mut |i, j, d| {
+                        got[i].push((j, d));
+                        rule(d)
+                    });
+                    assert_eq!(
+                        got, want,
+                        "{isa}, {bits} of {full} bits, limit {limit0}, codes {start}..+{len}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -3,9 +3,9 @@
 
 use nhl_index::cascade::{recall_at_k, CascadeIndex, PrefixStage};
 use nhl_index::hamming::{Isa, Kernel};
-use nhl_index::mih::MultiIndex;
+use nhl_index::mih::{MultiIndex, RangeMethod};
 use nhl_index::search::{knn, knn_with, range_search, range_search_with, Neighbors};
-use nhl_index::synth::{nested_cluster_codes, random_codes};
+use nhl_index::synth::{nested_cluster_codes, random_codes, replicate_with_noise};
 use nhl_index::{Codes, CodesView, IndexError};
 
 /// Distance from the PROTOCOL bytes, bit by bit: independent of every kernel.
@@ -177,6 +177,113 @@ fn multi_index_hashing_returns_exactly_the_brute_force_neighbours() {
     }
 }
 
+/// The brute-force range result of each query: its ranking cut at `radius`.
+fn within(brute: &[Vec<(u32, u32)>], radius: u32) -> Vec<Vec<(u32, u32)>> {
+    brute
+        .iter()
+        .map(|r| r.iter().copied().filter(|&(d, _)| d <= radius).collect())
+        .collect()
+}
+
+fn rows_of_range(got: &nhl_index::search::RangeResult) -> Vec<Vec<(u32, u32)>> {
+    (0..got.n_queries())
+        .map(|qi| {
+            got.distances_of(qi)
+                .iter()
+                .copied()
+                .zip(got.ids_of(qi).iter().copied())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn multi_index_range_equals_brute_force_by_probing_and_by_scanning() {
+    for (name, q, db) in cases() {
+        let brute = brute_rankings(q.view(), db.view());
+        let bits = db.bits();
+        let mut ms = vec![None, Some(bits.div_ceil(24).max(1))];
+        if bits >= 4 {
+            ms.push(Some(bits.div_ceil(8)));
+        }
+        let b = bits as u32;
+        for m in ms {
+            let index = MultiIndex::new(db.view(), m).unwrap();
+            // 0, radii below and above the number of tables (s = 0 leaves tables unprobed), and
+            // radii whose balls cover whole substrings.
+            let mut radii = vec![0, 1, 2, 3, b / 8, b / 4, b / 2, b, b + 5];
+            let tables = index.substrings() as u32;
+            radii.extend([tables.saturating_sub(1), tables, tables + 1, 2 * tables + 1]);
+            for radius in radii {
+                let want = within(&brute, radius);
+                for method in [RangeMethod::Probe, RangeMethod::Scan, RangeMethod::Auto] {
+                    // Forced probing of balls of millions of keys (24-bit substrings at large
+                    // radii) would only make the test slow; Auto scans those.
+                    if method == RangeMethod::Probe
+                        && index.range_plan(radius) == RangeMethod::Scan
+                        && index.probe_keys(radius) > 100_000
+                    {
+                        continue;
+                    }
+                    let (got, stats) = index.range_with(q.view(), radius, method).unwrap();
+                    assert_ne!(stats.method, RangeMethod::Auto);
+                    if method != RangeMethod::Auto {
+                        assert_eq!(stats.method, method);
+                    }
+                    assert_eq!(
+                        rows_of_range(&got),
+                        want,
+                        "{name} m={m:?} r={radius} {method:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn multi_index_range_probes_small_radii_and_scans_large_ones() {
+    for (name, q, db) in [
+        (
+            "random",
+            random_codes(20, 64, 11).unwrap(),
+            random_codes(20_000, 64, 12).unwrap(),
+        ),
+        (
+            "clustered",
+            nested_cluster_codes(20, 64, 200, 0.0, 0.05, 3, 4).unwrap(),
+            nested_cluster_codes(20_000, 64, 200, 0.0, 0.05, 3, 5).unwrap(),
+        ),
+    ] {
+        let index = MultiIndex::new(db.view(), Some(4)).unwrap();
+        let brute = brute_rankings(q.view(), db.view());
+        for (radius, expected) in [
+            (0, RangeMethod::Probe),
+            (3, RangeMethod::Probe),
+            (40, RangeMethod::Scan),
+        ] {
+            assert_eq!(index.range_plan(radius), expected, "{name} r={radius}");
+            let (got, stats) = index
+                .range_with(q.view(), radius, RangeMethod::Auto)
+                .unwrap();
+            assert_eq!(stats.method, expected, "{name} r={radius}");
+            assert_eq!(
+                rows_of_range(&got),
+                within(&brute, radius),
+                "{name} r={radius}"
+            );
+            assert_eq!(got, index.range(q.view(), radius).unwrap());
+            if expected == RangeMethod::Probe {
+                // Sublinear: far fewer full distances than a scan's 20 x 20,000.
+                assert!(
+                    stats.verified < 20 * 20_000 / 5,
+                    "{name} r={radius}: {stats:?}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn multi_index_hashing_touches_few_codes_on_clustered_data() {
     let q = nested_cluster_codes(20, 64, 50, 0.0, 0.1, 1, 2).unwrap();
@@ -193,8 +300,12 @@ fn cascade_with_every_candidate_is_exact_and_recall_is_reported_correctly() {
     let q = nested_cluster_codes(30, 128, 20, 0.02, 0.35, 8, 9).unwrap();
     let db = nested_cluster_codes(5000, 128, 20, 0.02, 0.35, 8, 10).unwrap();
     let exact = knn(q.view(), db.view(), 10).unwrap();
-    for stage in [PrefixStage::Scan, PrefixStage::MultiIndex] {
-        for prefix in [16, 32, 64] {
+    for (stage, prefixes) in [
+        (PrefixStage::Scan, &[16, 32, 64][..]),
+        (PrefixStage::MultiIndex, &[16, 32, 64]),
+        (PrefixStage::Buckets, &[8, 16, 32]),
+    ] {
+        for &prefix in prefixes {
             let index = CascadeIndex::new(db.view(), prefix, stage).unwrap();
             // All candidates: the cascade is the exact search.
             assert_eq!(
@@ -279,7 +390,14 @@ fn bad_arguments_are_errors_not_panics() {
         .unwrap()
         .knn(q.view(), 11)
         .is_err());
+    assert!(MultiIndex::new(db.view(), Some(4))
+        .unwrap()
+        .range(other.view(), 3)
+        .is_err());
     assert!(CascadeIndex::new(db.view(), 80, PrefixStage::Scan).is_err());
+    assert!(CascadeIndex::new(db.view(), 33, PrefixStage::Buckets).is_err());
+    assert!(replicate_with_noise(db.view(), 5, 1.5, 0).is_err());
+    assert!(replicate_with_noise(db.view().slice(0..0).unwrap(), 5, 0.1, 0).is_err());
     let c = CascadeIndex::new(db.view(), 16, PrefixStage::Scan).unwrap();
     assert!(c.search(q.view(), 5, 3).is_err(), "k > candidates");
     assert!(c.search(other.view(), 1, 3).is_err());
@@ -297,4 +415,67 @@ fn empty_inputs_give_empty_results() {
     let q1 = random_codes(2, 64, 1).unwrap();
     let r = range_search(q1.view(), none.view(), 10).unwrap();
     assert_eq!(r.offsets, vec![0, 0, 0]);
+    let index = MultiIndex::new(none.view(), Some(4)).unwrap();
+    for method in [RangeMethod::Probe, RangeMethod::Scan] {
+        let (r, _) = index.range_with(q1.view(), 10, method).unwrap();
+        assert_eq!(r.offsets, vec![0, 0, 0]);
+    }
+}
+
+#[test]
+fn cascade_stages_agree_on_heavily_tied_prefixes() {
+    // A few base codes replicated with little noise: thousands of equal prefixes, so the prefix
+    // stage must break ties by position exactly as the scan does (the bucket stage merges whole
+    // groups at the last distance it needs).
+    let base = random_codes(12, 128, 3).unwrap();
+    let db = replicate_with_noise(base.view(), 6000, 0.01, 4).unwrap();
+    let q = replicate_with_noise(base.view(), 25, 0.03, 5).unwrap();
+    for prefix in [4, 8, 16, 24, 32] {
+        let scan = CascadeIndex::new(db.view(), prefix, PrefixStage::Scan).unwrap();
+        for stage in [PrefixStage::Buckets, PrefixStage::MultiIndex] {
+            let other = CascadeIndex::new(db.view(), prefix, stage).unwrap();
+            // 12 base codes with 1% noise: few distinct short prefixes.
+            if stage == PrefixStage::Buckets && prefix <= 16 {
+                assert!(other.grouped(), "prefix {prefix}");
+            }
+            for candidates in [10, 37, 500, 1999, 6000] {
+                assert_eq!(
+                    other.search(q.view(), 10, candidates).unwrap(),
+                    scan.search(q.view(), 10, candidates).unwrap(),
+                    "{stage:?} prefix {prefix} candidates {candidates}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bucket_stage_scans_when_prefixes_are_mostly_distinct() {
+    let db = random_codes(5000, 128, 6).unwrap();
+    let q = random_codes(20, 128, 7).unwrap();
+    let buckets = CascadeIndex::new(db.view(), 32, PrefixStage::Buckets).unwrap();
+    assert!(!buckets.grouped());
+    let scan = CascadeIndex::new(db.view(), 32, PrefixStage::Scan).unwrap();
+    assert_eq!(
+        buckets.search(q.view(), 10, 300).unwrap(),
+        scan.search(q.view(), 10, 300).unwrap()
+    );
+}
+
+#[test]
+fn replicated_codes_flip_bits_at_the_requested_rate() {
+    let base = random_codes(50, 128, 8).unwrap();
+    for flip in [0.0, 0.02, 0.2] {
+        let grown = replicate_with_noise(base.view(), 4000, flip, 9).unwrap();
+        assert_eq!((grown.len(), grown.bits()), (4000, 128));
+        assert_eq!(
+            grown,
+            replicate_with_noise(base.view(), 4000, flip, 9).unwrap()
+        );
+        // Each grown code's nearest base code is its source (random base codes are ~64 apart),
+        // so the mean nearest distance / 128 estimates the flip rate.
+        let nearest = knn(grown.view(), base.view(), 1).unwrap();
+        let rate = nearest.distances.iter().map(|&d| f64::from(d)).sum::<f64>() / (4000.0 * 128.0);
+        assert!((rate - flip).abs() < 0.005, "flip {flip}: measured {rate}");
+    }
 }
