@@ -6,6 +6,10 @@
 //! Throughput is `2 m n k` elements per iteration, so criterion's elements/s read as FLOP/s.
 //! GPU work is synchronised inside the timed closure; uploads happen outside it.
 //!
+//! The `objectives` group times the fused per-length objectives of one `full` NHL step at the
+//! training shape (batch 64, lengths 8..128): five CSQ objectives and four SP distillations, each
+//! with its gradient.
+//!
 //! `cargo bench --bench kernels -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -170,6 +174,48 @@ fn bench_backend<B: Backend<Elem = f32>>(c: &mut Criterion, backend: &B, id: &st
     Ok(())
 }
 
+/// The fused objectives of one `full` step: CSQ at every length, SP for every adjacent pair.
+fn bench_objectives<B: Backend<Elem = f32>>(
+    c: &mut Criterion,
+    backend: &B,
+    id: &str,
+) -> Result<()> {
+    const BITS: [usize; 5] = [8, 16, 32, 64, 128];
+    let (n, items) = (64, 5000);
+    let codes = backend.upload(&random(90, n * 128), Shape::new(n, 128))?;
+    let targets = BITS
+        .iter()
+        .map(|&b| {
+            let signs: Vec<f32> = random(91 + b as u64, items * b)
+                .into_iter()
+                .map(|v| if v < 0.0 { -1.0 } else { 1.0 })
+                .collect();
+            backend.upload(&signs, Shape::new(items, b))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let idx: Vec<u32> = (0..n as u32).map(|i| i * 73 % items as u32).collect();
+    let idx = backend.upload_idx(&idx)?;
+    let step = || -> Result<Vec<B::Buf>, nhl_kernels::KernelError> {
+        let mut out = Vec::new();
+        for (k, (&b, t)) in BITS.iter().zip(&targets).enumerate() {
+            out.push(backend.csq_objective(&codes, b, t, &idx, 1e-4)?.1);
+            if let Some(&teacher) = BITS.get(k + 1) {
+                out.push(backend.sp_distill(&codes, b, teacher, 1e-12)?.1);
+            }
+        }
+        backend.sync()?;
+        Ok(out)
+    };
+    step()?;
+    let mut group = c.benchmark_group("objectives");
+    group.sample_size(20);
+    group.bench_function(format!("csq_sp_full_step/{id}"), |bench| {
+        bench.iter(|| black_box(step()))
+    });
+    group.finish();
+    Ok(())
+}
+
 fn bench_naive(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul");
     group.sample_size(10);
@@ -188,12 +234,15 @@ fn bench_naive(c: &mut Criterion) {
 
 fn matmul(c: &mut Criterion) {
     let run = |c: &mut Criterion| -> Result<()> {
-        bench_backend(c, &CpuBackend::<f32>::new(), "cpu")?;
+        let cpu = CpuBackend::<f32>::new();
+        bench_backend(c, &cpu, "cpu")?;
+        bench_objectives(c, &cpu, "cpu")?;
         match GpuBackend::new(AdapterPolicy::AllowSoftware) {
             Ok(gpu) => {
                 eprintln!("GPU benches on {}", gpu.adapter());
                 let id = gpu.adapter().slug();
                 bench_backend(c, &gpu, &id)?;
+                bench_objectives(c, &gpu, &id)?;
             }
             Err(e) => eprintln!("skipping GPU benches: {e}"),
         }

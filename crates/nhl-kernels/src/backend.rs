@@ -88,6 +88,63 @@ pub(crate) fn matmul_dims(
     }
 }
 
+/// Checks the operands of [`Backend::csq_objective`]: a non-empty batch, `1 <= bits <= u.cols`,
+/// a target table `N x bits` and one index per row of `u` (index ranges are the backend's).
+pub(crate) fn csq_dims(
+    u: Shape,
+    bits: usize,
+    targets: Shape,
+    n_idx: usize,
+) -> Result<(), KernelError> {
+    let detail = if u.rows == 0 {
+        format!("an empty batch {u}")
+    } else if bits == 0 || bits > u.cols {
+        format!("{bits} bits of a {u} output (expected 1..={})", u.cols)
+    } else if targets.cols != bits {
+        format!("targets {targets} for {bits} bits")
+    } else if n_idx != u.rows {
+        format!("{n_idx} indices for a batch of {} rows", u.rows)
+    } else {
+        return Ok(());
+    };
+    Err(KernelError::Shape {
+        op: "csq_objective",
+        detail,
+    })
+}
+
+/// Checks the operands of [`Backend::sp_distill`]: a non-empty batch and
+/// `1 <= student_bits <= teacher_bits <= u.cols`.
+pub(crate) fn sp_dims(u: Shape, student: usize, teacher: usize) -> Result<(), KernelError> {
+    if u.rows == 0 || student == 0 || student > teacher || teacher > u.cols {
+        return Err(KernelError::Shape {
+            op: "sp_distill",
+            detail: format!(
+                "student {student} and teacher {teacher} bits of a {u} output (expected a \
+                 non-empty batch and 1 <= student <= teacher <= {})",
+                u.cols
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the operands of [`Backend::prefix_pair_dots`]: equal shapes, at least one length,
+/// lengths non-decreasing and summing to the column count.
+pub(crate) fn pair_dots_dims(d: Shape, f: Shape, bits: &[usize]) -> Result<(), KernelError> {
+    let total: usize = bits.iter().sum();
+    if d != f || bits.is_empty() || total != d.cols || bits.windows(2).any(|w| w[0] > w[1]) {
+        return Err(KernelError::Shape {
+            op: "prefix_pair_dots",
+            detail: format!(
+                "blocks {bits:?} (expected non-decreasing, summing to the columns) of d {d} and \
+                 f {f} (expected equal shapes)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Elementwise functions `y = f(x)`; the backward of each is `dx = dy * f'(x)`.
 ///
 /// Parameters are `f64` so that the `f64` reference is exact; `f32` backends round them once.
@@ -290,6 +347,55 @@ pub trait Backend: Send + Sync {
         v: &mut Self::Buf,
         step: AdamStep,
     ) -> Result<(), KernelError>;
+
+    /// The fused CSQ objective of one code length and its gradient, in one pass.
+    ///
+    /// `U` is the first `bits` columns of `u` (`n x B`, read in place), `h_i = targets[idx[i]]`
+    /// the item's hash centre (`targets` is `N x bits`, entries in `{-1, 1}`), `v = tanh(U)`,
+    /// `p = (v + 1) / 2`, `t = (h + 1) / 2` and `m = n * bits`. Returns the `1 x 1` objective
+    /// `J = (1/m) sum BCE(p, t) + lambda (1/m) sum (|v| - 1)^2` (each BCE log clamped at -100, as
+    /// [`Binary::Bce`]) and the `n x bits` gradient
+    /// `dJ/dU = (1/m) (dBCE/dp / 2 + 2 lambda (|v| - 1) sign(v)) (1 - v^2)`.
+    fn csq_objective(
+        &self,
+        u: &Self::Buf,
+        bits: usize,
+        targets: &Self::Buf,
+        idx: &Self::Idx,
+        lambda: f64,
+    ) -> Result<(Self::Buf, Self::Buf), KernelError>;
+
+    /// The fused similarity-preserving distillation of a short code prefix by a longer one, and
+    /// the student's gradient (the teacher is detached).
+    ///
+    /// With `S` the first `student_bits` and `T` the first `teacher_bits` columns of `u`
+    /// (`n x B`, read in place), `A = S S^T`, `G_t = T T^T`, `Y = rownorm(A)` and
+    /// `Y_t = rownorm(G_t)` (each row divided by `max(||row||, eps)`): returns the `1 x 1`
+    /// `SP = (1/n^2) sum_pq (Y_t - Y)_pq^2` and the `n x student_bits` gradient
+    /// `dSP/dS = (dA + dA^T) S`, where `dY = -2 (Y_t - Y) / n^2` and `dA` is the backward of the
+    /// row normalisation ([`Backend::row_normalize_bwd`]).
+    fn sp_distill(
+        &self,
+        u: &Self::Buf,
+        student_bits: usize,
+        teacher_bits: usize,
+        eps: f32,
+    ) -> Result<(Self::Buf, Self::Buf), KernelError>;
+
+    /// Every pairwise prefix dot product of stacked per-length blocks (the NHL gradient
+    /// products).
+    ///
+    /// `d` and `f` are `n x S` with block `k` in columns `o_k .. o_k + b_k`, where
+    /// `o_k = b_0 + ... + b_(k-1)`, `S = sum_k b_k` and `bits = [b_0, ...]` is non-decreasing.
+    /// Returns `1 x K(K+1)/2`: slot by slot over the pairs `i <= j` in row-major order of the
+    /// upper triangle, `sum_{p < n, c < b_i} d[p, o_i + c] f[p, o_j + c]`. With `d` the stacked
+    /// `D_k` and `f = (X X^T) d` these are the `p_ij` and `N_i` of the dominance weights.
+    fn prefix_pair_dots(
+        &self,
+        d: &Self::Buf,
+        f: &Self::Buf,
+        bits: &[usize],
+    ) -> Result<Self::Buf, KernelError>;
 
     /// The batch Gram matrix `X X^T`.
     fn gram(&self, x: &Self::Buf) -> Result<Self::Buf, KernelError> {

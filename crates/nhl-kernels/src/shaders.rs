@@ -18,17 +18,20 @@ pub enum Shader {
     Rows,
     /// `adam.wgsl`: the Adam step.
     Adam,
+    /// `loss.wgsl`: the fused per-length objectives (CSQ, SP distillation) with their gradients.
+    Loss,
 }
 
 impl Shader {
     /// Every shader in the registry.
-    pub const fn all() -> [Shader; 5] {
+    pub const fn all() -> [Shader; 6] {
         [
             Shader::Matmul,
             Shader::Elementwise,
             Shader::Reduce,
             Shader::Rows,
             Shader::Adam,
+            Shader::Loss,
         ]
     }
 
@@ -40,6 +43,7 @@ impl Shader {
             Shader::Reduce => "reduce.wgsl",
             Shader::Rows => "rows.wgsl",
             Shader::Adam => "adam.wgsl",
+            Shader::Loss => "loss.wgsl",
         }
     }
 
@@ -51,6 +55,7 @@ impl Shader {
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
             Shader::Rows => include_str!("../../../shaders/rows.wgsl"),
             Shader::Adam => include_str!("../../../shaders/adam.wgsl"),
+            Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
         }
     }
 
@@ -64,7 +69,7 @@ impl Shader {
         match self {
             Shader::Matmul => &[("TRANS_A", BOOLS), ("TRANS_B", BOOLS), ("HAS_BIAS", BOOLS)],
             Shader::Elementwise => &[("OP", OPS)],
-            Shader::Reduce | Shader::Rows | Shader::Adam => &[],
+            Shader::Reduce | Shader::Rows | Shader::Adam | Shader::Loss => &[],
         }
     }
 }

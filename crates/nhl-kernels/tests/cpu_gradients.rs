@@ -365,3 +365,170 @@ fn shape_errors_are_typed_not_panics() {
         Err(nhl_kernels::KernelError::Length { .. })
     ));
 }
+
+/// Central differences of a scalar function of `x`, one element at a time.
+fn numeric_grad(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    (0..x.len())
+        .map(|i| {
+            let mut p = x.to_vec();
+            p[i] += H;
+            let mut m = x.to_vec();
+            m[i] -= H;
+            (f(&p) - f(&m)) / (2.0 * H)
+        })
+        .collect()
+}
+
+/// The `n x width` CSQ case: outputs (two saturated at +-30, where both logs of the BCE hit the
+/// -100 floor), a 5-item target table and batch indices with a duplicate.
+fn csq_case(n: usize, width: usize, bits: usize) -> (Vec<f64>, Vec<f64>, Vec<u32>) {
+    let mut u = random_vec(31, n * width, -2.5, 2.5);
+    u[1] = 30.0;
+    if n > 1 {
+        u[width + 2] = -30.0;
+    }
+    let targets = random_vec(32, 5 * bits, -1.0, 1.0)
+        .into_iter()
+        .map(|v| if v < 0.0 { -1.0 } else { 1.0 })
+        .collect();
+    let idx = (0..n as u32).map(|i| (i * 3 + 1) % 5).collect();
+    (u, targets, idx)
+}
+
+/// CSQ written out element by element (NHL-SPEC 5.1), in f64.
+fn csq_by_hand(u: &[f64], width: usize, bits: usize, targets: &[f64], idx: &[u32]) -> f64 {
+    let n = idx.len();
+    let mut total = 0.0;
+    for (r, &item) in idx.iter().enumerate() {
+        for c in 0..bits {
+            let v = u[r * width + c].tanh();
+            let (p, t) = (
+                (v + 1.0) / 2.0,
+                (targets[item as usize * bits + c] + 1.0) / 2.0,
+            );
+            let bce = -(t * p.ln().max(-100.0) + (1.0 - t) * (1.0 - p).ln().max(-100.0));
+            total += bce + 1e-3 * (v.abs() - 1.0).powi(2);
+        }
+    }
+    total / (n * bits) as f64
+}
+
+#[test]
+fn csq_objective_value_and_gradient() {
+    let b = B::new();
+    for (n, width, bits) in [(1, 3, 3), (4, 7, 5), (6, 9, 9)] {
+        let (u, targets, idx) = csq_case(n, width, bits);
+        let tb = b.upload(&targets, Shape::new(5, bits)).unwrap();
+        let ib = b.upload_idx(&idx).unwrap();
+        let objective = |u: &[f64]| {
+            let ub = b.upload(u, Shape::new(n, width)).unwrap();
+            b.csq_objective(&ub, bits, &tb, &ib, 1e-3).unwrap()
+        };
+        let (loss, grad) = objective(&u);
+        let what = format!("csq {n}x{width} bits {bits}");
+        assert_close(
+            &format!("{what} value"),
+            loss.as_slice(),
+            &[csq_by_hand(&u, width, bits, &targets, &idx)],
+            1e-12,
+            1e-12,
+        );
+        // The gradient of the prefix, padded: the columns past `bits` do not enter.
+        let mut padded = vec![0.0; n * width];
+        for (r, row) in grad.as_slice().chunks(bits).enumerate() {
+            padded[r * width..r * width + bits].copy_from_slice(row);
+        }
+        let numeric = numeric_grad(&u, |x| objective(x).0.as_slice()[0]);
+        assert_close(&format!("{what} grad"), &padded, &numeric, ATOL, RTOL);
+    }
+}
+
+/// `(1/n^2) sum (rownorm(T T^T) - rownorm(S S^T))^2` with the teacher Gram given, in f64.
+fn sp_by_hand(s: &[f64], bits: usize, teacher_gram: &[f64], n: usize, eps: f64) -> f64 {
+    let rownorm = |g: &mut [f64]| {
+        for row in g.chunks_mut(n) {
+            let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt().max(eps);
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+    };
+    let mut a = vec![0.0; n * n];
+    for p in 0..n {
+        for q in 0..n {
+            a[p * n + q] = (0..bits).map(|c| s[p * bits + c] * s[q * bits + c]).sum();
+        }
+    }
+    let mut t = teacher_gram.to_vec();
+    rownorm(&mut a);
+    rownorm(&mut t);
+    a.iter().zip(&t).map(|(x, y)| (y - x).powi(2)).sum::<f64>() / (n * n) as f64
+}
+
+#[test]
+fn sp_distill_value_and_student_gradient() {
+    let b = B::new();
+    // (n, width, student, teacher, eps, tiny row): the last case scales one row so that its
+    // Gram row falls below eps (the linear branch of the normalisation).
+    for (n, width, bs, bt, eps, tiny) in [
+        (1, 2, 1, 2, 1e-12, false),
+        (5, 9, 3, 7, 1e-12, false),
+        (7, 8, 8, 8, 1e-12, false),
+        (6, 11, 4, 11, 0.0625, true),
+    ] {
+        let mut u = random_vec(40 + n as u64, n * width, -1.0, 1.0);
+        if tiny {
+            u[width..2 * width].iter_mut().for_each(|v| *v *= 0.01);
+        }
+        let ub = b.upload(&u, Shape::new(n, width)).unwrap();
+        let (loss, grad) = b.sp_distill(&ub, bs, bt, eps as f32).unwrap();
+        let prefix = |u: &[f64], w: usize| -> Vec<f64> {
+            u.chunks(width).flat_map(|r| r[..w].to_vec()).collect()
+        };
+        let t = prefix(&u, bt);
+        let mut gt = vec![0.0; n * n];
+        for p in 0..n {
+            for q in 0..n {
+                gt[p * n + q] = (0..bt).map(|c| t[p * bt + c] * t[q * bt + c]).sum();
+            }
+        }
+        let s = prefix(&u, bs);
+        let what = format!("sp {n}x{width} student {bs} teacher {bt} eps {eps}");
+        assert_close(
+            &format!("{what} value"),
+            loss.as_slice(),
+            &[sp_by_hand(&s, bs, &gt, n, eps)],
+            1e-14,
+            1e-12,
+        );
+        // The teacher is detached: the gradient is that of the student with the teacher fixed.
+        let numeric = numeric_grad(&s, |x| sp_by_hand(x, bs, &gt, n, eps));
+        assert_close(
+            &format!("{what} grad"),
+            grad.as_slice(),
+            &numeric,
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn fused_bce_equals_the_elementwise_rules() {
+    use nhl_kernels::cpu::scalar;
+    let ps = [0.0f32, 1e-30, 0.2, 0.5, 0.999_999, 1.0];
+    let ts = [0.0f32, 1.0, 0.3];
+    for &p in &ps {
+        for &t in &ts {
+            let (value, grad) = scalar::bce_and_grad(p, t);
+            let want = (
+                scalar::binary(Binary::Bce, p, t),
+                scalar::binary_grad(Binary::Bce, p, t).0,
+            );
+            // Equal as numbers: a zero may differ in sign only.
+            assert!(
+                value == want.0 && grad == want.1,
+                "p {p} t {t}: {:?} vs {want:?}",
+                (value, grad)
+            );
+        }
+    }
+}

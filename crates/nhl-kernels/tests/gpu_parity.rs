@@ -564,6 +564,26 @@ fn check_errors<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
         b.scatter_add_rows(&x, &idx, 2),
         Err(KernelError::Index { .. })
     ));
+    // Fused objectives: x is 3 x 4, y 5 x 6; idx = [0, 3, 1] has 3 rows and reaches row 3.
+    let short = b.upload_idx(&[0, 1])?;
+    for (what, result) in [
+        ("csq bits > cols", b.csq_objective(&x, 5, &y, &idx, 1e-4)),
+        ("csq no bits", b.csq_objective(&x, 0, &x, &idx, 1e-4)),
+        ("csq target width", b.csq_objective(&x, 4, &y, &idx, 1e-4)),
+        ("csq index count", b.csq_objective(&x, 4, &x, &short, 1e-4)),
+        ("sp teacher < student", b.sp_distill(&x, 3, 2, 1e-12)),
+        ("sp teacher > cols", b.sp_distill(&x, 2, 5, 1e-12)),
+        ("sp no bits", b.sp_distill(&x, 0, 2, 1e-12)),
+    ] {
+        ensure!(
+            matches!(result, Err(KernelError::Shape { .. })),
+            "{what}: {result:?}"
+        );
+    }
+    ensure!(matches!(
+        b.csq_objective(&x, 4, &x, &idx, 1e-4),
+        Err(KernelError::Index { .. })
+    ));
     // The backend is still usable after refusing.
     ensure!(b.download(&b.reduce(Reduce::All, &b.fill(Shape::new(2, 2), 1.0)?)?)? == vec![4.0]);
     Ok(())
@@ -597,6 +617,9 @@ on_every_backend!(
     check_slice_and_prefix,
     check_rows_by_index,
     check_adam,
+    check_csq,
+    check_sp,
+    check_pair_dots,
     check_memory,
     check_errors,
 );
@@ -673,4 +696,151 @@ fn hardware_only_never_picks_a_software_adapter() {
         Err(KernelError::NoAdapter(why)) => println!("no hardware adapter: {why}"),
         Err(e) => panic!("unexpected error: {e}"),
     }
+}
+
+/// Fused CSQ: odd sizes, one spanning many 256-wide strides, every prefix length of a 7-column
+/// output, saturated outputs (both BCE logs at the -100 floor) and duplicate batch indices.
+fn check_csq<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
+    let r = Ref::new();
+    let mut cases = vec![(1, 1, 1), (65, 131, 131), (300, 40, 17), (64, 128, 8)];
+    cases.extend((1..=7).map(|bits| (9, 7, bits)));
+    for (seed, (n, width, bits)) in cases.into_iter().enumerate() {
+        let seed = 1300 + 10 * seed as u64;
+        let us = Shape::new(n, width);
+        let mut uv = data(seed, us, -3.0, 3.0);
+        uv[0] = 30.0;
+        if uv.len() > 2 {
+            uv[2] = -30.0;
+        }
+        let items = n + 3;
+        let ts = Shape::new(items, bits);
+        let tv: Vec<f64> = data(seed + 1, ts, -1.0, 1.0)
+            .into_iter()
+            .map(|v| if v < 0.0 { -1.0 } else { 1.0 })
+            .collect();
+        let idx: Vec<u32> = (0..n).map(|i| ((i * 7 + 2) % items) as u32).collect();
+        let (loss, grad) = b.csq_objective(
+            &up(b, &uv, us)?,
+            bits,
+            &up(b, &tv, ts)?,
+            &b.upload_idx(&idx)?,
+            1e-4,
+        )?;
+        let (rl, rg) = r.csq_objective(
+            &reference(&uv, us)?,
+            bits,
+            &reference(&tv, ts)?,
+            &r.upload_idx(&idx)?,
+            1e-4,
+        )?;
+        let what = format!("csq {n}x{width} bits {bits}");
+        assert_close(
+            &format!("{what} loss"),
+            &down(b, &loss)?,
+            &ref_down(&rl)?,
+            1e-6,
+            1e-5,
+        );
+        let scale = 1.0 / (n * bits) as f64;
+        assert_close(
+            &format!("{what} grad"),
+            &down(b, &grad)?,
+            &ref_down(&rg)?,
+            1e-6 * scale,
+            1e-4,
+        );
+    }
+    Ok(())
+}
+
+/// Fused SP distillation: odd sizes, a batch over 256 rows, every student/teacher prefix pair of
+/// a 5-column output, and an all-zero row (its Gram row takes the eps branch).
+fn check_sp<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
+    let r = Ref::new();
+    let mut cases = vec![
+        (1, 1, 1, 1),
+        (7, 13, 3, 8),
+        (65, 131, 64, 131),
+        (300, 20, 7, 13),
+    ];
+    cases.extend((1..=5).flat_map(|s| (s..=5).map(move |t| (6, 5, s, t))));
+    for (seed, (n, width, bs, bt)) in cases.into_iter().enumerate() {
+        let us = Shape::new(n, width);
+        let mut uv = data(1500 + seed as u64, us, -1.0, 1.0);
+        if n > 2 {
+            uv[width..2 * width].fill(0.0);
+        }
+        let (loss, grad) = b.sp_distill(&up(b, &uv, us)?, bs, bt, 1e-12)?;
+        let (rl, rg) = r.sp_distill(&reference(&uv, us)?, bs, bt, 1e-12)?;
+        let what = format!("sp {n}x{width} student {bs} teacher {bt}");
+        ensure!(b.shape(&grad) == Shape::new(n, bs), "{what}: grad shape");
+        assert_close(
+            &format!("{what} loss"),
+            &down(b, &loss)?,
+            &ref_down(&rl)?,
+            1e-6,
+            1e-4,
+        );
+        let scale = 1.0 / (n * n) as f64;
+        assert_close(
+            &format!("{what} grad"),
+            &down(b, &grad)?,
+            &ref_down(&rg)?,
+            1e-5 * scale,
+            1e-3,
+        );
+    }
+    Ok(())
+}
+
+/// Prefix pair dots of stacked blocks: one block, equal widths, the training lengths, and a batch
+/// whose blocks span more than one 256-wide stride; checked against a plain f64 loop too.
+fn check_pair_dots<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
+    let r = Ref::new();
+    let cases: [(usize, &[usize]); 4] = [
+        (1, &[1]),
+        (7, &[3, 3, 5]),
+        (64, &[8, 16, 32, 64, 128]),
+        (300, &[2, 2, 7]),
+    ];
+    for (seed, (n, bits)) in cases.into_iter().enumerate() {
+        let shape = Shape::new(n, bits.iter().sum());
+        let dv = data(1700 + seed as u64, shape, -1.0, 1.0);
+        let fv = data(1800 + seed as u64, shape, -1.0, 1.0);
+        let got = b.prefix_pair_dots(&up(b, &dv, shape)?, &up(b, &fv, shape)?, bits)?;
+        let want = ref_down(&r.prefix_pair_dots(
+            &reference(&dv, shape)?,
+            &reference(&fv, shape)?,
+            bits,
+        )?)?;
+        let offsets: Vec<usize> = (0..bits.len()).map(|k| bits[..k].iter().sum()).collect();
+        let mut by_hand = Vec::new();
+        for i in 0..bits.len() {
+            for j in i..bits.len() {
+                by_hand.push(
+                    (0..n)
+                        .flat_map(|p| (0..bits[i]).map(move |c| (p, c)))
+                        .map(|(p, c)| {
+                            dv[p * shape.cols + offsets[i] + c]
+                                * fv[p * shape.cols + offsets[j] + c]
+                        })
+                        .sum::<f64>(),
+                );
+            }
+        }
+        let what = format!("pair dots n {n} bits {bits:?}");
+        assert_close(&format!("{what} reference"), &want, &by_hand, 1e-12, 1e-12);
+        assert_close(&what, &down(b, &got)?, &want, 1e-5 * n as f64, 1e-4);
+    }
+    let x = up(b, &data(1, Shape::new(2, 5), -1.0, 1.0), Shape::new(2, 5))?;
+    for bits in [&[2, 2][..], &[3, 2], &[], &[1, 1, 3]] {
+        ensure!(
+            matches!(
+                b.prefix_pair_dots(&x, &x, bits),
+                Err(KernelError::Shape { .. })
+            ) == (bits.iter().sum::<usize>() != 5 || bits.windows(2).any(|w| w[0] > w[1])),
+            "bits {bits:?}"
+        );
+    }
+    Ok(())
 }

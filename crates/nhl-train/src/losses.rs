@@ -1,5 +1,7 @@
 //! The base hashing losses (NHL-SPEC section 5), each written with tape ops only, so every
-//! gradient comes from the checked backward rules. One [`LengthLoss`] per code length.
+//! gradient comes from the checked backward rules; CSQ also has a fused kernel
+//! ([`LengthLoss::fused`]) that training uses and that is tested against its tape form. One
+//! [`LengthLoss`] per code length.
 
 use nhl_autograd::{AutogradError, Tape, Tensor};
 use nhl_kernels::{Backend, KernelError, Shape, Unary};
@@ -57,6 +59,9 @@ impl<B: Backend> Bank<B> {
         backend.set_rows(&mut self.labels, idx, labels)
     }
 }
+
+/// A `1 x 1` loss and its gradient with respect to the output it was computed from.
+pub type LossAndGrad<B> = (<B as Backend>::Buf, <B as Backend>::Buf);
 
 /// What a loss may read about the current batch.
 pub struct BatchContext<'a, B: Backend> {
@@ -139,6 +144,24 @@ impl<B: Backend> LengthLoss<B> {
             Method::Dsh => LengthLoss::Dsh { bits },
             Method::Dhn => LengthLoss::Dhn { bits },
         })
+    }
+
+    /// The loss and its gradient `dJ/dU` (`n x b`) from one fused kernel that reads the first `b`
+    /// columns of `codes` (`n x B`) in place, for the losses that have one (CSQ:
+    /// [`Backend::csq_objective`], the same function as [`LengthLoss::eval`]); `None` otherwise.
+    pub fn fused(
+        &self,
+        backend: &B,
+        codes: &B::Buf,
+        idx: &B::Idx,
+    ) -> Option<Result<LossAndGrad<B>, KernelError>> {
+        match self {
+            LengthLoss::Csq { targets } => {
+                let bits = backend.shape(targets).cols;
+                Some(backend.csq_objective(codes, bits, targets, idx, CSQ_LAMBDA))
+            }
+            LengthLoss::Dpn { .. } | LengthLoss::Dsh { .. } | LengthLoss::Dhn { .. } => None,
+        }
     }
 
     /// The loss of the batch outputs `u` (`n x b`), a `1 x 1` tensor on `tape`.

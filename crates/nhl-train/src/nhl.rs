@@ -3,7 +3,132 @@
 //! long-to-short cascade self-distillation (section 3).
 
 use nhl_autograd::{AutogradError, Tape, Tensor};
-use nhl_kernels::{Backend, Binary, KernelError, Reduce, Shape};
+use nhl_kernels::{Backend, KernelError, Shape};
+
+use crate::losses::{BatchContext, LengthLoss};
+
+/// The floor of the row norms in the distillation's Gram normalisation.
+const SP_EPS: f32 = 1e-12;
+
+/// Every length's objective `J_k` and output gradient `D_k = dJ_k / dU_k` for one batch.
+pub struct LengthGradients<B: Backend> {
+    /// `1 x K`: `J_k = L_k (+ lambda_D SP(U_k, sg(U_{k+1})))` in slot `k`.
+    pub objectives: B::Buf,
+    /// `D_k` (`n x b_k`), in length order.
+    pub d: Vec<B::Buf>,
+}
+
+/// How [`length_gradients`] computes each `J_k` and `D_k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectivePath {
+    /// Fused kernels: [`Backend::csq_objective`] for CSQ (the other losses on a small tape of
+    /// their own) and [`Backend::sp_distill`], each reading its prefix of `U` in place.
+    Fused,
+    /// Every objective written with tape ops on per-length leaves, then one reverse walk: the
+    /// reference the fused path is tested against.
+    Tape,
+}
+
+/// `J_k` and `D_k` of every length `bits[k]` from the shared output `codes` (`n x B`).
+///
+/// `J_k` depends only on `U_k` (the first `b_k` columns) and on a detached `U_{k+1}`, so `D_k` is
+/// exact without `K` backward passes (NHL-SPEC 2.4). With `distill_weight = Some(lambda_D)`,
+/// `J_k` adds `lambda_D SP(U_k, sg(U_{k+1}))` for every `k < K` (section 3).
+pub fn length_gradients<B: Backend>(
+    be: &B,
+    losses: &[LengthLoss<B>],
+    bits: &[usize],
+    codes: &B::Buf,
+    ctx: &BatchContext<'_, B>,
+    distill_weight: Option<f64>,
+    path: ObjectivePath,
+) -> Result<LengthGradients<B>, AutogradError> {
+    if losses.len() != bits.len() {
+        return Err(AutogradError::Kernel(KernelError::Shape {
+            op: "length_gradients",
+            detail: format!("{} losses for {} lengths", losses.len(), bits.len()),
+        }));
+    }
+    if path == ObjectivePath::Tape {
+        return tape_gradients(be, losses, bits, codes, ctx, distill_weight);
+    }
+    let mut objectives = be.zeros(Shape::new(1, bits.len()))?;
+    let mut d = Vec::with_capacity(bits.len());
+    for (k, (&b, loss)) in bits.iter().zip(losses).enumerate() {
+        let (j, mut dk) = match loss.fused(be, codes, ctx.idx) {
+            Some(fused) => fused?,
+            None => {
+                let tape = Tape::new(be);
+                let leaf = tape.leaf(prefix(be, codes, b)?);
+                let j = loss.eval(&tape, &leaf, ctx)?;
+                let grads = tape.backward(&j)?;
+                let dk = match grads.get(&leaf) {
+                    Some(g) => g.clone(),
+                    None => be.zeros(leaf.shape())?,
+                };
+                (j.value().clone(), dk)
+            }
+        };
+        be.add_prefix_scaled(&mut objectives, k, &j, 1.0)?;
+        if let (Some(weight), Some(&teacher)) = (distill_weight, bits.get(k + 1)) {
+            let (sp, dsp) = be.sp_distill(codes, b, teacher, SP_EPS)?;
+            be.add_prefix_scaled(&mut objectives, k, &sp, weight as f32)?;
+            be.add_prefix_scaled(&mut dk, 0, &dsp, weight as f32)?;
+        }
+        d.push(dk);
+    }
+    Ok(LengthGradients { objectives, d })
+}
+
+/// The first `bits` columns of `codes` as their own buffer (the whole buffer when it is that wide).
+fn prefix<B: Backend>(be: &B, codes: &B::Buf, bits: usize) -> Result<B::Buf, KernelError> {
+    if be.shape(codes).cols == bits {
+        Ok(codes.clone())
+    } else {
+        be.slice_cols(codes, 0, bits)
+    }
+}
+
+/// [`ObjectivePath::Tape`]: one leaf per length, every objective on one tape, one reverse walk
+/// seeded with 1 at every `J_k`.
+fn tape_gradients<B: Backend>(
+    be: &B,
+    losses: &[LengthLoss<B>],
+    bits: &[usize],
+    codes: &B::Buf,
+    ctx: &BatchContext<'_, B>,
+    distill_weight: Option<f64>,
+) -> Result<LengthGradients<B>, AutogradError> {
+    let tape = Tape::new(be);
+    let leaves: Vec<Tensor<B>> = bits
+        .iter()
+        .map(|&b| Ok(tape.leaf(prefix(be, codes, b)?)))
+        .collect::<Result<_, KernelError>>()?;
+    let mut js = Vec::with_capacity(leaves.len());
+    for (k, leaf) in leaves.iter().enumerate() {
+        let mut j = losses[k].eval(&tape, leaf, ctx)?;
+        if let (Some(weight), Some(teacher)) = (distill_weight, leaves.get(k + 1)) {
+            let sp = sp_distill(&tape, leaf, teacher)?;
+            j = tape.add(&j, &tape.scale(&sp, weight)?)?;
+        }
+        js.push(j);
+    }
+    let mut objectives = be.zeros(Shape::new(1, js.len()))?;
+    for (k, j) in js.iter().enumerate() {
+        be.add_prefix_scaled(&mut objectives, k, j.value(), 1.0)?;
+    }
+    let one = be.fill(Shape::scalar(), 1.0)?;
+    let seeds: Vec<(&Tensor<B>, B::Buf)> = js.iter().map(|j| (j, one.clone())).collect();
+    let grads = tape.backward_from(&seeds)?;
+    let d = leaves
+        .iter()
+        .map(|l| match grads.get(l) {
+            Some(g) => Ok(g.clone()),
+            None => be.zeros(l.shape()),
+        })
+        .collect::<Result<_, KernelError>>()?;
+    Ok(LengthGradients { objectives, d })
+}
 
 /// Inner products of the per-length weight gradients on shared rows.
 ///
@@ -11,8 +136,8 @@ use nhl_kernels::{Backend, Binary, KernelError, Reduce, Shape};
 /// is `g_k = D_k^T X`. For `i < j`, on the `b_i` rows both touch:
 /// `p_ij = <g_i, g_j[:b_i]> = sum_pq (D_i D_j[:, :b_i]^T)_pq (X X^T)_pq`, and `N_i = ||g_i||^2`
 /// is the same with `j = i`. With `F_j = G D_j` (`G = X X^T`) this is
-/// `p_ij = sum_{p, c < b_i} D_i[p, c] F_j[p, c]`: one `n x n x b_j` product per length and a
-/// dot per pair, no gradient of `W` is ever formed.
+/// `p_ij = sum_{p, c < b_i} D_i[p, c] F_j[p, c]`: one `n x n x sum_k b_k` product of the stacked
+/// `D_k` and one prefix dot per pair; no gradient of `W` is ever formed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GradientProducts {
     /// `p[i][j]` for `i < j`; `p[i][i] = N_i`. Entries with `i > j` are unused (zero).
@@ -26,30 +151,44 @@ impl GradientProducts {
         gram: &B::Buf,
         d: &[B::Buf],
     ) -> Result<Self, KernelError> {
-        let k = d.len();
-        let f: Vec<B::Buf> = d
-            .iter()
-            .map(|dk| backend.matmul(gram, false, dk, false, None))
-            .collect::<Result<_, _>>()?;
-        // Pack the K(K+1)/2 dots into one row so that the GPU synchronises once per step.
-        let pairs: Vec<(usize, usize)> = (0..k).flat_map(|i| (i..k).map(move |j| (i, j))).collect();
-        let mut packed = backend.zeros(Shape::new(1, pairs.len()))?;
-        for (slot, &(i, j)) in pairs.iter().enumerate() {
-            let bi = backend.shape(&d[i]).cols;
-            let fj = if backend.shape(&f[j]).cols == bi {
-                f[j].clone()
-            } else {
-                backend.slice_cols(&f[j], 0, bi)?
-            };
-            let dot = backend.reduce(Reduce::All, &backend.binary(Binary::Mul, &d[i], &fj)?)?;
-            backend.add_prefix_scaled(&mut packed, slot, &dot, 1.0)?;
+        let packed = Self::packed(backend, gram, d)?;
+        let values: Vec<f64> = backend
+            .download(&packed)?
+            .into_iter()
+            .map(nhl_kernels::Real::to_f64)
+            .collect();
+        Ok(Self::from_values(d.len(), &values))
+    }
+
+    /// The `K(K+1)/2` products on the device (`1 x K(K+1)/2`, pairs `i <= j` in row-major order
+    /// of the upper triangle), so a caller can read them back with other values in one transfer:
+    /// the `D_k` stacked side by side into `D`, `F = G D` in one product, then every prefix dot
+    /// ([`Backend::prefix_pair_dots`]).
+    pub fn packed<B: Backend>(
+        backend: &B,
+        gram: &B::Buf,
+        d: &[B::Buf],
+    ) -> Result<B::Buf, KernelError> {
+        let bits: Vec<usize> = d.iter().map(|dk| backend.shape(dk).cols).collect();
+        let n = backend.shape(gram).rows;
+        let mut stacked = backend.zeros(Shape::new(n, bits.iter().sum()))?;
+        let mut offset = 0;
+        for (dk, b) in d.iter().zip(&bits) {
+            backend.add_prefix_scaled(&mut stacked, offset, dk, 1.0)?;
+            offset += b;
         }
-        let values = backend.download(&packed)?;
+        let f = backend.matmul(gram, false, &stacked, false, None)?;
+        backend.prefix_pair_dots(&stacked, &f, &bits)
+    }
+
+    /// The products of `k` lengths from the values of [`GradientProducts::packed`].
+    pub fn from_values(k: usize, values: &[f64]) -> Self {
         let mut p = vec![vec![0.0; k]; k];
-        for (&(i, j), v) in pairs.iter().zip(values) {
-            p[i][j] = nhl_kernels::Real::to_f64(v);
+        let pairs = (0..k).flat_map(|i| (i..k).map(move |j| (i, j)));
+        for ((i, j), &v) in pairs.zip(values) {
+            p[i][j] = v;
         }
-        Ok(Self { p })
+        Self { p }
     }
 }
 
@@ -93,8 +232,8 @@ pub fn sp_distill<B: Backend>(
 ) -> Result<Tensor<B>, AutogradError> {
     let n = student.shape().rows as f64;
     let teacher = teacher.detach();
-    let gs = tape.row_normalize(&tape.matmul_nt(student, student)?, 1e-12)?;
-    let gt = tape.row_normalize(&tape.matmul_nt(&teacher, &teacher)?, 1e-12)?;
+    let gs = tape.row_normalize(&tape.matmul_nt(student, student)?, SP_EPS)?;
+    let gt = tape.row_normalize(&tape.matmul_nt(&teacher, &teacher)?, SP_EPS)?;
     let diff = tape.sub(&gt, &gs)?;
     tape.scale(&tape.sum_all(&tape.square(&diff)?)?, 1.0 / (n * n))
 }
@@ -186,6 +325,69 @@ mod tests {
             saw_conflict,
             "random gradients must exercise the down-weighting"
         );
+    }
+
+    /// The fused path (CSQ and SP kernels) gives the tape path's objectives and `D_k`, for CSQ
+    /// (both fused) and DPN (base loss on a tape, SP fused), with and without distillation.
+    #[test]
+    fn fused_objectives_equal_the_tape_objectives() {
+        use crate::config::Method;
+        use crate::data::Dataset;
+        use nhl_index::eval::Labels;
+
+        let cpu = CpuBackend::<f64>::new();
+        let (items, n, bits) = (12usize, 9usize, [4usize, 8, 16]);
+        let train = Dataset {
+            features: vec![0.0; items],
+            dim: 1,
+            labels: Labels::Single((0..items as u32).map(|i| i % 4).collect()),
+            n_classes: 4,
+        };
+        let idx = cpu.upload_idx(&[3, 0, 11, 5, 5, 7, 1, 9, 2]).unwrap();
+        let labels = cpu.zeros(Shape::new(n, 4)).unwrap();
+        let ctx = BatchContext {
+            idx: &idx,
+            labels: &labels,
+            bank: None,
+        };
+        let codes = cpu
+            .upload(&random_vec(77, n * 16, -2.0, 2.0), Shape::new(n, 16))
+            .unwrap();
+        for method in [Method::Csq, Method::Dpn] {
+            let losses: Vec<_> = bits
+                .iter()
+                .map(|&b| LengthLoss::new(&cpu, method, b, &train, 5, None).unwrap())
+                .collect();
+            for distill in [None, Some(0.75)] {
+                let run = |path| {
+                    length_gradients(&cpu, &losses, &bits, &codes, &ctx, distill, path).unwrap()
+                };
+                let (fused, tape) = (run(ObjectivePath::Fused), run(ObjectivePath::Tape));
+                let what = format!("{method:?} distill {distill:?}");
+                let objectives = cpu.download(&fused.objectives).unwrap();
+                assert!(
+                    objectives.iter().all(|&j| j > 0.0),
+                    "{what}: {objectives:?}"
+                );
+                assert_close(
+                    &format!("{what} objectives"),
+                    &objectives,
+                    &cpu.download(&tape.objectives).unwrap(),
+                    1e-14,
+                    1e-12,
+                );
+                for (k, (f, t)) in fused.d.iter().zip(&tape.d).enumerate() {
+                    assert_eq!(cpu.shape(f), Shape::new(n, bits[k]));
+                    assert_close(
+                        &format!("{what} D_{k}"),
+                        &cpu.download(f).unwrap(),
+                        &cpu.download(t).unwrap(),
+                        1e-15,
+                        1e-11,
+                    );
+                }
+            }
+        }
     }
 
     #[test]

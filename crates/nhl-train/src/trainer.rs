@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use nhl_autograd::{AutogradError, Tape, Tensor};
+use nhl_autograd::{AutogradError, Tape};
 use nhl_index::Codes;
 use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::{Backend, KernelError, Real, Shape};
@@ -13,7 +13,9 @@ use crate::data::{Dataset, Split};
 use crate::losses::{Bank, BatchContext, LengthLoss};
 use crate::metrics::evaluate_lengths;
 use crate::model::NestedHashModel;
-use crate::nhl::{dominance_weights, sp_distill, GradientProducts};
+use crate::nhl::{
+    dominance_weights, length_gradients, GradientProducts, LengthGradients, ObjectivePath,
+};
 use crate::optim::Adam;
 use crate::targets::csq_prefix_centres;
 
@@ -385,60 +387,45 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             bank.update(be, &idx, fwd.codes.value(), &labels)?;
         }
 
-        // Phase 1: every length's objective J_k on its own leaf, so that D_k = dJ_k/dU_k is the
-        // gradient of that leaf alone.
-        let ltape = Tape::new(be);
+        // Phase 1: every length's objective J_k and its output gradient D_k = dJ_k/dU_k.
         let code_bits = self.model.code_bits();
-        let leaves: Vec<Tensor<B>> = self
-            .bits
-            .iter()
-            .map(|&b| {
-                let value = if b == code_bits {
-                    fwd.codes.value().clone()
-                } else {
-                    be.slice_cols(fwd.codes.value(), 0, b)?
-                };
-                Ok(ltape.leaf(value))
-            })
-            .collect::<Result<_, KernelError>>()?;
         let ctx = BatchContext {
             idx: &idx,
             labels: &labels,
             bank: self.bank.as_ref(),
         };
-        let mut objectives = Vec::with_capacity(leaves.len());
-        for (k, leaf) in leaves.iter().enumerate() {
-            let mut j = self.losses[k].eval(&ltape, leaf, &ctx)?;
-            if self.config.mode.distill() && k + 1 < leaves.len() {
-                let sp = sp_distill(&ltape, leaf, &leaves[k + 1])?;
-                j = ltape.add(&j, &ltape.scale(&sp, self.config.distill_weight as f64)?)?;
-            }
-            objectives.push(j);
-        }
-        let mut packed = be.zeros(Shape::new(1, objectives.len()))?;
-        for (k, j) in objectives.iter().enumerate() {
-            be.add_prefix_scaled(&mut packed, k, j.value(), 1.0)?;
-        }
-        let one = be.fill(Shape::scalar(), 1.0)?;
-        let seeds: Vec<(&Tensor<B>, B::Buf)> =
-            objectives.iter().map(|j| (j, one.clone())).collect();
-        let grads = ltape.backward_from(&seeds)?;
-        let d: Vec<B::Buf> = leaves
-            .iter()
-            .map(|l| match grads.get(l) {
-                Some(g) => Ok(g.clone()),
-                None => be.zeros(l.shape()),
-            })
-            .collect::<Result<_, KernelError>>()?;
+        let distill = self
+            .config
+            .mode
+            .distill()
+            .then_some(self.config.distill_weight as f64);
+        let LengthGradients { objectives, d } = length_gradients(
+            be,
+            &self.losses,
+            &self.bits,
+            fwd.codes.value(),
+            &ctx,
+            distill,
+            ObjectivePath::Fused,
+        )?;
 
-        let weights = if self.config.mode.adaptive() {
+        // One read-back per step: the objectives, then (adaptive modes) the gradient products.
+        let k = d.len();
+        let (objective_sum, weights) = if self.config.mode.adaptive() {
             let gram = be.gram(fwd.features.value())?;
-            dominance_weights(
-                &GradientProducts::from_gram(be, &gram, &d)?,
-                self.config.beta as f64,
+            let products = GradientProducts::packed(be, &gram, &d)?;
+            let mut both = be.zeros(Shape::new(1, k + k * (k + 1) / 2))?;
+            be.add_prefix_scaled(&mut both, 0, &objectives, 1.0)?;
+            be.add_prefix_scaled(&mut both, k, &products, 1.0)?;
+            let values: Vec<f64> = be.download(&both)?.iter().map(|v| v.to_f64()).collect();
+            let products = GradientProducts::from_values(k, &values[k..]);
+            (
+                values[..k].iter().sum::<f64>(),
+                dominance_weights(&products, self.config.beta as f64),
             )
         } else {
-            vec![1.0; d.len()]
+            let values = be.download(&objectives)?;
+            (values.iter().map(|v| v.to_f64()).sum(), vec![1.0; k])
         };
 
         // Phase 2: seed the shared output with sum_k w_k pad(D_k), one backward pass.
@@ -455,7 +442,7 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             }
         }
         self.adam.step(be, &mut self.model.params)?;
-        Ok(be.download(&packed)?.iter().map(|v| v.to_f64()).sum())
+        Ok(objective_sum)
     }
 
     /// Codes of every length for the query and database sets (bit = output > 0).

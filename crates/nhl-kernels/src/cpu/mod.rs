@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::backend::{matmul_dims, AdamStep, Backend, Binary, Reduce, Shape, Unary};
+use crate::backend::{
+    csq_dims, matmul_dims, pair_dots_dims, sp_dims, AdamStep, Backend, Binary, Reduce, Shape, Unary,
+};
 use crate::error::KernelError;
 use crate::real::Real;
 
@@ -308,7 +310,13 @@ impl<T: Real> Backend for CpuBackend<T> {
         } else {
             (b.shape.cols as isize, 1)
         };
-        let mut out = vec![T::zero(); m * n];
+        // With k = 0 the product is all zeros; otherwise every element is written by exactly one
+        // gemm call with beta = 0, which never reads C, so the buffer needs no zero fill.
+        let mut out: Vec<T> = if k == 0 {
+            vec![T::zero(); m * n]
+        } else {
+            Vec::with_capacity(m * n)
+        };
         if k > 0 && n > 0 && m > 0 {
             // Tiles of C: each element is computed by exactly one gemm call over the full k, so
             // the result does not depend on how tiles are spread over threads. Column tiles keep
@@ -318,7 +326,7 @@ impl<T: Real> Backend for CpuBackend<T> {
                     (0..n.div_ceil(MATMUL_TILE)).map(move |j| (i * MATMUL_TILE, j * MATMUL_TILE))
                 })
                 .collect();
-            let c = SharedOut(out.as_mut_ptr());
+            let c = SharedOut(out.spare_capacity_mut().as_mut_ptr().cast::<T>());
             let task = |&(row0, col0): &(usize, usize)| {
                 let rows = MATMUL_TILE.min(m - row0);
                 let cols = MATMUL_TILE.min(n - col0);
@@ -347,6 +355,11 @@ impl<T: Real> Backend for CpuBackend<T> {
             } else {
                 tiles.iter().for_each(task);
             }
+        }
+        if k > 0 {
+            // SAFETY: the tiles cover all m x n elements of the capacity and each gemm call wrote
+            // its tile (beta = 0 overwrites C), so every element is initialised.
+            unsafe { out.set_len(m * n) };
         }
         if let Some(bias) = bias {
             for row in out.chunks_mut(n.max(1)) {
@@ -620,6 +633,171 @@ impl<T: Real> Backend for CpuBackend<T> {
             update(((p, m), (v, &grad.data[..])));
         }
         Ok(())
+    }
+    fn csq_objective(
+        &self,
+        u: &CpuBuf<T>,
+        bits: usize,
+        targets: &CpuBuf<T>,
+        idx: &CpuIdx,
+        lambda: f64,
+    ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
+        csq_dims(u.shape, bits, targets.shape, idx.0.len())?;
+        check_indices("csq_objective", &idx.0, targets.shape.rows)?;
+        let (n, width) = (u.shape.rows, u.shape.cols);
+        let half = T::from_f64(0.5);
+        let lambda = T::from_f64(lambda);
+        let two_lambda = T::from_f64(2.0) * lambda;
+        let inv = T::one() / T::from_f64((n * bits) as f64);
+        let mut grad = vec![T::zero(); n * bits];
+        let (mut bce, mut quant) = (T::zero(), T::zero());
+        // Serial and in row-major order: the sums match the tape's mean over the same elements.
+        for (r, (g_row, &item)) in grad.chunks_mut(bits).zip(idx.0.iter()).enumerate() {
+            let u_row = &u.data[r * width..r * width + bits];
+            let t_row = &targets.data[item as usize * bits..(item as usize + 1) * bits];
+            for ((g, &x), &h) in g_row.iter_mut().zip(u_row).zip(t_row) {
+                let v = x.tanh();
+                let p = v * half + half;
+                let t = h * half + half;
+                let (value, dp) = scalar::bce_and_grad(p, t);
+                bce += value;
+                let a = v.abs() - T::one();
+                quant += a * a;
+                let dv = dp * half + two_lambda * a * scalar::unary(Unary::Sign, v);
+                *g = dv * (T::one() - v * v) * inv;
+            }
+        }
+        let loss = bce * inv + lambda * (quant * inv);
+        Ok((
+            CpuBuf::new(Shape::scalar(), vec![loss]),
+            CpuBuf::new(Shape::new(n, bits), grad),
+        ))
+    }
+
+    fn prefix_pair_dots(
+        &self,
+        d: &CpuBuf<T>,
+        f: &CpuBuf<T>,
+        bits: &[usize],
+    ) -> Result<CpuBuf<T>, KernelError> {
+        pair_dots_dims(d.shape, f.shape, bits)?;
+        let cols = d.shape.cols;
+        let offsets: Vec<usize> = bits
+            .iter()
+            .scan(0, |o, &b| {
+                *o += b;
+                Some(*o - b)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(bits.len() * (bits.len() + 1) / 2);
+        for i in 0..bits.len() {
+            for j in i..bits.len() {
+                let (oi, oj, b) = (offsets[i], offsets[j], bits[i]);
+                let dot = d
+                    .data
+                    .chunks(cols)
+                    .zip(f.data.chunks(cols))
+                    .map(|(dr, fr)| {
+                        dr[oi..oi + b]
+                            .iter()
+                            .zip(&fr[oj..oj + b])
+                            .map(|(&x, &y)| x * y)
+                            .sum::<T>()
+                    })
+                    .sum::<T>();
+                out.push(dot);
+            }
+        }
+        Ok(CpuBuf::new(Shape::new(1, out.len()), out))
+    }
+
+    fn sp_distill(
+        &self,
+        u: &CpuBuf<T>,
+        student_bits: usize,
+        teacher_bits: usize,
+        eps: f32,
+    ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
+        sp_dims(u.shape, student_bits, teacher_bits)?;
+        let (n, width) = (u.shape.rows, u.shape.cols);
+        let eps = T::from_f64(eps as f64);
+        let ws = width as isize;
+        // The prefix Gram U[:, :b] U[:, :b]^T, read in place through the strides.
+        let prefix_gram = |b: usize| {
+            let mut g = vec![T::zero(); n * n];
+            // SAFETY: A is the n x b prefix of u (row stride `width`, b <= width), B its transpose
+            // (row stride 1, column stride `width`), C an n x n buffer.
+            unsafe {
+                T::gemm(
+                    n,
+                    b,
+                    n,
+                    u.data.as_ptr(),
+                    ws,
+                    1,
+                    u.data.as_ptr(),
+                    1,
+                    ws,
+                    g.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            };
+            g
+        };
+        let (a, gt) = (prefix_gram(student_bits), prefix_gram(teacher_bits));
+        let scale = T::one() / T::from_f64((n * n) as f64);
+        let norm = |row: &[T]| row.iter().map(|&v| v * v).sum::<T>().sqrt();
+        let mut total = T::zero();
+        let mut da = vec![T::zero(); n * n];
+        let mut y = vec![T::zero(); n];
+        let mut dy = vec![T::zero(); n];
+        for ((a_row, t_row), da_row) in a.chunks(n).zip(gt.chunks(n)).zip(da.chunks_mut(n)) {
+            let (ns, nt) = (norm(a_row), norm(t_row));
+            let (ds, dt) = (ns.max(eps), nt.max(eps));
+            let mut dot = T::zero();
+            for (((yq, dyq), &aq), &tq) in y.iter_mut().zip(dy.iter_mut()).zip(a_row).zip(t_row) {
+                *yq = aq / ds;
+                let diff = tq / dt - *yq;
+                total += diff * diff;
+                *dyq = -T::from_f64(2.0) * diff * scale;
+                dot += *yq * *dyq;
+            }
+            for ((d, &yq), &dyq) in da_row.iter_mut().zip(&y).zip(&dy) {
+                *d = if ns > eps {
+                    (dyq - yq * dot) / ns
+                } else {
+                    dyq / eps
+                };
+            }
+        }
+        // dS = (dA + dA^T) S.
+        let sym: Vec<T> = (0..n * n)
+            .map(|i| da[i] + da[(i % n) * n + i / n])
+            .collect();
+        let mut grad = vec![T::zero(); n * student_bits];
+        // SAFETY: sym is n x n, S the n x student_bits prefix of u (row stride `width`), the
+        // output n x student_bits.
+        unsafe {
+            T::gemm(
+                n,
+                n,
+                student_bits,
+                sym.as_ptr(),
+                n as isize,
+                1,
+                u.data.as_ptr(),
+                ws,
+                1,
+                grad.as_mut_ptr(),
+                student_bits as isize,
+                1,
+            )
+        };
+        Ok((
+            CpuBuf::new(Shape::scalar(), vec![total * scale]),
+            CpuBuf::new(Shape::new(n, student_bits), grad),
+        ))
     }
 }
 

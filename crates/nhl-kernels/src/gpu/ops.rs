@@ -6,7 +6,9 @@ use std::sync::Arc;
 use super::context::{Access, Kernel};
 use super::pool::{index_layout, Kind};
 use super::{grid, GpuBackend, GpuBuf, GpuIdx};
-use crate::backend::{matmul_dims, AdamStep, Backend, Binary, Reduce, Shape, Unary};
+use crate::backend::{
+    csq_dims, matmul_dims, pair_dots_dims, sp_dims, AdamStep, Backend, Binary, Reduce, Shape, Unary,
+};
 use crate::error::KernelError;
 use crate::shaders::{binary_code, unary_code, Shader};
 
@@ -77,6 +79,26 @@ static ADAM: Kernel = kernel(
     Shader::Adam,
     "adam_step",
     &[(1, R), (2, W), (3, W), (4, W)],
+    &[],
+);
+static CSQ: Kernel = kernel(
+    Shader::Loss,
+    "csq",
+    &[(1, R), (2, R), (3, R), (4, W), (5, W)],
+    &[],
+);
+static SP_GRAM: Kernel = kernel(Shader::Loss, "sp_gram", &[(1, R), (4, W)], &[]);
+static SP_ROWS: Kernel = kernel(Shader::Loss, "sp_rows", &[(1, R), (4, W)], &[]);
+static SP_GRAD: Kernel = kernel(
+    Shader::Loss,
+    "sp_grad",
+    &[(1, R), (2, R), (4, W), (5, W)],
+    &[],
+);
+static PAIR_DOTS: Kernel = kernel(
+    Shader::Loss,
+    "pair_dots",
+    &[(1, R), (2, R), (3, R), (4, W)],
     &[],
 );
 
@@ -546,6 +568,101 @@ impl Backend for GpuBackend {
             &[grad.raw(), param.raw(), m.raw(), v.raw()],
             n,
         )
+    }
+    fn csq_objective(
+        &self,
+        codes: &GpuBuf,
+        bits: usize,
+        targets: &GpuBuf,
+        idx: &GpuIdx,
+        lambda: f64,
+    ) -> Result<(GpuBuf, GpuBuf), KernelError> {
+        const OP: &str = "csq_objective";
+        csq_dims(codes.shape, bits, targets.shape, idx.len)?;
+        check_index(OP, idx, targets.shape.rows)?;
+        let loss = self.alloc(OP, Shape::scalar())?;
+        let grad = self.alloc(OP, Shape::new(codes.shape.rows, bits))?;
+        let p = params(&[
+            u(codes.shape.rows),
+            u(codes.shape.cols),
+            u(bits),
+            0,
+            (lambda as f32).to_bits(),
+        ]);
+        // One workgroup: the objective is a few thousand elements, and one group sums it
+        // without a second pass.
+        self.dispatch(
+            &CSQ,
+            &[],
+            p,
+            &[
+                codes.raw(),
+                targets.raw(),
+                idx.raw(),
+                grad.raw(),
+                loss.raw(),
+            ],
+            [1, 1, 1],
+        )?;
+        Ok((loss, grad))
+    }
+
+    fn prefix_pair_dots(
+        &self,
+        d: &GpuBuf,
+        f: &GpuBuf,
+        bits: &[usize],
+    ) -> Result<GpuBuf, KernelError> {
+        const OP: &str = "prefix_pair_dots";
+        pair_dots_dims(d.shape, f.shape, bits)?;
+        let k = bits.len();
+        let pairs = k * (k + 1) / 2;
+        let out = self.alloc(OP, Shape::new(1, pairs))?;
+        // The block widths travel in an index vector (its first k words).
+        let widths: Vec<u32> = bits.iter().map(|&b| u(b)).collect();
+        let widths = self.upload_idx(&widths)?;
+        let p = params(&[u(d.shape.rows), u(d.shape.cols), u(k)]);
+        self.dispatch_rows(
+            &PAIR_DOTS,
+            p,
+            &[d.raw(), f.raw(), widths.raw(), out.raw()],
+            pairs,
+        )?;
+        Ok(out)
+    }
+
+    fn sp_distill(
+        &self,
+        codes: &GpuBuf,
+        student_bits: usize,
+        teacher_bits: usize,
+        eps: f32,
+    ) -> Result<(GpuBuf, GpuBuf), KernelError> {
+        const OP: &str = "sp_distill";
+        sp_dims(codes.shape, student_bits, teacher_bits)?;
+        let n = codes.shape.rows;
+        let p = params(&[
+            u(n),
+            u(codes.shape.cols),
+            u(student_bits),
+            u(teacher_bits),
+            eps.to_bits(),
+        ]);
+        // Student and teacher Grams stacked; then dA and the per-row sums.
+        let grams = self.alloc(OP, Shape::new(2 * n, n))?;
+        let work = self.alloc(OP, Shape::new(n + 1, n))?;
+        let loss = self.alloc(OP, Shape::scalar())?;
+        let grad = self.alloc(OP, Shape::new(n, student_bits))?;
+        self.dispatch_1d(&SP_GRAM, &[], p, &[codes.raw(), grams.raw()], n * n)?;
+        self.dispatch_rows(&SP_ROWS, p, &[grams.raw(), work.raw()], n)?;
+        self.dispatch_1d(
+            &SP_GRAD,
+            &[],
+            p,
+            &[codes.raw(), work.raw(), grad.raw(), loss.raw()],
+            n * student_bits,
+        )?;
+        Ok((loss, grad))
     }
 }
 
