@@ -184,6 +184,8 @@ impl Kernel {
         let filter: Option<FilterFn> = match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Some(x86::filter_avx2),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vpopcntdq => Some(x86::filter_avx512),
             _ => None,
         };
         Ok(Kernel {
@@ -239,8 +241,9 @@ impl Kernel {
     /// in ascending order and each query `i`, calls `sink(i, position, d)` exactly when its
     /// distance `d < limits[i]`, and sets `limits[i]` to what `sink` returns, so that the next
     /// codes are tested against the new threshold. This is the kNN scan: almost every code fails
-    /// the threshold, and the AVX2 path tests eight codes against it at once, each database
-    /// vector loaded once for all queries, without writing the distances out.
+    /// the threshold, and the AVX2 and AVX-512 paths test eight codes (AVX-512: thirty-two) against
+    /// it at once, each database vector loaded once for all queries, without writing the
+    /// distances out.
     ///
     /// # Panics
     /// When `limits` and `queries` differ in length, a query is too short, or the range runs past
@@ -455,6 +458,289 @@ unsafe fn scan_portable(
     out: &mut [u32],
 ) {
     scan_dispatch(q, db, stride, words, mask, out)
+}
+
+/// Eight u64 lanes and the few operations of the fused AVX-512 threshold scan ([`fused8`]).
+///
+/// The scan is written once against this trait: [`x86::Avx512`] implements it with AVX-512F and
+/// VPOPCNTDQ intrinsics, and a plain `[u64; 8]` emulation (in the unit tests) implements it with
+/// `count_ones`, so the blocking, de-interleaving, tail and threshold logic is tested on every
+/// machine and only the one-line intrinsic bodies need a CPU that has them.
+///
+/// # Safety
+/// Every method may require the implementation's CPU features: callers must have checked them.
+#[cfg(any(target_arch = "x86_64", test))]
+trait Lanes8 {
+    /// A vector of eight u64 lanes.
+    type V: Copy;
+    /// All lanes `x`.
+    unsafe fn splat(x: u64) -> Self::V;
+    /// The eight words at `p .. p + 8`.
+    ///
+    /// # Safety
+    /// Those eight words are readable.
+    unsafe fn load(p: *const u64) -> Self::V;
+    /// Lanes `l < count` from `p + l`, the others zero; only the words of those lanes are read.
+    ///
+    /// # Safety
+    /// `1 <= count < 8`; the words `p .. p + count` are readable.
+    unsafe fn load_first(p: *const u64, count: usize) -> Self::V;
+    /// `[a0, a2, a4, a6, b0, b2, b4, b6]`.
+    unsafe fn even(a: Self::V, b: Self::V) -> Self::V;
+    /// `[a1, a3, a5, a7, b1, b3, b5, b7]`.
+    unsafe fn odd(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise `a & b`.
+    unsafe fn and(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise `popcount(a ^ b)`.
+    unsafe fn xor_popcnt(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise `a + b`.
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise unsigned minimum.
+    unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+    /// Bit `l` set exactly when `a_l < b_l` (unsigned).
+    unsafe fn lt_mask(a: Self::V, b: Self::V) -> u8;
+    /// The eight lanes.
+    unsafe fn store(a: Self::V) -> [u64; 8];
+}
+
+/// Queries per chunk of [`fused8`]: their query words and limits are kept on the stack.
+#[cfg(any(target_arch = "x86_64", test))]
+const FUSED8_QCHUNK: usize = 32;
+/// Groups of eight codes per block of [`fused8`]: each query meets the block's `8 * U` codes with
+/// one broadcast of each query word and one threshold compare (on the lane-wise minimum).
+#[cfg(any(target_arch = "x86_64", test))]
+const FUSED8_U: usize = 4;
+
+/// Word `w < W` of the eight codes `8 g .. 8 g + 8`, lane `l` holding code `8 g + l`, the last
+/// word masked by `mv`; codes start at `p` and are `S` words apart (`W <= S <= 2`). `avail` is the
+/// number of readable words from the group's first word `8 S g`: lanes whose words lie past it
+/// are not read (their codes must then not be used).
+///
+/// # Safety
+/// The CPU has `L`'s features; the words `p + 8 S g .. p + 8 S g + avail` are readable;
+/// `avail >= 1`.
+#[cfg(any(target_arch = "x86_64", test))]
+#[inline(always)]
+unsafe fn load_group<L: Lanes8, const W: usize, const S: usize>(
+    p: *const u64,
+    g: usize,
+    avail: usize,
+    mv: L::V,
+) -> [L::V; W] {
+    let first = 8 * S * g;
+    // The S vectors of the group's 8 S words: a full load where all eight words are readable, a
+    // masked load of the readable ones, zero past the end (then no word is touched).
+    let v: [L::V; S] = std::array::from_fn(|k| {
+        if avail >= 8 * (k + 1) {
+            // SAFETY: words first + 8k .. first + 8k + 8 are readable (avail >= 8k + 8).
+            unsafe { L::load(p.add(first + 8 * k)) }
+        } else if avail > 8 * k {
+            // SAFETY: words first + 8k .. first + avail are readable, 1 <= avail - 8k < 8.
+            unsafe { L::load_first(p.add(first + 8 * k), avail - 8 * k) }
+        } else {
+            // SAFETY: only the CPU features are needed, which the caller checked.
+            unsafe { L::splat(0) }
+        }
+    });
+    let mut x: [L::V; W] = std::array::from_fn(|w| {
+        if S == 1 {
+            v[0]
+        } else if w == 0 {
+            // SAFETY: as above. S = 2: vector k holds codes 4k .. 4k + 4, two words each.
+            unsafe { L::even(v[0], v[S - 1]) }
+        } else {
+            // SAFETY: as above.
+            unsafe { L::odd(v[0], v[S - 1]) }
+        }
+    });
+    // SAFETY: as above.
+    x[W - 1] = unsafe { L::and(x[W - 1], mv) };
+    x
+}
+
+/// The distances of one query (its words broadcast in `q`) to the `8 U` codes of `x`, group by
+/// group.
+///
+/// # Safety
+/// The CPU has `L`'s features.
+#[cfg(any(target_arch = "x86_64", test))]
+#[inline(always)]
+unsafe fn group_distances<L: Lanes8, const W: usize, const U: usize>(
+    x: &[[L::V; W]; U],
+    q: [L::V; W],
+) -> [L::V; U] {
+    std::array::from_fn(|u| {
+        // SAFETY: the caller checked the CPU features.
+        unsafe {
+            let mut d = L::xor_popcnt(x[u][0], q[0]);
+            for w in 1..W {
+                d = L::add(d, L::xor_popcnt(x[u][w], q[w]));
+            }
+            d
+        }
+    })
+}
+
+/// One block of `U` groups of eight codes (`x`, code `8 u + l` of the block in lane `l` of
+/// `x[u]`) against every query of a chunk; only the first `valid` codes of the block exist
+/// (`valid == 8 U`, or `U == 1`). Per query: the `8 U` distances, their lane-wise minimum
+/// compared with the query's limit, and on a hit the block's codes in ascending order against
+/// the limit as it changes.
+///
+/// # Safety
+/// The CPU has `L`'s features; `qw[w].len()`, `lim.len()` and `limits.len()` are at least `qn`.
+#[cfg(any(target_arch = "x86_64", test))]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_filter<L: Lanes8, const W: usize, const U: usize>(
+    x: &[[L::V; W]; U],
+    valid: usize,
+    qw: &[[u64; FUSED8_QCHUNK]; W],
+    lim: &mut [u64; FUSED8_QCHUNK],
+    qn: usize,
+    limits: &mut [u32],
+    q0: usize,
+    code0: usize,
+    sink: Sink<'_>,
+) {
+    let keep: u8 = if valid >= 8 { 0xff } else { (1u8 << valid) - 1 };
+    for i in 0..qn {
+        // SAFETY (this block): the caller checked the CPU features.
+        let (d, hit) = unsafe {
+            let q: [L::V; W] = std::array::from_fn(|w| L::splat(qw[w][i]));
+            let d = group_distances::<L, W, U>(x, q);
+            let mut m = d[0];
+            for &du in &d[1..] {
+                m = L::min(m, du);
+            }
+            (d, L::lt_mask(m, L::splat(lim[i])) & keep)
+        };
+        if hit != 0 {
+            // The block's codes in ascending order, each against the limit at its turn: per
+            // group, the lanes below the current limit as a mask; after each hit only the later
+            // lanes, against the limit the sink returned (whatever it is).
+            let mut limit = limits[i];
+            for (u, &du) in d.iter().enumerate() {
+                let lanes = valid.saturating_sub(8 * u).min(8);
+                let in_group = (0xffu16 >> (8 - lanes)) as u8;
+                // SAFETY: the caller checked the CPU features.
+                let below = |limit: u32| unsafe { L::lt_mask(du, L::splat(u64::from(limit))) };
+                let mut m = below(limit) & in_group;
+                if m == 0 {
+                    continue;
+                }
+                // SAFETY: as above.
+                let dist = unsafe { L::store(du) };
+                while m != 0 {
+                    let l = m.trailing_zeros() as usize;
+                    // Distances are at most 128, so the u64 lane is the u32 distance.
+                    limit = sink(q0 + i, code0 + 8 * u + l, dist[l] as u32);
+                    m = below(limit) & in_group & (0xffu16 << (l + 1)) as u8;
+                }
+            }
+            limits[i] = limit;
+            lim[i] = u64::from(limit);
+        }
+    }
+}
+
+/// The fused multi-query threshold scan (`FilterFn` semantics) over eight u64 lanes, for codes of
+/// `W` words `S` apart (`(W, S)` = `(1, 1)`, `(1, 2)` or `(2, 2)`): 64-bit codes, the 64-bit (or
+/// shorter) prefix of 128-bit codes, and 128-bit codes. Per chunk of 32 queries, the database is
+/// walked in blocks of `8 U` codes: each block is loaded and de-interleaved once (word 0 and word 1
+/// of eight codes in separate vectors, lane `l` = code `l`, so a 128-bit distance is two popcounts
+/// added vertically with no horizontal sum), then every query of the chunk meets it in registers.
+/// The last partial group of eight is read with masked loads, so there is no scalar tail.
+///
+/// # Safety
+/// The CPU has `L`'s features; `qs.len() == limits.len()`; every query has at least `W` words;
+/// when `n > 0`, `db.len() >= (n - 1) * S + W`.
+#[cfg(any(target_arch = "x86_64", test))]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fused8<L: Lanes8, const W: usize, const S: usize>(
+    qs: &[&[u64]],
+    db: &[u64],
+    mask: u64,
+    n: usize,
+    base: usize,
+    limits: &mut [u32],
+    sink: Sink<'_>,
+) {
+    const U: usize = FUSED8_U;
+    if n == 0 {
+        return;
+    }
+    let p = db.as_ptr();
+    let len = db.len();
+    // Groups whose 8 S words are all in `db` (with W < S the last code's second word may not be),
+    // then the remaining groups, the last one partial.
+    let groups = n.div_ceil(8);
+    let full = (n / 8).min(len / (8 * S));
+    let blocks = full / U;
+    // SAFETY: the caller checked the CPU features.
+    let mv = unsafe { L::splat(mask) };
+    for (c, (chunk, chunk_limits)) in qs
+        .chunks(FUSED8_QCHUNK)
+        .zip(limits.chunks_mut(FUSED8_QCHUNK))
+        .enumerate()
+    {
+        let q0 = c * FUSED8_QCHUNK;
+        let qn = chunk.len();
+        let mut qw = [[0u64; FUSED8_QCHUNK]; W];
+        let mut lim = [0u64; FUSED8_QCHUNK];
+        for (i, q) in chunk.iter().enumerate() {
+            for (w, qw_w) in qw.iter_mut().enumerate() {
+                qw_w[i] = if w == W - 1 { q[w] & mask } else { q[w] };
+            }
+            lim[i] = u64::from(chunk_limits[i]);
+        }
+        for b in 0..blocks {
+            // Groups U b .. U b + U are below `full`, so each has its 8 S words in `db` (`avail` =
+            // 8 S is what the load reads), and the CPU features were checked.
+            let x: [[L::V; W]; U] = std::array::from_fn(|u| {
+                // SAFETY: see above.
+                unsafe { load_group::<L, W, S>(p, U * b + u, 8 * S, mv) }
+            });
+            // SAFETY: the CPU features were checked; qw, lim and chunk_limits have qn entries.
+            unsafe {
+                block_filter::<L, W, U>(
+                    &x,
+                    8 * U,
+                    &qw,
+                    &mut lim,
+                    qn,
+                    chunk_limits,
+                    q0,
+                    base + 8 * U * b,
+                    &mut *sink,
+                )
+            };
+        }
+        for g in U * blocks..groups {
+            let valid = (n - 8 * g).min(8);
+            // Code 8 g exists, so its first word 8 S g < len.
+            let avail = len - 8 * S * g;
+            // SAFETY: the words 8 S g .. len are in `db` and avail >= 1; lanes past `avail` are
+            // not read, and the lanes of the `valid` codes all lie before it (the caller's length
+            // contract), so only those codes are tested.
+            let x = [unsafe { load_group::<L, W, S>(p, g, avail, mv) }];
+            // SAFETY: as for the blocks above.
+            unsafe {
+                block_filter::<L, W, 1>(
+                    &x,
+                    valid,
+                    &qw,
+                    &mut lim,
+                    qn,
+                    chunk_limits,
+                    q0,
+                    base + 8 * g,
+                    &mut *sink,
+                )
+            };
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -883,6 +1169,124 @@ mod x86 {
         groups * 8
     }
 
+    /// The eight-lane operations of [`super::fused8`] with AVX-512F and VPOPCNTDQ (no byte
+    /// operations, so no AVX-512BW). Each method is an `#[inline(always)]` wrapper of one or two
+    /// intrinsics, inlined with [`super::fused8`] into [`filter_avx512`], whose
+    /// `#[target_feature]` lets them compile to single instructions.
+    #[derive(Clone, Copy)]
+    pub(super) struct Avx512;
+
+    // SAFETY (every unsafe block of this impl): the trait's contract is that the caller checked
+    // AVX-512F and VPOPCNTDQ, which is all these intrinsics need; loads read only what the
+    // method's own contract says is readable.
+    impl super::Lanes8 for Avx512 {
+        type V = __m512i;
+
+        #[inline(always)]
+        unsafe fn splat(x: u64) -> __m512i {
+            // SAFETY: see the impl.
+            unsafe { _mm512_set1_epi64(x as i64) }
+        }
+
+        #[inline(always)]
+        unsafe fn load(p: *const u64) -> __m512i {
+            // SAFETY: see the impl; the caller guarantees eight readable words, and loadu has no
+            // alignment requirement.
+            unsafe { _mm512_loadu_si512(p.cast()) }
+        }
+
+        #[inline(always)]
+        unsafe fn load_first(p: *const u64, count: usize) -> __m512i {
+            let k: __mmask8 = (1u8 << count) - 1;
+            // SAFETY: see the impl; lanes not in `k` are neither read nor able to fault, and the
+            // caller guarantees the `count` words of the others.
+            unsafe { _mm512_maskz_loadu_epi64(k, p.cast()) }
+        }
+
+        #[inline(always)]
+        unsafe fn even(a: __m512i, b: __m512i) -> __m512i {
+            // SAFETY: see the impl. Index bit 3 picks `b`: 0, 2, 4, 6 of a then of b.
+            unsafe { _mm512_permutex2var_epi64(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b) }
+        }
+
+        #[inline(always)]
+        unsafe fn odd(a: __m512i, b: __m512i) -> __m512i {
+            // SAFETY: see the impl.
+            unsafe { _mm512_permutex2var_epi64(a, _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15), b) }
+        }
+
+        #[inline(always)]
+        unsafe fn and(a: __m512i, b: __m512i) -> __m512i {
+            // SAFETY: see the impl.
+            unsafe { _mm512_and_si512(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn xor_popcnt(a: __m512i, b: __m512i) -> __m512i {
+            // SAFETY: see the impl.
+            unsafe { _mm512_popcnt_epi64(_mm512_xor_si512(a, b)) }
+        }
+
+        #[inline(always)]
+        unsafe fn add(a: __m512i, b: __m512i) -> __m512i {
+            // SAFETY: see the impl.
+            unsafe { _mm512_add_epi64(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn min(a: __m512i, b: __m512i) -> __m512i {
+            // SAFETY: see the impl.
+            unsafe { _mm512_min_epu64(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn lt_mask(a: __m512i, b: __m512i) -> u8 {
+            // SAFETY: see the impl.
+            unsafe { _mm512_cmplt_epu64_mask(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn store(a: __m512i) -> [u64; 8] {
+            let mut out = [0u64; 8];
+            // SAFETY: see the impl; `out` has room for eight u64.
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), a) };
+            out
+        }
+    }
+
+    /// The fused multi-query threshold scan (`FilterFn`) with AVX-512F + VPOPCNTDQ for 64-bit
+    /// codes, 128-bit codes and the 64-bit (or shorter) prefixes of 128-bit codes (other shapes
+    /// return `false`, for the per-query vector scan): [`super::fused8`] with [`Avx512`]. Per
+    /// block of 32 codes, loaded (and for two-word strides de-interleaved) once per chunk of 32
+    /// queries, each query costs one `vpxorq` + `vpopcntq` per vector of eight codes and word,
+    /// a `vpaddq` per eight 128-bit codes, three `vpminuq` and a single `vpcmpuq` against its
+    /// k-th-best limit; only the rare passing blocks leave the registers.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn filter_avx512(
+        qs: &[&[u64]],
+        db: &[u64],
+        stride: usize,
+        words: usize,
+        mask: u64,
+        n: usize,
+        base: usize,
+        limits: &mut [u32],
+        sink: super::Sink<'_>,
+    ) -> bool {
+        match (words, stride) {
+            // SAFETY: the caller's `FilterFn` contract (CPU features, lengths), with the code
+            // shape checked here.
+            (1, 1) => unsafe { super::fused8::<Avx512, 1, 1>(qs, db, mask, n, base, limits, sink) },
+            // SAFETY: as above.
+            (1, 2) => unsafe { super::fused8::<Avx512, 1, 2>(qs, db, mask, n, base, limits, sink) },
+            // SAFETY: as above.
+            (2, 2) => unsafe { super::fused8::<Avx512, 2, 2>(qs, db, mask, n, base, limits, sink) },
+            _ => return false,
+        }
+        true
+    }
+
     /// Sums of adjacent 64-bit lanes of `a` then `b`: `[a0+a1, a2+a3, a4+a5, a6+a7, b0+b1, ...]`.
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -1082,6 +1486,303 @@ mod neon {
                 }
             }
             _ => scan_dispatch(q, db, stride, words, mask, out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fused eight-lane scan's logic (blocks, de-interleaving, masked tails, limits) on an
+    //! emulation of the lanes, so that it is tested on every machine; and, where the CPU has
+    //! AVX-512F + VPOPCNTDQ, every lane operation of [`x86::Avx512`] against the emulation.
+    use super::*;
+    use crate::synth::SplitMix64;
+    use std::cell::Cell;
+    use std::io::Write;
+
+    thread_local! {
+        /// The readable word range `[start, end)` (addresses) of the current emulated scan.
+        static READABLE: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    }
+
+    /// Checks that `count` words from `p` lie inside the readable range, then reads them.
+    fn read(p: *const u64, count: usize) -> [u64; 8] {
+        let (lo, hi) = READABLE.with(Cell::get);
+        let a = p as usize;
+        assert!(
+            a >= lo && a + 8 * count <= hi,
+            "read of {count} words at word {} of a {}-word slice",
+            (a.wrapping_sub(lo)) / 8,
+            (hi - lo) / 8
+        );
+        let mut v = [0u64; 8];
+        for (l, slot) in v.iter_mut().enumerate().take(count) {
+            // SAFETY: the assert above: word l < count lies inside the slice being scanned.
+            *slot = unsafe { p.add(l).read() };
+        }
+        v
+    }
+
+    /// The lanes as a plain array, with the semantics of the AVX-512 instructions.
+    struct Emu;
+
+    impl Lanes8 for Emu {
+        type V = [u64; 8];
+        unsafe fn splat(x: u64) -> [u64; 8] {
+            [x; 8]
+        }
+        unsafe fn load(p: *const u64) -> [u64; 8] {
+            read(p, 8)
+        }
+        unsafe fn load_first(p: *const u64, count: usize) -> [u64; 8] {
+            assert!((1..8).contains(&count), "masked load of {count} lanes");
+            read(p, count)
+        }
+        unsafe fn even(a: [u64; 8], b: [u64; 8]) -> [u64; 8] {
+            std::array::from_fn(|l| if l < 4 { a[2 * l] } else { b[2 * l - 8] })
+        }
+        unsafe fn odd(a: [u64; 8], b: [u64; 8]) -> [u64; 8] {
+            std::array::from_fn(|l| if l < 4 { a[2 * l + 1] } else { b[2 * l - 7] })
+        }
+        unsafe fn and(a: [u64; 8], b: [u64; 8]) -> [u64; 8] {
+            std::array::from_fn(|l| a[l] & b[l])
+        }
+        unsafe fn xor_popcnt(a: [u64; 8], b: [u64; 8]) -> [u64; 8] {
+            std::array::from_fn(|l| u64::from((a[l] ^ b[l]).count_ones()))
+        }
+        unsafe fn add(a: [u64; 8], b: [u64; 8]) -> [u64; 8] {
+            std::array::from_fn(|l| a[l].wrapping_add(b[l]))
+        }
+        unsafe fn min(a: [u64; 8], b: [u64; 8]) -> [u64; 8] {
+            std::array::from_fn(|l| a[l].min(b[l]))
+        }
+        unsafe fn lt_mask(a: [u64; 8], b: [u64; 8]) -> u8 {
+            (0..8).fold(0, |m, l| m | (u8::from(a[l] < b[l]) << l))
+        }
+        unsafe fn store(a: [u64; 8]) -> [u64; 8] {
+            a
+        }
+    }
+
+    /// `fused8::<Emu>` on the shape `(words, stride)`, with reads checked against `db`.
+    #[allow(clippy::too_many_arguments)]
+    fn fused8_emulated(
+        qs: &[&[u64]],
+        db: &[u64],
+        stride: usize,
+        words: usize,
+        mask: u64,
+        n: usize,
+        base: usize,
+        limits: &mut [u32],
+        sink: Sink<'_>,
+    ) {
+        let range = db.as_ptr_range();
+        READABLE.with(|r| r.set((range.start as usize, range.end as usize)));
+        // SAFETY: the emulation needs no CPU feature and checks every read; the callers below
+        // pass one limit per query, queries of `words` words and `db` of (n - 1) stride + words.
+        unsafe {
+            match (words, stride) {
+                (1, 1) => fused8::<Emu, 1, 1>(qs, db, mask, n, base, limits, sink),
+                (1, 2) => fused8::<Emu, 1, 2>(qs, db, mask, n, base, limits, sink),
+                (2, 2) => fused8::<Emu, 2, 2>(qs, db, mask, n, base, limits, sink),
+                _ => unreachable!("not a fused shape"),
+            }
+        }
+    }
+
+    /// Per query, the codes `0..n` in ascending order whose distance is below the query's limit at
+    /// their turn, the limit becoming `next(d)` after each hit.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        qs: &[&[u64]],
+        db: &[u64],
+        stride: usize,
+        words: usize,
+        mask: u64,
+        n: usize,
+        limit0: &[u32],
+        next: impl Fn(usize, u32) -> u32,
+    ) -> Vec<Vec<(usize, u32)>> {
+        qs.iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let mut limit = limit0[i];
+                let mut hits = Vec::new();
+                for j in 0..n {
+                    let d = distance(&q[..words], &db[j * stride..j * stride + words], mask);
+                    if d < limit {
+                        hits.push((j, d));
+                        limit = next(i, d);
+                    }
+                }
+                hits
+            })
+            .collect()
+    }
+
+    /// A threshold rule: the limit after a hit, from (query, distance).
+    type Next = Box<dyn Fn(usize, u32) -> u32>;
+
+    /// Random words with a bias, so that distances spread from 0 to the width.
+    fn words_for(rng: &mut SplitMix64, count: usize, near: &[u64]) -> Vec<u64> {
+        (0..count)
+            .map(|w| {
+                let flips = rng.next_u64() & rng.next_u64() & rng.next_u64();
+                match rng.below(4) {
+                    0 => rng.next_u64(),
+                    1 => near[w % near.len()],
+                    _ => near[w % near.len()] ^ flips,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn avx512_fused_logic_on_emulated_lanes() {
+        let mut rng = SplitMix64::new(512);
+        // (words, stride, valid bits of the last word): 64-bit codes and shorter, the 64-bit and
+        // shorter prefixes of 128-bit codes, 128-bit codes and prefixes of 65 to 127 bits.
+        let shapes = [
+            (1, 1, 64),
+            (1, 1, 13),
+            (1, 1, 1),
+            (1, 2, 64),
+            (1, 2, 37),
+            (2, 2, 64),
+            (2, 2, 36),
+            (2, 2, 1),
+        ];
+        for (words, stride, last_bits) in shapes {
+            let mask = if last_bits == 64 {
+                u64::MAX
+            } else {
+                (1u64 << last_bits) - 1
+            };
+            let width = 64 * (words as u32 - 1) + last_bits as u32;
+            let centre = [rng.next_u64(), rng.next_u64()];
+            // Every length 0 ..= 2 blocks + 9 codes: full blocks, leftover full groups and every
+            // partial group; the slice ends at the last code's last word (with words < stride
+            // the unused word of the last code is absent).
+            for n in 0..=(2 * 8 * FUSED8_U + 9) {
+                let db_full = words_for(&mut rng, n * stride, &centre);
+                let db = &db_full[..if n == 0 { 0 } else { (n - 1) * stride + words }];
+                for nq in [1, 5, 33, 67] {
+                    let q_words: Vec<Vec<u64>> = (0..nq)
+                        .map(|_| words_for(&mut rng, words, &centre))
+                        .collect();
+                    let qs: Vec<&[u64]> = q_words.iter().map(Vec::as_slice).collect();
+                    let rules: [(&str, Next, Vec<u32>); 6] = [
+                        ("all", Box::new(move |_, _| width + 1), vec![width + 1; nq]),
+                        ("u32::MAX", Box::new(|_, _| u32::MAX), vec![u32::MAX; nq]),
+                        ("half", Box::new(move |_, _| width / 2), vec![width / 2; nq]),
+                        ("none", Box::new(|_, _| 0), vec![0; nq]),
+                        ("shrink", Box::new(|_, d| d), vec![width / 2 + 3; nq]),
+                        (
+                            // A different limit per query, then ties allowed (d + 1).
+                            "per-query",
+                            Box::new(|_, d| d + 1),
+                            (0..nq as u32).map(|i| i % (width + 2)).collect(),
+                        ),
+                    ];
+                    for (name, next, limit0) in &rules {
+                        let want = reference(&qs, db, stride, words, mask, n, limit0, next);
+                        for base in [0, 1000] {
+                            let mut got = vec![Vec::new(); nq];
+                            let mut limits = limit0.clone();
+                            fused8_emulated(
+                                &qs,
+                                db,
+                                stride,
+                                words,
+                                mask,
+                                n,
+                                base,
+                                &mut limits,
+                                &mut |i, j, d| {
+                                    got[i].push((j - base, d));
+                                    next(i, d)
+                                },
+                            );
+                            assert_eq!(
+                                got, want,
+                                "words {words}, stride {stride}, mask {mask:x}, n {n}, {nq} \
+                                 queries, rule {name}, base {base}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every lane operation of `L` on `a`, `b`: their results, then `lt_mask(a, b)`.
+    ///
+    /// # Safety
+    /// The CPU has `L`'s features.
+    #[inline(always)]
+    unsafe fn lane_ops<L: Lanes8>(a: &[u64; 8], b: &[u64; 8], count: usize) -> ([[u64; 8]; 8], u8) {
+        // SAFETY: the caller checked the CPU features; `a` has eight readable words and
+        // `count <= 7` of them are read by the masked load.
+        unsafe {
+            let (va, vb) = (L::load(a.as_ptr()), L::load(b.as_ptr()));
+            let ops = [
+                L::store(L::splat(a[3])),
+                L::store(L::load_first(a.as_ptr(), count)),
+                L::store(L::even(va, vb)),
+                L::store(L::odd(va, vb)),
+                L::store(L::and(va, vb)),
+                L::store(L::xor_popcnt(va, vb)),
+                L::store(L::add(va, vb)),
+                L::store(L::min(va, vb)),
+            ];
+            (ops, L::lt_mask(va, vb))
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    unsafe fn lane_ops_avx512(a: &[u64; 8], b: &[u64; 8], count: usize) -> ([[u64; 8]; 8], u8) {
+        // SAFETY: this function's features are those of `x86::Avx512`, checked by the caller.
+        unsafe { lane_ops::<x86::Avx512>(a, b, count) }
+    }
+
+    #[test]
+    fn avx512_lane_ops_equal_emulation() {
+        if !Isa::Avx512Vpopcntdq.is_available() {
+            // Straight to stderr, so that libtest's capture does not hide the notice.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipping avx512_lane_ops_equal_emulation: no AVX-512F + VPOPCNTDQ on this CPU"
+            );
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut rng = SplitMix64::new(8);
+            for t in 0..10_000 {
+                let a: [u64; 8] = std::array::from_fn(|_| rng.next_u64() >> rng.below(64));
+                let b: [u64; 8] = std::array::from_fn(|l| match (t + l) % 4 {
+                    0 => a[l],
+                    1 => rng.next_u64() >> rng.below(64),
+                    2 => a[l] ^ (1 << rng.below(64)),
+                    _ => u64::MAX - rng.below(3),
+                });
+                let count = 1 + t % 7;
+                // The emulation's loads are checked against one readable range: a then b.
+                let ab: [u64; 16] = std::array::from_fn(|l| if l < 8 { a[l] } else { b[l - 8] });
+                let (a, b): (&[u64; 8], &[u64; 8]) = (
+                    ab[..8].try_into().expect("eight words"),
+                    ab[8..].try_into().expect("eight words"),
+                );
+                let range = ab.as_ptr_range();
+                READABLE.with(|r| r.set((range.start as usize, range.end as usize)));
+                // SAFETY: the emulation needs no CPU feature.
+                let want = unsafe { lane_ops::<Emu>(a, b, count) };
+                // SAFETY: AVX-512F + VPOPCNTDQ were checked above.
+                let got = unsafe { lane_ops_avx512(a, b, count) };
+                assert_eq!(got, want, "a {a:x?}, b {b:x?}, count {count}");
+            }
         }
     }
 }

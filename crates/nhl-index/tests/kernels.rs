@@ -38,7 +38,7 @@ fn every_isa_equals_portable_for_every_width() {
     eprintln!("testing paths: {available:?}");
     for isa in Isa::ALL {
         if !available.contains(&isa) {
-            eprintln!("skipping {isa}: not available on this CPU");
+            skip_notice("every_isa_equals_portable_for_every_width", isa);
         }
     }
     for bits in 1..=1024 {
@@ -206,6 +206,205 @@ fn every_isa_filters_exactly_like_the_reference() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// Prints a skip notice straight to stderr (libtest's capture would hide `eprintln!`).
+fn skip_notice(what: &str, isa: Isa) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipping {what} for {isa}: not available on this CPU"
+    );
+}
+
+/// The threshold rules of the exhaustive filter tests: the first limit of each query, and the
+/// limit after each hit, as a function of (query, distance) and of state kept per query.
+#[derive(Clone, Copy, Debug)]
+enum Rule {
+    /// A fixed limit for every query and every code.
+    Fixed(u32),
+    /// Starts at `start` and becomes each hit's distance (k = 1 with strict improvement).
+    Shrink(u32),
+    /// A different first limit per query (`query % (width + 2)`), then each hit's distance + 1.
+    PerQueryTies,
+    /// The k-th best distance so far, as the kNN scan keeps it (no limit until k hits).
+    TopK(usize),
+}
+
+/// Runs `rule` for one scan: the first limits, and the `next` function with its own state.
+struct RuleState {
+    rule: Rule,
+    width: u32,
+    heaps: Vec<std::collections::BinaryHeap<u32>>,
+}
+
+impl RuleState {
+    fn new(rule: Rule, width: u32, nq: usize) -> (RuleState, Vec<u32>) {
+        let first = (0..nq as u32)
+            .map(|i| match rule {
+                Rule::Fixed(l) | Rule::Shrink(l) => l,
+                Rule::PerQueryTies => i % (width + 2),
+                Rule::TopK(_) => width + 1,
+            })
+            .collect();
+        let heaps = vec![std::collections::BinaryHeap::new(); nq];
+        (RuleState { rule, width, heaps }, first)
+    }
+
+    fn next(&mut self, i: usize, d: u32) -> u32 {
+        match self.rule {
+            Rule::Fixed(l) => l,
+            Rule::Shrink(_) => d,
+            Rule::PerQueryTies => d + 1,
+            Rule::TopK(k) => {
+                let heap = &mut self.heaps[i];
+                heap.push(d);
+                if heap.len() > k {
+                    heap.pop();
+                }
+                match heap.peek() {
+                    Some(&top) if heap.len() == k => top,
+                    _ => self.width + 1,
+                }
+            }
+        }
+    }
+}
+
+/// `Kernel::filter` of `isa` against the code-by-code reference, for every scan length
+/// `0..=73` (two 32-code blocks of the fused AVX-512 scan and every tail, from an even and an
+/// odd start), query counts that are and are not multiples of the 32-query chunk, and every
+/// threshold rule, on the shapes the fused scans take (64-bit codes and their prefixes, 128-bit
+/// codes and their prefixes of 65..128 and 1..64 bits) and on two they leave to the per-query
+/// scan.
+fn filter_exhaustive(isa: Isa) {
+    let kernel = Kernel::new(isa).expect("only available paths are tested");
+    for (full, bits) in [
+        (64, 64),
+        (64, 13),
+        (64, 1),
+        (128, 128),
+        (128, 100),
+        (128, 65),
+        (128, 64),
+        (128, 37),
+        (128, 1),
+        (256, 64),
+        (192, 192),
+    ] {
+        let db = random_codes(3 + 73, full, 31 + bits as u64).unwrap();
+        let queries = random_codes(70, full, 71 + bits as u64).unwrap();
+        // Half the queries are copies of database codes with a few bits flipped, so that short
+        // distances, ties and hits in every lane occur.
+        let mut q_words: Vec<Vec<u64>> = (0..queries.len())
+            .map(|i| queries.view().code(i).unwrap().to_vec())
+            .collect();
+        let mut rng = SplitMix64::new(bits as u64);
+        for (i, q) in q_words.iter_mut().enumerate().filter(|(i, _)| i % 2 == 0) {
+            let src = db.view().code(i % db.len()).unwrap();
+            for (w, word) in q.iter_mut().enumerate() {
+                *word = src[w] ^ (rng.next_u64() & rng.next_u64() & rng.next_u64());
+            }
+        }
+        let flat: Vec<u64> = q_words.concat();
+        let queries = Codes::from_words(q_words.len(), full, flat).unwrap();
+        let qv = queries.prefix(bits).unwrap();
+        let dv = db.prefix(bits).unwrap();
+        let width = bits as u32;
+        let rules = [
+            Rule::Fixed(width + 1),
+            Rule::Fixed(u32::MAX),
+            Rule::Fixed(width / 2),
+            Rule::Fixed(0),
+            Rule::Shrink(width / 2 + 3),
+            Rule::PerQueryTies,
+            Rule::TopK(5),
+        ];
+        for nq in [1, 31, 33, 70] {
+            let qs: Vec<&[u64]> = (0..nq).map(|i| qv.code(i).unwrap()).collect();
+            for rule in rules {
+                for start in [0, 3] {
+                    for len in 0..=73 {
+                        let (mut state, limit0) = RuleState::new(rule, width, nq);
+                        let mut want = vec![Vec::new(); nq];
+                        for (i, q) in qs.iter().enumerate() {
+                            let mut limit = limit0[i];
+                            for j in start..start + len {
+                                let d = distance(q, dv.code(j).unwrap(), dv.last_word_mask());
+                                if d < limit {
+                                    want[i].push((j, d));
+                                    limit = state.next(i, d);
+                                }
+                            }
+                        }
+                        let (mut state, mut limits) = RuleState::new(rule, width, nq);
+                        let mut got = vec![Vec::new(); nq];
+                        kernel.filter(&qs, &dv, start, len, &mut limits, &mut |i, j, d| {
+                            got[i].push((j, d));
+                            state.next(i, d)
+                        });
+                        assert_eq!(
+                            got, want,
+                            "{isa}, {bits} of {full} bits, {nq} queries, {rule:?}, codes \
+                             {start}..+{len}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn avx512_fused_filter_every_shape_tail_and_rule() {
+    let isa = Isa::Avx512Vpopcntdq;
+    if !isa.is_available() {
+        skip_notice("avx512_fused_filter_every_shape_tail_and_rule", isa);
+        return;
+    }
+    filter_exhaustive(isa);
+}
+
+#[test]
+fn every_isa_filter_every_shape_tail_and_rule() {
+    for isa in Isa::ALL {
+        if isa.is_available() {
+            filter_exhaustive(isa);
+        } else {
+            skip_notice("every_isa_filter_every_shape_tail_and_rule", isa);
+        }
+    }
+}
+
+/// Exact kNN through the AVX-512 kernel (its fused scan for 64- and 128-bit codes and their
+/// prefixes) equals the portable kernel's, ids and distances, with ties and several segments.
+#[test]
+fn avx512_knn_equals_portable() {
+    use nhl_index::search::knn_with;
+    let isa = Isa::Avx512Vpopcntdq;
+    if !isa.is_available() {
+        skip_notice("avx512_knn_equals_portable", isa);
+        return;
+    }
+    let portable = Kernel::new(Isa::Portable).unwrap();
+    let fast = Kernel::new(isa).unwrap();
+    for (full, bits) in [
+        (64, 64),
+        (64, 20),
+        (128, 128),
+        (128, 64),
+        (128, 90),
+        (128, 8),
+    ] {
+        let db = random_codes(40_000 + 13, full, 3 + bits as u64).unwrap();
+        let q = random_codes(37, full, 4 + bits as u64).unwrap();
+        let (qv, dv) = (q.prefix(bits).unwrap(), db.prefix(bits).unwrap());
+        for k in [1, 10, 100] {
+            let want = knn_with(portable, qv, dv, k).unwrap();
+            let got = knn_with(fast, qv, dv, k).unwrap();
+            assert_eq!(got, want, "{bits} of {full} bits, k {k}");
         }
     }
 }
