@@ -671,6 +671,51 @@ fn gpu_repeated_steps_create_no_new_buffers() -> Result<()> {
     Ok(())
 }
 
+/// `prefix_pair_dots` keeps its block widths on the device: repeating it with the same lengths
+/// (as every training step does) writes nothing, so it submits nothing and waits for nothing,
+/// and the cached widths stay correct for a second set of lengths.
+#[test]
+fn gpu_pair_dots_reuse_their_widths_without_a_submit() -> Result<()> {
+    let Some(b) = gpu::test_backend() else {
+        return Ok(());
+    };
+    let r = Ref::new();
+    for bits in [&[2usize, 3, 4][..], &[1, 8]] {
+        let shape = Shape::new(6, bits.iter().sum());
+        let dv = data(40, shape, -1.0, 1.0);
+        let fv = data(41, shape, -1.0, 1.0);
+        let (d, f) = (up(&b, &dv, shape)?, up(&b, &fv, shape)?);
+        let want = ref_down(&r.prefix_pair_dots(
+            &reference(&dv, shape)?,
+            &reference(&fv, shape)?,
+            bits,
+        )?)?;
+        let mut outs = vec![b.prefix_pair_dots(&d, &f, bits)?];
+        let (submits, waits) = (b.submits(), b.host_waits());
+        for _ in 0..3 {
+            // A recorded op before each call: an upload would have to submit it first.
+            let _ = b.unary(Unary::Scale(2.0), &d)?;
+            outs.push(b.prefix_pair_dots(&d, &f, bits)?);
+        }
+        ensure!(
+            b.submits() == submits && b.host_waits() == waits,
+            "bits {bits:?}: repeated pair dots submitted {} times and waited {} times",
+            b.submits() - submits,
+            b.host_waits() - waits
+        );
+        for out in &outs {
+            assert_close(
+                &format!("bits {bits:?}"),
+                &down(&b, out)?,
+                &want,
+                1e-5,
+                1e-4,
+            );
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn gpu_reports_its_adapter() {
     let Some(b) = gpu::test_backend() else { return };

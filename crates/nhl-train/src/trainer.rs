@@ -24,6 +24,28 @@ const ENCODE_CHUNK: usize = 2048;
 /// Stream separation for the shuffling generator, so that it never replays the init draws.
 const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4521;
 
+/// Steps whose objectives stay on the device before one download reads them all (outside the
+/// adaptive modes): bounds how far the host runs ahead and how stale the progress report is.
+const LOSS_CHUNK: usize = 16;
+
+/// What a step returns as its loss `sum_k J_k`.
+enum StepLoss<B: Backend> {
+    /// Already on the host.
+    Host(f64),
+    /// The `1 x K` objectives, still on the device.
+    Device(B::Buf),
+}
+
+/// `sum_k J_k` of each of the first `steps` steps from their objectives, `k` per step, summed
+/// in `f64` in length order (as a per-step read-back sums them).
+fn step_sums<T: Real>(values: &[T], k: usize, steps: usize) -> Vec<f64> {
+    values
+        .chunks_exact(k)
+        .take(steps)
+        .map(|js| js.iter().map(|v| v.to_f64()).sum())
+        .collect()
+}
+
 /// Codes of one length for the query and database sets.
 #[derive(Clone, Debug)]
 pub struct LengthCodes {
@@ -87,7 +109,8 @@ impl TrainOutcome {
     }
 }
 
-/// Where training is, reported after every batch.
+/// Where training is, reported for every batch: at once in the adaptive modes, else when the
+/// batch's loss is read back with those of up to 15 later ones (once per 16 steps).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
     /// Index of the model being trained (`single` trains one per length).
@@ -347,6 +370,11 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
     }
 
     /// One pass over the shuffled training set; returns (seconds, mean batch loss).
+    ///
+    /// Outside the adaptive modes a step reads nothing back: its objectives are copied into a
+    /// device buffer of [`LOSS_CHUNK`] slots, downloaded once per chunk and summed on the host
+    /// exactly as a per-step read-back would (so `loss_per_epoch` does not depend on the chunk).
+    /// `report` and the divergence check then run for each batch of the chunk in order.
     fn epoch(
         &mut self,
         epoch: usize,
@@ -355,26 +383,57 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
         let mut order: Vec<u32> = (0..self.n_train as u32).collect();
         self.shuffle.shuffle(&mut order);
         let batches = order.len().div_ceil(self.config.batch_size);
+        let k = self.bits.len();
         let start = Instant::now();
         let mut total = 0.0;
-        for (batch, indices) in order.chunks(self.config.batch_size).enumerate() {
-            let loss = self.step(indices)?;
-            if !loss.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch,
-                    batch,
-                    value: loss,
-                });
+        let mut done = 0;
+        let mut record = |losses: &[f64]| -> Result<(), TrainError> {
+            for &loss in losses {
+                if !loss.is_finite() {
+                    return Err(TrainError::Diverged {
+                        epoch,
+                        batch: done,
+                        value: loss,
+                    });
+                }
+                total += loss;
+                done += 1;
+                report(done, batches, total / done as f64);
             }
-            total += loss;
-            report(batch + 1, batches, total / (batch + 1) as f64);
+            Ok(())
+        };
+        // (device slots of the pending steps' objectives, how many are filled)
+        let mut pending: Option<(B::Buf, usize)> = None;
+        for indices in order.chunks(self.config.batch_size) {
+            match self.step(indices)? {
+                StepLoss::Host(loss) => record(&[loss])?,
+                StepLoss::Device(objectives) => {
+                    let be = self.backend;
+                    let (slots, used) = match &mut pending {
+                        Some(p) => p,
+                        None => pending.insert((be.zeros(Shape::new(1, k * LOSS_CHUNK))?, 0)),
+                    };
+                    // Adding to zero copies the values exactly.
+                    be.add_prefix_scaled(slots, *used * k, &objectives, 1.0)?;
+                    *used += 1;
+                    if *used == LOSS_CHUNK {
+                        let (slots, used) = pending.take().unwrap_or_else(|| unreachable!());
+                        record(&step_sums(&be.download(&slots)?, k, used))?;
+                    }
+                }
+            }
+        }
+        if let Some((slots, used)) = pending.take() {
+            record(&step_sums(&self.backend.download(&slots)?, k, used))?;
         }
         self.backend.sync()?;
         Ok((start.elapsed().as_secs_f64(), total / batches as f64))
     }
 
-    /// One optimiser step on the batch `indices`; returns `sum_k J_k`.
-    fn step(&mut self, indices: &[u32]) -> Result<f64, TrainError> {
+    /// One optimiser step on the batch `indices`; returns `sum_k J_k`, on the host in the
+    /// adaptive modes (which read the gradient products back anyway) and else as the `1 x K`
+    /// objectives on the device.
+    fn step(&mut self, indices: &[u32]) -> Result<StepLoss<B>, TrainError> {
         let be = self.backend;
         let n = indices.len();
         let idx = be.upload_idx(indices)?;
@@ -409,9 +468,10 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             ObjectivePath::Fused,
         )?;
 
-        // One read-back per step: the objectives, then (adaptive modes) the gradient products.
+        // Adaptive modes: one read-back per step, the objectives with the gradient products
+        // that the weights need. Otherwise nothing is read back here.
         let k = d.len();
-        let (objective_sum, weights) = if self.config.mode.adaptive() {
+        let (loss, weights) = if self.config.mode.adaptive() {
             let gram = be.gram(fwd.features.value())?;
             let products = GradientProducts::packed(be, &gram, &d)?;
             let mut both = be.zeros(Shape::new(1, k + k * (k + 1) / 2))?;
@@ -420,12 +480,11 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             let values: Vec<f64> = be.download(&both)?.iter().map(|v| v.to_f64()).collect();
             let products = GradientProducts::from_values(k, &values[k..]);
             (
-                values[..k].iter().sum::<f64>(),
+                StepLoss::Host(values[..k].iter().sum::<f64>()),
                 dominance_weights(&products, self.config.beta as f64),
             )
         } else {
-            let values = be.download(&objectives)?;
-            (values.iter().map(|v| v.to_f64()).sum(), vec![1.0; k])
+            (StepLoss::Device(objectives), vec![1.0; k])
         };
 
         // Phase 2: seed the shared output with sum_k w_k pad(D_k), one backward pass.
@@ -442,7 +501,7 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             }
         }
         self.adam.step(be, &mut self.model.params)?;
-        Ok(objective_sum)
+        Ok(loss)
     }
 
     /// Codes of every length for the query and database sets (bit = output > 0).

@@ -171,3 +171,44 @@ fn cpu_and_gpu_give_the_same_loss_curve() {
         );
     }
 }
+
+/// Outside the adaptive modes a training step reads nothing back: the objectives stay on the
+/// device and are downloaded once per 16 steps, so the host waits far less often than it steps;
+/// the adaptive modes still read the gradient products back once per step.
+#[test]
+fn gpu_non_adaptive_steps_do_not_wait_for_the_device() {
+    let Some(gpu) = nhl_kernels::gpu::test_backend() else {
+        return;
+    };
+    let split = small_split();
+    // 160 items in batches of 8: 20 steps per epoch, 40 in all.
+    let steps = 40usize;
+    let mut waits = Vec::new();
+    for mode in [Mode::Nested, Mode::Distill, Mode::Full] {
+        let config = TrainConfig {
+            batch_size: 8,
+            ..small_config(Method::Csq, mode)
+        };
+        let before = gpu.host_waits();
+        let mut reports = 0;
+        let out = train(&gpu, &split, &config, &mut |p| {
+            assert_eq!(
+                p.batch,
+                reports % 20 + 1,
+                "{mode:?}: every batch is reported"
+            );
+            assert!(p.running_loss.is_finite());
+            reports += 1;
+        })
+        .expect("training runs");
+        assert_eq!(reports, steps, "{mode:?}");
+        assert!(out.loss_per_epoch.iter().all(|l| l.is_finite()));
+        waits.push((mode, (gpu.host_waits() - before) as usize));
+    }
+    // Per epoch: two loss downloads (16 + 4 steps) and a sync; then encoding and export.
+    for &(mode, w) in &waits[..2] {
+        assert!(w < steps / 2, "{mode:?}: {w} host waits for {steps} steps");
+    }
+    let (mode, w) = waits[2];
+    assert!(w >= steps, "{mode:?}: {w} host waits for {steps} steps");
+}

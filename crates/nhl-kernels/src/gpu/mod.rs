@@ -26,6 +26,8 @@ mod context;
 mod ops;
 mod pool;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 pub use context::{AdapterPolicy, AdapterReport, GpuContext};
@@ -58,6 +60,12 @@ struct Inner {
     /// The parameter ring: `MAX_DISPATCHES` slots of `stride` bytes.
     params: wgpu::Buffer,
     stride: u64,
+    /// Queue submissions of recorded commands ([`GpuBackend::submits`]).
+    submits: AtomicU64,
+    /// Host waits for the device: downloads and syncs ([`GpuBackend::host_waits`]).
+    waits: AtomicU64,
+    /// Constant index vectors built once and kept (the block widths of `prefix_pair_dots`).
+    constants: Mutex<HashMap<Vec<u32>, GpuIdx>>,
 }
 
 /// [`crate::Backend`] on a wgpu device, in `f32`. Cloning is cheap and shares the pool and
@@ -133,6 +141,9 @@ impl GpuBackend {
                 batch: Mutex::default(),
                 params,
                 stride,
+                submits: AtomicU64::new(0),
+                waits: AtomicU64::new(0),
+                constants: Mutex::default(),
             }),
         })
     }
@@ -152,6 +163,29 @@ impl GpuBackend {
     /// it unchanged after its first run.
     pub fn buffers_created(&self) -> u64 {
         self.inner.pool.created()
+    }
+
+    /// How many times this backend has submitted recorded commands to the queue. Ops only
+    /// record; a submission happens at a download, a sync, a host write after recorded work, or
+    /// when the parameter ring is full.
+    pub fn submits(&self) -> u64 {
+        self.inner.submits.load(Ordering::Relaxed)
+    }
+
+    /// How many times the host has waited for the device (each download and each sync).
+    pub fn host_waits(&self) -> u64 {
+        self.inner.waits.load(Ordering::Relaxed)
+    }
+
+    /// The index vector of the constant `words`, uploaded on first use and kept for the life
+    /// of the backend, so that repeating an op with the same constants writes nothing.
+    fn constant_idx(&self, words: &[u32]) -> Result<GpuIdx, KernelError> {
+        if let Some(idx) = lock(&self.inner.constants).get(words) {
+            return Ok(idx.clone());
+        }
+        let idx = crate::Backend::upload_idx(self, words)?;
+        lock(&self.inner.constants).insert(words.to_vec(), idx.clone());
+        Ok(idx)
     }
 
     /// A pooled storage buffer for `shape` (its contents are whatever the last user left).
@@ -287,12 +321,14 @@ impl GpuBackend {
             }
             ctx.queue.submit([encoder.finish()]);
         });
+        self.inner.submits.fetch_add(1, Ordering::Relaxed);
         batch.params.clear();
         batch.dispatches = 0;
         result
     }
 
     fn wait(&self, op: &'static str) -> Result<(), KernelError> {
+        self.inner.waits.fetch_add(1, Ordering::Relaxed);
         let ctx = &self.inner.ctx;
         ctx.device
             .poll(wgpu::PollType::wait_indefinitely())

@@ -618,9 +618,10 @@ impl Backend for GpuBackend {
         let k = bits.len();
         let pairs = k * (k + 1) / 2;
         let out = self.alloc(OP, Shape::new(1, pairs))?;
-        // The block widths travel in an index vector (its first k words).
+        // The block widths travel in an index vector (its first k words), uploaded once per
+        // set of lengths: a training loop calls this every step with the same widths.
         let widths: Vec<u32> = bits.iter().map(|&b| u(b)).collect();
-        let widths = self.upload_idx(&widths)?;
+        let widths = self.constant_idx(&widths)?;
         let p = params(&[u(d.shape.rows), u(d.shape.cols), u(k)]);
         self.dispatch_rows(
             &PAIR_DOTS,
