@@ -17,6 +17,8 @@ use nhl_index::{Codes, Isa, Kernel};
 use rayon::prelude::*;
 use serde_json::json;
 
+use crate::search::process_cpu_ns;
+
 /// Search benchmark sizes and settings.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -83,18 +85,6 @@ fn isas(spec: &str) -> anyhow::Result<Vec<Isa>> {
             })
             .collect(),
     }
-}
-
-/// CPU time of every thread of this process so far, in nanoseconds (Linux `schedstat`; `None`
-/// elsewhere). On a shared machine wall-clock time includes the time other processes held the
-/// cores, CPU time does not, so both are reported.
-fn process_cpu_ns() -> Option<u64> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(total)
 }
 
 /// Fastest of `repeat` runs of `f`: (wall seconds, CPU seconds of that run if known, output).

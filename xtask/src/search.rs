@@ -100,7 +100,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
 
 /// CPU time of every thread of this process so far, in nanoseconds (Linux `schedstat`; `None`
 /// elsewhere): on a shared machine the search's wall time includes other processes' turns.
-fn process_cpu_ns() -> Option<u64> {
+pub(crate) fn process_cpu_ns() -> Option<u64> {
     let mut total = 0u64;
     for task in std::fs::read_dir("/proc/self/task").ok()? {
         let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;

@@ -158,15 +158,22 @@ fn range_equals_brute_force_on_every_isa() {
     }
 }
 
+/// Substring counts to try for `bits`-bit codes: the automatic choice, few long substrings and,
+/// where the code is long enough, many short ones.
+fn substring_counts(bits: usize) -> Vec<Option<usize>> {
+    let mut ms = vec![None, Some(bits.div_ceil(24).max(1))];
+    if bits >= 4 {
+        ms.push(Some(bits.div_ceil(8)));
+    }
+    ms
+}
+
 #[test]
 fn multi_index_hashing_returns_exactly_the_brute_force_neighbours() {
     for (name, q, db) in cases() {
         let brute = brute_rankings(q.view(), db.view());
         let bits = db.bits();
-        let mut ms = vec![None, Some(bits.div_ceil(24).max(1))];
-        if bits >= 4 {
-            ms.push(Some(bits.div_ceil(8)));
-        }
+        let ms = substring_counts(bits);
         for m in ms {
             let index = MultiIndex::new(db.view(), m).unwrap();
             for k in [1, 10, 100, db.len()] {
@@ -202,10 +209,7 @@ fn multi_index_range_equals_brute_force_by_probing_and_by_scanning() {
     for (name, q, db) in cases() {
         let brute = brute_rankings(q.view(), db.view());
         let bits = db.bits();
-        let mut ms = vec![None, Some(bits.div_ceil(24).max(1))];
-        if bits >= 4 {
-            ms.push(Some(bits.div_ceil(8)));
-        }
+        let ms = substring_counts(bits);
         let b = bits as u32;
         for m in ms {
             let index = MultiIndex::new(db.view(), m).unwrap();
