@@ -32,6 +32,12 @@ pub trait Real:
     fn ln_1p(self) -> Self;
     /// Hyperbolic tangent.
     fn tanh(self) -> Self;
+    /// Hyperbolic tangent for loops the compiler should vectorise: `f32` uses the branch-free
+    /// [`crate::cpu::lanes::tanh`] (within 2 ulp), `f64` the exact library function, so the `f64`
+    /// reference of every op that uses it stays exact.
+    fn tanh_lanes(self) -> Self;
+    /// Natural logarithm for vectorised loops, as [`Real::tanh_lanes`] is for `tanh`.
+    fn ln_lanes(self) -> Self;
     /// Square root.
     fn sqrt(self) -> Self;
     /// Absolute value.
@@ -71,8 +77,9 @@ pub trait Real:
 }
 
 macro_rules! impl_real {
-    ($t:ty, $gemm:path) => {
+    ($t:ty, $gemm:path, $tanh_lanes:path, $ln_lanes:path) => {
         impl Real for $t {
+            #[inline(always)]
             fn from_f64(x: f64) -> Self {
                 x as $t
             }
@@ -91,15 +98,27 @@ macro_rules! impl_real {
             fn tanh(self) -> Self {
                 <$t>::tanh(self)
             }
+            #[inline(always)]
+            fn tanh_lanes(self) -> Self {
+                $tanh_lanes(self)
+            }
+            #[inline(always)]
+            fn ln_lanes(self) -> Self {
+                $ln_lanes(self)
+            }
+            #[inline(always)]
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
             }
+            #[inline(always)]
             fn abs(self) -> Self {
                 <$t>::abs(self)
             }
+            #[inline(always)]
             fn max(self, other: Self) -> Self {
                 <$t>::max(self, other)
             }
+            #[inline(always)]
             fn min(self, other: Self) -> Self {
                 <$t>::min(self, other)
             }
@@ -124,5 +143,10 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, matrixmultiply::sgemm);
-impl_real!(f64, matrixmultiply::dgemm);
+impl_real!(
+    f32,
+    matrixmultiply::sgemm,
+    crate::cpu::lanes::tanh,
+    crate::cpu::lanes::ln
+);
+impl_real!(f64, matrixmultiply::dgemm, f64::tanh, f64::ln);

@@ -338,6 +338,67 @@ fn matmul_is_bit_identical_across_thread_counts() {
     assert_eq!(run(1), run(3));
 }
 
+/// The parallel tiles of `C` (square ones, or a single square cut in two) give the numbers of
+/// one gemm call over the whole product, bit for bit.
+#[test]
+fn matmul_tiles_equal_one_whole_product() {
+    let b = CpuBackend::<f32>::new();
+    // (m, k, n): the hash layer's forward (one square, cut in two), odd sizes, many squares.
+    for (i, &(m, k, n)) in [
+        (64, 1024, 128),
+        (200, 300, 37),
+        (37, 300, 200),
+        (300, 70, 513),
+        (5, 3, 7),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let a: Vec<f32> = random_vec(30 + i as u64, m * k, -1.0, 1.0)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let w: Vec<f32> = random_vec(40 + i as u64, k * n, -1.0, 1.0)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let mut whole = vec![0.0f32; m * n];
+        // SAFETY: row-major m x k, k x n and m x n buffers of exactly these sizes.
+        unsafe {
+            <f32 as nhl_kernels::Real>::gemm(
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                k as isize,
+                1,
+                w.as_ptr(),
+                n as isize,
+                1,
+                whole.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        };
+        let got = b
+            .matmul(
+                &b.upload(&a, Shape::new(m, k)).unwrap(),
+                false,
+                &b.upload(&w, Shape::new(k, n)).unwrap(),
+                false,
+                None,
+            )
+            .unwrap();
+        let got = b.download(&got).unwrap();
+        assert!(
+            got.iter()
+                .zip(&whole)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{m} x {k} x {n}"
+        );
+    }
+}
+
 #[test]
 fn shape_errors_are_typed_not_panics() {
     let b = B::new();
@@ -514,19 +575,32 @@ fn sp_distill_value_and_student_gradient() {
 #[test]
 fn fused_bce_equals_the_elementwise_rules() {
     use nhl_kernels::cpu::scalar;
-    let ps = [0.0f32, 1e-30, 0.2, 0.5, 0.999_999, 1.0];
-    let ts = [0.0f32, 1.0, 0.3];
+    let ps = [0.0, 1e-30, 0.2, 0.5, 0.999_999, 1.0];
+    let ts = [0.0, 1.0, 0.3];
     for &p in &ps {
         for &t in &ts {
+            // f64: the same numbers (a zero may differ in sign only).
             let (value, grad) = scalar::bce_and_grad(p, t);
             let want = (
                 scalar::binary(Binary::Bce, p, t),
                 scalar::binary_grad(Binary::Bce, p, t).0,
             );
-            // Equal as numbers: a zero may differ in sign only.
             assert!(
                 value == want.0 && grad == want.1,
                 "p {p} t {t}: {:?} vs {want:?}",
+                (value, grad)
+            );
+            // f32: the vectorisable logs agree with the library's to a few ulp.
+            let (p32, t32) = (p as f32, t as f32);
+            let (value, grad) = scalar::bce_and_grad(p32, t32);
+            let want = (
+                scalar::binary(Binary::Bce, p32, t32),
+                scalar::binary_grad(Binary::Bce, p32, t32).0,
+            );
+            let close = |a: f32, b: f32| a == b || (a - b).abs() <= 4.0 * f32::EPSILON * b.abs();
+            assert!(
+                close(value, want.0) && close(grad, want.1),
+                "f32 p {p} t {t}: {:?} vs {want:?}",
                 (value, grad)
             );
         }

@@ -5,6 +5,9 @@
 //! Results do not depend on the number of threads: work is split into fixed-size chunks and every
 //! element is computed in the same order whatever the pool size, so a seeded run is bit-identical.
 
+mod adam;
+mod csq_row;
+pub mod lanes;
 pub mod scalar;
 
 use std::marker::PhantomData;
@@ -20,9 +23,24 @@ use crate::real::Real;
 
 /// Below this many elements (or multiply-adds) an op runs on one thread: rayon's fork costs more.
 const PAR_MIN: usize = 1 << 15;
-/// Side of the square tiles of `C` that parallel matmul tasks compute; fixed so that results
-/// never depend on the thread count.
+/// Side of the square tiles of `C` that parallel matmul tasks compute.
 const MATMUL_TILE: usize = 256;
+
+/// The tile shape of `C` for an `m x k` by `k x n` product: [`MATMUL_TILE`] squares, except that a
+/// product large enough to run in parallel but inside one square is cut in two along its longer
+/// side (such as the hash layer's `64 x 1024 x 128` forward product), so that two threads share
+/// it. The shape depends on the sizes alone, and no tiling changes a result: each element of `C`
+/// is one gemm call's dot product over the full `k`, accumulated in the same order.
+fn matmul_tiles(m: usize, k: usize, n: usize) -> (usize, usize) {
+    let single = m <= MATMUL_TILE && n <= MATMUL_TILE;
+    if !single || m * n * k < PAR_MIN * 8 {
+        (MATMUL_TILE, MATMUL_TILE)
+    } else if m >= n {
+        (m.div_ceil(2), MATMUL_TILE)
+    } else {
+        (MATMUL_TILE, n.div_ceil(2))
+    }
+}
 
 /// Evaluates `$body` with `$o` bound to `$op` rebuilt in each `match` arm, so that its variant
 /// is a compile-time constant there: the per-element `match` of [`scalar`] then folds away and
@@ -321,15 +339,16 @@ impl<T: Real> Backend for CpuBackend<T> {
             // Tiles of C: each element is computed by exactly one gemm call over the full k, so
             // the result does not depend on how tiles are spread over threads. Column tiles keep
             // small-batch products parallel without packing all of op(B) once per row chunk.
-            let tiles: Vec<(usize, usize)> = (0..m.div_ceil(MATMUL_TILE))
+            let (tile_rows, tile_cols) = matmul_tiles(m, k, n);
+            let tiles: Vec<(usize, usize)> = (0..m.div_ceil(tile_rows))
                 .flat_map(|i| {
-                    (0..n.div_ceil(MATMUL_TILE)).map(move |j| (i * MATMUL_TILE, j * MATMUL_TILE))
+                    (0..n.div_ceil(tile_cols)).map(move |j| (i * tile_rows, j * tile_cols))
                 })
                 .collect();
             let c = SharedOut(out.spare_capacity_mut().as_mut_ptr().cast::<T>());
             let task = |&(row0, col0): &(usize, usize)| {
-                let rows = MATMUL_TILE.min(m - row0);
-                let cols = MATMUL_TILE.min(n - col0);
+                let rows = tile_rows.min(m - row0);
+                let cols = tile_cols.min(n - col0);
                 // SAFETY: op(A) rows row0..row0+rows, op(B) columns col0..col0+cols and the C tile
                 // lie inside their buffers for these strides (checked by matmul_dims); tiles are
                 // disjoint, so no two tasks write the same element of C.
@@ -602,27 +621,20 @@ impl<T: Real> Backend for CpuBackend<T> {
         same_shape("adam_step", param.shape, m.shape)?;
         same_shape("adam_step", param.shape, v.shape)?;
         let f = |x: f32| T::from_f64(x as f64);
-        let (lr, b1, b2, eps, wd) = (
-            f(step.lr),
-            f(step.beta1),
-            f(step.beta2),
-            f(step.eps),
-            f(step.weight_decay),
-        );
-        let (bias1, bias2) = (f(step.bias1), f(step.bias2));
+        let consts = adam::AdamConsts {
+            lr: f(step.lr),
+            beta1: f(step.beta1),
+            beta2: f(step.beta2),
+            eps: f(step.eps),
+            weight_decay: f(step.weight_decay),
+            bias1: f(step.bias1),
+            bias2: f(step.bias2),
+        };
         let p = Arc::make_mut(&mut param.data);
         let m = Arc::make_mut(&mut m.data);
         let v = Arc::make_mut(&mut v.data);
-        // Zipped iterators over fixed chunks: no bounds checks, so the loop vectorises; the
-        // chunking does not change results.
-        let update = |((p, m), (v, g)): AdamChunk<'_, T>| {
-            for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-                let g = g + wd * *p;
-                *m = b1 * *m + (T::one() - b1) * g;
-                *v = b2 * *v + (T::one() - b2) * g * g;
-                *p = *p - lr * (*m / bias1) / ((*v / bias2).sqrt() + eps);
-            }
-        };
+        // Fixed chunks: the update is elementwise, so the chunking does not change results.
+        let update = |((p, m), (v, g)): AdamChunk<'_, T>| adam::adam_update(consts, p, m, v, g);
         let chunk = PAR_MIN;
         if p.len() >= PAR_MIN {
             p.par_chunks_mut(chunk)
@@ -645,26 +657,21 @@ impl<T: Real> Backend for CpuBackend<T> {
         csq_dims(u.shape, bits, targets.shape, idx.0.len())?;
         check_indices("csq_objective", &idx.0, targets.shape.rows)?;
         let (n, width) = (u.shape.rows, u.shape.cols);
-        let half = T::from_f64(0.5);
         let lambda = T::from_f64(lambda);
-        let two_lambda = T::from_f64(2.0) * lambda;
         let inv = T::one() / T::from_f64((n * bits) as f64);
         let mut grad = vec![T::zero(); n * bits];
+        // Per-element BCE and quantisation terms of one row, summed after the vector pass.
+        let mut terms = vec![T::zero(); 2 * bits];
         let (mut bce, mut quant) = (T::zero(), T::zero());
-        // Serial and in row-major order: the sums match the tape's mean over the same elements.
         for (r, (g_row, &item)) in grad.chunks_mut(bits).zip(idx.0.iter()).enumerate() {
             let u_row = &u.data[r * width..r * width + bits];
             let t_row = &targets.data[item as usize * bits..(item as usize + 1) * bits];
-            for ((g, &x), &h) in g_row.iter_mut().zip(u_row).zip(t_row) {
-                let v = x.tanh();
-                let p = v * half + half;
-                let t = h * half + half;
-                let (value, dp) = scalar::bce_and_grad(p, t);
-                bce += value;
-                let a = v.abs() - T::one();
-                quant += a * a;
-                let dv = dp * half + two_lambda * a * scalar::unary(Unary::Sign, v);
-                *g = dv * (T::one() - v * v) * inv;
+            let (bce_terms, quant_terms) = terms.split_at_mut(bits);
+            csq_row::csq_row(u_row, t_row, lambda, inv, g_row, bce_terms, quant_terms);
+            // Serial and in row-major order: the sums match the tape's mean over the same elements.
+            for (&b, &q) in bce_terms.iter().zip(quant_terms.iter()) {
+                bce += b;
+                quant += q;
             }
         }
         let loss = bce * inv + lambda * (quant * inv);
