@@ -242,3 +242,45 @@ fn pair_dots(
         out[slot] = partial[0].x;
     }
 }
+
+// The dominance-aware weights of K = p.bits lengths (NHL-SPEC 2.2 steps 3-6) from the gradient
+// products a = [p_ij, i <= j] in row-major order of the upper triangle, beta = p.alpha:
+// tau_i = beta p_ii / (K - 1); a_ij = tau_i / (-p_ij) where -p_ij > tau_i (p_ij < 0), else 1;
+// a_ij <- min(a_ij, a_{i,i+1}) for j >= i + 2; omega_k = prod_{i<k} a_ik; w_k = K omega_k / sum.
+// K(K+1)/2 products are few, so one invocation does it all and nothing comes back to the host.
+fn slot(i: u32, j: u32, k: u32) -> u32 {
+    return i * (2u * k - i + 1u) / 2u + (j - i);
+}
+
+fn conflict_scale(i: u32, j: u32, k: u32, beta: f32) -> f32 {
+    let tau = beta * a[slot(i, i, k)] / f32(k - 1u);
+    let pij = a[slot(i, j, k)];
+    if pij < 0.0 && -pij > tau {
+        return tau / -pij;
+    }
+    return 1.0;
+}
+
+@compute @workgroup_size(1, 1, 1)
+fn dominance_weights(@builtin(workgroup_id) wg: vec3<u32>) {
+    let k = p.bits;
+    if wg.x != 0u || wg.y != 0u {
+        return;
+    }
+    var total = 0.0;
+    for (var j = 0u; j < k; j++) {
+        var omega = 1.0;
+        for (var i = 0u; i < j; i++) {
+            var aij = conflict_scale(i, j, k, p.alpha);
+            if j >= i + 2u {
+                aij = min(aij, conflict_scale(i, i + 1u, k, p.alpha));
+            }
+            omega *= aij;
+        }
+        out[j] = omega;
+        total += omega;
+    }
+    for (var j = 0u; j < k; j++) {
+        out[j] = f32(k) * out[j] / total;
+    }
+}

@@ -17,7 +17,8 @@ struct Params {
     start: u32,
     // add_prefix: alpha; row_normalize: eps.
     alpha: f32,
-    // Index vectors: n indices and u distinct rows.
+    // Index vectors: n indices and u distinct rows (add_prefix_weighted: n_idx is the weight's
+    // index).
     n_idx: u32,
     n_uniq: u32,
     pad: u32,
@@ -137,6 +138,24 @@ fn add_prefix(
     let c = i % p.cols;
     let o = r * p.src_cols + p.start + c;
     out[o] += p.alpha * x[i];
+}
+
+// out[r, start + c] += dy[n_idx] x[r, c]: add_prefix with the scale read from a weight row on
+// the device (dy holds the weights, n_idx the weight's index).
+@compute @workgroup_size(256, 1, 1)
+fn add_prefix_weighted(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wg, nwg, lid);
+    if i >= p.rows * p.cols {
+        return;
+    }
+    let r = i / p.cols;
+    let c = i % p.cols;
+    let o = r * p.src_cols + p.start + c;
+    out[o] += dy[p.n_idx] * x[i];
 }
 
 // out[i, c] = x[idx[i], c] for i < n_idx.

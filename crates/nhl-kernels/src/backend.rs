@@ -145,6 +145,33 @@ pub(crate) fn pair_dots_dims(d: Shape, f: Shape, bits: &[usize]) -> Result<(), K
     Ok(())
 }
 
+/// Checks the operands of [`Backend::dominance_weights`]: at least one length and
+/// `K(K+1)/2` products in one row.
+pub(crate) fn weights_dims(products: Shape, k: usize) -> Result<(), KernelError> {
+    if k == 0 || products.rows != 1 || products.cols != k * (k + 1) / 2 {
+        return Err(KernelError::Shape {
+            op: "dominance_weights",
+            detail: format!(
+                "products {products} for {k} lengths (expected 1 x {}, K >= 1)",
+                k * (k + 1) / 2
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the operands of [`Backend::add_prefix_weighted`] besides the prefix add's own: a
+/// `1 x K` weight row and `index < K`.
+pub(crate) fn weight_index_dims(weights: Shape, index: usize) -> Result<(), KernelError> {
+    if weights.rows != 1 || index >= weights.cols {
+        return Err(KernelError::Shape {
+            op: "add_prefix_weighted",
+            detail: format!("weight {index} of {weights} (expected a 1 x K row, index < K)"),
+        });
+    }
+    Ok(())
+}
+
 /// Elementwise functions `y = f(x)`; the backward of each is `dx = dy * f'(x)`.
 ///
 /// Parameters are `f64` so that the `f64` reference is exact; `f32` backends round them once.
@@ -321,6 +348,17 @@ pub trait Backend: Send + Sync {
         x: &Self::Buf,
         alpha: f32,
     ) -> Result<(), KernelError>;
+    /// `out[:, start .. start + x.cols] += weights[index] * x` with the scale read from a `1 x K`
+    /// buffer on the device ([`Backend::dominance_weights`]), so that the NHL gradient combine
+    /// needs no read-back.
+    fn add_prefix_weighted(
+        &self,
+        out: &mut Self::Buf,
+        start: usize,
+        x: &Self::Buf,
+        weights: &Self::Buf,
+        index: usize,
+    ) -> Result<(), KernelError>;
     /// Rows `idx[i]` of `table`, as a new `idx.len() x cols` buffer.
     fn gather_rows(&self, table: &Self::Buf, idx: &Self::Idx) -> Result<Self::Buf, KernelError>;
     /// Backward of [`Backend::gather_rows`]: a `table_rows x cols` buffer whose row `r` is the sum of
@@ -395,6 +433,19 @@ pub trait Backend: Send + Sync {
         d: &Self::Buf,
         f: &Self::Buf,
         bits: &[usize],
+    ) -> Result<Self::Buf, KernelError>;
+
+    /// The dominance-aware weights of `K` lengths (NHL-SPEC 2.2 steps 3-6) from the `1 x K(K+1)/2`
+    /// gradient products of [`Backend::prefix_pair_dots`], as a `1 x K` buffer that stays on the
+    /// device. The rule is [`crate::cpu::scalar::dominance_weights`]: with `N_i = p_ii` and
+    /// `tau_i = beta N_i / (K - 1)`, `a_ij = tau_i / (-p_ij)` where `-p_ij > tau_i`, else 1;
+    /// `a_ij <- min(a_ij, a_{i,i+1})` for `j >= i + 2`; `omega_k = prod_{i<k} a_ik`;
+    /// `w_k = K omega_k / sum_l omega_l`.
+    fn dominance_weights(
+        &self,
+        products: &Self::Buf,
+        k: usize,
+        beta: f32,
     ) -> Result<Self::Buf, KernelError>;
 
     /// The batch Gram matrix `X X^T`.

@@ -6,6 +6,7 @@
 use anyhow::{ensure, Result};
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::gpu::{self, AdapterPolicy, GpuBackend};
+use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::testing::{assert_close, random_vec};
 use nhl_kernels::{AdamStep, Backend, Binary, KernelError, Reduce, Shape, Unary};
 
@@ -382,6 +383,25 @@ fn check_slice_and_prefix<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
                 1e-6,
                 1e-6,
             );
+            // The same add with its scale read from a weight row on the device.
+            let wv = [0.5, -1.25, 0.37];
+            let wshape = Shape::new(1, wv.len());
+            let (w, rw) = (up(b, &wv, wshape)?, reference(&wv, wshape)?);
+            for index in [1, 2] {
+                b.add_prefix_weighted(&mut out, start, &p, &w, index)?;
+                r.add_prefix_weighted(&mut rout, start, &rp, &rw, index)?;
+            }
+            assert_close(
+                &format!("add_prefix_weighted {what}"),
+                &down(b, &out)?,
+                &ref_down(&rout)?,
+                1e-6,
+                1e-6,
+            );
+            ensure!(matches!(
+                b.add_prefix_weighted(&mut out, start, &p, &w, 3),
+                Err(KernelError::Shape { .. })
+            ));
         }
     }
     Ok(())
@@ -620,6 +640,7 @@ on_every_backend!(
     check_csq,
     check_sp,
     check_pair_dots,
+    check_dominance_weights,
     check_memory,
     check_errors,
 );
@@ -886,6 +907,58 @@ fn check_pair_dots<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
             ) == (bits.iter().sum::<usize>() != 5 || bits.windows(2).any(|w| w[0] > w[1])),
             "bits {bits:?}"
         );
+    }
+    Ok(())
+}
+
+fn check_dominance_weights<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
+    use nhl_kernels::cpu::scalar;
+    let mut rng = SplitMix64::new(1900);
+    let mut conflicts = 0;
+    for case in 0..60 {
+        let k = 1 + case % 7;
+        let pairs = k * (k + 1) / 2;
+        // Own norms N_i in [0.5, 2]; cross products mostly negative and often beyond the
+        // threshold, so every branch of the rule is taken; the last case has zero gradients.
+        let mut products = Vec::with_capacity(pairs);
+        for i in 0..k {
+            for j in i..k {
+                products.push(if case == 59 {
+                    0.0
+                } else if i == j {
+                    rng.uniform(0.5, 2.0)
+                } else {
+                    rng.uniform(-3.0, 1.0)
+                });
+            }
+        }
+        let want = scalar::dominance_weights(&products, k, 1.0);
+        conflicts += want.iter().filter(|&&w| (w - want[0]).abs() > 1e-9).count();
+        ensure!(
+            (want.iter().sum::<f64>() - k as f64).abs() < 1e-9,
+            "weights sum to K"
+        );
+        let shape = Shape::new(1, pairs);
+        let got = b.dominance_weights(&up(b, &products, shape)?, k, 1.0)?;
+        ensure!(b.shape(&got) == Shape::new(1, k));
+        assert_close(
+            &format!("dominance weights k {k} case {case}"),
+            &down(b, &got)?,
+            &want,
+            1e-6,
+            1e-5,
+        );
+    }
+    ensure!(
+        conflicts > 50,
+        "the cases exercise the down-weighting ({conflicts})"
+    );
+    let x = up(b, &[1.0; 6], Shape::new(1, 6))?;
+    for k in [0, 2, 4] {
+        ensure!(matches!(
+            b.dominance_weights(&x, k, 1.0),
+            Err(KernelError::Shape { .. })
+        ));
     }
     Ok(())
 }

@@ -161,7 +161,7 @@ impl GradientProducts {
     }
 
     /// The `K(K+1)/2` products on the device (`1 x K(K+1)/2`, pairs `i <= j` in row-major order
-    /// of the upper triangle), so a caller can read them back with other values in one transfer:
+    /// of the upper triangle), for [`Backend::dominance_weights`] or one read-back:
     /// the `D_k` stacked side by side into `D`, `F = G D` in one product, then every prefix dot
     /// ([`Backend::prefix_pair_dots`]).
     pub fn packed<B: Backend>(
@@ -192,35 +192,16 @@ impl GradientProducts {
     }
 }
 
-/// The dominance-aware weights `w_k` (NHL-SPEC 2.2 steps 3-6), summing to `K`.
-///
-/// For each shorter length `i`: `tau_i = beta N_i / (K - 1)`; for each longer `j`,
-/// `a_ij = tau_i / (-p_ij)` when `p_ij < 0` and `-p_ij > tau_i`, else 1; then
-/// `a_ij <- min(a_ij, a_{i,i+1})` for `j >= i + 2` (the cap is the adjacent pair's value, not a
-/// running minimum, as the reference does). `omega_1 = 1`, `omega_k = prod_{i<k} a_ik`, and
-/// `w_k = K omega_k / sum_l omega_l`.
+/// The dominance-aware weights `w_k` (NHL-SPEC 2.2 steps 3-6), summing to `K`, on the host:
+/// the rule of [`nhl_kernels::cpu::scalar::dominance_weights`] (which the training step runs on
+/// the device through [`Backend::dominance_weights`]) applied to these products.
 pub fn dominance_weights(products: &GradientProducts, beta: f64) -> Vec<f64> {
-    let p = &products.p;
-    let k = p.len();
-    if k < 2 {
-        return vec![1.0; k];
-    }
-    let mut a = vec![vec![1.0; k]; k];
-    for i in 0..k - 1 {
-        let tau = beta * p[i][i] / (k - 1) as f64;
-        for j in i + 1..k {
-            let conflict = -p[i][j];
-            if p[i][j] < 0.0 && conflict > tau {
-                a[i][j] = tau / conflict;
-            }
-        }
-        for j in i + 2..k {
-            a[i][j] = a[i][j].min(a[i][i + 1]);
-        }
-    }
-    let omega: Vec<f64> = (0..k).map(|j| (0..j).map(|i| a[i][j]).product()).collect();
-    let total: f64 = omega.iter().sum();
-    omega.iter().map(|o| k as f64 * o / total).collect()
+    let k = products.p.len();
+    let upper: Vec<f64> = (0..k)
+        .flat_map(|i| (i..k).map(move |j| (i, j)))
+        .map(|(i, j)| products.p[i][j])
+        .collect();
+    nhl_kernels::cpu::scalar::dominance_weights(&upper, k, beta)
 }
 
 /// Similarity-preserving distillation `SP(S, T) = sum_pq (G^_t - G^_s)_pq^2 / n^2`, with

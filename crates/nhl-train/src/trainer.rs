@@ -13,9 +13,7 @@ use crate::data::{Dataset, Split};
 use crate::losses::{Bank, BatchContext, LengthLoss};
 use crate::metrics::evaluate_lengths;
 use crate::model::NestedHashModel;
-use crate::nhl::{
-    dominance_weights, length_gradients, GradientProducts, LengthGradients, ObjectivePath,
-};
+use crate::nhl::{length_gradients, GradientProducts, LengthGradients, ObjectivePath};
 use crate::optim::Adam;
 use crate::targets::csq_prefix_centres;
 
@@ -24,17 +22,9 @@ const ENCODE_CHUNK: usize = 2048;
 /// Stream separation for the shuffling generator, so that it never replays the init draws.
 const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4521;
 
-/// Steps whose objectives stay on the device before one download reads them all (outside the
-/// adaptive modes): bounds how far the host runs ahead and how stale the progress report is.
+/// Steps whose objectives stay on the device before one download reads them all: bounds how
+/// far the host runs ahead and how stale the progress report is.
 const LOSS_CHUNK: usize = 16;
-
-/// What a step returns as its loss `sum_k J_k`.
-enum StepLoss<B: Backend> {
-    /// Already on the host.
-    Host(f64),
-    /// The `1 x K` objectives, still on the device.
-    Device(B::Buf),
-}
 
 /// `sum_k J_k` of each of the first `steps` steps from their objectives, `k` per step, summed
 /// in `f64` in length order (as a per-step read-back sums them).
@@ -109,8 +99,8 @@ impl TrainOutcome {
     }
 }
 
-/// Where training is, reported for every batch: at once in the adaptive modes, else when the
-/// batch's loss is read back with those of up to 15 later ones (once per 16 steps).
+/// Where training is, reported for every batch when its loss is read back with those of up to
+/// 15 later ones (once per 16 steps).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
     /// Index of the model being trained (`single` trains one per length).
@@ -371,8 +361,8 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
 
     /// One pass over the shuffled training set; returns (seconds, mean batch loss).
     ///
-    /// Outside the adaptive modes a step reads nothing back: its objectives are copied into a
-    /// device buffer of [`LOSS_CHUNK`] slots, downloaded once per chunk and summed on the host
+    /// A step reads nothing back (the adaptive modes' weights stay on the device too): its
+    /// objectives are copied into a device buffer of [`LOSS_CHUNK`] slots, downloaded once per chunk and summed on the host
     /// exactly as a per-step read-back would (so `loss_per_epoch` does not depend on the chunk).
     /// `report` and the divergence check then run for each batch of the chunk in order.
     fn epoch(
@@ -405,22 +395,18 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
         // (device slots of the pending steps' objectives, how many are filled)
         let mut pending: Option<(B::Buf, usize)> = None;
         for indices in order.chunks(self.config.batch_size) {
-            match self.step(indices)? {
-                StepLoss::Host(loss) => record(&[loss])?,
-                StepLoss::Device(objectives) => {
-                    let be = self.backend;
-                    let (slots, used) = match &mut pending {
-                        Some(p) => p,
-                        None => pending.insert((be.zeros(Shape::new(1, k * LOSS_CHUNK))?, 0)),
-                    };
-                    // Adding to zero copies the values exactly.
-                    be.add_prefix_scaled(slots, *used * k, &objectives, 1.0)?;
-                    *used += 1;
-                    if *used == LOSS_CHUNK {
-                        let (slots, used) = pending.take().unwrap_or_else(|| unreachable!());
-                        record(&step_sums(&be.download(&slots)?, k, used))?;
-                    }
-                }
+            let objectives = self.step(indices)?;
+            let be = self.backend;
+            let (slots, used) = match &mut pending {
+                Some(p) => p,
+                None => pending.insert((be.zeros(Shape::new(1, k * LOSS_CHUNK))?, 0)),
+            };
+            // Adding to zero copies the values exactly.
+            be.add_prefix_scaled(slots, *used * k, &objectives, 1.0)?;
+            *used += 1;
+            if *used == LOSS_CHUNK {
+                let (slots, used) = pending.take().unwrap_or_else(|| unreachable!());
+                record(&step_sums(&be.download(&slots)?, k, used))?;
             }
         }
         if let Some((slots, used)) = pending.take() {
@@ -430,10 +416,9 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
         Ok((start.elapsed().as_secs_f64(), total / batches as f64))
     }
 
-    /// One optimiser step on the batch `indices`; returns `sum_k J_k`, on the host in the
-    /// adaptive modes (which read the gradient products back anyway) and else as the `1 x K`
-    /// objectives on the device.
-    fn step(&mut self, indices: &[u32]) -> Result<StepLoss<B>, TrainError> {
+    /// One optimiser step on the batch `indices`; returns the `1 x K` objectives `J_k`, still on
+    /// the device.
+    fn step(&mut self, indices: &[u32]) -> Result<B::Buf, TrainError> {
         let be = self.backend;
         let n = indices.len();
         let idx = be.upload_idx(indices)?;
@@ -468,29 +453,24 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             ObjectivePath::Fused,
         )?;
 
-        // Adaptive modes: one read-back per step, the objectives with the gradient products
-        // that the weights need. Otherwise nothing is read back here.
+        // Adaptive modes: the dominance weights are computed from the gradient products on the
+        // device, so no mode reads anything back here.
         let k = d.len();
-        let (loss, weights) = if self.config.mode.adaptive() {
+        let weights = if self.config.mode.adaptive() {
             let gram = be.gram(fwd.features.value())?;
             let products = GradientProducts::packed(be, &gram, &d)?;
-            let mut both = be.zeros(Shape::new(1, k + k * (k + 1) / 2))?;
-            be.add_prefix_scaled(&mut both, 0, &objectives, 1.0)?;
-            be.add_prefix_scaled(&mut both, k, &products, 1.0)?;
-            let values: Vec<f64> = be.download(&both)?.iter().map(|v| v.to_f64()).collect();
-            let products = GradientProducts::from_values(k, &values[k..]);
-            (
-                StepLoss::Host(values[..k].iter().sum::<f64>()),
-                dominance_weights(&products, self.config.beta as f64),
-            )
+            Some(be.dominance_weights(&products, k, self.config.beta)?)
         } else {
-            (StepLoss::Device(objectives), vec![1.0; k])
+            None
         };
 
         // Phase 2: seed the shared output with sum_k w_k pad(D_k), one backward pass.
         let mut seed = be.zeros(Shape::new(n, code_bits))?;
-        for (dk, &w) in d.iter().zip(&weights) {
-            be.add_prefix_scaled(&mut seed, 0, dk, w as f32)?;
+        for (i, dk) in d.iter().enumerate() {
+            match &weights {
+                Some(w) => be.add_prefix_weighted(&mut seed, 0, dk, w, i)?,
+                None => be.add_prefix_scaled(&mut seed, 0, dk, 1.0)?,
+            }
         }
         let grads = tape.backward_from(&[(&fwd.codes, seed)])?;
         self.model.params.accumulate(be, &grads)?;
@@ -501,7 +481,7 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             }
         }
         self.adam.step(be, &mut self.model.params)?;
-        Ok(loss)
+        Ok(objectives)
     }
 
     /// Codes of every length for the query and database sets (bit = output > 0).

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::backend::{
-    csq_dims, matmul_dims, pair_dots_dims, sp_dims, AdamStep, Backend, Binary, Reduce, Shape, Unary,
+    csq_dims, matmul_dims, pair_dots_dims, sp_dims, weight_index_dims, weights_dims, AdamStep,
+    Backend, Binary, Reduce, Shape, Unary,
 };
 use crate::error::KernelError;
 use crate::real::Real;
@@ -524,24 +525,25 @@ impl<T: Real> Backend for CpuBackend<T> {
         x: &CpuBuf<T>,
         alpha: f32,
     ) -> Result<(), KernelError> {
-        if x.shape.rows != out.shape.rows || start + x.shape.cols > out.shape.cols {
-            return Err(KernelError::Shape {
-                op: "add_prefix_scaled",
-                detail: format!(
-                    "{} at column {start} does not fit in {}",
-                    x.shape, out.shape
-                ),
-            });
-        }
-        let alpha = T::from_f64(alpha as f64);
-        let cols = out.shape.cols;
-        let data = Arc::make_mut(&mut out.data);
-        for (r, row) in data.chunks_mut(cols.max(1)).enumerate() {
-            for c in 0..x.shape.cols {
-                row[start + c] += alpha * x.at(r, c);
-            }
-        }
-        Ok(())
+        add_prefix(
+            "add_prefix_scaled",
+            out,
+            start,
+            x,
+            T::from_f64(alpha as f64),
+        )
+    }
+
+    fn add_prefix_weighted(
+        &self,
+        out: &mut CpuBuf<T>,
+        start: usize,
+        x: &CpuBuf<T>,
+        weights: &CpuBuf<T>,
+        index: usize,
+    ) -> Result<(), KernelError> {
+        weight_index_dims(weights.shape, index)?;
+        add_prefix("add_prefix_weighted", out, start, x, weights.data[index])
     }
 
     fn gather_rows(&self, table: &CpuBuf<T>, idx: &CpuIdx) -> Result<CpuBuf<T>, KernelError> {
@@ -718,6 +720,21 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(CpuBuf::new(Shape::new(1, out.len()), out))
     }
 
+    fn dominance_weights(
+        &self,
+        products: &CpuBuf<T>,
+        k: usize,
+        beta: f32,
+    ) -> Result<CpuBuf<T>, KernelError> {
+        weights_dims(products.shape, k)?;
+        let values: Vec<f64> = products.data.iter().map(|v| v.to_f64()).collect();
+        let weights = scalar::dominance_weights(&values, k, beta as f64)
+            .into_iter()
+            .map(T::from_f64)
+            .collect();
+        Ok(CpuBuf::new(Shape::new(1, k), weights))
+    }
+
     fn sp_distill(
         &self,
         u: &CpuBuf<T>,
@@ -809,6 +826,33 @@ impl<T: Real> Backend for CpuBackend<T> {
 }
 
 /// Matching chunks of a parameter, its two moments and its gradient.
+/// `out[:, start .. start + x.cols] += alpha * x` (`op` names the caller in the shape error).
+fn add_prefix<T: Real>(
+    op: &'static str,
+    out: &mut CpuBuf<T>,
+    start: usize,
+    x: &CpuBuf<T>,
+    alpha: T,
+) -> Result<(), KernelError> {
+    if x.shape.rows != out.shape.rows || start + x.shape.cols > out.shape.cols {
+        return Err(KernelError::Shape {
+            op,
+            detail: format!(
+                "{} at column {start} does not fit in {}",
+                x.shape, out.shape
+            ),
+        });
+    }
+    let cols = out.shape.cols;
+    let data = Arc::make_mut(&mut out.data);
+    for (r, row) in data.chunks_mut(cols.max(1)).enumerate() {
+        for c in 0..x.shape.cols {
+            row[start + c] += alpha * x.at(r, c);
+        }
+    }
+    Ok(())
+}
+
 type AdamChunk<'a, T> = ((&'a mut [T], &'a mut [T]), (&'a mut [T], &'a [T]));
 
 fn row_norms<T: Real>(x: &CpuBuf<T>) -> Vec<T> {

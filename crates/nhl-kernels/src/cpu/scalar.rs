@@ -149,3 +149,45 @@ pub fn bce_and_grad<T: Real>(p: T, t: T) -> (T, T) {
     let dq = if q_live { s / q } else { T::zero() };
     (-(t * lp) - s * lq, dp + dq)
 }
+
+/// The dominance-aware weights of `k` lengths (NHL-SPEC 2.2 steps 3-6) from the gradient
+/// products `p_ij`, `i <= j`, in row-major order of the upper triangle (`N_i = p_ii`).
+///
+/// For each shorter length `i`: `tau_i = beta N_i / (K - 1)`; for each longer `j`,
+/// `a_ij = tau_i / (-p_ij)` when `p_ij < 0` and `-p_ij > tau_i`, else 1; then
+/// `a_ij <- min(a_ij, a_{i,i+1})` for `j >= i + 2` (the cap is the adjacent pair's value, not a
+/// running minimum, as the reference does). `omega_1 = 1`, `omega_k = prod_{i<k} a_ik`, and
+/// `w_k = K omega_k / sum_l omega_l` (so the weights sum to `K`). `shaders/loss.wgsl` computes
+/// the same in `f32`.
+///
+/// # Panics
+/// When `products` does not hold `k (k + 1) / 2` values (a caller bug).
+pub fn dominance_weights(products: &[f64], k: usize, beta: f64) -> Vec<f64> {
+    assert_eq!(
+        products.len(),
+        k * (k + 1) / 2,
+        "one product per pair i <= j"
+    );
+    // Slot of (i, j), i <= j, in the row-major upper triangle.
+    let at = |i: usize, j: usize| products[i * (2 * k - i + 1) / 2 + (j - i)];
+    if k < 2 {
+        return vec![1.0; k];
+    }
+    let mut a = vec![vec![1.0; k]; k];
+    for (i, row) in a.iter_mut().enumerate().take(k - 1) {
+        let tau = beta * at(i, i) / (k - 1) as f64;
+        for (j, aij) in row.iter_mut().enumerate().skip(i + 1) {
+            let p = at(i, j);
+            if p < 0.0 && -p > tau {
+                *aij = tau / -p;
+            }
+        }
+        let adjacent = row[i + 1];
+        for aij in row.iter_mut().skip(i + 2) {
+            *aij = aij.min(adjacent);
+        }
+    }
+    let omega: Vec<f64> = (0..k).map(|j| (0..j).map(|i| a[i][j]).product()).collect();
+    let total: f64 = omega.iter().sum();
+    omega.iter().map(|o| k as f64 * o / total).collect()
+}

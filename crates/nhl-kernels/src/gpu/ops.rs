@@ -7,7 +7,8 @@ use super::context::{Access, Kernel};
 use super::pool::{index_layout, Kind};
 use super::{grid, GpuBackend, GpuBuf, GpuIdx};
 use crate::backend::{
-    csq_dims, matmul_dims, pair_dots_dims, sp_dims, AdamStep, Backend, Binary, Reduce, Shape, Unary,
+    csq_dims, matmul_dims, pair_dots_dims, sp_dims, weight_index_dims, weights_dims, AdamStep,
+    Backend, Binary, Reduce, Shape, Unary,
 };
 use crate::error::KernelError;
 use crate::shaders::{binary_code, unary_code, Shader};
@@ -67,6 +68,12 @@ static ROW_NORMALIZE_BWD: Kernel = kernel(
 );
 static SLICE_COLS: Kernel = kernel(Shader::Rows, "slice_cols", &[(1, R), (4, W)], &[]);
 static ADD_PREFIX: Kernel = kernel(Shader::Rows, "add_prefix", &[(1, R), (4, W)], &[]);
+static ADD_PREFIX_WEIGHTED: Kernel = kernel(
+    Shader::Rows,
+    "add_prefix_weighted",
+    &[(1, R), (2, R), (4, W)],
+    &[],
+);
 static GATHER_ROWS: Kernel = kernel(Shader::Rows, "gather_rows", &[(1, R), (3, R), (4, W)], &[]);
 static SCATTER_ADD_ROWS: Kernel = kernel(
     Shader::Rows,
@@ -95,6 +102,8 @@ static SP_GRAD: Kernel = kernel(
     &[(1, R), (2, R), (4, W), (5, W)],
     &[],
 );
+static DOMINANCE_WEIGHTS: Kernel =
+    kernel(Shader::Loss, "dominance_weights", &[(1, R), (4, W)], &[]);
 static PAIR_DOTS: Kernel = kernel(
     Shader::Loss,
     "pair_dots",
@@ -183,6 +192,32 @@ impl GpuBackend {
         }
         self.dispatch(kernel, &[], p, buffers, grid(kernel.entry, rows, 1)?)
     }
+}
+
+/// The `rows.wgsl` parameters of a prefix add of `x` at column `start` of `out` (`alpha`: the
+/// scale of `add_prefix`; `index`: the weight of `add_prefix_weighted`), after the shape check.
+fn prefix_params(
+    op: &'static str,
+    out: Shape,
+    start: usize,
+    x: Shape,
+    alpha: f32,
+    index: usize,
+) -> Result<[u32; 8], KernelError> {
+    if out.rows != x.rows || start.checked_add(x.cols).is_none_or(|end| end > out.cols) {
+        return Err(KernelError::Shape {
+            op,
+            detail: format!("cannot add {x} at column {start} of {out}"),
+        });
+    }
+    Ok(params(&[
+        u(x.rows),
+        u(x.cols),
+        u(out.cols),
+        u(start),
+        alpha.to_bits(),
+        u(index),
+    ]))
 }
 
 impl Backend for GpuBackend {
@@ -459,22 +494,27 @@ impl Backend for GpuBackend {
         x: &GpuBuf,
         alpha: f32,
     ) -> Result<(), KernelError> {
-        const OP: &str = "add_prefix_scaled";
-        let (so, sx) = (out.shape, x.shape);
-        if so.rows != sx.rows || start.checked_add(sx.cols).is_none_or(|end| end > so.cols) {
-            return Err(KernelError::Shape {
-                op: OP,
-                detail: format!("cannot add {sx} at column {start} of {so}"),
-            });
-        }
-        let p = params(&[
-            u(sx.rows),
-            u(sx.cols),
-            u(so.cols),
-            u(start),
-            alpha.to_bits(),
-        ]);
-        self.dispatch_1d(&ADD_PREFIX, &[], p, &[x.raw(), out.raw()], sx.len())
+        let p = prefix_params("add_prefix_scaled", out.shape, start, x.shape, alpha, 0)?;
+        self.dispatch_1d(&ADD_PREFIX, &[], p, &[x.raw(), out.raw()], x.shape.len())
+    }
+
+    fn add_prefix_weighted(
+        &self,
+        out: &mut GpuBuf,
+        start: usize,
+        x: &GpuBuf,
+        weights: &GpuBuf,
+        index: usize,
+    ) -> Result<(), KernelError> {
+        weight_index_dims(weights.shape, index)?;
+        let p = prefix_params("add_prefix_weighted", out.shape, start, x.shape, 0.0, index)?;
+        self.dispatch_1d(
+            &ADD_PREFIX_WEIGHTED,
+            &[],
+            p,
+            &[x.raw(), weights.raw(), out.raw()],
+            x.shape.len(),
+        )
     }
 
     fn gather_rows(&self, table: &GpuBuf, idx: &GpuIdx) -> Result<GpuBuf, KernelError> {
@@ -629,6 +669,20 @@ impl Backend for GpuBackend {
             &[d.raw(), f.raw(), widths.raw(), out.raw()],
             pairs,
         )?;
+        Ok(out)
+    }
+
+    fn dominance_weights(
+        &self,
+        products: &GpuBuf,
+        k: usize,
+        beta: f32,
+    ) -> Result<GpuBuf, KernelError> {
+        const OP: &str = "dominance_weights";
+        weights_dims(products.shape, k)?;
+        let out = self.alloc(OP, Shape::new(1, k))?;
+        let p = params(&[0, 0, u(k), 0, beta.to_bits()]);
+        self.dispatch_rows(&DOMINANCE_WEIGHTS, p, &[products.raw(), out.raw()], 1)?;
         Ok(out)
     }
 
