@@ -7,6 +7,7 @@
 
 mod adam;
 mod csq_row;
+mod elementwise;
 pub mod lanes;
 pub mod scalar;
 
@@ -45,48 +46,59 @@ fn matmul_tiles(m: usize, k: usize, n: usize) -> (usize, usize) {
 
 /// Evaluates `$body` with `$o` bound to `$op` rebuilt in each `match` arm, so that its variant
 /// is a compile-time constant there: the per-element `match` of [`scalar`] then folds away and
-/// every op gets its own vectorisable loop.
+/// every op gets its own vectorisable loop. Variants without data are `const` items rather than
+/// captured values, so a closure over them is small enough to be inlined into the map's loop.
 macro_rules! specialise_unary {
     ($op:expr, |$o:ident| $body:expr) => {
         match $op {
             Unary::Relu => {
-                let $o = Unary::Relu;
+                #[allow(non_upper_case_globals)]
+                const $o: Unary = Unary::Relu;
                 $body
             }
             Unary::Tanh => {
-                let $o = Unary::Tanh;
+                #[allow(non_upper_case_globals)]
+                const $o: Unary = Unary::Tanh;
                 $body
             }
             Unary::Abs => {
-                let $o = Unary::Abs;
+                #[allow(non_upper_case_globals)]
+                const $o: Unary = Unary::Abs;
                 $body
             }
             Unary::Sign => {
-                let $o = Unary::Sign;
+                #[allow(non_upper_case_globals)]
+                const $o: Unary = Unary::Sign;
                 $body
             }
             Unary::Exp => {
-                let $o = Unary::Exp;
+                #[allow(non_upper_case_globals)]
+                const $o: Unary = Unary::Exp;
                 $body
             }
             Unary::Log => {
-                let $o = Unary::Log;
+                #[allow(non_upper_case_globals)]
+                const $o: Unary = Unary::Log;
                 $body
             }
             Unary::Softplus => {
-                let $o = Unary::Softplus;
+                #[allow(non_upper_case_globals)]
+                const $o: Unary = Unary::Softplus;
                 $body
             }
             Unary::LogCosh => {
-                let $o = Unary::LogCosh;
+                #[allow(non_upper_case_globals)]
+                const $o: Unary = Unary::LogCosh;
                 $body
             }
             Unary::Square => {
-                let $o = Unary::Square;
+                #[allow(non_upper_case_globals)]
+                const $o: Unary = Unary::Square;
                 $body
             }
             Unary::Sigmoid => {
-                let $o = Unary::Sigmoid;
+                #[allow(non_upper_case_globals)]
+                const $o: Unary = Unary::Sigmoid;
                 $body
             }
             Unary::Scale(a) => {
@@ -170,12 +182,7 @@ impl<T: Real> CpuBackend<T> {
     }
 
     fn map(&self, x: &CpuBuf<T>, f: impl Fn(T) -> T + Sync + Send) -> CpuBuf<T> {
-        let out = if x.data.len() >= PAR_MIN {
-            x.data.par_iter().map(|&v| f(v)).collect()
-        } else {
-            x.data.iter().map(|&v| f(v)).collect()
-        };
-        CpuBuf::new(x.shape, out)
+        CpuBuf::new(x.shape, elementwise::map(&x.data, f))
     }
 
     /// `out[i] = f(x[i], y[i])` for two buffers of one shape, in parallel when large.
@@ -185,20 +192,7 @@ impl<T: Real> CpuBackend<T> {
         y: &CpuBuf<T>,
         f: impl Fn(T, T) -> T + Sync + Send,
     ) -> CpuBuf<T> {
-        let out = if x.data.len() >= PAR_MIN {
-            x.data
-                .par_iter()
-                .zip(y.data.par_iter())
-                .map(|(&a, &b)| f(a, b))
-                .collect()
-        } else {
-            x.data
-                .iter()
-                .zip(y.data.iter())
-                .map(|(&a, &b)| f(a, b))
-                .collect()
-        };
-        CpuBuf::new(x.shape, out)
+        CpuBuf::new(x.shape, elementwise::zip_map(&x.data, &y.data, f))
     }
 
     /// `out[i] = f(i)` over a shape, in parallel when large.
