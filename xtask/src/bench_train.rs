@@ -6,8 +6,9 @@ use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::Backend;
 use nhl_train::config::{Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Protocol};
-use nhl_train::trainer::train;
+use nhl_train::trainer::{train, Progress};
 
+use crate::search::process_cpu_ns;
 use crate::train::BackendChoice;
 
 /// Seconds per epoch of the PyTorch reference on the `fmnist` protocol with 2 CPU threads
@@ -42,12 +43,59 @@ fn parse_mode(s: &str) -> anyhow::Result<Mode> {
     })
 }
 
+/// One mode's timing: wall seconds per epoch, and CPU seconds per epoch of all threads where the
+/// platform reports them.
+struct Timing {
+    mode: Mode,
+    wall: f64,
+    cpu: Option<f64>,
+}
+
+/// Process CPU time read at progress reports, per model: `(first_ns, first_step, last_ns,
+/// last_step)` over the reports after the warm-up epoch.
+#[derive(Default)]
+struct CpuClock {
+    spans: Vec<Option<(u64, usize, u64, usize)>>,
+}
+
+impl CpuClock {
+    fn observe(&mut self, p: &Progress) {
+        if p.epochs > 1 && p.epoch == 0 {
+            return;
+        }
+        let Some(now) = process_cpu_ns() else {
+            return;
+        };
+        let step = p.epoch * p.batches + p.batch;
+        if self.spans.len() <= p.model {
+            self.spans.resize(p.model + 1, None);
+        }
+        let span = self.spans[p.model].get_or_insert((now, step, now, step));
+        (span.2, span.3) = (now, step);
+    }
+
+    /// CPU seconds of one epoch (summed over models): each model's CPU time per step between
+    /// its first and last timed report, times the steps per epoch. Reports come in batches (one
+    /// download per 16 steps), so the span runs between two downloads.
+    fn per_epoch(&self, batches: usize) -> Option<f64> {
+        let mut total = 0.0;
+        for span in &self.spans {
+            let (t0, s0, t1, s1) = (*span)?;
+            if s1 <= s0 {
+                return None;
+            }
+            total += (t1 - t0) as f64 * 1e-9 / (s1 - s0) as f64 * batches as f64;
+        }
+        (!self.spans.is_empty()).then_some(total)
+    }
+}
+
 /// Mean seconds per epoch of each mode, skipping the first epoch when there are several.
 fn time_modes<B: Backend<Elem = f32>>(
     backend: &B,
     args: &Args,
     modes: &[Mode],
-) -> anyhow::Result<Vec<(Mode, f64)>> {
+) -> anyhow::Result<Vec<Timing>> {
     let split = load_protocol(args.protocol, None)?;
     modes
         .iter()
@@ -57,15 +105,21 @@ fn time_modes<B: Backend<Elem = f32>>(
                 epochs: args.epochs,
                 ..TrainConfig::default()
             };
-            let outcome = train(backend, &split, &config, &mut |_| {})?;
+            let mut clock = CpuClock::default();
+            let mut batches = 0;
+            let outcome = train(backend, &split, &config, &mut |p| {
+                batches = p.batches;
+                clock.observe(p);
+            })?;
             let timed = if outcome.epoch_seconds.len() > 1 {
                 &outcome.epoch_seconds[1..]
             } else {
                 &outcome.epoch_seconds[..]
             };
-            let per_epoch = timed.iter().sum::<f64>() / timed.len() as f64;
-            eprintln!("{mode:?}: {per_epoch:.3} s/epoch");
-            Ok((mode, per_epoch))
+            let wall = timed.iter().sum::<f64>() / timed.len() as f64;
+            let cpu = clock.per_epoch(batches);
+            eprintln!("{mode:?}: {wall:.3} s/epoch");
+            Ok(Timing { mode, wall, cpu })
         })
         .collect()
 }
@@ -88,33 +142,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (cpu.name(), time_modes(&cpu, &args, &modes)?)
         }
     };
-    let of = |m: Mode| times.iter().find(|(mode, _)| *mode == m).map(|&(_, s)| s);
+    let of = |m: Mode| times.iter().find(|t| t.mode == m);
     println!(
         "training seconds per epoch, protocol {}, backend {name}",
         args.protocol
     );
     println!(
-        "{:<10} {:>12} {:>12} {:>14}",
-        "mode", "s/epoch", "x nested", "reference s"
+        "{:<10} {:>12} {:>12} {:>14} {:>14}",
+        "mode", "s/epoch", "x nested", "CPU s/epoch", "reference s"
     );
-    for &(mode, s) in &times {
-        let ratio = of(Mode::Nested).map_or("-".to_string(), |n| format!("{:.2}", s / n));
-        let reference = match mode {
+    for t in &times {
+        let ratio = of(Mode::Nested).map_or("-".to_string(), |n| format!("{:.2}", t.wall / n.wall));
+        let cpu = t.cpu.map_or("-".to_string(), |c| format!("{c:.3}"));
+        let reference = match t.mode {
             Mode::Nested => format!("{REFERENCE_NESTED_EPOCH:.2}"),
             Mode::Full => format!("{REFERENCE_FULL_EPOCH:.2}"),
             _ => "-".to_string(),
         };
-        let label = if mode == Mode::Single {
+        let label = if t.mode == Mode::Single {
             "single x5".to_string()
         } else {
-            format!("{mode:?}").to_lowercase()
+            format!("{:?}", t.mode).to_lowercase()
         };
-        println!("{label:<10} {s:>12.3} {ratio:>12} {reference:>14}");
+        println!(
+            "{label:<10} {:>12.3} {ratio:>12} {cpu:>14} {reference:>14}",
+            t.wall
+        );
     }
     if let (Some(full), Some(single)) = (of(Mode::Full), of(Mode::Single)) {
+        let cpu = match (single.cpu, full.cpu) {
+            (Some(s), Some(f)) => format!(" ({:.2}x in CPU time of all threads)", s / f),
+            _ => String::new(),
+        };
         println!(
-            "five single-length models / one full run: {:.2}x",
-            single / full
+            "five single-length models / one full run: {:.2}x{cpu}",
+            single.wall / full.wall
         );
     }
     Ok(())
