@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the commands users run. One file per command.
 
+mod allocator;
 mod bench;
 mod eval;
 mod search;
@@ -28,6 +29,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    allocator::keep_freed_buffers();
     match Cli::parse().command {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
