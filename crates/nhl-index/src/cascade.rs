@@ -30,8 +30,10 @@ pub enum PrefixStage {
     /// Multi-index hashing over the prefixes: sublinear when prefixes cluster (trained codes).
     MultiIndex,
     /// The database grouped by prefix value (`prefix_bits <= 32`): a query computes the prefix
-    /// distance once per *distinct* prefix and takes whole groups, nearest first, merging the
-    /// groups of the last distance it needs by position. Trained nested codes have few distinct
+    /// distance once per *distinct* prefix (the SIMD threshold scan of [`Kernel::filter`], for a
+    /// block of queries at once, reporting only the groups that can still be among the nearest)
+    /// and takes whole groups, nearest first, merging the groups of the last distance it needs by
+    /// position. Trained nested codes have few distinct
     /// short prefixes (tens of thousands or fewer for a million codes), so this costs a fraction
     /// of a scan. When more than one code in [`BUCKETS_MAX_SHARE`] has a prefix of its own
     /// (random codes, long prefixes), grouping cannot pay and the stage scans the narrow prefixes
@@ -52,16 +54,31 @@ pub struct CascadeIndex<'a> {
 }
 
 /// Database positions grouped by prefix value: `ids[offsets[g] .. offsets[g + 1]]` (ascending)
-/// have the prefix `keys[g]`.
+/// have the prefix `keys.code(g)` (keys ascending).
 #[derive(Debug)]
 struct Buckets {
-    keys: Vec<u32>,
+    /// The distinct prefixes as codes of `prefix_bits`, so that the SIMD threshold scan
+    /// ([`Kernel::filter`]) ranks them.
+    keys: Codes,
     offsets: Vec<u32>,
     ids: Vec<u32>,
 }
 
+/// One query's walk over the prefix groups in [`Buckets::nearest`]: the groups found so far by
+/// prefix distance, and the threshold below which they still matter.
+struct Shells {
+    /// `groups[d]`: the groups at prefix distance `d`, ascending.
+    groups: Vec<Vec<u32>>,
+    /// `weight[d]`: the positions in `groups[d]`.
+    weight: Vec<usize>,
+    /// Positions in the groups below `limit`.
+    covered: usize,
+    /// Only groups at a distance below this can be among the nearest `count` positions.
+    limit: usize,
+}
+
 impl Buckets {
-    fn new(prefixes: &[u32]) -> Buckets {
+    fn new(prefixes: &[u32], prefix_bits: usize) -> Result<Buckets, IndexError> {
         let mut pairs: Vec<(u32, u32)> = prefixes
             .iter()
             .enumerate()
@@ -71,44 +88,78 @@ impl Buckets {
         let mut keys = Vec::new();
         let mut offsets = Vec::new();
         for (i, &(key, _)) in pairs.iter().enumerate() {
-            if keys.last() != Some(&key) {
-                keys.push(key);
+            if keys.last() != Some(&u64::from(key)) {
+                keys.push(u64::from(key));
                 offsets.push(i as u32);
             }
         }
         offsets.push(pairs.len() as u32);
-        Buckets {
-            keys,
+        Ok(Buckets {
+            keys: Codes::from_words(keys.len(), prefix_bits, keys)?,
             offsets,
             ids: pairs.into_iter().map(|(_, id)| id).collect(),
-        }
+        })
     }
 
     fn group(&self, g: usize) -> &[u32] {
         &self.ids[self.offsets[g] as usize..self.offsets[g + 1] as usize]
     }
 
-    /// The first `count` positions in (prefix distance, position) order, as a set (any order).
-    /// `dist` and `by_distance` are scratch space reused across queries.
+    /// Per query (its prefix code), the first `count` positions in (prefix distance, position)
+    /// order, as a set (any order).
+    ///
+    /// The groups are ranked by one threshold scan of the keys for all the queries: a group is
+    /// reported while its distance is below the query's limit, which drops to `D + 1` as soon as
+    /// the groups found at distances `<= D` hold `count` positions (groups are weighted by their
+    /// size, a kNN whose items are whole groups). So only the few groups near each query leave
+    /// the scan, instead of one distance per group and query.
     fn nearest(
         &self,
         kernel: Kernel,
-        query: u32,
+        queries: &[&[u64]],
         max_distance: usize,
         count: usize,
-        dist: &mut Vec<u32>,
-        by_distance: &mut [Vec<u32>],
-    ) -> Vec<u32> {
-        dist.resize(self.keys.len(), 0);
-        kernel.distances32(query, &self.keys, dist);
-        for shell in by_distance.iter_mut() {
-            shell.clear();
-        }
-        for (g, &d) in dist.iter().enumerate() {
-            by_distance[d as usize].push(g as u32);
-        }
+    ) -> Vec<Vec<u32>> {
+        let mut shells: Vec<Shells> = queries
+            .iter()
+            .map(|_| Shells {
+                groups: vec![Vec::new(); max_distance + 1],
+                weight: vec![0; max_distance + 1],
+                covered: 0,
+                limit: max_distance + 1,
+            })
+            .collect();
+        let mut limits = vec![max_distance as u32 + 1; queries.len()];
+        let keys = self.keys.view();
+        kernel.filter(
+            queries,
+            &keys,
+            0,
+            keys.len(),
+            &mut limits,
+            &mut |i, g, d| {
+                let s = &mut shells[i];
+                let (d, size) = (d as usize, self.group(g).len());
+                // Reported only below the limit, so the group counts towards `covered`.
+                s.groups[d].push(g as u32);
+                s.weight[d] += size;
+                s.covered += size;
+                while s.limit > 1 && s.covered - s.weight[s.limit - 1] >= count {
+                    s.covered -= s.weight[s.limit - 1];
+                    s.limit -= 1;
+                }
+                s.limit as u32
+            },
+        );
+        shells.iter().map(|s| self.take(s, count)).collect()
+    }
+
+    /// The first `count` positions of the groups in `shells`, nearest shell first; the last shell
+    /// needed gives its smallest positions (a heap merge of its groups). Every group below the
+    /// final limit was reported, which covers `count` positions (or the whole database).
+    fn take(&self, shells: &Shells, count: usize) -> Vec<u32> {
         let mut out = Vec::with_capacity(count);
-        for shell in &by_distance[..=max_distance] {
+        for shell in &shells.groups[..shells.limit.min(shells.groups.len())] {
             let need = count - out.len();
             if need == 0 {
                 break;
@@ -118,6 +169,18 @@ impl Buckets {
                 for &g in shell {
                     out.extend_from_slice(self.group(g as usize));
                 }
+            } else if shell.len() == 1 {
+                // The last shell is one group: its first positions.
+                out.extend_from_slice(&self.group(shell[0] as usize)[..need]);
+            } else if size <= LAST_SHELL_SELECT * need {
+                // The last shell, not much larger than needed: its `need` smallest positions by a
+                // selection over all of them, cheaper than a heap pop per position.
+                let start = out.len();
+                for &g in shell {
+                    out.extend_from_slice(self.group(g as usize));
+                }
+                out[start..].select_nth_unstable(need - 1);
+                out.truncate(start + need);
             } else {
                 // The last shell: its `need` smallest positions, by a heap merge of its groups.
                 let mut heap: BinaryHeap<Reverse<(u32, u32, u32)>> = shell
@@ -142,6 +205,13 @@ impl Buckets {
 /// [`PrefixStage::Buckets`] groups the prefixes only when there are at most `n / BUCKETS_MAX_SHARE`
 /// distinct ones.
 pub const BUCKETS_MAX_SHARE: usize = 8;
+
+/// The bucket stage picks the positions it needs from the last shell by a selection over all of
+/// them when the shell holds at most this many times as many, else by a heap merge of its groups.
+const LAST_SHELL_SELECT: usize = 8;
+
+/// Queries per task of the bucket stage: one threshold scan of the keys serves them all.
+const BUCKETS_QUERY_BLOCK: usize = 32;
 
 /// Queries per task of the narrow scan, and narrow codes per cache block (16 KiB).
 const NARROW_QUERY_BLOCK: usize = 32;
@@ -242,7 +312,7 @@ impl<'a> CascadeIndex<'a> {
             PrefixStage::MultiIndex => mih = Some(MultiIndex::new(prefixes.view(), None)?),
             PrefixStage::Buckets if prefix_bits <= 32 => {
                 let codes = narrow_codes();
-                let grouped = Buckets::new(&codes);
+                let grouped = Buckets::new(&codes, prefix_bits)?;
                 if grouped.keys.len() <= codes.len() / BUCKETS_MAX_SHARE {
                     buckets = Some(grouped);
                 } else {
@@ -315,15 +385,17 @@ impl<'a> CascadeIndex<'a> {
                 self.prefix_bits,
                 candidates,
             ),
-            (_, _, Some(buckets)) => narrow_queries()
-                .into_par_iter()
-                .map_init(
-                    || (Vec::new(), vec![Vec::new(); self.prefix_bits + 1]),
-                    |(dist, shells), q| {
-                        buckets.nearest(kernel, q, self.prefix_bits, candidates, dist, shells)
-                    },
-                )
-                .collect(),
+            (_, _, Some(buckets)) => {
+                let ids: Vec<usize> = (0..q_prefix.len()).collect();
+                ids.par_chunks(BUCKETS_QUERY_BLOCK)
+                    .flat_map_iter(|block| {
+                        // Every qi < len has a code.
+                        let qs: Vec<&[u64]> =
+                            block.iter().filter_map(|&qi| q_prefix.code(qi)).collect();
+                        buckets.nearest(kernel, &qs, self.prefix_bits, candidates)
+                    })
+                    .collect()
+            }
             (None, None, None) => rows_of(&knn_with(
                 kernel,
                 q_prefix,
@@ -335,35 +407,34 @@ impl<'a> CascadeIndex<'a> {
         let rows: Vec<Vec<(u32, u32)>> = (0..queries.len())
             .into_par_iter()
             .map(|qi| {
-                let mut row: Vec<(u32, u32)> = match queries.code(qi) {
-                    Some(q) => {
-                        let ids = &first[qi];
-                        ids.iter()
-                            .enumerate()
-                            .filter_map(|(j, &id)| {
-                                // Candidates are scattered over the database: ask for the code
-                                // a few candidates ahead so its cache miss overlaps this one.
-                                if let Some(c) = ids
-                                    .get(j + PREFETCH_AHEAD)
-                                    .and_then(|&a| self.database.code(a as usize))
-                                {
-                                    prefetch(c);
-                                }
-                                self.database
-                                    .code(id as usize)
-                                    .map(|c| (kernel.distance(q, c, mask), id))
-                            })
-                            .collect()
+                // The k best (distance, id) so far, largest on top: most candidates fail the
+                // comparison with the top and cost nothing more.
+                let mut best: BinaryHeap<(u32, u32)> = BinaryHeap::with_capacity(k + 1);
+                if let Some(q) = queries.code(qi) {
+                    let ids = &first[qi];
+                    for (j, &id) in ids.iter().enumerate() {
+                        // Candidates are scattered over the database: ask for the code a few
+                        // candidates ahead so its cache miss overlaps this one.
+                        if let Some(c) = ids
+                            .get(j + PREFETCH_AHEAD)
+                            .and_then(|&a| self.database.code(a as usize))
+                        {
+                            prefetch(c);
+                        }
+                        let Some(c) = self.database.code(id as usize) else {
+                            continue;
+                        };
+                        let item = (kernel.distance(q, c, mask), id);
+                        if best.len() < k {
+                            best.push(item);
+                        } else if let Some(mut top) = best.peek_mut() {
+                            if item < *top {
+                                *top = item;
+                            }
+                        }
                     }
-                    None => Vec::new(),
-                };
-                // Only the k best need an order: select them, then sort those k.
-                if row.len() > k {
-                    row.select_nth_unstable(k - 1);
-                    row.truncate(k);
                 }
-                row.sort_unstable();
-                row
+                best.into_sorted_vec()
             })
             .collect();
         Ok(Neighbors {

@@ -13,6 +13,9 @@ use crate::codes::CodesView;
 use crate::error::IndexError;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+#[cfg(any(target_arch = "x86_64", test))]
+mod fastscan;
+
 /// An instruction-set path of the Hamming kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
@@ -20,7 +23,8 @@ pub enum Isa {
     Portable,
     /// x86-64 scalar `popcnt`.
     Popcnt,
-    /// x86-64 AVX2: nibble-table popcount (`vpshufb`) summed per 64-bit lane with `vpsadbw`.
+    /// x86-64 AVX2: nibble-table popcount (`vpshufb`) summed per 64-bit lane with `vpsadbw`;
+    /// the kNN threshold scan sums per-query nibble tables over byte-sliced codes (fast scan).
     Avx2,
     /// x86-64 AVX-512F + VPOPCNTDQ: eight 64-bit popcounts per instruction.
     Avx512Vpopcntdq,
@@ -241,9 +245,9 @@ impl Kernel {
     /// in ascending order and each query `i`, calls `sink(i, position, d)` exactly when its
     /// distance `d < limits[i]`, and sets `limits[i]` to what `sink` returns, so that the next
     /// codes are tested against the new threshold. This is the kNN scan: almost every code fails
-    /// the threshold, and the AVX2 and AVX-512 paths test eight codes (AVX-512: thirty-two) against
-    /// it at once, each database vector loaded once for all queries, without writing the
-    /// distances out.
+    /// the threshold, and the AVX2 and AVX-512 paths test many codes against it at once (AVX2:
+    /// 256, as byte distances from nibble tables; AVX-512: thirty-two), each database vector
+    /// loaded (AVX2: byte-sliced) once for all queries, without writing the distances out.
     ///
     /// # Panics
     /// When `limits` and `queries` differ in length, a query is too short, or the range runs past
@@ -381,7 +385,7 @@ pub fn distance(a: &[u64], b: &[u64], mask: u64) -> u32 {
 }
 
 /// Scalar multi-query threshold scan (code by code, every query per code): the tail of the
-/// fused AVX2 scan.
+/// few-query AVX2 scan ([`x86::filter_avx2`]).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -998,12 +1002,127 @@ mod x86 {
         )
     }
 
-    /// The fused multi-query threshold scan (`FilterFn`) for codes of one or two words packed
-    /// back to back (other shapes return `false`, for the per-query vector scan). Per group of eight
-    /// codes the nibbles are split once for all queries; per query, eight distances are formed in
-    /// one vector (for two-word codes the byte counts of both words are added vertically before a
-    /// single `vpsadbw`) and tested against the query's limit with one compare, so only the rare
-    /// passing codes leave the registers.
+    /// The few-query body of [`filter_avx2`] for 128-bit codes (two words) packed back to back:
+    /// handles the first `8 * (n / 8)` codes and returns how many that is. Per group of eight
+    /// codes the nibbles are split once for all queries; per query, the byte counts of both words
+    /// are added vertically before a single `vpsadbw`, and the eight distances are tested
+    /// against the query's limit with one compare.
+    ///
+    /// # Safety
+    /// AVX2 is available; `db` holds at least `n` codes of two words; every query has two words;
+    /// one limit per query. Fewer than [`FASTSCAN_MIN_QUERIES_128`] queries (more would panic).
+    #[inline]
+    #[target_feature(enable = "avx2,popcnt")]
+    unsafe fn fused128(
+        qs: &[&[u64]],
+        db: &[u64],
+        mask: u64,
+        n: usize,
+        base: usize,
+        limits: &mut [u32],
+        sink: super::Sink<'_>,
+    ) -> usize {
+        let low = _mm256_set1_epi8(0x0f);
+        let zero = _mm256_setzero_si256();
+        let mv = _mm256_set1_epi64x(mask as i64);
+        // Lane l of a distance vector holds code `LANE_CODE[l]` of its group of eight.
+        const LANE_CODE: [usize; 8] = [0, 4, 2, 6, 1, 5, 3, 7];
+        let mut code_lane = [0usize; 8];
+        for (l, &c) in LANE_CODE.iter().enumerate() {
+            code_lane[c] = l;
+        }
+        // Distances are at most 128, so any larger limit acts as 129, which the signed 32-bit
+        // compare takes exactly.
+        let lane_limit = |limit: u32| limit.min(129) as i32;
+        let groups = n / 8;
+        let p = db.as_ptr();
+        // Word w of each query, broadcast and split into nibbles (fewer than
+        // FASTSCAN_MIN_QUERIES_128 queries, so one chunk on the stack).
+        let mut qlo = [[zero; FASTSCAN_MIN_QUERIES_128]; 2];
+        let mut qhi = [[zero; FASTSCAN_MIN_QUERIES_128]; 2];
+        let mut lim = [zero; FASTSCAN_MIN_QUERIES_128];
+        for (i, q) in qs.iter().enumerate() {
+            for w in 0..2 {
+                let word = if w == 1 { q[w] & mask } else { q[w] };
+                let qv = _mm256_set1_epi64x(word as i64);
+                qlo[w][i] = _mm256_and_si256(qv, low);
+                qhi[w][i] = _mm256_and_si256(_mm256_srli_epi16::<4>(qv), low);
+            }
+            lim[i] = _mm256_set1_epi32(lane_limit(limits[i]));
+        }
+        for g in 0..groups {
+            // SAFETY: the eight codes of group g < n / 8 are the 4 vectors from word 16 g, inside
+            // `db`.
+            let v = unsafe {
+                [
+                    load(p, 4 * g),
+                    load(p, 4 * g + 1),
+                    load(p, 4 * g + 2),
+                    load(p, 4 * g + 3),
+                ]
+            };
+            // Vector j holds codes 2j and 2j + 1: the unpacks put the first words of codes
+            // [c0, c2, c1, c3] in one vector and their (masked) second words in the next, then
+            // likewise for [c4, c6, c5, c7], once per group rather than once per query.
+            let x = [
+                _mm256_unpacklo_epi64(v[0], v[1]),
+                _mm256_and_si256(_mm256_unpackhi_epi64(v[0], v[1]), mv),
+                _mm256_unpacklo_epi64(v[2], v[3]),
+                _mm256_and_si256(_mm256_unpackhi_epi64(v[2], v[3]), mv),
+            ];
+            let mut xlo = [zero; 4];
+            let mut xhi = [zero; 4];
+            for j in 0..4 {
+                xlo[j] = _mm256_and_si256(x[j], low);
+                xhi[j] = _mm256_and_si256(_mm256_srli_epi16::<4>(x[j]), low);
+            }
+            for (i, limit) in limits.iter_mut().enumerate() {
+                // Both words' byte counts added vertically (at most 16 per byte), then one
+                // vpsadbw: [c0, c2, c1, c3] and [c4, c6, c5, c7].
+                let (w0, w1) = ((qlo[0][i], qhi[0][i]), (qlo[1][i], qhi[1][i]));
+                let a = _mm256_add_epi8(
+                    byte_counts(xlo[0], xhi[0], w0.0, w0.1),
+                    byte_counts(xlo[1], xhi[1], w1.0, w1.1),
+                );
+                let b = _mm256_add_epi8(
+                    byte_counts(xlo[2], xhi[2], w0.0, w0.1),
+                    byte_counts(xlo[3], xhi[3], w1.0, w1.1),
+                );
+                let d = _mm256_or_si256(
+                    _mm256_sad_epu8(a, zero),
+                    _mm256_slli_epi64::<32>(_mm256_sad_epu8(b, zero)),
+                );
+                let hit = _mm256_cmpgt_epi32(lim[i], d);
+                if _mm256_testz_si256(hit, hit) == 0 {
+                    let mut dist = [0u32; 8];
+                    // SAFETY: `dist` has room for eight u32.
+                    unsafe { _mm256_storeu_si256(dist.as_mut_ptr().cast(), d) };
+                    for (j, &lane) in code_lane.iter().enumerate() {
+                        let dj = dist[lane];
+                        if dj < *limit {
+                            *limit = sink(i, base + 8 * g + j, dj);
+                        }
+                    }
+                    lim[i] = _mm256_set1_epi32(lane_limit(*limit));
+                }
+            }
+        }
+        groups * 8
+    }
+
+    /// Fewer queries than this take the per-code nibble popcount ([`fused128`]) for 128-bit codes
+    /// packed back to back: the fast scan's byte slicing of each block is shared by the queries of
+    /// a call, and below about eight of them (measured at 1M codes) it costs more than it saves.
+    /// One-word codes slice cheaply and take the fast scan from one query on.
+    const FASTSCAN_MIN_QUERIES_128: usize = 8;
+
+    /// The fused multi-query threshold scan (`FilterFn`) for codes of one or two words (64-bit
+    /// codes, 128-bit codes and every prefix of up to 128 bits of longer codes; other shapes
+    /// return `false`, for the per-query vector scan): the nibble-table fast scan of
+    /// [`super::fastscan`] with [`Avx2`]. Per block of 32 codes, byte-sliced once per chunk of
+    /// queries, a query costs one `vpshufb` and one `vpaddb` per nibble position of the code,
+    /// and one saturating subtract against its limit. A few queries over 128-bit codes packed
+    /// back to back take [`fused128`] instead (see [`FASTSCAN_MIN_QUERIES_128`]).
     #[target_feature(enable = "avx2,popcnt")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn filter_avx2(
@@ -1017,156 +1136,188 @@ mod x86 {
         limits: &mut [u32],
         sink: super::Sink<'_>,
     ) -> bool {
-        let done = match (words, stride) {
-            // SAFETY: the caller's `FilterFn` contract, with the width checked here.
-            (1, 1) => unsafe { fused::<1>(qs, db, mask, n, base, limits, sink) },
+        use super::fastscan::filter;
+        match (words, stride) {
+            (2, 2) if qs.len() < FASTSCAN_MIN_QUERIES_128 => {
+                // SAFETY: the caller's `FilterFn` contract, with the width checked here.
+                let done = unsafe { fused128(qs, db, mask, n, base, limits, sink) };
+                super::filter_scalar(
+                    qs,
+                    &db[done * stride..],
+                    stride,
+                    words,
+                    mask,
+                    n - done,
+                    base + done,
+                    limits,
+                    sink,
+                );
+            }
+            // SAFETY: the caller's `FilterFn` contract, with the shape checked here (PACKED
+            // exactly for one-word codes back to back, else a stride of at least two words).
+            (1, 1) => unsafe {
+                filter::<Avx2, 1, true>(qs, db, stride, mask, n, base, limits, sink)
+            },
             // SAFETY: as above.
-            (2, 2) => unsafe { fused::<2>(qs, db, mask, n, base, limits, sink) },
+            (1, 2..) => unsafe {
+                filter::<Avx2, 1, false>(qs, db, stride, mask, n, base, limits, sink)
+            },
+            // SAFETY: as above.
+            (2, 2..) => unsafe {
+                filter::<Avx2, 2, false>(qs, db, stride, mask, n, base, limits, sink)
+            },
             _ => return false,
-        };
-        super::filter_scalar(
-            qs,
-            &db[done * stride..],
-            stride,
-            words,
-            mask,
-            n - done,
-            base + done,
-            limits,
-            sink,
-        );
+        }
         true
     }
 
-    /// The body of [`filter_avx2`] for `W`-word codes packed back to back: handles the first
-    /// `8 * (n / 8)` codes and returns how many that is.
-    ///
-    /// # Safety
-    /// AVX2 is available; `db` holds at least `n` codes of `W` words; every query has `W` words.
-    #[inline]
-    #[target_feature(enable = "avx2,popcnt")]
-    unsafe fn fused<const W: usize>(
-        qs: &[&[u64]],
-        db: &[u64],
-        mask: u64,
-        n: usize,
-        base: usize,
-        limits: &mut [u32],
-        sink: super::Sink<'_>,
-    ) -> usize {
-        // Query nibbles and limits per chunk of queries, kept on the stack.
-        const QCHUNK: usize = 32;
-        let low = _mm256_set1_epi8(0x0f);
-        let zero = _mm256_setzero_si256();
-        let mv = _mm256_set1_epi64x(mask as i64);
-        // Lane l of a distance vector holds code `lane_code[l]` of its group of eight.
-        let lane_code: [usize; 8] = if W == 1 {
-            [0, 4, 1, 5, 2, 6, 3, 7]
-        } else {
-            [0, 4, 2, 6, 1, 5, 3, 7]
-        };
-        let mut code_lane = [0usize; 8];
-        for (l, &c) in lane_code.iter().enumerate() {
-            code_lane[c] = l;
+    /// The byte-lane operations of the fast-scan filter ([`super::fastscan`]) with AVX2: each
+    /// method is an `#[inline(always)]` wrapper of one or two intrinsics, inlined into
+    /// [`filter_avx2`], whose `#[target_feature]` makes them single instructions.
+    #[derive(Clone, Copy)]
+    pub(super) struct Avx2;
+
+    // SAFETY (every unsafe block of this impl): the trait's contract is that the caller checked
+    // AVX2, which is all these intrinsics need; loads and stores touch only what the method's
+    // own contract says is readable or writable, and have no alignment requirement.
+    impl super::fastscan::Lanes32 for Avx2 {
+        type V = __m256i;
+
+        #[inline(always)]
+        unsafe fn splat(x: u8) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_set1_epi8(x as i8) }
         }
-        // Distances are at most 64 W, so any larger limit acts as 64 W + 1, which the signed
-        // 32-bit compare takes exactly.
-        let lane_limit = |limit: u32| limit.min(64 * W as u32 + 1) as i32;
-        let groups = n / 8;
-        let p = db.as_ptr();
-        for (q0, (chunk, chunk_limits)) in qs
-            .chunks(QCHUNK)
-            .zip(limits.chunks_mut(QCHUNK))
-            .enumerate()
-            .map(|(c, pair)| (c * QCHUNK, pair))
-        {
-            // Word w of each query, broadcast and split into nibbles.
-            let mut qlo = [[zero; QCHUNK]; W];
-            let mut qhi = [[zero; QCHUNK]; W];
-            let mut lim = [zero; QCHUNK];
-            for (i, q) in chunk.iter().enumerate() {
-                for w in 0..W {
-                    let word = if w == W - 1 { q[w] & mask } else { q[w] };
-                    let qv = _mm256_set1_epi64x(word as i64);
-                    qlo[w][i] = _mm256_and_si256(qv, low);
-                    qhi[w][i] = _mm256_and_si256(_mm256_srli_epi16::<4>(qv), low);
-                }
-                lim[i] = _mm256_set1_epi32(lane_limit(chunk_limits[i]));
-            }
-            let qn = chunk.len();
-            for g in 0..groups {
-                let v: [__m256i; 4] = std::array::from_fn(|j| {
-                    if j < 2 * W {
-                        // SAFETY: the eight codes of group g < n / 8 are the 2 W vectors from
-                        // word 8 W g, inside `db`.
-                        unsafe { load(p, 2 * W * g + j) }
-                    } else {
-                        zero
-                    }
-                });
-                // One word of four codes per vector. W = 1: [c0, c1, c2, c3], [c4, c5, c6, c7].
-                // W = 2 (vector j holds codes 2j and 2j + 1): the unpacks put the first words of
-                // codes [c0, c2, c1, c3] in one vector and their second words in the next, then
-                // likewise for [c4, c6, c5, c7], once per group rather than once per query.
-                let x: [__m256i; 4] = if W == 1 {
-                    v
-                } else {
-                    [
-                        _mm256_unpacklo_epi64(v[0], v[1]),
-                        _mm256_unpackhi_epi64(v[0], v[1]),
-                        _mm256_unpacklo_epi64(v[2], v[3]),
-                        _mm256_unpackhi_epi64(v[2], v[3]),
-                    ]
-                };
-                let mut xlo = [zero; 4];
-                let mut xhi = [zero; 4];
-                for j in 0..2 * W {
-                    // The last word of each code (every vector when W = 1, odd ones when W = 2).
-                    let xj = if W == 1 || j % 2 == 1 {
-                        _mm256_and_si256(x[j], mv)
-                    } else {
-                        x[j]
-                    };
-                    xlo[j] = _mm256_and_si256(xj, low);
-                    xhi[j] = _mm256_and_si256(_mm256_srli_epi16::<4>(xj), low);
-                }
-                for i in 0..qn {
-                    let counts =
-                        |j: usize, w: usize| byte_counts(xlo[j], xhi[j], qlo[w][i], qhi[w][i]);
-                    let (a, b) = if W == 1 {
-                        // Lanes: [c0, c1, c2, c3] and [c4, c5, c6, c7].
-                        (
-                            _mm256_sad_epu8(counts(0, 0), zero),
-                            _mm256_sad_epu8(counts(1, 0), zero),
-                        )
-                    } else {
-                        // Both words' byte counts added vertically (at most 16 per byte), then one
-                        // vpsadbw: [c0, c2, c1, c3] and [c4, c6, c5, c7].
-                        (
-                            _mm256_sad_epu8(_mm256_add_epi8(counts(0, 0), counts(1, 1)), zero),
-                            _mm256_sad_epu8(_mm256_add_epi8(counts(2, 0), counts(3, 1)), zero),
-                        )
-                    };
-                    let d = _mm256_or_si256(a, _mm256_slli_epi64::<32>(b));
-                    let hit = _mm256_cmpgt_epi32(lim[i], d);
-                    if _mm256_testz_si256(hit, hit) == 0 {
-                        let mut dist = [0u32; 8];
-                        // SAFETY: `dist` has room for eight u32.
-                        unsafe { _mm256_storeu_si256(dist.as_mut_ptr().cast(), d) };
-                        let mut limit = chunk_limits[i];
-                        for (j, &lane) in code_lane.iter().enumerate() {
-                            let dj = dist[lane];
-                            if dj < limit {
-                                limit = sink(q0 + i, base + 8 * g + j, dj);
-                            }
-                        }
-                        chunk_limits[i] = limit;
-                        lim[i] = _mm256_set1_epi32(lane_limit(limit));
-                    }
-                }
+
+        #[inline(always)]
+        unsafe fn load(p: *const u8) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_loadu_si256(p.cast()) }
+        }
+
+        #[inline(always)]
+        unsafe fn broadcast_half(p: *const u8) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(p.cast())) }
+        }
+
+        #[inline(always)]
+        unsafe fn load_halves(lo: *const u8, hi: *const u8) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_loadu2_m128i(hi.cast(), lo.cast()) }
+        }
+
+        #[inline(always)]
+        unsafe fn prefetch(p: *const u8) {
+            // SAFETY: see the impl; a prefetch never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+        }
+
+        #[inline(always)]
+        unsafe fn store(p: *mut u8, v: __m256i) {
+            // SAFETY: see the impl.
+            unsafe { _mm256_storeu_si256(p.cast(), v) }
+        }
+
+        #[inline(always)]
+        unsafe fn shuffle(table: __m256i, idx: __m256i) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_shuffle_epi8(table, idx) }
+        }
+
+        #[inline(always)]
+        unsafe fn unpack_lo16(a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_unpacklo_epi16(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn unpack_hi16(a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_unpackhi_epi16(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn unpack_lo32(a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_unpacklo_epi32(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn unpack_hi32(a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_unpackhi_epi32(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn unpack_lo64(a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_unpacklo_epi64(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn unpack_hi64(a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_unpackhi_epi64(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn join_halves(lo: __m256i, hi: __m256i) -> __m256i {
+            // SAFETY: see the impl. Dwords 4..8 (the high half) from `hi`.
+            unsafe { _mm256_blend_epi32::<0xf0>(lo, hi) }
+        }
+
+        #[inline(always)]
+        unsafe fn low_nibbles(v: __m256i) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_and_si256(v, _mm256_set1_epi8(0x0f)) }
+        }
+
+        #[inline(always)]
+        unsafe fn high_nibbles(v: __m256i) -> __m256i {
+            // SAFETY: see the impl. The 16-bit shift moves the next byte's low bits into each
+            // byte's top nibble, which the mask clears.
+            unsafe { _mm256_and_si256(_mm256_srli_epi16::<4>(v), _mm256_set1_epi8(0x0f)) }
+        }
+
+        #[inline(always)]
+        unsafe fn xor(a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_xor_si256(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn or(a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_or_si256(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn add(a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_add_epi8(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn sub_sat(a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: see the impl.
+            unsafe { _mm256_subs_epu8(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn is_zero(v: __m256i) -> bool {
+            // SAFETY: see the impl.
+            unsafe { _mm256_testz_si256(v, v) != 0 }
+        }
+
+        #[inline(always)]
+        unsafe fn lt_mask(a: __m256i, b: __m256i) -> u32 {
+            // SAFETY: see the impl. a < b exactly when b -sat a is non-zero.
+            unsafe {
+                let ge = _mm256_cmpeq_epi8(_mm256_subs_epu8(b, a), _mm256_setzero_si256());
+                !(_mm256_movemask_epi8(ge) as u32)
             }
         }
-        groups * 8
     }
 
     /// The eight-lane operations of [`super::fused8`] with AVX-512F and VPOPCNTDQ (no byte

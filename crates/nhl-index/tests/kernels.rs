@@ -408,3 +408,131 @@ fn avx512_knn_equals_portable() {
         }
     }
 }
+
+/// Queries near the database: copies of database codes with a few bits flipped (half of them),
+/// so that small distances, ties and hits in every lane occur, and complements of database codes
+/// (a quarter), so that the largest distance (the full width) occurs too.
+fn near_queries(db: &Codes, nq: usize, seed: u64) -> Codes {
+    let full = db.bits();
+    let queries = random_codes(nq, full, seed).unwrap();
+    let mut rng = SplitMix64::new(seed ^ 0x9e37);
+    let words: Vec<u64> = (0..nq)
+        .flat_map(|i| {
+            let own = queries.view().code(i).unwrap().to_vec();
+            if i % 4 == 1 || db.is_empty() {
+                return own;
+            }
+            let src = db.view().code(i % db.len()).unwrap();
+            src.iter()
+                .enumerate()
+                .map(|(w, &x)| {
+                    if i % 4 == 3 {
+                        // Only the code's own bits of the last word.
+                        let valid = (full - 64 * w).min(64);
+                        !x & (u64::MAX >> (64 - valid))
+                    } else {
+                        x ^ (rng.next_u64() & rng.next_u64() & rng.next_u64())
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Codes::from_words(nq, full, words).unwrap()
+}
+
+/// The AVX2 fast-scan filter (nibble tables over byte-sliced blocks of 32 codes, superblocks of
+/// 256, zero-padded last blocks) against the code-by-code reference, for every code width
+/// 1..=128: codes of exactly that width (one word per code up to 64 bits, two above) and the
+/// same width as a prefix of 128- and 256-bit codes (codes two and four words apart); lengths
+/// around the block and superblock sizes, from an aligned and an unaligned start; 1 to 70 queries;
+/// fixed, shrinking, per-query and kNN-style limits.
+#[test]
+fn avx2_fastscan_filter_every_width() {
+    let isa = Isa::Avx2;
+    if !isa.is_available() {
+        skip_notice("avx2_fastscan_filter_every_width", isa);
+        return;
+    }
+    let kernel = Kernel::new(isa).unwrap();
+    let lengths = [0, 1, 31, 32, 33, 64, 100, 255, 256, 257, 300, 520];
+    let query_counts = [1, 7, 32, 33, 70];
+    let mut case = 0usize;
+    for bits in 1..=128usize {
+        for full in [bits, 128, 256] {
+            let db = random_codes(530, full, 7 * bits as u64 + full as u64).unwrap();
+            let width = bits as u32;
+            for rule in [
+                Rule::Fixed(width + 1),
+                Rule::Fixed(width / 2),
+                Rule::Shrink(width / 2 + 3),
+                Rule::PerQueryTies,
+                Rule::TopK(3),
+                Rule::TopK(20),
+            ] {
+                case += 1;
+                let len = lengths[case % lengths.len()];
+                let nq = query_counts[case % query_counts.len()];
+                let start = if case.is_multiple_of(3) { 7 } else { 0 };
+                let queries = near_queries(&db, nq, case as u64);
+                let (qv, dv) = (queries.prefix(bits).unwrap(), db.prefix(bits).unwrap());
+                let qs: Vec<&[u64]> = (0..nq).map(|i| qv.code(i).unwrap()).collect();
+                let (mut state, limit0) = RuleState::new(rule, width, nq);
+                let mut want = vec![Vec::new(); nq];
+                for (i, q) in qs.iter().enumerate() {
+                    let mut limit = limit0[i];
+                    for j in start..start + len {
+                        let d = distance(q, dv.code(j).unwrap(), dv.last_word_mask());
+                        if d < limit {
+                            want[i].push((j, d));
+                            limit = state.next(i, d);
+                        }
+                    }
+                }
+                let (mut state, mut limits) = RuleState::new(rule, width, nq);
+                let mut got = vec![Vec::new(); nq];
+                kernel.filter(&qs, &dv, start, len, &mut limits, &mut |i, j, d| {
+                    got[i].push((j, d));
+                    state.next(i, d)
+                });
+                assert_eq!(
+                    got, want,
+                    "{bits} of {full} bits, {nq} queries, {rule:?}, codes {start}..+{len}"
+                );
+            }
+        }
+    }
+}
+
+/// Exact kNN through the AVX2 kernel (its fast-scan filter) equals the portable kernel's, ids and
+/// distances, for 64- and 128-bit codes and their prefixes, with ties, several filter calls per
+/// query block and database sizes that leave partial superblocks and blocks.
+#[test]
+fn avx2_knn_equals_portable() {
+    use nhl_index::search::knn_with;
+    let isa = Isa::Avx2;
+    if !isa.is_available() {
+        skip_notice("avx2_knn_equals_portable", isa);
+        return;
+    }
+    let portable = Kernel::new(Isa::Portable).unwrap();
+    let fast = Kernel::new(isa).unwrap();
+    for (full, bits, n) in [
+        (64, 64, 20_000 + 13),
+        (64, 20, 5_000 + 301),
+        (128, 128, 20_000 + 77),
+        (128, 64, 5_000 + 1),
+        (128, 90, 5_000 + 290),
+        (128, 32, 5_000 + 33),
+        (128, 8, 3_000 + 5),
+        (256, 128, 3_000 + 31),
+    ] {
+        let db = random_codes(n, full, 3 + bits as u64).unwrap();
+        let q = near_queries(&db, 45, 4 + bits as u64);
+        let (qv, dv) = (q.prefix(bits).unwrap(), db.prefix(bits).unwrap());
+        for k in [1, 10, 100] {
+            let want = knn_with(portable, qv, dv, k).unwrap();
+            let got = knn_with(fast, qv, dv, k).unwrap();
+            assert_eq!(got, want, "{bits} of {full} bits, n {n}, k {k}");
+        }
+    }
+}

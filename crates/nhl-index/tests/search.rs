@@ -433,7 +433,8 @@ fn cascade_stages_agree_on_heavily_tied_prefixes() {
     // groups at the last distance it needs).
     let base = random_codes(12, 128, 3).unwrap();
     let db = replicate_with_noise(base.view(), 6000, 0.01, 4).unwrap();
-    let q = replicate_with_noise(base.view(), 25, 0.03, 5).unwrap();
+    // 70 queries: two full blocks of the bucket stage's batched scan and a partial one.
+    let q = replicate_with_noise(base.view(), 70, 0.03, 5).unwrap();
     for prefix in [4, 8, 16, 24, 32] {
         let scan = CascadeIndex::new(db.view(), prefix, PrefixStage::Scan).unwrap();
         for stage in [PrefixStage::Buckets, PrefixStage::MultiIndex] {

@@ -1,0 +1,963 @@
+//! Fast-scan threshold filter: the Hamming distance as a sum of nibble table lookups, the
+//! "fast-scan" of product quantisation (André, Kermarrec and Le Scouarnec) applied to binary codes.
+//!
+//! Split a code of `b` bits into `J = ceil(b / 4)` nibbles `x_j` (nibble `j` is bits `4j .. 4j + 4`).
+//! With the query's nibbles `q_j` and the view's mask nibbles `m_j` (zero past the code's valid
+//! bits), the distance is
+//!
+//! `d(q, x) = sum_j T_j[x_j]`, with the 16-entry table `T_j[v] = popcount((v XOR q_j) AND m_j)`.
+//!
+//! Each entry is at most 4, so `d <= 4 J <= 128` fits one byte, and a `vpshufb` looks up one
+//! nibble position of 32 codes at once: the database block is *byte-sliced* (vector `j` holds
+//! nibble `j` of 32 codes, one per byte), and one query meets it with one table broadcast, one
+//! shuffle and one byte add per nibble position, that is per 32 code nibbles. A 128-bit code costs
+//! about one shuffle and one add, against about four vector operations for the per-code nibble
+//! popcount. The mask lives in the tables, so every prefix length costs only its own nibbles.
+//!
+//! The slicing (a byte transpose and nibble split of the codes) is done on the fly, into a small
+//! L1 buffer, once per block of codes and chunk of queries, and shared by all the queries of the
+//! chunk; nothing is stored in the index, so a scan pays for its own layout. The threshold test is
+//! one saturating subtract per 32 codes: `thr -sat d` is non-zero exactly where `d < thr`, so only
+//! blocks with a hit leave the registers.
+//!
+//! The logic is written once against [`Lanes32`]: the AVX2 implementation lives in
+//! `super::x86`, and a plain-array emulation in the tests runs the same blocking, slicing,
+//! threshold and sink-order code on every machine.
+
+use super::Sink;
+
+/// Thirty-two u8 lanes in two halves of sixteen, with the semantics of the AVX2 byte operations
+/// (shuffles and unpacks act within each half), for [`filter`].
+///
+/// # Safety
+/// Every method may require the implementation's CPU features: callers must have checked them.
+pub(super) trait Lanes32 {
+    /// A vector of 32 bytes.
+    type V: Copy;
+    /// All lanes `x`.
+    unsafe fn splat(x: u8) -> Self::V;
+    /// The 32 bytes at `p`.
+    ///
+    /// # Safety
+    /// They are readable.
+    unsafe fn load(p: *const u8) -> Self::V;
+    /// The sixteen bytes at `p` in both halves.
+    ///
+    /// # Safety
+    /// They are readable.
+    unsafe fn broadcast_half(p: *const u8) -> Self::V;
+    /// Database codes: the sixteen bytes at `lo` in the low half and those at `hi` in the high.
+    ///
+    /// # Safety
+    /// They are readable.
+    unsafe fn load_halves(lo: *const u8, hi: *const u8) -> Self::V;
+    /// A hint to bring the cache line of `p` closer (any address).
+    unsafe fn prefetch(p: *const u8);
+    /// Writes the 32 lanes to `p`.
+    ///
+    /// # Safety
+    /// The 32 bytes at `p` are writable.
+    unsafe fn store(p: *mut u8, v: Self::V);
+    /// Per half, lane `i` takes lane `idx_i & 15` of `table` (0 when `idx_i >= 128`): `vpshufb`.
+    unsafe fn shuffle(table: Self::V, idx: Self::V) -> Self::V;
+    /// Per half, the low 16-bit units of `a` and `b` interleaved: `vpunpcklwd`.
+    unsafe fn unpack_lo16(a: Self::V, b: Self::V) -> Self::V;
+    /// Per half, the high 16-bit units interleaved: `vpunpckhwd`.
+    unsafe fn unpack_hi16(a: Self::V, b: Self::V) -> Self::V;
+    /// Per half, the low 32-bit units interleaved: `vpunpckldq`.
+    unsafe fn unpack_lo32(a: Self::V, b: Self::V) -> Self::V;
+    /// Per half, the high 32-bit units interleaved: `vpunpckhdq`.
+    unsafe fn unpack_hi32(a: Self::V, b: Self::V) -> Self::V;
+    /// Per half, the low 64-bit units interleaved: `vpunpcklqdq`.
+    unsafe fn unpack_lo64(a: Self::V, b: Self::V) -> Self::V;
+    /// Per half, the high 64-bit units interleaved: `vpunpckhqdq`.
+    unsafe fn unpack_hi64(a: Self::V, b: Self::V) -> Self::V;
+    /// The low half of `lo` and the high half of `hi`.
+    unsafe fn join_halves(lo: Self::V, hi: Self::V) -> Self::V;
+    /// Lane-wise `v & 0x0f`.
+    unsafe fn low_nibbles(v: Self::V) -> Self::V;
+    /// Lane-wise `v >> 4`.
+    unsafe fn high_nibbles(v: Self::V) -> Self::V;
+    /// Lane-wise `a ^ b`.
+    unsafe fn xor(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise `a | b`.
+    unsafe fn or(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise wrapping `a + b`.
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise saturating `a - b` (unsigned): non-zero exactly where `a > b`.
+    unsafe fn sub_sat(a: Self::V, b: Self::V) -> Self::V;
+    /// Whether every lane is zero.
+    unsafe fn is_zero(v: Self::V) -> bool;
+    /// Bit `l` set exactly when `a_l < b_l` (unsigned).
+    unsafe fn lt_mask(a: Self::V, b: Self::V) -> u32;
+}
+
+/// Codes per block: one byte lane each.
+pub(super) const BLOCK: usize = 32;
+/// Blocks per superblock: one query's accumulators for a superblock stay in registers while the
+/// query walks its nibble positions (one table broadcast serves `SUPER` shuffles).
+pub(super) const SUPER: usize = 8;
+/// Queries per chunk: their tables (at most 16 KiB) and the sliced superblock (at most 8 KiB)
+/// stay in L1 together.
+pub(super) const QCHUNK: usize = 32;
+/// Nibble positions of the widest code the filter takes (two words).
+const MAX_NIBBLES: usize = 32;
+
+/// `popcount(i)` for `i < 16`, in both halves.
+static POPCOUNT4: [u8; 32] = [
+    0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+];
+/// Per half, two codes of eight bytes `a, b` become the 16-bit units `(a_p, b_p)`, `p = 0..8`.
+static PAIR_BYTES: [u8; 32] = [
+    0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13,
+    6, 14, 7, 15,
+];
+
+/// 32-byte aligned storage, so that the sliced blocks and tables never split a cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct Aligned<T>(T);
+
+/// An aligned scratch buffer that is written before it is read, so it is not zeroed: zeroing the
+/// tables and the sliced superblock on every call would cost a few per cent of a scan.
+type Scratch<const N: usize> = Aligned<std::mem::MaybeUninit<[u8; N]>>;
+
+/// The nibble positions a view of `W` words with last-word mask `mask` needs: up to the highest
+/// valid bit (tables zero the masked bits below it).
+fn nibbles<const W: usize>(mask: u64) -> usize {
+    let bits = 64 * (W - 1) + (64 - mask.leading_zeros() as usize);
+    bits.div_ceil(4)
+}
+
+/// The eight byte vectors of one word of a block: `out[p]` holds byte `p` of that word of codes
+/// `0 .. 16` (low half, in order) and `16 .. 32` (high half), given `y[r]` holding the word of
+/// codes `2r, 2r + 1` (low half) and `16 + 2r, 17 + 2r` (high half). Per half this is a 16 x 8
+/// byte transpose: bytes paired per code pair by one shuffle, then an 8 x 8 transpose of 16-bit
+/// units in three rounds of unpacks.
+///
+/// # Safety
+/// The CPU has `L`'s features.
+#[inline(always)]
+unsafe fn transpose_word<L: Lanes32>(y: [L::V; 8]) -> [L::V; 8] {
+    // Plain loops, not `array::from_fn`: a closure does not inherit the caller's target features,
+    // so its intrinsics would be calls. SAFETY: the caller checked the CPU features; PAIR_BYTES
+    // has 32 bytes.
+    unsafe {
+        let pair = L::load(PAIR_BYTES.as_ptr());
+        let mut u = y;
+        for v in u.iter_mut() {
+            *v = L::shuffle(*v, pair);
+        }
+        // t[2k], t[2k + 1]: units 0..4 and 4..8 of rows 2k, 2k + 1 interleaved.
+        let mut t = u;
+        for k in 0..4 {
+            t[2 * k] = L::unpack_lo16(u[2 * k], u[2 * k + 1]);
+            t[2 * k + 1] = L::unpack_hi16(u[2 * k], u[2 * k + 1]);
+        }
+        // s[h..h + 4] (h = 0, 4): units (0, 1), (2, 3), (4, 5), (6, 7) of rows h..h + 4.
+        let mut s = t;
+        for h in [0, 4] {
+            s[h] = L::unpack_lo32(t[h], t[h + 2]);
+            s[h + 1] = L::unpack_hi32(t[h], t[h + 2]);
+            s[h + 2] = L::unpack_lo32(t[h + 1], t[h + 3]);
+            s[h + 3] = L::unpack_hi32(t[h + 1], t[h + 3]);
+        }
+        // Unit p of all eight rows: byte p of the sixteen codes of each half.
+        let mut out = s;
+        for k in 0..4 {
+            out[2 * k] = L::unpack_lo64(s[k], s[4 + k]);
+            out[2 * k + 1] = L::unpack_hi64(s[k], s[4 + k]);
+        }
+        out
+    }
+}
+
+/// Slices the block of 32 codes at `p` into nibble vectors: nibble `j < nibbles` (the low nibble
+/// of byte `j / 2` when `j` is even, else its high nibble) of code `c` goes to byte `c` of the
+/// 32 bytes at `out + j * row`.
+///
+/// `PACKED`: one-word codes back to back (`stride == 1`), sixteen bytes holding two codes. Else
+/// each code's first sixteen bytes are read, `stride >= 2` words apart, and word `W - 1 < 2` used.
+///
+/// # Safety
+/// The CPU has `L`'s features; `PACKED` implies `W == 1` and `stride == 1`; the 32 codes' reads
+/// (256 bytes from `p` when `PACKED`, else 16 bytes from `p + 8 stride c`, `c < 32`) are in
+/// bounds; the `nibbles` rows of 32 bytes at `out + j * row` are writable.
+#[inline(always)]
+unsafe fn slice_block<L: Lanes32, const W: usize, const PACKED: bool>(
+    p: *const u8,
+    stride: usize,
+    nibbles: usize,
+    out: *mut u8,
+    row: usize,
+) {
+    // SAFETY (this function): the caller's contract covers every read and write, and the
+    // CPU features.
+    unsafe {
+        let zero = L::splat(0);
+        let mut words = [[zero; 8]; W];
+        if PACKED {
+            // Codes 2r, 2r + 1 at byte 16 r; codes 16 + 2r, 17 + 2r at byte 128 + 16 r.
+            for (r, y) in words[0].iter_mut().enumerate() {
+                *y = L::load_halves(p.add(16 * r), p.add(128 + 16 * r));
+            }
+        } else {
+            // Codes 2r | 16 + 2r and 2r + 1 | 17 + 2r, both words of each; the 64-bit unpacks
+            // gather word w of the code pairs.
+            let code = 8 * stride;
+            let (mut first, mut second) = ([zero; 8], [zero; 8]);
+            for (r, (y0, y1)) in first.iter_mut().zip(second.iter_mut()).enumerate() {
+                let a = L::load_halves(p.add(code * 2 * r), p.add(code * (16 + 2 * r)));
+                let b = L::load_halves(p.add(code * (2 * r + 1)), p.add(code * (17 + 2 * r)));
+                *y0 = L::unpack_lo64(a, b);
+                if W == 2 {
+                    *y1 = L::unpack_hi64(a, b);
+                }
+            }
+            words[0] = first;
+            words[W - 1] = if W == 2 { second } else { first };
+        }
+        for (w, y) in words.into_iter().enumerate() {
+            if 16 * w >= nibbles {
+                break;
+            }
+            let bytes = transpose_word::<L>(y);
+            for (k, &v) in bytes.iter().enumerate() {
+                let j = 16 * w + 2 * k;
+                if j < nibbles {
+                    L::store(out.add(j * row), L::low_nibbles(v));
+                }
+                if j + 1 < nibbles {
+                    L::store(out.add((j + 1) * row), L::high_nibbles(v));
+                }
+            }
+        }
+    }
+}
+
+/// The tables of one query: `T_j` (sixteen bytes) at `out + 16 j` for the `2 * ceil(nibbles / 2)`
+/// first positions, built two at a time: byte `k` of the masked query, split into its nibbles
+/// (low half: low nibble), is broadcast within each half, XORed with `v AND m_j`
+/// (`masked[k]`, `v = 0..16` per half) and looked up in the popcount table:
+/// `popcount((v AND m_j) XOR (q_j AND m_j)) = popcount((v XOR q_j) AND m_j)`.
+///
+/// # Safety
+/// The CPU has `L`'s features; `out` has `16 * 2 * ceil(nibbles / 2)` writable bytes; `masked`
+/// has `ceil(nibbles / 2)` entries.
+#[inline(always)]
+unsafe fn build_tables<L: Lanes32>(
+    query: &[u8; 16],
+    masked: &[Aligned<[u8; 32]>],
+    nibbles: usize,
+    out: *mut u8,
+) {
+    // SAFETY: the caller's contract; `query` has sixteen bytes, POPCOUNT4 thirty-two.
+    unsafe {
+        let popcount = L::load(POPCOUNT4.as_ptr());
+        let q = L::broadcast_half(query.as_ptr());
+        let split = L::join_halves(L::low_nibbles(q), L::high_nibbles(q));
+        for (k, m) in masked.iter().enumerate().take(nibbles.div_ceil(2)) {
+            let qk = L::shuffle(split, L::splat(k as u8));
+            let t = L::shuffle(popcount, L::xor(L::load(m.0.as_ptr()), qk));
+            L::store(out.add(32 * k), t);
+        }
+    }
+}
+
+/// One query against `NB` sliced blocks (nibble `j` of block `b` at `sliced + 32 (NB j + b)`),
+/// tables at `tables`: the 32 distances of each block, one per byte.
+///
+/// # Safety
+/// The CPU has `L`'s features; the `nibbles` rows of `NB` blocks and the `nibbles` tables are
+/// readable.
+#[inline(always)]
+unsafe fn distances<L: Lanes32, const NB: usize>(
+    sliced: *const u8,
+    tables: *const u8,
+    nibbles: usize,
+) -> [L::V; NB] {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mut acc = [L::splat(0); NB];
+        for j in 0..nibbles {
+            let t = L::broadcast_half(tables.add(16 * j));
+            let row = sliced.add(BLOCK * NB * j);
+            for (b, a) in acc.iter_mut().enumerate() {
+                *a = L::add(*a, L::shuffle(t, L::load(row.add(BLOCK * b))));
+            }
+        }
+        acc
+    }
+}
+
+/// Bit `l` set exactly when lane `l` of `v` is below `limit`.
+///
+/// # Safety
+/// The CPU has `L`'s features.
+#[inline(always)]
+unsafe fn below<L: Lanes32>(v: L::V, limit: u32) -> u32 {
+    if limit > 255 {
+        u32::MAX
+    } else {
+        // SAFETY: the caller checked the CPU features.
+        unsafe { L::lt_mask(v, L::splat(limit as u8)) }
+    }
+}
+
+/// The shared state of one chunk of queries: their tables and limits.
+struct Chunk<'c> {
+    /// Query `i`'s tables at `tables + 512 i`, written for the chunk's queries.
+    tables: *const u8,
+    limits: &'c mut [u32],
+    /// The index of the chunk's first query.
+    q0: usize,
+}
+
+/// Every query of `chunk` against `NB` sliced blocks whose first code is `code0`; `keep[b]` has
+/// a bit per existing code of block `b`. The threshold `min(limit, cap)` fits a byte because a
+/// distance is at most `cap - 1`; on a hit, the blocks' codes are walked in ascending order,
+/// each tested against the limit as the sink leaves it (whatever it returns). `ahead`: bytes to
+/// prefetch, shared out among the queries.
+///
+/// # Safety
+/// The CPU has `L`'s features; `sliced` holds `nibbles` rows of `NB` blocks.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn scan_blocks<L: Lanes32, const NB: usize>(
+    chunk: &mut Chunk<'_>,
+    sliced: *const u8,
+    nibbles: usize,
+    cap: u32,
+    keep: [u32; NB],
+    code0: usize,
+    ahead: Option<(*const u8, usize)>,
+    sink: Sink<'_>,
+) {
+    let qn = chunk.limits.len();
+    for (i, limit) in chunk.limits.iter_mut().enumerate() {
+        if let Some((next, bytes)) = ahead {
+            // This query's share of the lines of `bytes` bytes from `next`.
+            for line in (64 * i..bytes).step_by(64 * qn) {
+                // SAFETY: a prefetch reads nothing architecturally and never faults.
+                unsafe { L::prefetch(next.wrapping_add(line)) };
+            }
+        }
+        // SAFETY: the caller's contract; query i < QCHUNK has its tables at 512 i.
+        let (acc, hit) = unsafe {
+            let acc = distances::<L, NB>(sliced, chunk.tables.add(512 * i), nibbles);
+            let thr = L::splat((*limit).min(cap) as u8);
+            let mut any = L::sub_sat(thr, acc[0]);
+            for &a in &acc[1..] {
+                any = L::or(any, L::sub_sat(thr, a));
+            }
+            (acc, !L::is_zero(any))
+        };
+        if !hit {
+            continue;
+        }
+        let mut dist = [Aligned([0u8; 32]); NB];
+        for (d, &a) in dist.iter_mut().zip(&acc) {
+            // SAFETY: `d` has 32 bytes; the CPU features were checked.
+            unsafe { L::store(d.0.as_mut_ptr(), a) };
+        }
+        let mut lim = *limit;
+        for (b, d) in dist.iter().enumerate() {
+            // SAFETY: `d` has 32 bytes; the CPU features were checked.
+            let v = unsafe { L::load(d.0.as_ptr()) };
+            // SAFETY: as above.
+            let mut m = unsafe { below::<L>(v, lim) } & keep[b];
+            while m != 0 {
+                let l = m.trailing_zeros() as usize;
+                lim = sink(chunk.q0 + i, code0 + BLOCK * b + l, u32::from(d.0[l]));
+                // SAFETY: as above.
+                m = unsafe { below::<L>(v, lim) } & keep[b] & (u64::MAX << (l + 1)) as u32;
+            }
+        }
+        *limit = lim;
+    }
+}
+
+/// The fast-scan threshold scan (`FilterFn` semantics) of codes of `W` words (1 or 2), `stride`
+/// words apart, last word masked by `mask`: per chunk of [`QCHUNK`] queries, the tables are built,
+/// then the database is sliced [`SUPER`] blocks of 32 codes at a time and every query of the chunk
+/// meets the superblock in registers. Blocks left over (fewer than a superblock, a partial last
+/// block, or a last code whose unused second word lies past `db`) are sliced one at a time, the
+/// last from a zero-padded copy, its missing codes masked out.
+///
+/// # Safety
+/// The CPU has `L`'s features; `PACKED` exactly when `W == 1 && stride == 1`, else `stride >= 2`;
+/// `qs.len() == limits.len()`; every query has at least `W` words; when `n > 0`, `db.len() >=
+/// (n - 1) * stride + W`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn filter<L: Lanes32, const W: usize, const PACKED: bool>(
+    qs: &[&[u64]],
+    db: &[u64],
+    stride: usize,
+    mask: u64,
+    n: usize,
+    base: usize,
+    limits: &mut [u32],
+    sink: Sink<'_>,
+) {
+    if n == 0 {
+        return;
+    }
+    let nibbles = nibbles::<W>(mask);
+    let cap = 64 * W as u32 + 1;
+    // Blocks whose reads all lie in `db`: PACKED reads exactly the codes' words; otherwise each
+    // code's sixteen bytes, of which the last code's second word may be absent when W = 1.
+    let len = db.len();
+    let in_bounds = if PACKED {
+        len / BLOCK
+    } else if len >= 2 {
+        ((len - 2) / stride + 1) / BLOCK
+    } else {
+        0
+    };
+    let full = (n / BLOCK).min(in_bounds);
+    let supers = full / SUPER;
+    let blocks = n.div_ceil(BLOCK);
+    // `v AND m_j` per byte k of the code (low nibble in the low half), for the tables.
+    let mut masked = [Aligned([0u8; 32]); MAX_NIBBLES / 2];
+    for (k, m) in masked.iter_mut().enumerate().take(nibbles.div_ceil(2)) {
+        let word = if k / 8 == W - 1 { mask } else { u64::MAX };
+        let byte = (word >> (8 * (k % 8))) as u8;
+        for v in 0..16u8 {
+            m.0[usize::from(v)] = v & byte & 0x0f;
+            m.0[16 + usize::from(v)] = v & (byte >> 4);
+        }
+    }
+    // Only ever read through these pointers where written first: a query's tables are built
+    // before its chunk is scanned, and the rows of a block are sliced before it is scanned.
+    let mut tables_buf: Scratch<{ QCHUNK * MAX_NIBBLES * 16 }> =
+        Aligned(std::mem::MaybeUninit::uninit());
+    let mut sliced_buf: Scratch<{ SUPER * BLOCK * MAX_NIBBLES }> =
+        Aligned(std::mem::MaybeUninit::uninit());
+    let tables = tables_buf.0.as_mut_ptr().cast::<u8>();
+    let sliced = sliced_buf.0.as_mut_ptr().cast::<u8>();
+    let code_bytes = if PACKED { 8 } else { 8 * stride };
+    let p = db.as_ptr().cast::<u8>();
+    for (c, (chunk_qs, chunk_limits)) in
+        qs.chunks(QCHUNK).zip(limits.chunks_mut(QCHUNK)).enumerate()
+    {
+        for (i, q) in chunk_qs.iter().enumerate() {
+            let mut bytes = [0u8; 16];
+            for w in 0..W {
+                let word = if w == W - 1 { q[w] & mask } else { q[w] };
+                bytes[8 * w..8 * w + 8].copy_from_slice(&word.to_le_bytes());
+            }
+            // SAFETY: the CPU features were checked by the caller; query i < QCHUNK owns the
+            // 512 bytes at 512 i, enough for 32 tables; `masked` has 16 entries.
+            unsafe { build_tables::<L>(&bytes, &masked, nibbles, tables.add(512 * i)) };
+        }
+        let mut chunk = Chunk {
+            tables,
+            limits: chunk_limits,
+            q0: c * QCHUNK,
+        };
+        for s in 0..supers {
+            // The next superblock's codes are fetched while this one is scanned, a few lines per
+            // query: the hardware prefetchers lose a stream read in bursts tens of thousands of
+            // cycles apart, and a burst of misses at slicing time would stall.
+            let ahead = if s + 1 < supers {
+                Some(p.wrapping_add(code_bytes * BLOCK * SUPER * (s + 1)))
+            } else {
+                None
+            };
+            for b in 0..SUPER {
+                let first = BLOCK * (SUPER * s + b);
+                // SAFETY: block SUPER s + b < full is in bounds (see `in_bounds`); its rows go
+                // to `sliced` at 32 b + 256 j, j < nibbles <= 32, inside its 8 KiB.
+                unsafe {
+                    slice_block::<L, W, PACKED>(
+                        p.add(code_bytes * first),
+                        stride,
+                        nibbles,
+                        sliced.add(BLOCK * b),
+                        BLOCK * SUPER,
+                    )
+                };
+            }
+            // SAFETY: `sliced` now holds `nibbles` rows of SUPER blocks.
+            unsafe {
+                scan_blocks::<L, SUPER>(
+                    &mut chunk,
+                    sliced,
+                    nibbles,
+                    cap,
+                    [u32::MAX; SUPER],
+                    base + BLOCK * SUPER * s,
+                    ahead.map(|a| (a, code_bytes * BLOCK * SUPER)),
+                    &mut *sink,
+                )
+            };
+        }
+        for b in SUPER * supers..blocks {
+            let first = BLOCK * b;
+            let valid = (n - first).min(BLOCK);
+            // Lanes 0 .. valid.
+            let keep = (u64::MAX >> (64 - valid)) as u32;
+            if b < full {
+                // SAFETY: block b < full is in bounds; its rows fit `sliced` (row = 32 bytes).
+                unsafe {
+                    slice_block::<L, W, PACKED>(
+                        p.add(code_bytes * first),
+                        stride,
+                        nibbles,
+                        sliced,
+                        BLOCK,
+                    )
+                };
+            } else {
+                // The codes that exist, copied into a zeroed block of the same layout (two words
+                // per code unless PACKED), so that no read leaves `db`.
+                let s = if PACKED { 1 } else { 2 };
+                let mut buf = [0u64; 2 * BLOCK];
+                for c in 0..valid {
+                    let at = (first + c) * stride;
+                    buf[c * s..c * s + W].copy_from_slice(&db[at..at + W]);
+                }
+                // SAFETY: `buf` holds 32 codes of the layout `slice_block` reads with stride
+                // `s`; the rows fit `sliced`.
+                unsafe {
+                    slice_block::<L, W, PACKED>(buf.as_ptr().cast(), s, nibbles, sliced, BLOCK)
+                };
+            }
+            // SAFETY: `sliced` holds `nibbles` rows of one block.
+            unsafe {
+                scan_blocks::<L, 1>(
+                    &mut chunk,
+                    sliced,
+                    nibbles,
+                    cap,
+                    [keep],
+                    base + first,
+                    None,
+                    &mut *sink,
+                )
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! [`filter`]'s logic (slicing, tables, blocks, superblocks, padded tails, thresholds, sink
+    //! order) on an emulation of the lanes, so that it is tested on every machine; and, where the
+    //! CPU has AVX2, every lane operation of the AVX2 implementation against the emulation.
+    use super::*;
+    use crate::hamming::distance;
+    use crate::synth::SplitMix64;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// The database being scanned, `[start, end)`, and the end of the guard words after it
+        /// (addresses): a code read must not touch `[end, guard)`.
+        static DB: Cell<(usize, usize, usize)> = const { Cell::new((0, 0, 0)) };
+    }
+
+    /// Reads 16 bytes of codes, failing when they run past the database into its guard words
+    /// (reads elsewhere are the zero-padded copy of the last block, on the stack).
+    fn read16(p: *const u8) -> [u8; 16] {
+        let (start, end, guard) = DB.with(Cell::get);
+        let a = p as usize;
+        assert!(
+            !(a < guard && a + 16 > end && a + 16 > start),
+            "code read of 16 bytes at byte {} of a {}-byte database",
+            a.wrapping_sub(start),
+            end - start
+        );
+        // SAFETY: inside the database or the kernel's own buffer (checked above for the former).
+        unsafe { p.cast::<[u8; 16]>().read_unaligned() }
+    }
+
+    /// The lanes as a plain array, with the semantics of the AVX2 instructions.
+    struct Emu;
+
+    fn per_half(f: impl Fn(usize, usize) -> u8) -> [u8; 32] {
+        std::array::from_fn(|l| f(l / 16, l % 16))
+    }
+
+    /// Interleaves the low (`hi == false`) or high units of `size` bytes of `a` and `b`, per half.
+    fn unpack(a: [u8; 32], b: [u8; 32], size: usize, hi: bool) -> [u8; 32] {
+        per_half(|h, i| {
+            let unit = i / size;
+            let src = if unit.is_multiple_of(2) { a } else { b };
+            let from = unit / 2 + if hi { 8 / size } else { 0 };
+            src[16 * h + from * size + i % size]
+        })
+    }
+
+    impl Lanes32 for Emu {
+        type V = [u8; 32];
+        unsafe fn splat(x: u8) -> [u8; 32] {
+            [x; 32]
+        }
+        unsafe fn load(p: *const u8) -> [u8; 32] {
+            // SAFETY: the trait's contract.
+            unsafe { p.cast::<[u8; 32]>().read_unaligned() }
+        }
+        unsafe fn broadcast_half(p: *const u8) -> [u8; 32] {
+            // SAFETY: the trait's contract.
+            let h = unsafe { p.cast::<[u8; 16]>().read_unaligned() };
+            std::array::from_fn(|l| h[l % 16])
+        }
+        unsafe fn load_halves(lo: *const u8, hi: *const u8) -> [u8; 32] {
+            let (lo, hi) = (read16(lo), read16(hi));
+            std::array::from_fn(|l| if l < 16 { lo[l] } else { hi[l - 16] })
+        }
+        unsafe fn prefetch(_: *const u8) {}
+        unsafe fn store(p: *mut u8, v: [u8; 32]) {
+            // SAFETY: the trait's contract.
+            unsafe { p.cast::<[u8; 32]>().write_unaligned(v) }
+        }
+        unsafe fn shuffle(table: [u8; 32], idx: [u8; 32]) -> [u8; 32] {
+            per_half(|h, i| {
+                let x = idx[16 * h + i];
+                if x >= 128 {
+                    0
+                } else {
+                    table[16 * h + usize::from(x & 15)]
+                }
+            })
+        }
+        unsafe fn unpack_lo16(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+            unpack(a, b, 2, false)
+        }
+        unsafe fn unpack_hi16(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+            unpack(a, b, 2, true)
+        }
+        unsafe fn unpack_lo32(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+            unpack(a, b, 4, false)
+        }
+        unsafe fn unpack_hi32(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+            unpack(a, b, 4, true)
+        }
+        unsafe fn unpack_lo64(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+            unpack(a, b, 8, false)
+        }
+        unsafe fn unpack_hi64(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+            unpack(a, b, 8, true)
+        }
+        unsafe fn join_halves(lo: [u8; 32], hi: [u8; 32]) -> [u8; 32] {
+            std::array::from_fn(|l| if l < 16 { lo[l] } else { hi[l] })
+        }
+        unsafe fn low_nibbles(v: [u8; 32]) -> [u8; 32] {
+            v.map(|x| x & 0x0f)
+        }
+        unsafe fn high_nibbles(v: [u8; 32]) -> [u8; 32] {
+            v.map(|x| x >> 4)
+        }
+        unsafe fn xor(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+            std::array::from_fn(|l| a[l] ^ b[l])
+        }
+        unsafe fn or(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+            std::array::from_fn(|l| a[l] | b[l])
+        }
+        unsafe fn add(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+            std::array::from_fn(|l| a[l].wrapping_add(b[l]))
+        }
+        unsafe fn sub_sat(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+            std::array::from_fn(|l| a[l].saturating_sub(b[l]))
+        }
+        unsafe fn is_zero(v: [u8; 32]) -> bool {
+            v == [0; 32]
+        }
+        unsafe fn lt_mask(a: [u8; 32], b: [u8; 32]) -> u32 {
+            (0..32).fold(0, |m, l| m | (u32::from(a[l] < b[l]) << l))
+        }
+    }
+
+    /// `filter::<Emu>` on the shape `(words, stride)`, with code reads checked against `db`, whose
+    /// allocation `alloc` continues with guard words after it.
+    #[allow(clippy::too_many_arguments)]
+    fn filter_emulated(
+        qs: &[&[u64]],
+        alloc: &[u64],
+        db_words: usize,
+        stride: usize,
+        words: usize,
+        mask: u64,
+        n: usize,
+        base: usize,
+        limits: &mut [u32],
+        sink: Sink<'_>,
+    ) {
+        let db = &alloc[..db_words];
+        let (start, end) = (db.as_ptr() as usize, db.as_ptr() as usize + 8 * db_words);
+        DB.with(|r| r.set((start, end, alloc.as_ptr() as usize + 8 * alloc.len())));
+        // SAFETY: the emulation needs no CPU feature and checks every code read; the callers
+        // pass one limit per query, queries of `words` words and `db` of (n - 1) stride + words.
+        unsafe {
+            match (words, stride) {
+                (1, 1) => filter::<Emu, 1, true>(qs, db, stride, mask, n, base, limits, sink),
+                (1, _) => filter::<Emu, 1, false>(qs, db, stride, mask, n, base, limits, sink),
+                (2, _) => filter::<Emu, 2, false>(qs, db, stride, mask, n, base, limits, sink),
+                _ => unreachable!("not a fast-scan shape"),
+            }
+        }
+    }
+
+    /// Random words with a bias, so that distances spread from 0 to the width, both included.
+    fn words_for(rng: &mut SplitMix64, count: usize, near: &[u64]) -> Vec<u64> {
+        (0..count)
+            .map(|w| {
+                let flips = rng.next_u64() & rng.next_u64() & rng.next_u64();
+                match rng.below(5) {
+                    0 => rng.next_u64(),
+                    1 => near[w % near.len()],
+                    2 => !near[w % near.len()],
+                    _ => near[w % near.len()] ^ flips,
+                }
+            })
+            .collect()
+    }
+
+    /// A threshold rule: the limit after a hit, from (query, distance).
+    type Next = Box<dyn Fn(usize, u32) -> u32>;
+
+    #[test]
+    fn fastscan_logic_on_emulated_lanes() {
+        let mut rng = SplitMix64::new(4);
+        // (words, stride, valid bits of the last word): 64-bit codes and shorter, one-word
+        // prefixes of 128- and 256-bit codes, 128-bit codes and their prefixes of 65 to 127 bits,
+        // and two-word prefixes of 192-bit codes.
+        let shapes = [
+            (1, 1, 64),
+            (1, 1, 13),
+            (1, 1, 1),
+            (1, 1, 4),
+            (1, 2, 64),
+            (1, 2, 32),
+            (1, 2, 37),
+            (1, 4, 61),
+            (2, 2, 64),
+            (2, 2, 36),
+            (2, 2, 1),
+            (2, 3, 60),
+        ];
+        // Lengths: none, partial first blocks, one block, a superblock and more (with blocks and
+        // a partial block after it), two superblocks and a tail.
+        let lengths: Vec<usize> = (0..=40)
+            .chain([63, 64, 65, 255, 256, 257, 289, 300, 511, 512, 547])
+            .collect();
+        for (words, stride, last_bits) in shapes {
+            let mask = if last_bits == 64 {
+                u64::MAX
+            } else {
+                (1u64 << last_bits) - 1
+            };
+            let width = 64 * (words as u32 - 1) + last_bits;
+            let centre = [rng.next_u64(), rng.next_u64()];
+            for &n in &lengths {
+                // The slice ends at the last code's last word (with words < stride the unused
+                // words of the last code are absent), then come 64 guard words.
+                let db_words = if n == 0 { 0 } else { (n - 1) * stride + words };
+                let alloc = words_for(&mut rng, db_words + 64, &centre);
+                for nq in [1, 3, 33, 70] {
+                    if n > 300 && nq != 33 {
+                        continue;
+                    }
+                    let q_words: Vec<Vec<u64>> = (0..nq)
+                        .map(|_| words_for(&mut rng, words, &centre))
+                        .collect();
+                    let qs: Vec<&[u64]> = q_words.iter().map(Vec::as_slice).collect();
+                    let rules: [(&str, Next, Vec<u32>); 7] = [
+                        ("all", Box::new(move |_, _| width + 1), vec![width + 1; nq]),
+                        ("u32::MAX", Box::new(|_, _| u32::MAX), vec![u32::MAX; nq]),
+                        ("256", Box::new(|_, _| 256), vec![255; nq]),
+                        ("half", Box::new(move |_, _| width / 2), vec![width / 2; nq]),
+                        ("none", Box::new(|_, _| 0), vec![0; nq]),
+                        ("shrink", Box::new(|_, d| d), vec![width / 2 + 3; nq]),
+                        (
+                            // A different limit per query, then ties allowed (d + 1), and a
+                            // limit that grows again after a hit of an odd query.
+                            "per-query",
+                            Box::new(move |i, d| if i % 2 == 1 { width + 1 } else { d + 1 }),
+                            (0..nq as u32).map(|i| i % (width + 2)).collect(),
+                        ),
+                    ];
+                    for (name, next, limit0) in &rules {
+                        let want: Vec<Vec<(usize, u32)>> = qs
+                            .iter()
+                            .enumerate()
+                            .map(|(i, q)| {
+                                let mut limit = limit0[i];
+                                let mut hits = Vec::new();
+                                for j in 0..n {
+                                    let c = &alloc[j * stride..j * stride + words];
+                                    let d = distance(&q[..words], c, mask);
+                                    if d < limit {
+                                        hits.push((j, d));
+                                        limit = next(i, d);
+                                    }
+                                }
+                                hits
+                            })
+                            .collect();
+                        let base = 1000;
+                        let mut got = vec![Vec::new(); nq];
+                        let mut limits = limit0.clone();
+                        filter_emulated(
+                            &qs,
+                            &alloc,
+                            db_words,
+                            stride,
+                            words,
+                            mask,
+                            n,
+                            base,
+                            &mut limits,
+                            &mut |i, j, d| {
+                                got[i].push((j - base, d));
+                                next(i, d)
+                            },
+                        );
+                        assert_eq!(
+                            got, want,
+                            "words {words}, stride {stride}, mask {mask:x}, n {n}, {nq} queries, \
+                             rule {name}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Codes at the largest distance (every valid bit differs) pass a limit of width + 1 even when
+    /// no other code of their block does: the byte threshold must not clip it.
+    #[test]
+    fn fastscan_full_distance_passes_width_plus_one() {
+        for (words, stride, last_bits) in [(1, 1, 64), (1, 2, 64), (1, 1, 7), (2, 2, 64), (2, 2, 9)]
+        {
+            let mask = u64::MAX >> (64 - last_bits);
+            let width = 64 * (words as u32 - 1) + last_bits;
+            for n in [5, 32, 300] {
+                let db_words = (n - 1) * stride + words;
+                let alloc = vec![0x0123_4567_89ab_cdef_u64; db_words + 64];
+                let query: Vec<u64> = vec![!0x0123_4567_89ab_cdef_u64; words];
+                let mut got = Vec::new();
+                let mut limits = [width + 1];
+                filter_emulated(
+                    &[&query],
+                    &alloc,
+                    db_words,
+                    stride,
+                    words,
+                    mask,
+                    n,
+                    0,
+                    &mut limits,
+                    &mut |_, j, d| {
+                        got.push((j, d));
+                        width + 1
+                    },
+                );
+                let want: Vec<(usize, u32)> = (0..n).map(|j| (j, width)).collect();
+                assert_eq!(
+                    got, want,
+                    "words {words}, stride {stride}, width {width}, n {n}"
+                );
+            }
+        }
+    }
+
+    /// The guard of the emulated reads is live: a read past the database fails.
+    #[test]
+    #[should_panic(expected = "code read of 16 bytes")]
+    fn emulated_code_reads_past_the_database_fail() {
+        let alloc = [0u64; 8];
+        DB.with(|r| {
+            r.set((
+                alloc.as_ptr() as usize,
+                alloc.as_ptr() as usize + 8 * 3,
+                alloc.as_ptr() as usize + 64,
+            ))
+        });
+        // Words 2 and 3: the second lies past the three-word database.
+        let _ = read16(alloc[2..].as_ptr().cast());
+    }
+
+    /// Every lane operation of `L` on `a`, `b`, `c` (32 bytes each, `c` read as codes).
+    ///
+    /// # Safety
+    /// The CPU has `L`'s features.
+    #[inline(always)]
+    unsafe fn lane_ops<L: Lanes32>(a: &[u8; 32], b: &[u8; 32]) -> Vec<[u8; 32]> {
+        // SAFETY: the caller checked the CPU features; `a` and `b` have 32 readable bytes.
+        unsafe {
+            let (va, vb) = (L::load(a.as_ptr()), L::load(b.as_ptr()));
+            let out = |v: L::V| {
+                let mut o = [0u8; 32];
+                L::store(o.as_mut_ptr(), v);
+                o
+            };
+            let flags = |x: bool| [u8::from(x); 32];
+            let mask = |m: u32| std::array::from_fn(|l| (m >> l) as u8 & 1);
+            vec![
+                out(L::splat(a[5])),
+                out(L::broadcast_half(b.as_ptr().add(3))),
+                out(L::load_halves(a.as_ptr().add(7), b.as_ptr().add(16))),
+                out(L::shuffle(va, vb)),
+                out(L::unpack_lo16(va, vb)),
+                out(L::unpack_hi16(va, vb)),
+                out(L::unpack_lo32(va, vb)),
+                out(L::unpack_hi32(va, vb)),
+                out(L::unpack_lo64(va, vb)),
+                out(L::unpack_hi64(va, vb)),
+                out(L::join_halves(va, vb)),
+                out(L::low_nibbles(va)),
+                out(L::high_nibbles(va)),
+                out(L::xor(va, vb)),
+                out(L::or(va, vb)),
+                out(L::add(va, vb)),
+                out(L::sub_sat(va, vb)),
+                flags(L::is_zero(va)),
+                flags(L::is_zero(L::xor(va, va))),
+                mask(L::lt_mask(va, vb)),
+            ]
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn lane_ops_avx2(a: &[u8; 32], b: &[u8; 32]) -> Vec<[u8; 32]> {
+        // SAFETY: this function's features are those of `x86::Avx2`, checked by the caller.
+        unsafe { lane_ops::<crate::hamming::x86::Avx2>(a, b) }
+    }
+
+    #[test]
+    fn avx2_lane_ops_equal_emulation() {
+        if !crate::hamming::Isa::Avx2.is_available() {
+            use std::io::Write;
+            // Straight to stderr, so that libtest's capture does not hide the notice.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipping avx2_lane_ops_equal_emulation: no AVX2 on this CPU"
+            );
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut rng = SplitMix64::new(32);
+            for t in 0..20_000 {
+                let a: [u8; 32] = std::array::from_fn(|_| (rng.next_u64() >> rng.below(8)) as u8);
+                let b: [u8; 32] = std::array::from_fn(|l| match (t + l) % 4 {
+                    0 => a[l],
+                    1 => rng.next_u64() as u8,
+                    2 => a[l] ^ (1 << rng.below(8)),
+                    _ => (rng.below(3) as u8).wrapping_sub(1),
+                });
+                // The emulated code reads (load_halves) are checked against a range holding
+                // neither: no guard is hit.
+                DB.with(|r| r.set((0, 0, 0)));
+                // SAFETY: the emulation needs no CPU feature.
+                let want = unsafe { lane_ops::<Emu>(&a, &b) };
+                // SAFETY: AVX2 was checked above.
+                let got = unsafe { lane_ops_avx2(&a, &b) };
+                assert_eq!(got, want, "a {a:?}, b {b:?}");
+            }
+        }
+    }
+}
