@@ -123,21 +123,24 @@ fn slice_cols(
     out[i] = x[r * p.src_cols + p.start + c];
 }
 
-// out[r, start + c] += alpha x[r, c]; x is rows x cols, out rows x src_cols.
+// out[r, start + c] += scale x[r, c] for element i of x (rows x cols; out is rows x src_cols).
+fn add_prefix_at(i: u32, scale: f32) {
+    if i >= p.rows * p.cols {
+        return;
+    }
+    let r = i / p.cols;
+    let c = i % p.cols;
+    out[r * p.src_cols + p.start + c] += scale * x[i];
+}
+
+// out[r, start + c] += alpha x[r, c].
 @compute @workgroup_size(256, 1, 1)
 fn add_prefix(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = flat_index(wg, nwg, lid);
-    if i >= p.rows * p.cols {
-        return;
-    }
-    let r = i / p.cols;
-    let c = i % p.cols;
-    let o = r * p.src_cols + p.start + c;
-    out[o] += p.alpha * x[i];
+    add_prefix_at(flat_index(wg, nwg, lid), p.alpha);
 }
 
 // out[r, start + c] += dy[n_idx] x[r, c]: add_prefix with the scale read from a weight row on
@@ -148,14 +151,7 @@ fn add_prefix_weighted(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = flat_index(wg, nwg, lid);
-    if i >= p.rows * p.cols {
-        return;
-    }
-    let r = i / p.cols;
-    let c = i % p.cols;
-    let o = r * p.src_cols + p.start + c;
-    out[o] += dy[p.n_idx] * x[i];
+    add_prefix_at(flat_index(wg, nwg, lid), dy[p.n_idx]);
 }
 
 // out[i, c] = x[idx[i], c] for i < n_idx.

@@ -273,6 +273,42 @@ impl RuleState {
     }
 }
 
+/// Per query, the (position, distance) hits in the order the sink saw them.
+type Hits = Vec<Vec<(usize, u32)>>;
+
+/// The hits of `Kernel::filter` over codes `start .. start + len` beside those of a brute-force
+/// scan under the same limit rule.
+fn filter_and_brute_force(
+    kernel: &Kernel,
+    qs: &[&[u64]],
+    dv: &nhl_index::CodesView<'_>,
+    start: usize,
+    len: usize,
+    rule: Rule,
+    width: u32,
+) -> (Hits, Hits) {
+    let nq = qs.len();
+    let (mut state, limit0) = RuleState::new(rule, width, nq);
+    let mut want = vec![Vec::new(); nq];
+    for (i, q) in qs.iter().enumerate() {
+        let mut limit = limit0[i];
+        for j in start..start + len {
+            let d = distance(q, dv.code(j).unwrap(), dv.last_word_mask());
+            if d < limit {
+                want[i].push((j, d));
+                limit = state.next(i, d);
+            }
+        }
+    }
+    let (mut state, mut limits) = RuleState::new(rule, width, nq);
+    let mut got = vec![Vec::new(); nq];
+    kernel.filter(qs, dv, start, len, &mut limits, &mut |i, j, d| {
+        got[i].push((j, d));
+        state.next(i, d)
+    });
+    (got, want)
+}
+
 /// `Kernel::filter` of `isa` against the code-by-code reference, for every scan length
 /// `0..=73` (two 32-code blocks of the fused AVX-512 scan and every tail, from an even and an
 /// odd start), query counts that are and are not multiples of the 32-query chunk, and every
@@ -327,24 +363,8 @@ fn filter_exhaustive(isa: Isa) {
             for rule in rules {
                 for start in [0, 3] {
                     for len in 0..=73 {
-                        let (mut state, limit0) = RuleState::new(rule, width, nq);
-                        let mut want = vec![Vec::new(); nq];
-                        for (i, q) in qs.iter().enumerate() {
-                            let mut limit = limit0[i];
-                            for j in start..start + len {
-                                let d = distance(q, dv.code(j).unwrap(), dv.last_word_mask());
-                                if d < limit {
-                                    want[i].push((j, d));
-                                    limit = state.next(i, d);
-                                }
-                            }
-                        }
-                        let (mut state, mut limits) = RuleState::new(rule, width, nq);
-                        let mut got = vec![Vec::new(); nq];
-                        kernel.filter(&qs, &dv, start, len, &mut limits, &mut |i, j, d| {
-                            got[i].push((j, d));
-                            state.next(i, d)
-                        });
+                        let (got, want) =
+                            filter_and_brute_force(&kernel, &qs, &dv, start, len, rule, width);
                         assert_eq!(
                             got, want,
                             "{isa}, {bits} of {full} bits, {nq} queries, {rule:?}, codes \
@@ -476,24 +496,8 @@ fn avx2_fastscan_filter_every_width() {
                 let queries = near_queries(&db, nq, case as u64);
                 let (qv, dv) = (queries.prefix(bits).unwrap(), db.prefix(bits).unwrap());
                 let qs: Vec<&[u64]> = (0..nq).map(|i| qv.code(i).unwrap()).collect();
-                let (mut state, limit0) = RuleState::new(rule, width, nq);
-                let mut want = vec![Vec::new(); nq];
-                for (i, q) in qs.iter().enumerate() {
-                    let mut limit = limit0[i];
-                    for j in start..start + len {
-                        let d = distance(q, dv.code(j).unwrap(), dv.last_word_mask());
-                        if d < limit {
-                            want[i].push((j, d));
-                            limit = state.next(i, d);
-                        }
-                    }
-                }
-                let (mut state, mut limits) = RuleState::new(rule, width, nq);
-                let mut got = vec![Vec::new(); nq];
-                kernel.filter(&qs, &dv, start, len, &mut limits, &mut |i, j, d| {
-                    got[i].push((j, d));
-                    state.next(i, d)
-                });
+                let (got, want) =
+                    filter_and_brute_force(&kernel, &qs, &dv, start, len, rule, width);
                 assert_eq!(
                     got, want,
                     "{bits} of {full} bits, {nq} queries, {rule:?}, codes {start}..+{len}"
