@@ -1754,7 +1754,7 @@ mod tests {
     /// Per query, the codes `0..n` in ascending order whose distance is below the query's limit at
     /// their turn, the limit becoming `next(d)` after each hit.
     #[allow(clippy::too_many_arguments)]
-    fn reference(
+    pub(super) fn reference(
         qs: &[&[u64]],
         db: &[u64],
         stride: usize,
@@ -1782,7 +1782,7 @@ mod tests {
     }
 
     /// A threshold rule: the limit after a hit, from (query, distance).
-    type Next = Box<dyn Fn(usize, u32) -> u32>;
+    pub(super) type Next = Box<dyn Fn(usize, u32) -> u32>;
 
     /// Random words with a bias, so that distances spread from 0 to the width.
     fn words_for(rng: &mut SplitMix64, count: usize, near: &[u64]) -> Vec<u64> {

@@ -547,7 +547,7 @@ mod tests {
     //! order) on an emulation of the lanes, so that it is tested on every machine; and, where the
     //! CPU has AVX2, every lane operation of the AVX2 implementation against the emulation.
     use super::*;
-    use crate::hamming::distance;
+    use crate::hamming::tests::{reference, Next};
     use crate::synth::SplitMix64;
     use std::cell::Cell;
 
@@ -714,9 +714,6 @@ mod tests {
             .collect()
     }
 
-    /// A threshold rule: the limit after a hit, from (query, distance).
-    type Next = Box<dyn Fn(usize, u32) -> u32>;
-
     #[test]
     fn fastscan_logic_on_emulated_lanes() {
         let mut rng = SplitMix64::new(4);
@@ -779,23 +776,7 @@ mod tests {
                         ),
                     ];
                     for (name, next, limit0) in &rules {
-                        let want: Vec<Vec<(usize, u32)>> = qs
-                            .iter()
-                            .enumerate()
-                            .map(|(i, q)| {
-                                let mut limit = limit0[i];
-                                let mut hits = Vec::new();
-                                for j in 0..n {
-                                    let c = &alloc[j * stride..j * stride + words];
-                                    let d = distance(&q[..words], c, mask);
-                                    if d < limit {
-                                        hits.push((j, d));
-                                        limit = next(i, d);
-                                    }
-                                }
-                                hits
-                            })
-                            .collect();
+                        let want = reference(&qs, &alloc, stride, words, mask, n, limit0, next);
                         let base = 1000;
                         let mut got = vec![Vec::new(); nq];
                         let mut limits = limit0.clone();
