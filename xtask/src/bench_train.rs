@@ -52,7 +52,8 @@ struct Timing {
 }
 
 /// Process CPU time read at progress reports, per model: `(first_ns, first_step, last_ns,
-/// last_step)` over the reports after the warm-up epoch.
+/// last_step)`. The clock is read at the end of every epoch (the warm-up epoch's end starts the
+/// span), plus at the first report of a one-epoch run, so the reads stay out of the steps.
 #[derive(Default)]
 struct CpuClock {
     spans: Vec<Option<(u64, usize, u64, usize)>>,
@@ -60,23 +61,24 @@ struct CpuClock {
 
 impl CpuClock {
     fn observe(&mut self, p: &Progress) {
-        if p.epochs > 1 && p.epoch == 0 {
+        if self.spans.len() <= p.model {
+            self.spans.resize(p.model + 1, None);
+        }
+        let epoch_end = p.batch == p.batches;
+        let one_epoch_start = p.epochs == 1 && self.spans[p.model].is_none();
+        if !(epoch_end || one_epoch_start) {
             return;
         }
         let Some(now) = process_cpu_ns() else {
             return;
         };
         let step = p.epoch * p.batches + p.batch;
-        if self.spans.len() <= p.model {
-            self.spans.resize(p.model + 1, None);
-        }
         let span = self.spans[p.model].get_or_insert((now, step, now, step));
         (span.2, span.3) = (now, step);
     }
 
     /// CPU seconds of one epoch (summed over models): each model's CPU time per step between
-    /// its first and last timed report, times the steps per epoch. Reports come in batches (one
-    /// download per 16 steps), so the span runs between two downloads.
+    /// its first and last reading, times the steps per epoch.
     fn per_epoch(&self, batches: usize) -> Option<f64> {
         let mut total = 0.0;
         for span in &self.spans {
