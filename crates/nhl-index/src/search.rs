@@ -16,6 +16,10 @@ const QUERY_BLOCK: usize = 32;
 /// Bytes of database codes per cache block: with its distance buffer (half as many bytes at one
 /// word per code) it stays in a 32 KiB L1 while every query of the block scans it.
 const DB_BLOCK_BYTES: usize = 16 * 1024;
+/// Codes per call of [`Kernel::filter`] in kNN search: the fused filters block the database for
+/// the cache themselves, so a call can be long, which spares per-call setup (the fast scan's
+/// query tables) and lets its prefetch run on across blocks.
+const KNN_BLOCK: usize = 1 << 16;
 /// Segments are never split below this many codes: merging costs more than it saves.
 const MIN_SEGMENT: usize = 16 * 1024;
 
@@ -150,7 +154,7 @@ pub fn knn_with(
     let max_d = database.bits();
     let n_qblocks = nq.div_ceil(QUERY_BLOCK);
     let segs = segments(n_qblocks, database.len());
-    let block = db_block(database.stride());
+    let block = KNN_BLOCK;
     let tasks: Vec<(usize, usize)> = (0..n_qblocks)
         .flat_map(|qb| (0..segs.len()).map(move |s| (qb, s)))
         .collect();

@@ -522,6 +522,8 @@ fn avx2_knn_equals_portable() {
     let fast = Kernel::new(isa).unwrap();
     for (full, bits, n) in [
         (64, 64, 20_000 + 13),
+        // More codes than one filter call of kNN takes (65,536): limits carried across calls.
+        (64, 64, 2 * 65_536 + 13),
         (64, 20, 5_000 + 301),
         (128, 128, 20_000 + 77),
         (128, 64, 5_000 + 1),
