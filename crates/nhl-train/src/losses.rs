@@ -8,7 +8,7 @@ use nhl_kernels::{Backend, KernelError, Shape, Unary};
 
 use crate::config::Method;
 use crate::data::Dataset;
-use crate::targets::{csq_centres, dpn_targets, label_targets, prefix_columns};
+use crate::targets::{csq_centres, dpn_targets, prefix_columns, target_table};
 
 /// CSQ's quantisation weight `lambda`.
 const CSQ_LAMBDA: f64 = 1e-4;
@@ -67,6 +67,9 @@ pub type LossAndGrad<B> = (<B as Backend>::Buf, <B as Backend>::Buf);
 pub struct BatchContext<'a, B: Backend> {
     /// Indices of the batch items in the training set.
     pub idx: &'a B::Idx,
+    /// The rows of the batch items' targets in the target tables of the centre-based losses:
+    /// [`crate::targets::target_rows`] at the batch items.
+    pub target_rows: &'a B::Idx,
     /// Multi-hot labels of the batch (`n x C`).
     pub labels: &'a B::Buf,
     /// The memory bank, already holding this batch.
@@ -76,14 +79,14 @@ pub struct BatchContext<'a, B: Backend> {
 /// One length's base loss and its per-length state.
 pub enum LengthLoss<B: Backend> {
     /// CSQ: `BCE((v+1)/2, (h+1)/2) + lambda mean((|v| - 1)^2)`, `v = tanh(u)`, `h` the item's
-    /// hash centre; `targets` holds `h` for every training item.
+    /// hash centre, row [`BatchContext::target_rows`] of `targets`.
     Csq {
-        /// `N_train x b` targets in {-1, 1}.
+        /// The target table ([`crate::targets::target_table`]), entries in {-1, 1}, `b` wide.
         targets: B::Buf,
     },
     /// DPN: `mean(max(0, m - u * t))` against the class target vector `t`.
     Dpn {
-        /// `N_train x b` targets in {-1, 1}.
+        /// The target table ([`crate::targets::target_table`]), entries in {-1, 1}, `b` wide.
         targets: B::Buf,
     },
     /// DSH: `mean[s/2 d + (1-s)/2 max(m - d, 0)] + alpha mean(|1 - |u||)` over the bank, with
@@ -116,7 +119,7 @@ impl<B: Backend> LengthLoss<B> {
     ) -> Result<Self, AutogradError> {
         let per_item = |centres: Vec<f32>| -> Result<B::Buf, KernelError> {
             // Classes are validated when the data set is built, so every label has a centre.
-            let table = label_targets(&centres, bits, &train.labels, seed).map_err(|e| {
+            let table = target_table(&centres, bits, &train.labels, seed).map_err(|e| {
                 KernelError::Shape {
                     op: "targets",
                     detail: e.to_string(),
@@ -126,7 +129,8 @@ impl<B: Backend> LengthLoss<B> {
                 .into_iter()
                 .map(|v| nhl_kernels::Real::from_f64(v as f64))
                 .collect();
-            backend.upload(&table, Shape::new(train.len(), bits))
+            let rows = table.len() / bits;
+            backend.upload(&table, Shape::new(rows, bits))
         };
         Ok(match method {
             Method::Csq => {
@@ -149,16 +153,17 @@ impl<B: Backend> LengthLoss<B> {
     /// The loss and its gradient `dJ/dU` (`n x b`) from one fused kernel that reads the first `b`
     /// columns of `codes` (`n x B`) in place, for the losses that have one (CSQ:
     /// [`Backend::csq_objective`], the same function as [`LengthLoss::eval`]); `None` otherwise.
+    /// `target_rows`: [`BatchContext::target_rows`].
     pub fn fused(
         &self,
         backend: &B,
         codes: &B::Buf,
-        idx: &B::Idx,
+        target_rows: &B::Idx,
     ) -> Option<Result<LossAndGrad<B>, KernelError>> {
         match self {
             LengthLoss::Csq { targets } => {
                 let bits = backend.shape(targets).cols;
-                Some(backend.csq_objective(codes, bits, targets, idx, CSQ_LAMBDA))
+                Some(backend.csq_objective(codes, bits, targets, target_rows, CSQ_LAMBDA))
             }
             LengthLoss::Dpn { .. } | LengthLoss::Dsh { .. } | LengthLoss::Dhn { .. } => None,
         }
@@ -174,7 +179,7 @@ impl<B: Backend> LengthLoss<B> {
         let be = tape.backend();
         match self {
             LengthLoss::Csq { targets } => {
-                let h = be.gather_rows(targets, ctx.idx)?;
+                let h = be.gather_rows(targets, ctx.target_rows)?;
                 let t = tape
                     .constant(be.unary(Unary::AddScalar(0.5), &be.unary(Unary::Scale(0.5), &h)?)?);
                 let v = tape.tanh(u)?;
@@ -185,7 +190,7 @@ impl<B: Backend> LengthLoss<B> {
                 Ok(tape.add(&centre, &tape.scale(&quant, CSQ_LAMBDA)?)?)
             }
             LengthLoss::Dpn { targets } => {
-                let t = tape.constant(be.gather_rows(targets, ctx.idx)?);
+                let t = tape.constant(be.gather_rows(targets, ctx.target_rows)?);
                 let margin = tape.add_scalar(&tape.scale(&tape.mul(u, &t)?, -1.0)?, DPN_MARGIN)?;
                 tape.mean_all(&tape.relu(&margin)?)
             }
@@ -318,6 +323,8 @@ mod tests {
         let labels = cpu.zeros(Shape::new(2, 4)).unwrap();
         let ctx = BatchContext {
             idx: &idx,
+            // Every item of these training sets is its own class.
+            target_rows: &idx,
             labels: &labels,
             bank: None,
         };
@@ -360,6 +367,8 @@ mod tests {
         let labels = cpu.zeros(Shape::new(2, 4)).unwrap();
         let ctx = BatchContext {
             idx: &idx,
+            // Every item of these training sets is its own class.
+            target_rows: &idx,
             labels: &labels,
             bank: None,
         };
@@ -407,6 +416,8 @@ mod tests {
         let labels = cpu.upload(&[1.0, 0.0, 0.0, 1.0], Shape::new(2, 2)).unwrap();
         let ctx = BatchContext {
             idx: &idx,
+            // Every item of these training sets is its own class.
+            target_rows: &idx,
             labels: &labels,
             bank: Some(&bank),
         };
@@ -446,6 +457,8 @@ mod tests {
         let labels = cpu.upload(&[1.0, 0.0, 0.0, 1.0], Shape::new(2, 2)).unwrap();
         let ctx = BatchContext {
             idx: &idx,
+            // Every item of these training sets is its own class.
+            target_rows: &idx,
             labels: &labels,
             bank: Some(&bank),
         };

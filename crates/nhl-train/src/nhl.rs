@@ -55,7 +55,7 @@ pub fn length_gradients<B: Backend>(
     let mut objectives = be.zeros(Shape::new(1, bits.len()))?;
     let mut d = Vec::with_capacity(bits.len());
     for (k, (&b, loss)) in bits.iter().zip(losses).enumerate() {
-        let (j, mut dk) = match loss.fused(be, codes, ctx.idx) {
+        let (j, mut dk) = match loss.fused(be, codes, ctx.target_rows) {
             Some(fused) => fused?,
             None => {
                 let tape = Tape::new(be);
@@ -324,10 +324,14 @@ mod tests {
             labels: Labels::Single((0..items as u32).map(|i| i % 4).collect()),
             n_classes: 4,
         };
-        let idx = cpu.upload_idx(&[3, 0, 11, 5, 5, 7, 1, 9, 2]).unwrap();
+        let batch = [3, 0, 11, 5, 5, 7, 1, 9, 2];
+        let idx = cpu.upload_idx(&batch).unwrap();
+        let rows = crate::targets::target_rows(&train.labels);
+        let target_rows = cpu.upload_idx(&batch.map(|i| rows[i as usize])).unwrap();
         let labels = cpu.zeros(Shape::new(n, 4)).unwrap();
         let ctx = BatchContext {
             idx: &idx,
+            target_rows: &target_rows,
             labels: &labels,
             bank: None,
         };

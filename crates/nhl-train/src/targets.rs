@@ -247,6 +247,51 @@ pub fn label_targets(
     Ok(out)
 }
 
+/// Which row of a length's target table ([`target_table`]) holds each training item's target:
+/// the item's class for single-label data, the item itself for multi-label data.
+pub fn target_rows(labels: &Labels) -> Vec<u32> {
+    match labels {
+        Labels::Single(classes) => classes.clone(),
+        Labels::Multi { rows, .. } => (0..rows.len() as u32).collect(),
+    }
+}
+
+/// The target table of one length, indexed by [`target_rows`]. Single-label data uses the class
+/// `centres` themselves (`C x bits`), after checking that every item's class has one: a few rows
+/// that stay in the first-level cache, where a row per item would be fetched from memory at
+/// random for every batch item. Multi-label data gets one row per item from [`label_targets`].
+pub fn target_table(
+    centres: &[f32],
+    bits: usize,
+    labels: &Labels,
+    seed: u64,
+) -> Result<Vec<f32>, TargetError> {
+    match labels {
+        Labels::Single(classes) => {
+            if bits == 0 || !centres.len().is_multiple_of(bits) {
+                return Err(TargetError::Shape {
+                    len: centres.len(),
+                    bits,
+                });
+            }
+            let n_classes = centres.len() / bits;
+            match classes
+                .iter()
+                .enumerate()
+                .find(|&(_, &class)| class as usize >= n_classes)
+            {
+                Some((item, &class)) => Err(TargetError::Class {
+                    item,
+                    class,
+                    n_classes,
+                }),
+                None => Ok(centres.to_vec()),
+            }
+        }
+        Labels::Multi { .. } => label_targets(centres, bits, labels, seed),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +382,29 @@ mod tests {
             dpn_targets(64, 1, 0.5, 11),
             dpn_targets(32, 2, 0.5, 11)[..64].to_vec()
         );
+    }
+
+    #[test]
+    fn target_tables_hold_what_label_targets_gives_at_the_item_rows() {
+        let bits = 16;
+        let c = csq_centres(bits, 10, 0);
+        let multi = Labels::Multi {
+            rows: vec![vec![0, 3], vec![], vec![8, 9], vec![2]],
+            n_classes: 10,
+        };
+        for labels in [Labels::Single(vec![3, 9, 0, 3, 7]), multi] {
+            let table = target_table(&c, bits, &labels, 5).unwrap();
+            let per_item = label_targets(&c, bits, &labels, 5).unwrap();
+            for (item, &r) in target_rows(&labels).iter().enumerate() {
+                assert_eq!(row(&table, bits, r as usize), row(&per_item, bits, item));
+            }
+        }
+        // Single-label tables are the centres: ten rows, not one per item.
+        let single = Labels::Single(vec![1; 1000]);
+        assert_eq!(target_table(&c, bits, &single, 0).unwrap(), c);
+        let bad = target_table(&c, bits, &Labels::Single(vec![2, 10]), 0).unwrap_err();
+        assert!(bad.to_string().contains("item 1 has class 10"), "{bad}");
+        assert!(target_table(&c, 7, &Labels::Single(vec![0]), 0).is_err());
     }
 
     #[test]

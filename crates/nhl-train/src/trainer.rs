@@ -15,7 +15,7 @@ use crate::metrics::evaluate_lengths;
 use crate::model::NestedHashModel;
 use crate::nhl::{length_gradients, GradientProducts, LengthGradients, ObjectivePath};
 use crate::optim::Adam;
-use crate::targets::csq_prefix_centres;
+use crate::targets::{csq_prefix_centres, target_rows};
 
 /// Rows encoded per forward pass at evaluation (bounds device memory, not results).
 const ENCODE_CHUNK: usize = 2048;
@@ -304,6 +304,8 @@ struct ModelRun<'a, B: Backend<Elem = f32>> {
     bank: Option<Bank<B>>,
     train_features: B::Buf,
     train_labels: B::Buf,
+    /// Each training item's row in the losses' target tables.
+    target_rows: Vec<u32>,
     n_train: usize,
     shuffle: SplitMix64,
 }
@@ -354,6 +356,7 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             bank,
             train_features,
             train_labels,
+            target_rows: target_rows(&train.labels),
             n_train: train.len(),
             shuffle: SplitMix64::new(config.seed ^ SHUFFLE_STREAM),
         })
@@ -422,6 +425,11 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
         let be = self.backend;
         let n = indices.len();
         let idx = be.upload_idx(indices)?;
+        let rows: Vec<u32> = indices
+            .iter()
+            .map(|&i| self.target_rows[i as usize])
+            .collect();
+        let target_rows = be.upload_idx(&rows)?;
         let tape = Tape::new(be);
         let x = tape.constant(be.gather_rows(&self.train_features, &idx)?);
         let labels = be.gather_rows(&self.train_labels, &idx)?;
@@ -435,6 +443,7 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
         let code_bits = self.model.code_bits();
         let ctx = BatchContext {
             idx: &idx,
+            target_rows: &target_rows,
             labels: &labels,
             bank: self.bank.as_ref(),
         };

@@ -1,4 +1,4 @@
-//! One row of the fused CSQ objective as a loop the compiler vectorises: every element's terms
+//! The fused CSQ objective of a batch as a loop the compiler vectorises: every element's terms
 //! are a fixed sequence of arithmetic and selects ([`Real::tanh_lanes`], the branch-free
 //! [`scalar::bce_and_grad`]), compiled once for the baseline instruction set and once for AVX2.
 //! Both builds perform the same IEEE operations in the same order (Rust never fuses a multiply
@@ -8,13 +8,26 @@ use super::scalar;
 use crate::backend::Unary;
 use crate::real::Real;
 
-/// For each element `j` of one batch row, with `v = tanh(u_j)`, `p = (v + 1) / 2`,
-/// `t = (h_j + 1) / 2` and `a = |v| - 1`: writes `bce[j] = BCE(p, t)`, `quant[j] = a^2` and
+/// The fused CSQ terms of a batch: row `r` of the `n x bits` outputs `grad`, `bce` and `quant`
+/// comes from the first `bits` of the `width` outputs of row `r` of `u` and the target row
+/// `idx[r]` of `targets` (`bits` wide). For each element, with `v = tanh(u_j)`, `p = (v + 1) / 2`,
+/// `t = (h_j + 1) / 2` and `a = |v| - 1`: `bce[j] = BCE(p, t)`, `quant[j] = a^2` and
 /// `grad[j] = inv (dBCE/dp / 2 + 2 lambda a sign(v)) (1 - v^2)`, the gradient of
 /// `inv * (sum BCE + lambda sum a^2)` with respect to `u_j`.
-pub(super) fn csq_row<T: Real>(
+///
+/// The whole batch is one call, so that the loop's constants are loaded once and the long
+/// dependency chain of one row (a tanh, two logs, three divisions) overlaps with the next: rows
+/// of eight elements, one vector each, left it latency-bound at one call per row.
+///
+/// # Panics
+/// When a slice is shorter than the shapes say or an index is out of range (callers check both).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn csq_rows<T: Real>(
     u: &[T],
-    h: &[T],
+    width: usize,
+    targets: &[T],
+    idx: &[u32],
+    bits: usize,
     lambda: T,
     inv: T,
     grad: &mut [T],
@@ -23,30 +36,62 @@ pub(super) fn csq_row<T: Real>(
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is available, which is all `csq_row_avx2` is compiled for.
-        return unsafe { csq_row_avx2(u, h, lambda, inv, grad, bce, quant) };
+        // SAFETY: AVX2 is available, which is all `csq_rows_avx2` is compiled for.
+        return unsafe {
+            csq_rows_avx2(u, width, targets, idx, bits, lambda, inv, grad, bce, quant)
+        };
     }
-    csq_row_body(u, h, lambda, inv, grad, bce, quant)
+    csq_rows_body(u, width, targets, idx, bits, lambda, inv, grad, bce, quant)
 }
 
-/// [`csq_row_body`] compiled with AVX2 enabled (eight `f32` lanes instead of four).
+/// [`csq_rows_body`] compiled with AVX2 enabled (eight `f32` lanes instead of four).
 ///
 /// # Safety
 /// The CPU supports AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn csq_row_avx2<T: Real>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn csq_rows_avx2<T: Real>(
     u: &[T],
-    h: &[T],
+    width: usize,
+    targets: &[T],
+    idx: &[u32],
+    bits: usize,
     lambda: T,
     inv: T,
     grad: &mut [T],
     bce: &mut [T],
     quant: &mut [T],
 ) {
-    csq_row_body(u, h, lambda, inv, grad, bce, quant)
+    csq_rows_body(u, width, targets, idx, bits, lambda, inv, grad, bce, quant)
 }
 
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn csq_rows_body<T: Real>(
+    u: &[T],
+    width: usize,
+    targets: &[T],
+    idx: &[u32],
+    bits: usize,
+    lambda: T,
+    inv: T,
+    grad: &mut [T],
+    bce: &mut [T],
+    quant: &mut [T],
+) {
+    let rows = grad
+        .chunks_exact_mut(bits)
+        .zip(bce.chunks_exact_mut(bits))
+        .zip(quant.chunks_exact_mut(bits));
+    for (r, ((g, b), q)) in rows.enumerate() {
+        let item = idx[r] as usize;
+        let h = &targets[item * bits..(item + 1) * bits];
+        csq_row_body(&u[r * width..r * width + bits], h, lambda, inv, g, b, q);
+    }
+}
+
+/// One row of [`csq_rows_body`].
 #[inline(always)]
 fn csq_row_body<T: Real>(
     u: &[T],

@@ -656,19 +656,26 @@ impl<T: Real> Backend for CpuBackend<T> {
         let lambda = T::from_f64(lambda);
         let inv = T::one() / T::from_f64((n * bits) as f64);
         let mut grad = vec![T::zero(); n * bits];
-        // Per-element BCE and quantisation terms of one row, summed after the vector pass.
-        let mut terms = vec![T::zero(); 2 * bits];
+        // Per-element BCE and quantisation terms, summed after the vector pass.
+        let mut terms = vec![T::zero(); 2 * n * bits];
+        let (bce_terms, quant_terms) = terms.split_at_mut(n * bits);
+        csq_row::csq_rows(
+            &u.data,
+            width,
+            &targets.data,
+            &idx.0,
+            bits,
+            lambda,
+            inv,
+            &mut grad,
+            bce_terms,
+            quant_terms,
+        );
+        // Serial and in row-major order: the sums match the tape's mean over the same elements.
         let (mut bce, mut quant) = (T::zero(), T::zero());
-        for (r, (g_row, &item)) in grad.chunks_mut(bits).zip(idx.0.iter()).enumerate() {
-            let u_row = &u.data[r * width..r * width + bits];
-            let t_row = &targets.data[item as usize * bits..(item as usize + 1) * bits];
-            let (bce_terms, quant_terms) = terms.split_at_mut(bits);
-            csq_row::csq_row(u_row, t_row, lambda, inv, g_row, bce_terms, quant_terms);
-            // Serial and in row-major order: the sums match the tape's mean over the same elements.
-            for (&b, &q) in bce_terms.iter().zip(quant_terms.iter()) {
-                bce += b;
-                quant += q;
-            }
+        for (&b, &q) in bce_terms.iter().zip(quant_terms.iter()) {
+            bce += b;
+            quant += q;
         }
         let loss = bce * inv + lambda * (quant * inv);
         Ok((
@@ -790,9 +797,12 @@ impl<T: Real> Backend for CpuBackend<T> {
             }
         }
         // dS = (dA + dA^T) S.
-        let sym: Vec<T> = (0..n * n)
-            .map(|i| da[i] + da[(i % n) * n + i / n])
-            .collect();
+        let mut sym = vec![T::zero(); n * n];
+        for (p, row) in sym.chunks_exact_mut(n).enumerate() {
+            for (q, v) in row.iter_mut().enumerate() {
+                *v = da[p * n + q] + da[q * n + p];
+            }
+        }
         let mut grad = vec![T::zero(); n * student_bits];
         // SAFETY: sym is n x n, S the n x student_bits prefix of u (row stride `width`), the
         // output n x student_bits.
