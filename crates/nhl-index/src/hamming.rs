@@ -1127,9 +1127,11 @@ mod x86 {
     /// # Safety
     /// AVX2 is available; `db` holds at least `n` one-word codes; every query has a word; one
     /// limit per query. Fewer than [`FASTSCAN_MIN_QUERIES_64`] queries (more would panic).
+    /// `MASKED`: whether `mask` may clear bits (a prefix shorter than 64 bits); full 64-bit
+    /// codes skip the two ANDs per group, a tenth of a scan that runs near the memory's speed.
     #[inline]
     #[target_feature(enable = "avx2,popcnt")]
-    unsafe fn fused64(
+    unsafe fn fused64<const MASKED: bool>(
         qs: &[&[u64]],
         db: &[u64],
         mask: u64,
@@ -1161,12 +1163,10 @@ mod x86 {
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(8 * (g + PREFETCH_LINES_64)).cast::<i8>());
             // SAFETY: the eight codes of group g < n / 8 are the 2 vectors from word 8 g, inside
             // `db`.
-            let v = unsafe {
-                [
-                    _mm256_and_si256(load(p, 2 * g), mv),
-                    _mm256_and_si256(load(p, 2 * g + 1), mv),
-                ]
-            };
+            let mut v = unsafe { [load(p, 2 * g), load(p, 2 * g + 1)] };
+            if MASKED {
+                v = [_mm256_and_si256(v[0], mv), _mm256_and_si256(v[1], mv)];
+            }
             let xlo = [_mm256_and_si256(v[0], low), _mm256_and_si256(v[1], low)];
             let xhi = [
                 _mm256_and_si256(_mm256_srli_epi16::<4>(v[0]), low),
@@ -1259,7 +1259,13 @@ mod x86 {
             }
             (1, 1) if qs.len() < FASTSCAN_MIN_QUERIES_64 => {
                 // SAFETY: the caller's `FilterFn` contract, with the width checked here.
-                let done = unsafe { fused64(qs, db, mask, n, base, limits, sink) };
+                let done = unsafe {
+                    if mask == u64::MAX {
+                        fused64::<false>(qs, db, mask, n, base, limits, sink)
+                    } else {
+                        fused64::<true>(qs, db, mask, n, base, limits, sink)
+                    }
+                };
                 super::filter_scalar(
                     qs,
                     &db[done..],
