@@ -5,7 +5,7 @@ use anyhow::Context;
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::Backend;
 use nhl_train::config::{Mode, TrainConfig};
-use nhl_train::data::{load_protocol, Protocol};
+use nhl_train::data::{load_protocol, Protocol, Split};
 use nhl_train::trainer::{train, Progress};
 
 use crate::search::process_cpu_ns;
@@ -35,6 +35,10 @@ pub struct Args {
         default_value = "nested,distill,adaptive,full,single"
     )]
     modes: Vec<String>,
+    /// Rounds: every mode is trained once per round, the modes taking turns, so that a slow
+    /// spell of a shared machine falls on all of them; each mode reports its fastest round.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 fn parse_mode(s: &str) -> anyhow::Result<Mode> {
@@ -92,36 +96,50 @@ impl CpuClock {
     }
 }
 
-/// Mean seconds per epoch of each mode, skipping the first epoch when there are several.
-fn time_modes<B: Backend<Elem = f32>>(
+/// One training run of `mode`: mean seconds per epoch, skipping the first epoch when there are
+/// several.
+fn time_mode<B: Backend<Elem = f32>>(
+    backend: &B,
+    split: &Split,
+    epochs: usize,
+    mode: Mode,
+) -> anyhow::Result<Timing> {
+    let config = TrainConfig {
+        mode,
+        epochs,
+        ..TrainConfig::default()
+    };
+    let mut clock = CpuClock::default();
+    let mut batches = 0;
+    let outcome = train(backend, split, &config, &mut |p| {
+        batches = p.batches;
+        clock.observe(p);
+    })?;
+    let timed = if outcome.epoch_seconds.len() > 1 {
+        &outcome.epoch_seconds[1..]
+    } else {
+        &outcome.epoch_seconds[..]
+    };
+    let wall = timed.iter().sum::<f64>() / timed.len() as f64;
+    let cpu = clock.per_epoch(batches);
+    eprintln!("{mode:?}: {wall:.3} s/epoch");
+    Ok(Timing { mode, wall, cpu })
+}
+
+/// Every mode's timing in every round (`rounds[r][m]` for `modes[m]`), the modes taking turns.
+fn time_rounds<B: Backend<Elem = f32>>(
     backend: &B,
     args: &Args,
     modes: &[Mode],
-) -> anyhow::Result<Vec<Timing>> {
+) -> anyhow::Result<Vec<Vec<Timing>>> {
     let split = load_protocol(args.protocol, None)?;
-    modes
-        .iter()
-        .map(|&mode| {
-            let config = TrainConfig {
-                mode,
-                epochs: args.epochs,
-                ..TrainConfig::default()
-            };
-            let mut clock = CpuClock::default();
-            let mut batches = 0;
-            let outcome = train(backend, &split, &config, &mut |p| {
-                batches = p.batches;
-                clock.observe(p);
-            })?;
-            let timed = if outcome.epoch_seconds.len() > 1 {
-                &outcome.epoch_seconds[1..]
-            } else {
-                &outcome.epoch_seconds[..]
-            };
-            let wall = timed.iter().sum::<f64>() / timed.len() as f64;
-            let cpu = clock.per_epoch(batches);
-            eprintln!("{mode:?}: {wall:.3} s/epoch");
-            Ok(Timing { mode, wall, cpu })
+    (0..args.rounds)
+        .map(|r| {
+            eprintln!("round {} of {}", r + 1, args.rounds);
+            modes
+                .iter()
+                .map(|&mode| time_mode(backend, &split, args.epochs, mode))
+                .collect()
         })
         .collect()
 }
@@ -136,18 +154,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|m| parse_mode(m))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.rounds == 0 {
+        anyhow::bail!("--rounds must be at least 1");
+    }
     let gpu = args.backend.gpu()?;
-    let (name, times) = match &gpu {
-        Some(gpu) => (gpu.adapter().to_string(), time_modes(gpu, &args, &modes)?),
+    let (name, rounds) = match &gpu {
+        Some(gpu) => (gpu.adapter().to_string(), time_rounds(gpu, &args, &modes)?),
         None => {
             let cpu = CpuBackend::<f32>::new();
-            (cpu.name(), time_modes(&cpu, &args, &modes)?)
+            (cpu.name(), time_rounds(&cpu, &args, &modes)?)
         }
     };
+    // Each mode's fastest round, in wall time and (separately) in CPU time.
+    let times: Vec<Timing> = (0..modes.len())
+        .map(|m| {
+            let runs = rounds.iter().map(|round| &round[m]);
+            Timing {
+                mode: modes[m],
+                wall: runs.clone().map(|t| t.wall).fold(f64::INFINITY, f64::min),
+                cpu: runs
+                    .map(|t| t.cpu)
+                    .collect::<Option<Vec<f64>>>()
+                    .map(|c| c.into_iter().fold(f64::INFINITY, f64::min)),
+            }
+        })
+        .collect();
     let of = |m: Mode| times.iter().find(|t| t.mode == m);
     println!(
-        "training seconds per epoch, protocol {}, backend {name}",
-        args.protocol
+        "training seconds per epoch, protocol {}, backend {name}, fastest of {} rounds",
+        args.protocol, args.rounds
     );
     println!(
         "{:<10} {:>12} {:>12} {:>14} {:>14}",
@@ -180,6 +215,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "five single-length models / one full run: {:.2}x{cpu}",
             single.wall / full.wall
         );
+        let index = |m: Mode| modes.iter().position(|&x| x == m);
+        if let (Some(f), Some(s)) = (index(Mode::Full), index(Mode::Single)) {
+            let per_round: Vec<String> = rounds
+                .iter()
+                .map(|round| format!("{:.2}x", round[s].wall / round[f].wall))
+                .collect();
+            println!("  in each round: {}", per_round.join(", "));
+        }
     }
     Ok(())
 }

@@ -33,7 +33,9 @@ pub enum PrefixStage {
     /// distance once per *distinct* prefix (the SIMD threshold scan of [`Kernel::filter`], for a
     /// block of queries at once, reporting only the groups that can still be among the nearest)
     /// and takes whole groups, nearest first, merging the groups of the last distance it needs by
-    /// position. Trained nested codes have few distinct
+    /// position. The index keeps a copy of the full codes in group order, so the re-ranking reads
+    /// each group's codes as one contiguous run instead of one scattered code per candidate
+    /// (memory: one more copy of the codes). Trained nested codes have few distinct
     /// short prefixes (tens of thousands or fewer for a million codes), so this costs a fraction
     /// of a scan. When more than one code in [`BUCKETS_MAX_SHARE`] has a prefix of its own
     /// (random codes, long prefixes), grouping cannot pay and the stage scans the narrow prefixes
@@ -54,7 +56,7 @@ pub struct CascadeIndex<'a> {
 }
 
 /// Database positions grouped by prefix value: `ids[offsets[g] .. offsets[g + 1]]` (ascending)
-/// have the prefix `keys.code(g)` (keys ascending).
+/// have the prefix `keys.code(g)` (keys ascending). A *slot* is an index into `ids`.
 #[derive(Debug)]
 struct Buckets {
     /// The distinct prefixes as codes of `prefix_bits`, so that the SIMD threshold scan
@@ -62,14 +64,17 @@ struct Buckets {
     keys: Codes,
     offsets: Vec<u32>,
     ids: Vec<u32>,
+    /// The full code of each slot (code `s` is that of database item `ids[s]`).
+    codes: Codes,
 }
 
 /// One query's walk over the prefix groups in [`Buckets::nearest`]: the groups found so far by
 /// prefix distance, and the threshold below which they still matter.
 struct Shells {
-    /// `groups[d]`: the groups at prefix distance `d`, ascending.
-    groups: Vec<Vec<u32>>,
-    /// `weight[d]`: the positions in `groups[d]`.
+    /// `(d, g)` for every group `g` reported, at prefix distance `d`, in ascending `g`: one flat
+    /// list rather than a list per distance, so a report is one append.
+    reported: Vec<(u32, u32)>,
+    /// `weight[d]`: the positions in the groups reported at distance `d`.
     weight: Vec<usize>,
     /// Positions in the groups below `limit`.
     covered: usize,
@@ -78,7 +83,13 @@ struct Shells {
 }
 
 impl Buckets {
-    fn new(prefixes: &[u32], prefix_bits: usize) -> Result<Buckets, IndexError> {
+    /// Groups the database by its narrow `prefixes` (one per code of `database`); `None` when
+    /// more than one code in [`BUCKETS_MAX_SHARE`] has a prefix of its own.
+    fn new(
+        prefixes: &[u32],
+        prefix_bits: usize,
+        database: &CodesView<'_>,
+    ) -> Result<Option<Buckets>, IndexError> {
         let mut pairs: Vec<(u32, u32)> = prefixes
             .iter()
             .enumerate()
@@ -94,19 +105,62 @@ impl Buckets {
             }
         }
         offsets.push(pairs.len() as u32);
-        Ok(Buckets {
+        if keys.len() > prefixes.len() / BUCKETS_MAX_SHARE {
+            return Ok(None);
+        }
+        let ids: Vec<u32> = pairs.into_iter().map(|(_, id)| id).collect();
+        let mut codes = Vec::with_capacity(ids.len() * database.words());
+        for &id in &ids {
+            // Every id is a position of `database`, which has one prefix per code.
+            codes.extend_from_slice(database.code(id as usize).unwrap_or(&[]));
+        }
+        Ok(Some(Buckets {
             keys: Codes::from_words(keys.len(), prefix_bits, keys)?,
             offsets,
-            ids: pairs.into_iter().map(|(_, id)| id).collect(),
-        })
+            codes: Codes::from_words(ids.len(), database.bits(), codes)?,
+            ids,
+        }))
+    }
+
+    /// The slots of group `g`.
+    fn slots(&self, g: usize) -> std::ops::Range<u32> {
+        self.offsets[g]..self.offsets[g + 1]
     }
 
     fn group(&self, g: usize) -> &[u32] {
         &self.ids[self.offsets[g] as usize..self.offsets[g + 1] as usize]
     }
 
-    /// Per query (its prefix code), the first `count` positions in (prefix distance, position)
-    /// order, as a set (any order).
+    /// The `k` best `(distance, id)` of query `q` among the candidate `slots`, in rank order
+    /// (ties by id). Slots come in runs of consecutive ones (whole groups), whose codes are
+    /// contiguous in the grouped copy: each run is one SIMD distance scan, not a scattered read
+    /// and a distance call per candidate.
+    fn rerank(&self, kernel: Kernel, q: &[u64], k: usize, slots: &[u32]) -> Vec<(u32, u32)> {
+        let view = self.codes.view();
+        let mut dist = [0u32; RUN_CHUNK];
+        let mut best = TopK::new(k);
+        let mut j = 0;
+        while j < slots.len() {
+            let start = slots[j];
+            let mut len = 1;
+            while len < RUN_CHUNK && slots.get(j + len) == Some(&(start + len as u32)) {
+                len += 1;
+            }
+            // The next run starts elsewhere: fetch its first codes while this one is scanned.
+            if let Some(c) = slots.get(j + len).and_then(|&s| view.code(s as usize)) {
+                prefetch(c);
+            }
+            kernel.distances(q, &view, start as usize, &mut dist[..len]);
+            for (s, &d) in (start..).zip(&dist[..len]) {
+                best.offer(d, self.ids[s as usize]);
+            }
+            j += len;
+        }
+        best.into_sorted()
+    }
+
+    /// Per query (its prefix code), the slots of the first `count` positions in (prefix
+    /// distance, position) order, as a set (any order).
     ///
     /// The groups are ranked by one threshold scan of the keys for all the queries: a group is
     /// reported while its distance is below the query's limit, which drops to `D + 1` as soon as
@@ -123,7 +177,7 @@ impl Buckets {
         let mut shells: Vec<Shells> = queries
             .iter()
             .map(|_| Shells {
-                groups: vec![Vec::new(); max_distance + 1],
+                reported: Vec::new(),
                 weight: vec![0; max_distance + 1],
                 covered: 0,
                 limit: max_distance + 1,
@@ -141,7 +195,7 @@ impl Buckets {
                 let s = &mut shells[i];
                 let (d, size) = (d as usize, self.group(g).len());
                 // Reported only below the limit, so the group counts towards `covered`.
-                s.groups[d].push(g as u32);
+                s.reported.push((d as u32, g as u32));
                 s.weight[d] += size;
                 s.covered += size;
                 while s.limit > 1 && s.covered - s.weight[s.limit - 1] >= count {
@@ -154,12 +208,33 @@ impl Buckets {
         shells.iter().map(|s| self.take(s, count)).collect()
     }
 
-    /// The first `count` positions of the groups in `shells`, nearest shell first; the last shell
-    /// needed gives its smallest positions (a heap merge of its groups). Every group below the
-    /// final limit was reported, which covers `count` positions (or the whole database).
+    /// The slots of the first `count` positions of the groups in `shells`, nearest shell first;
+    /// the last shell needed gives its smallest positions (a heap merge of its groups). Every
+    /// group below the final limit was reported, which covers `count` positions (or the whole
+    /// database).
     fn take(&self, shells: &Shells, count: usize) -> Vec<u32> {
+        // The groups below the final limit by distance, ascending within each (a counting sort
+        // of the reports, which come in ascending group order).
+        let limit = shells.limit.min(shells.weight.len());
+        let mut bounds = vec![0usize; limit + 1];
+        for &(d, _) in &shells.reported {
+            if (d as usize) < limit {
+                bounds[d as usize + 1] += 1;
+            }
+        }
+        for d in 0..limit {
+            bounds[d + 1] += bounds[d];
+        }
+        let mut order = vec![0u32; bounds[limit]];
+        let mut next = bounds.clone();
+        for &(d, g) in &shells.reported {
+            if (d as usize) < limit {
+                order[next[d as usize]] = g;
+                next[d as usize] += 1;
+            }
+        }
         let mut out = Vec::with_capacity(count);
-        for shell in &shells.groups[..shells.limit.min(shells.groups.len())] {
+        for shell in (0..limit).map(|d| &order[bounds[d]..bounds[d + 1]]) {
             let need = count - out.len();
             if need == 0 {
                 break;
@@ -167,19 +242,19 @@ impl Buckets {
             let size: usize = shell.iter().map(|&g| self.group(g as usize).len()).sum();
             if size <= need {
                 for &g in shell {
-                    out.extend_from_slice(self.group(g as usize));
+                    out.extend(self.slots(g as usize));
                 }
             } else if shell.len() == 1 {
-                // The last shell is one group: its first positions.
-                out.extend_from_slice(&self.group(shell[0] as usize)[..need]);
+                // The last shell is one group: its first positions (slots ascend with them).
+                out.extend(self.slots(shell[0] as usize).take(need));
             } else if size <= LAST_SHELL_SELECT * need {
                 // The last shell, not much larger than needed: its `need` smallest positions by a
                 // selection over all of them, cheaper than a heap pop per position.
                 let start = out.len();
                 for &g in shell {
-                    out.extend_from_slice(self.group(g as usize));
+                    out.extend(self.slots(g as usize));
                 }
-                out[start..].select_nth_unstable(need - 1);
+                out[start..].select_nth_unstable_by_key(need - 1, |&s| self.ids[s as usize]);
                 out.truncate(start + need);
             } else {
                 // The last shell: its `need` smallest positions, by a heap merge of its groups.
@@ -188,10 +263,11 @@ impl Buckets {
                     .map(|&g| Reverse((self.group(g as usize)[0], g, 0)))
                     .collect();
                 while out.len() < count {
-                    let Some(Reverse((id, g, at))) = heap.pop() else {
+                    let Some(Reverse((_, g, at))) = heap.pop() else {
                         break;
                     };
-                    out.push(id);
+                    let first = self.offsets[g as usize];
+                    out.push(first + at);
                     if let Some(&next) = self.group(g as usize).get(at as usize + 1) {
                         heap.push(Reverse((next, g, at + 1)));
                     }
@@ -217,6 +293,9 @@ const BUCKETS_QUERY_BLOCK: usize = 32;
 const NARROW_QUERY_BLOCK: usize = 32;
 const NARROW_DB_BLOCK: usize = 4096;
 
+/// Slots per distance scan of the grouped re-ranking (a run of consecutive slots is cut here).
+const RUN_CHUNK: usize = 256;
+
 /// How many candidates ahead the re-ranking prefetches.
 const PREFETCH_AHEAD: usize = 8;
 
@@ -235,6 +314,67 @@ fn prefetch(code: &[u64]) {
 /// The low 32 bits of a code's first word: the whole code when it has at most 32 bits.
 fn narrow_code(code: Option<&[u64]>) -> u32 {
     code.and_then(|c| c.first()).map_or(0, |&w| w as u32)
+}
+
+/// The `k` smallest `(distance, id)` pairs offered, in any order of offering.
+struct TopK {
+    k: usize,
+    /// The best so far, largest on top: most offers fail the comparison with the top and cost
+    /// nothing more.
+    heap: BinaryHeap<(u32, u32)>,
+}
+
+impl TopK {
+    fn new(k: usize) -> TopK {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, d: u32, id: u32) {
+        let item = (d, id);
+        if self.heap.len() < self.k {
+            self.heap.push(item);
+        } else if let Some(mut top) = self.heap.peek_mut() {
+            if item < *top {
+                *top = item;
+            }
+        }
+    }
+
+    /// In rank order: distance, then id.
+    fn into_sorted(self) -> Vec<(u32, u32)> {
+        self.heap.into_sorted_vec()
+    }
+}
+
+/// The `k` best `(distance, id)` of query `q` among the candidate database `ids`, in rank order
+/// (ties by id).
+fn rerank_ids(
+    kernel: Kernel,
+    database: &CodesView<'_>,
+    q: &[u64],
+    k: usize,
+    ids: &[u32],
+) -> Vec<(u32, u32)> {
+    let mask = database.last_word_mask();
+    let mut best = TopK::new(k);
+    for (j, &id) in ids.iter().enumerate() {
+        // Candidates are scattered over the database: ask for the code a few candidates ahead
+        // so that its cache miss overlaps this one.
+        if let Some(c) = ids
+            .get(j + PREFETCH_AHEAD)
+            .and_then(|&a| database.code(a as usize))
+        {
+            prefetch(c);
+        }
+        if let Some(c) = database.code(id as usize) {
+            best.offer(kernel.distance(q, c, mask), id);
+        }
+    }
+    best.into_sorted()
 }
 
 /// Exact top `k` by distance among narrow codes (ties by position), ids only, per query.
@@ -312,10 +452,8 @@ impl<'a> CascadeIndex<'a> {
             PrefixStage::MultiIndex => mih = Some(MultiIndex::new(prefixes.view(), None)?),
             PrefixStage::Buckets if prefix_bits <= 32 => {
                 let codes = narrow_codes();
-                let grouped = Buckets::new(&codes, prefix_bits)?;
-                if grouped.keys.len() <= codes.len() / BUCKETS_MAX_SHARE {
-                    buckets = Some(grouped);
-                } else {
+                buckets = Buckets::new(&codes, prefix_bits, &database)?;
+                if buckets.is_none() {
                     narrow = Some(codes);
                 }
             }
@@ -376,6 +514,7 @@ impl<'a> CascadeIndex<'a> {
                 .map(|i| narrow_code(q_prefix.code(i)) & narrow_mask)
                 .collect()
         };
+        // Per query its candidates: database ids, or slots of the grouped copy.
         let first: Vec<Vec<u32>> = match (&self.mih, &self.narrow, &self.buckets) {
             (Some(mih), _, _) => rows_of(&mih.knn(q_prefix, candidates)?),
             (_, Some(narrow), _) => narrow_knn(
@@ -403,38 +542,12 @@ impl<'a> CascadeIndex<'a> {
                 candidates,
             )?),
         };
-        let mask = self.database.last_word_mask();
         let rows: Vec<Vec<(u32, u32)>> = (0..queries.len())
             .into_par_iter()
-            .map(|qi| {
-                // The k best (distance, id) so far, largest on top: most candidates fail the
-                // comparison with the top and cost nothing more.
-                let mut best: BinaryHeap<(u32, u32)> = BinaryHeap::with_capacity(k + 1);
-                if let Some(q) = queries.code(qi) {
-                    let ids = &first[qi];
-                    for (j, &id) in ids.iter().enumerate() {
-                        // Candidates are scattered over the database: ask for the code a few
-                        // candidates ahead so its cache miss overlaps this one.
-                        if let Some(c) = ids
-                            .get(j + PREFETCH_AHEAD)
-                            .and_then(|&a| self.database.code(a as usize))
-                        {
-                            prefetch(c);
-                        }
-                        let Some(c) = self.database.code(id as usize) else {
-                            continue;
-                        };
-                        let item = (kernel.distance(q, c, mask), id);
-                        if best.len() < k {
-                            best.push(item);
-                        } else if let Some(mut top) = best.peek_mut() {
-                            if item < *top {
-                                *top = item;
-                            }
-                        }
-                    }
-                }
-                best.into_sorted_vec()
+            .map(|qi| match (queries.code(qi), &self.buckets) {
+                (None, _) => Vec::new(),
+                (Some(q), Some(b)) => b.rerank(kernel, q, k, &first[qi]),
+                (Some(q), None) => rerank_ids(kernel, &self.database, q, k, &first[qi]),
             })
             .collect();
         Ok(Neighbors {
