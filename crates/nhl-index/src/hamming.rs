@@ -986,6 +986,17 @@ mod x86 {
         );
     }
 
+    /// The low and high nibbles of every byte of `v`, each in the low half of its byte.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn nibbles(v: __m256i) -> (__m256i, __m256i) {
+        let low = _mm256_set1_epi8(0x0f);
+        (
+            _mm256_and_si256(v, low),
+            _mm256_and_si256(_mm256_srli_epi16::<4>(v), low),
+        )
+    }
+
     /// Per-byte popcount of `(x ^ q)` from the nibbles of `x` and `q` split beforehand:
     /// `(x ^ q) & 0x0f = (x & 0x0f) ^ (q & 0x0f)`, likewise for the high nibbles, so the split
     /// of a database vector is done once for all queries.
@@ -1022,7 +1033,6 @@ mod x86 {
         limits: &mut [u32],
         sink: super::Sink<'_>,
     ) -> usize {
-        let low = _mm256_set1_epi8(0x0f);
         let zero = _mm256_setzero_si256();
         let mv = _mm256_set1_epi64x(mask as i64);
         // Lane l of a distance vector holds code `LANE_CODE[l]` of its group of eight.
@@ -1044,9 +1054,7 @@ mod x86 {
         for (i, q) in qs.iter().enumerate() {
             for w in 0..2 {
                 let word = if w == 1 { q[w] & mask } else { q[w] };
-                let qv = _mm256_set1_epi64x(word as i64);
-                qlo[w][i] = _mm256_and_si256(qv, low);
-                qhi[w][i] = _mm256_and_si256(_mm256_srli_epi16::<4>(qv), low);
+                (qlo[w][i], qhi[w][i]) = nibbles(_mm256_set1_epi64x(word as i64));
             }
             lim[i] = _mm256_set1_epi32(lane_limit(limits[i]));
         }
@@ -1079,8 +1087,7 @@ mod x86 {
             let mut xlo = [zero; 4];
             let mut xhi = [zero; 4];
             for j in 0..4 {
-                xlo[j] = _mm256_and_si256(x[j], low);
-                xhi[j] = _mm256_and_si256(_mm256_srli_epi16::<4>(x[j]), low);
+                (xlo[j], xhi[j]) = nibbles(x[j]);
             }
             for (i, limit) in limits.iter_mut().enumerate() {
                 // Both words' byte counts added vertically (at most 16 per byte), then one
@@ -1140,7 +1147,6 @@ mod x86 {
         limits: &mut [u32],
         sink: super::Sink<'_>,
     ) -> usize {
-        let low = _mm256_set1_epi8(0x0f);
         let zero = _mm256_setzero_si256();
         let mv = _mm256_set1_epi64x(mask as i64);
         // Distances are at most 64, so any larger limit acts as 65, which the signed 64-bit
@@ -1152,9 +1158,7 @@ mod x86 {
         let mut qhi = [zero; FASTSCAN_MIN_QUERIES_64];
         let mut lim = [zero; FASTSCAN_MIN_QUERIES_64];
         for (i, q) in qs.iter().enumerate() {
-            let qv = _mm256_set1_epi64x((q[0] & mask) as i64);
-            qlo[i] = _mm256_and_si256(qv, low);
-            qhi[i] = _mm256_and_si256(_mm256_srli_epi16::<4>(qv), low);
+            (qlo[i], qhi[i]) = nibbles(_mm256_set1_epi64x((q[0] & mask) as i64));
             lim[i] = _mm256_set1_epi64x(lane_limit(limits[i]));
         }
         for g in 0..groups {
@@ -1167,11 +1171,9 @@ mod x86 {
             if MASKED {
                 v = [_mm256_and_si256(v[0], mv), _mm256_and_si256(v[1], mv)];
             }
-            let xlo = [_mm256_and_si256(v[0], low), _mm256_and_si256(v[1], low)];
-            let xhi = [
-                _mm256_and_si256(_mm256_srli_epi16::<4>(v[0]), low),
-                _mm256_and_si256(_mm256_srli_epi16::<4>(v[1]), low),
-            ];
+            let (lo0, hi0) = nibbles(v[0]);
+            let (lo1, hi1) = nibbles(v[1]);
+            let (xlo, xhi) = ([lo0, lo1], [hi0, hi1]);
             for (i, limit) in limits.iter_mut().enumerate() {
                 let d = [
                     _mm256_sad_epu8(byte_counts(xlo[0], xhi[0], qlo[i], qhi[i]), zero),
@@ -1241,43 +1243,37 @@ mod x86 {
         sink: super::Sink<'_>,
     ) -> bool {
         use super::fastscan::filter;
-        match (words, stride) {
+        // A few queries over codes packed back to back: the per-code kernels take the groups of
+        // eight, the scalar scan the rest.
+        // SAFETY (both): the caller's `FilterFn` contract, with the width checked here.
+        let few = match (words, stride) {
             (2, 2) if qs.len() < FASTSCAN_MIN_QUERIES_128 => {
-                // SAFETY: the caller's `FilterFn` contract, with the width checked here.
-                let done = unsafe { fused128(qs, db, mask, n, base, limits, sink) };
-                super::filter_scalar(
-                    qs,
-                    &db[done * stride..],
-                    stride,
-                    words,
-                    mask,
-                    n - done,
-                    base + done,
-                    limits,
-                    sink,
-                );
+                Some(unsafe { fused128(qs, db, mask, n, base, limits, sink) })
             }
-            (1, 1) if qs.len() < FASTSCAN_MIN_QUERIES_64 => {
-                // SAFETY: the caller's `FilterFn` contract, with the width checked here.
-                let done = unsafe {
-                    if mask == u64::MAX {
-                        fused64::<false>(qs, db, mask, n, base, limits, sink)
-                    } else {
-                        fused64::<true>(qs, db, mask, n, base, limits, sink)
-                    }
-                };
-                super::filter_scalar(
-                    qs,
-                    &db[done..],
-                    stride,
-                    words,
-                    mask,
-                    n - done,
-                    base + done,
-                    limits,
-                    sink,
-                );
-            }
+            (1, 1) if qs.len() < FASTSCAN_MIN_QUERIES_64 => Some(unsafe {
+                if mask == u64::MAX {
+                    fused64::<false>(qs, db, mask, n, base, limits, sink)
+                } else {
+                    fused64::<true>(qs, db, mask, n, base, limits, sink)
+                }
+            }),
+            _ => None,
+        };
+        if let Some(done) = few {
+            super::filter_scalar(
+                qs,
+                &db[done * stride..],
+                stride,
+                words,
+                mask,
+                n - done,
+                base + done,
+                limits,
+                sink,
+            );
+            return true;
+        }
+        match (words, stride) {
             // SAFETY: the caller's `FilterFn` contract, with the shape checked here (PACKED
             // exactly for one-word codes back to back, else a stride of at least two words).
             (1, 1) => unsafe {

@@ -8,40 +8,42 @@ use super::scalar;
 use crate::backend::Unary;
 use crate::real::Real;
 
-/// The fused CSQ terms of a batch: row `r` of the `n x bits` outputs `grad`, `bce` and `quant`
-/// comes from the first `bits` of the `width` outputs of row `r` of `u` and the target row
-/// `idx[r]` of `targets` (`bits` wide). For each element, with `v = tanh(u_j)`, `p = (v + 1) / 2`,
-/// `t = (h_j + 1) / 2` and `a = |v| - 1`: `bce[j] = BCE(p, t)`, `quant[j] = a^2` and
-/// `grad[j] = inv (dBCE/dp / 2 + 2 lambda a sign(v)) (1 - v^2)`, the gradient of
-/// `inv * (sum BCE + lambda sum a^2)` with respect to `u_j`.
-///
-/// The whole batch is one call, so that the loop's constants are loaded once and the long
-/// dependency chain of one row (a tanh, two logs, three divisions) overlaps with the next: rows
-/// of eight elements, one vector each, left it latency-bound at one call per row.
+/// The inputs of one batch of the fused CSQ objective: row `r` uses the first `bits` of the
+/// `width` outputs of row `r` of `u` and the target row `idx[r]` of `targets` (`bits` wide).
+pub(super) struct CsqBatch<'a, T> {
+    pub u: &'a [T],
+    pub width: usize,
+    pub targets: &'a [T],
+    pub idx: &'a [u32],
+    pub bits: usize,
+    pub lambda: T,
+    pub inv: T,
+}
+
+/// The per-element terms of a [`CsqBatch`], `n x bits` each. For each element, with
+/// `v = tanh(u_j)`, `p = (v + 1) / 2`, `t = (h_j + 1) / 2` and `a = |v| - 1`: `bce[j] = BCE(p, t)`,
+/// `quant[j] = a^2` and `grad[j] = inv (dBCE/dp / 2 + 2 lambda a sign(v)) (1 - v^2)`, the
+/// gradient of `inv * (sum BCE + lambda sum a^2)` with respect to `u_j`.
+pub(super) struct CsqTerms<'a, T> {
+    pub grad: &'a mut [T],
+    pub bce: &'a mut [T],
+    pub quant: &'a mut [T],
+}
+
+/// Writes the terms of `batch` into `out`. The whole batch is one call, so that the loop's
+/// constants are loaded once and the long dependency chain of one row (a tanh, two logs, three
+/// divisions) overlaps with the next: rows of eight elements, one vector each, left it
+/// latency-bound at one call per row.
 ///
 /// # Panics
 /// When a slice is shorter than the shapes say or an index is out of range (callers check both).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn csq_rows<T: Real>(
-    u: &[T],
-    width: usize,
-    targets: &[T],
-    idx: &[u32],
-    bits: usize,
-    lambda: T,
-    inv: T,
-    grad: &mut [T],
-    bce: &mut [T],
-    quant: &mut [T],
-) {
+pub(super) fn csq_rows<T: Real>(batch: &CsqBatch<'_, T>, out: CsqTerms<'_, T>) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is available, which is all `csq_rows_avx2` is compiled for.
-        return unsafe {
-            csq_rows_avx2(u, width, targets, idx, bits, lambda, inv, grad, bce, quant)
-        };
+        return unsafe { csq_rows_avx2(batch, out) };
     }
-    csq_rows_body(u, width, targets, idx, bits, lambda, inv, grad, bce, quant)
+    csq_rows_body(batch, out)
 }
 
 /// [`csq_rows_body`] compiled with AVX2 enabled (eight `f32` lanes instead of four).
@@ -50,40 +52,26 @@ pub(super) fn csq_rows<T: Real>(
 /// The CPU supports AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn csq_rows_avx2<T: Real>(
-    u: &[T],
-    width: usize,
-    targets: &[T],
-    idx: &[u32],
-    bits: usize,
-    lambda: T,
-    inv: T,
-    grad: &mut [T],
-    bce: &mut [T],
-    quant: &mut [T],
-) {
-    csq_rows_body(u, width, targets, idx, bits, lambda, inv, grad, bce, quant)
+unsafe fn csq_rows_avx2<T: Real>(batch: &CsqBatch<'_, T>, out: CsqTerms<'_, T>) {
+    csq_rows_body(batch, out)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn csq_rows_body<T: Real>(
-    u: &[T],
-    width: usize,
-    targets: &[T],
-    idx: &[u32],
-    bits: usize,
-    lambda: T,
-    inv: T,
-    grad: &mut [T],
-    bce: &mut [T],
-    quant: &mut [T],
-) {
-    let rows = grad
+fn csq_rows_body<T: Real>(batch: &CsqBatch<'_, T>, out: CsqTerms<'_, T>) {
+    let CsqBatch {
+        u,
+        width,
+        targets,
+        idx,
+        bits,
+        lambda,
+        inv,
+    } = *batch;
+    let rows = out
+        .grad
         .chunks_exact_mut(bits)
-        .zip(bce.chunks_exact_mut(bits))
-        .zip(quant.chunks_exact_mut(bits));
+        .zip(out.bce.chunks_exact_mut(bits))
+        .zip(out.quant.chunks_exact_mut(bits));
     for (r, ((g, b), q)) in rows.enumerate() {
         let item = idx[r] as usize;
         let h = &targets[item * bits..(item + 1) * bits];

@@ -659,18 +659,21 @@ impl<T: Real> Backend for CpuBackend<T> {
         // Per-element BCE and quantisation terms, summed after the vector pass.
         let mut terms = vec![T::zero(); 2 * n * bits];
         let (bce_terms, quant_terms) = terms.split_at_mut(n * bits);
-        csq_row::csq_rows(
-            &u.data,
+        let batch = csq_row::CsqBatch {
+            u: &u.data,
             width,
-            &targets.data,
-            &idx.0,
+            targets: &targets.data,
+            idx: &idx.0,
             bits,
             lambda,
             inv,
-            &mut grad,
-            bce_terms,
-            quant_terms,
-        );
+        };
+        let terms = csq_row::CsqTerms {
+            grad: &mut grad,
+            bce: bce_terms,
+            quant: quant_terms,
+        };
+        csq_row::csq_rows(&batch, terms);
         // Serial and in row-major order: the sums match the tape's mean over the same elements.
         let (mut bce, mut quant) = (T::zero(), T::zero());
         for (&b, &q) in bce_terms.iter().zip(quant_terms.iter()) {
