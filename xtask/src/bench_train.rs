@@ -1,12 +1,17 @@
 //! `cargo xtask bench train`: training seconds per epoch of every mode, measured side by side in
 //! one process on one backend, with the ratios the method promises and the reference's times.
+//!
+//! Every mode's model (and each of the five models of `single`) is built up front, then the
+//! modes take turns an epoch at a time: epoch 1 of every model, then epoch 2 of every model, and
+//! so on. A slow spell of a shared machine then falls on all modes alike, and the single / full
+//! ratio is taken within each turn, from epochs run seconds apart.
 
 use anyhow::Context;
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::Backend;
 use nhl_train::config::{Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Protocol, Split};
-use nhl_train::trainer::{train, Progress};
+use nhl_train::trainer::EpochRunner;
 
 use crate::search::process_cpu_ns;
 use crate::train::BackendChoice;
@@ -22,8 +27,8 @@ pub struct Args {
     /// Data protocol (`fmnist` needs `apt-get install dataset-fashion-mnist`).
     #[arg(long, default_value = "fmnist-t10k")]
     protocol: Protocol,
-    /// Epochs per mode; the first epoch is reported separately (warm-up) when there are several.
-    #[arg(long, default_value_t = 3)]
+    /// Epochs per model; the first is a warm-up and not reported when there are several.
+    #[arg(long, default_value_t = 6)]
     epochs: usize,
     /// Backend: `cpu`, `gpu` (software adapters allowed) or `auto`.
     #[arg(long, value_enum, default_value = "cpu")]
@@ -35,10 +40,6 @@ pub struct Args {
         default_value = "nested,distill,adaptive,full,single"
     )]
     modes: Vec<String>,
-    /// Rounds: every mode is trained once per round, the modes taking turns, so that a slow
-    /// spell of a shared machine falls on all of them; each mode reports its fastest round.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
 }
 
 fn parse_mode(s: &str) -> anyhow::Result<Mode> {
@@ -47,101 +48,83 @@ fn parse_mode(s: &str) -> anyhow::Result<Mode> {
     })
 }
 
-/// One mode's timing: wall seconds per epoch, and CPU seconds per epoch of all threads where the
-/// platform reports them.
-struct Timing {
-    mode: Mode,
+/// One epoch of one mode (summed over the models of `single`): wall seconds, and CPU seconds of
+/// all threads where the platform reports them.
+#[derive(Clone, Copy)]
+struct EpochTime {
     wall: f64,
     cpu: Option<f64>,
 }
 
-/// Process CPU time read at progress reports, per model: `(first_ns, first_step, last_ns,
-/// last_step)`. The clock is read at the end of every epoch (the warm-up epoch's end starts the
-/// span), plus at the first report of a one-epoch run, so the reads stay out of the steps.
-#[derive(Default)]
-struct CpuClock {
-    spans: Vec<Option<(u64, usize, u64, usize)>>,
-}
-
-impl CpuClock {
-    fn observe(&mut self, p: &Progress) {
-        if self.spans.len() <= p.model {
-            self.spans.resize(p.model + 1, None);
-        }
-        let epoch_end = p.batch == p.batches;
-        let one_epoch_start = p.epochs == 1 && self.spans[p.model].is_none();
-        if !(epoch_end || one_epoch_start) {
-            return;
-        }
-        let Some(now) = process_cpu_ns() else {
-            return;
-        };
-        let step = p.epoch * p.batches + p.batch;
-        let span = self.spans[p.model].get_or_insert((now, step, now, step));
-        (span.2, span.3) = (now, step);
-    }
-
-    /// CPU seconds of one epoch (summed over models): each model's CPU time per step between
-    /// its first and last reading, times the steps per epoch.
-    fn per_epoch(&self, batches: usize) -> Option<f64> {
-        let mut total = 0.0;
-        for span in &self.spans {
-            let (t0, s0, t1, s1) = (*span)?;
-            if s1 <= s0 {
-                return None;
-            }
-            total += (t1 - t0) as f64 * 1e-9 / (s1 - s0) as f64 * batches as f64;
-        }
-        (!self.spans.is_empty()).then_some(total)
+/// The median of `values` (not empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
 
-/// One training run of `mode`: mean seconds per epoch, skipping the first epoch when there are
-/// several.
-fn time_mode<B: Backend<Elem = f32>>(
+/// `times[m][e]`: epoch `e` of `modes[m]`, the modes taking turns epoch by epoch.
+fn time_interleaved<B: Backend<Elem = f32>>(
     backend: &B,
     split: &Split,
     epochs: usize,
-    mode: Mode,
-) -> anyhow::Result<Timing> {
-    let config = TrainConfig {
-        mode,
-        epochs,
-        ..TrainConfig::default()
-    };
-    let mut clock = CpuClock::default();
-    let mut batches = 0;
-    let outcome = train(backend, split, &config, &mut |p| {
-        batches = p.batches;
-        clock.observe(p);
-    })?;
-    let timed = if outcome.epoch_seconds.len() > 1 {
-        &outcome.epoch_seconds[1..]
-    } else {
-        &outcome.epoch_seconds[..]
-    };
-    let wall = timed.iter().sum::<f64>() / timed.len() as f64;
-    let cpu = clock.per_epoch(batches);
-    eprintln!("{mode:?}: {wall:.3} s/epoch");
-    Ok(Timing { mode, wall, cpu })
-}
-
-/// Every mode's timing in every round (`rounds[r][m]` for `modes[m]`), the modes taking turns.
-fn time_rounds<B: Backend<Elem = f32>>(
-    backend: &B,
-    args: &Args,
     modes: &[Mode],
-) -> anyhow::Result<Vec<Vec<Timing>>> {
-    let split = load_protocol(args.protocol, None)?;
-    (0..args.rounds)
-        .map(|r| {
-            eprintln!("round {} of {}", r + 1, args.rounds);
-            modes
-                .iter()
-                .map(|&mode| time_mode(backend, &split, args.epochs, mode))
-                .collect()
+) -> anyhow::Result<Vec<Vec<EpochTime>>> {
+    let configs: Vec<TrainConfig> = modes
+        .iter()
+        .map(|&mode| TrainConfig {
+            mode,
+            epochs,
+            ..TrainConfig::default()
         })
-        .collect()
+        .collect();
+    // Per mode its models: one nested model, or one per length for `single`.
+    let mut runners = configs
+        .iter()
+        .map(|config| {
+            let lengths: Vec<Vec<usize>> = if config.mode == Mode::Single {
+                config.bits.iter().map(|&b| vec![b]).collect()
+            } else {
+                vec![config.bits.clone()]
+            };
+            lengths
+                .iter()
+                .map(|bits| Ok(EpochRunner::new(backend, split, config, bits)?))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut times = vec![Vec::with_capacity(epochs); modes.len()];
+    for epoch in 0..epochs {
+        for ((mode, models), out) in modes.iter().zip(&mut runners).zip(&mut times) {
+            let mut sum = EpochTime {
+                wall: 0.0,
+                cpu: Some(0.0),
+            };
+            for model in models.iter_mut() {
+                // The CPU clock is read between epochs, never during one.
+                let before = process_cpu_ns();
+                let (wall, _) = model.epoch()?;
+                let cpu = before
+                    .zip(process_cpu_ns())
+                    .map(|(a, b)| b.saturating_sub(a) as f64 * 1e-9);
+                sum.wall += wall;
+                sum.cpu = sum.cpu.zip(cpu).map(|(s, c)| s + c);
+            }
+            eprintln!("epoch {}: {mode:?} {:.3} s", epoch + 1, sum.wall);
+            out.push(sum);
+        }
+    }
+    // The first epoch warms caches and allocators up: left out when there are more.
+    if epochs > 1 {
+        for t in &mut times {
+            t.remove(0);
+        }
+    }
+    Ok(times)
 }
 
 /// Runs the benchmark and prints the table.
@@ -154,75 +137,80 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|m| parse_mode(m))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if args.rounds == 0 {
-        anyhow::bail!("--rounds must be at least 1");
-    }
+    let split = load_protocol(args.protocol, None)?;
     let gpu = args.backend.gpu()?;
-    let (name, rounds) = match &gpu {
-        Some(gpu) => (gpu.adapter().to_string(), time_rounds(gpu, &args, &modes)?),
+    let (name, times) = match &gpu {
+        Some(gpu) => (
+            gpu.adapter().to_string(),
+            time_interleaved(gpu, &split, args.epochs, &modes)?,
+        ),
         None => {
             let cpu = CpuBackend::<f32>::new();
-            (cpu.name(), time_rounds(&cpu, &args, &modes)?)
+            (
+                cpu.name(),
+                time_interleaved(&cpu, &split, args.epochs, &modes)?,
+            )
         }
     };
-    // Each mode's fastest round, in wall time and (separately) in CPU time.
-    let times: Vec<Timing> = (0..modes.len())
-        .map(|m| {
-            let runs = rounds.iter().map(|round| &round[m]);
-            Timing {
-                mode: modes[m],
-                wall: runs.clone().map(|t| t.wall).fold(f64::INFINITY, f64::min),
-                cpu: runs
-                    .map(|t| t.cpu)
-                    .collect::<Option<Vec<f64>>>()
-                    .map(|c| c.into_iter().fold(f64::INFINITY, f64::min)),
-            }
-        })
-        .collect();
-    let of = |m: Mode| times.iter().find(|t| t.mode == m);
+    let wall = |m: usize| median(times[m].iter().map(|t| t.wall).collect());
+    let cpu = |m: usize| {
+        times[m]
+            .iter()
+            .map(|t| t.cpu)
+            .collect::<Option<Vec<f64>>>()
+            .map(median)
+    };
+    let index = |mode: Mode| modes.iter().position(|&m| m == mode);
     println!(
-        "training seconds per epoch, protocol {}, backend {name}, fastest of {} rounds",
-        args.protocol, args.rounds
+        "training seconds per epoch, protocol {}, backend {name}; modes interleaved epoch by \
+         epoch, median of {} epochs",
+        args.protocol,
+        times.first().map_or(0, Vec::len)
     );
     println!(
         "{:<10} {:>12} {:>12} {:>14} {:>14}",
         "mode", "s/epoch", "x nested", "CPU s/epoch", "reference s"
     );
-    for t in &times {
-        let ratio = of(Mode::Nested).map_or("-".to_string(), |n| format!("{:.2}", t.wall / n.wall));
-        let cpu = t.cpu.map_or("-".to_string(), |c| format!("{c:.3}"));
-        let reference = match t.mode {
+    for (m, &mode) in modes.iter().enumerate() {
+        let ratio =
+            index(Mode::Nested).map_or("-".to_string(), |n| format!("{:.2}", wall(m) / wall(n)));
+        let cpu = cpu(m).map_or("-".to_string(), |c| format!("{c:.3}"));
+        let reference = match mode {
             Mode::Nested => format!("{REFERENCE_NESTED_EPOCH:.2}"),
             Mode::Full => format!("{REFERENCE_FULL_EPOCH:.2}"),
             _ => "-".to_string(),
         };
-        let label = if t.mode == Mode::Single {
+        let label = if mode == Mode::Single {
             "single x5".to_string()
         } else {
-            format!("{:?}", t.mode).to_lowercase()
+            format!("{mode:?}").to_lowercase()
         };
         println!(
             "{label:<10} {:>12.3} {ratio:>12} {cpu:>14} {reference:>14}",
-            t.wall
+            wall(m)
         );
     }
-    if let (Some(full), Some(single)) = (of(Mode::Full), of(Mode::Single)) {
-        let cpu = match (single.cpu, full.cpu) {
-            (Some(s), Some(f)) => format!(" ({:.2}x in CPU time of all threads)", s / f),
-            _ => String::new(),
-        };
+    if let (Some(f), Some(s)) = (index(Mode::Full), index(Mode::Single)) {
+        // The ratio within each turn of epochs, then its median.
+        let ratios: Vec<f64> = times[s]
+            .iter()
+            .zip(&times[f])
+            .map(|(s, f)| s.wall / f.wall)
+            .collect();
+        let cpu_ratios: Option<Vec<f64>> = times[s]
+            .iter()
+            .zip(&times[f])
+            .map(|(s, f)| Some(s.cpu? / f.cpu?))
+            .collect();
+        let cpu = cpu_ratios.map_or(String::new(), |r| {
+            format!(" ({:.2}x in CPU time of all threads)", median(r))
+        });
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}x")).collect();
         println!(
-            "five single-length models / one full run: {:.2}x{cpu}",
-            single.wall / full.wall
+            "five single-length models / one full run, median over epochs: {:.2}x{cpu}",
+            median(ratios.clone())
         );
-        let index = |m: Mode| modes.iter().position(|&x| x == m);
-        if let (Some(f), Some(s)) = (index(Mode::Full), index(Mode::Single)) {
-            let per_round: Vec<String> = rounds
-                .iter()
-                .map(|round| format!("{:.2}x", round[s].wall / round[f].wall))
-                .collect();
-            println!("  in each round: {}", per_round.join(", "));
-        }
+        println!("  epoch by epoch: {}", each.join(", "));
     }
     Ok(())
 }

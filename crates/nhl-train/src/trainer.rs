@@ -293,6 +293,39 @@ pub fn train<B: Backend<Elem = f32>>(
     Ok(outcome)
 }
 
+/// One model's training an epoch at a time, as [`train`] runs each of its models, for callers
+/// that interleave several runs: `cargo xtask bench train` alternates the modes epoch by epoch,
+/// so that a slow spell of a shared machine falls on all of them alike.
+pub struct EpochRunner<'a, B: Backend<Elem = f32>> {
+    run: ModelRun<'a, B>,
+    epochs_done: usize,
+}
+
+impl<'a, B: Backend<Elem = f32>> EpochRunner<'a, B> {
+    /// A fresh model with the code lengths `bits` (`config.bits` for the nested modes; one
+    /// length for each model of a `single` run), initialised as [`train`] initialises it.
+    pub fn new(
+        backend: &'a B,
+        split: &Split,
+        config: &'a TrainConfig,
+        bits: &[usize],
+    ) -> Result<Self, TrainError> {
+        validate(config, split)?;
+        Ok(EpochRunner {
+            run: ModelRun::new(backend, split, config, bits)?,
+            epochs_done: 0,
+        })
+    }
+
+    /// Trains one more epoch; returns its wall-clock seconds (the training loop only) and its
+    /// mean batch loss.
+    pub fn epoch(&mut self) -> Result<(f64, f64), TrainError> {
+        let out = self.run.epoch(self.epochs_done, &mut |_, _, _| {})?;
+        self.epochs_done += 1;
+        Ok(out)
+    }
+}
+
 /// The state of one model's training: parameters, optimiser, losses, data on the device.
 struct ModelRun<'a, B: Backend<Elem = f32>> {
     backend: &'a B,

@@ -5,7 +5,7 @@ use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::Backend;
 use nhl_train::config::{Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Protocol, Split};
-use nhl_train::trainer::{train, TrainOutcome};
+use nhl_train::trainer::{train, EpochRunner, TrainOutcome};
 
 /// A small slice of the embedded t10k protocol: 40 queries, 160 training items, 400 database.
 fn small_split() -> Split {
@@ -65,6 +65,32 @@ fn the_same_seed_gives_bit_identical_codes_on_the_cpu() {
     assert_eq!(a.params, b.params);
     let other = run(&cpu, &split, &TrainConfig { seed: 1, ..config });
     assert_ne!(a.params, other.params, "another seed gives another model");
+}
+
+/// Interleaved runs, an epoch at a time, train exactly what `train` trains: the same losses per
+/// epoch for a nested model and for each model of a `single` run.
+#[test]
+fn epoch_runners_interleaved_train_what_train_trains() {
+    let split = small_split();
+    let cpu = CpuBackend::<f32>::new();
+    let full = small_config(Method::Csq, Mode::Full);
+    let single = small_config(Method::Csq, Mode::Single);
+    let mut runners = vec![EpochRunner::new(&cpu, &split, &full, &full.bits).unwrap()];
+    for &b in &single.bits {
+        runners.push(EpochRunner::new(&cpu, &split, &single, &[b]).unwrap());
+    }
+    let mut losses = vec![vec![0.0; full.epochs]; 2];
+    for e in 0..full.epochs {
+        for (r, runner) in runners.iter_mut().enumerate() {
+            let (seconds, loss) = runner.epoch().unwrap();
+            assert!(seconds > 0.0);
+            // The nested model, then the sum over the single-length models.
+            let curve = &mut losses[usize::from(r > 0)];
+            curve[e] += loss;
+        }
+    }
+    assert_eq!(losses[0], run(&cpu, &split, &full).loss_per_epoch);
+    assert_eq!(losses[1], run(&cpu, &split, &single).loss_per_epoch);
 }
 
 #[test]
