@@ -6,8 +6,10 @@ use nhl_index::synth::random_codes;
 use nhl_index::{Codes, IndexError};
 use std::path::PathBuf;
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nhl-index-io-{}", std::process::id()));
+/// A path for file `name` of the test tagged `test`: each test its own folder, since the tests of this file
+/// run in parallel threads of one process and some write files of the same name.
+fn tmp(test: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nhl-index-io-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
@@ -49,12 +51,12 @@ fn codes_round_trip_through_npy_and_safetensors() {
         assert_eq!(back, c);
         let st = Codes::from_safetensors(&c.to_safetensors("codes").unwrap(), "codes").unwrap();
         assert_eq!(st, c, "safetensors {bits}");
-        let path = tmp(&format!("codes{bits}.safetensors"));
+        let path = tmp("round-trip", &format!("codes{bits}.safetensors"));
         c.write_safetensors(&path, "codes").unwrap();
         assert_eq!(Codes::read_safetensors(&path, "codes").unwrap(), c);
         assert!(Codes::read_safetensors(&path, "other").is_err());
         if bits % 8 == 0 {
-            let path = tmp(&format!("codes{bits}.npy"));
+            let path = tmp("round-trip", &format!("codes{bits}.npy"));
             c.write_npy(&path).unwrap();
             assert_eq!(Codes::read_npy(&path, None).unwrap(), c);
             // A prefix read straight from the file equals the prefix view.
@@ -97,7 +99,7 @@ fn npy_round_trips_every_dtype_and_shape() {
         },
     ];
     for (i, a) in arrays.iter().enumerate() {
-        let path = tmp(&format!("a{i}.npy"));
+        let path = tmp("dtypes", &format!("a{i}.npy"));
         write_npy(&path, a).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         // Data starts 64-byte aligned, as NumPy writes it.
@@ -117,7 +119,7 @@ fn npy_reads_version_2_and_3_headers() {
         bytes.extend_from_slice(header.as_bytes());
         bytes.extend_from_slice(&5i32.to_le_bytes());
         bytes.extend_from_slice(&(-6i32).to_le_bytes());
-        let path = tmp(&format!("v{version}.npy"));
+        let path = tmp("versions", &format!("v{version}.npy"));
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(
             read_npy(&path).unwrap(),
@@ -171,17 +173,17 @@ fn bad_files_are_clear_errors() {
         ),
     ];
     for (name, bytes, needle) in cases {
-        let path = tmp(name);
+        let path = tmp("bad-files", name);
         std::fs::write(&path, bytes).unwrap();
         let err = read_npy(&path).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(needle) && msg.contains(name), "{name}: {msg}");
     }
-    let missing = tmp("missing.npy");
+    let missing = tmp("bad-files", "missing.npy");
     assert!(matches!(read_npy(&missing), Err(IndexError::Io { .. })));
 
     // Well-formed arrays of the wrong dtype or rank for codes.
-    let f32s = tmp("float.npy");
+    let f32s = tmp("bad-files", "float.npy");
     write_npy(
         &f32s,
         &NpyArray {
@@ -195,7 +197,7 @@ fn bad_files_are_clear_errors() {
         msg.contains("dtype") && msg.contains("uint8") && msg.contains("float32"),
         "{msg}"
     );
-    let rank1 = tmp("rank1.npy");
+    let rank1 = tmp("bad-files", "rank1.npy");
     write_npy(
         &rank1,
         &NpyArray {
@@ -206,7 +208,7 @@ fn bad_files_are_clear_errors() {
     .unwrap();
     let msg = Codes::read_npy(&rank1, None).unwrap_err().to_string();
     assert!(msg.contains("rank 2"), "{msg}");
-    let codes = tmp("codes8.npy");
+    let codes = tmp("bad-files", "codes8.npy");
     random_codes(4, 64, 1).unwrap().write_npy(&codes).unwrap();
     let msg = Codes::read_npy(&codes, Some(65)).unwrap_err().to_string();
     assert!(msg.contains("65 bits") && msg.contains("64-bit"), "{msg}");
