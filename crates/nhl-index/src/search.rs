@@ -20,6 +20,9 @@ const DB_BLOCK_BYTES: usize = 16 * 1024;
 /// the cache themselves, so a call can be long, which spares per-call setup (the fast scan's
 /// query tables) and lets its prefetch run on across blocks.
 const KNN_BLOCK: usize = 1 << 16;
+/// Queries per kNN task: one filter call serves them all, and the fast scan slices each block
+/// of codes once per call rather than once per 32 queries.
+const KNN_QUERY_BLOCK: usize = 256;
 /// Segments are never split below this many codes: merging costs more than it saves.
 const MIN_SEGMENT: usize = 16 * 1024;
 
@@ -152,7 +155,7 @@ pub fn knn_with(
     }
     let nq = queries.len();
     let max_d = database.bits();
-    let n_qblocks = nq.div_ceil(QUERY_BLOCK);
+    let n_qblocks = nq.div_ceil(KNN_QUERY_BLOCK);
     let segs = segments(n_qblocks, database.len());
     let block = KNN_BLOCK;
     let tasks: Vec<(usize, usize)> = (0..n_qblocks)
@@ -162,7 +165,7 @@ pub fn knn_with(
     let partial: Vec<Vec<Vec<(u32, u32)>>> = tasks
         .par_iter()
         .map(|&(qb, s)| {
-            let q_range = qb * QUERY_BLOCK..((qb + 1) * QUERY_BLOCK).min(nq);
+            let q_range = qb * KNN_QUERY_BLOCK..((qb + 1) * KNN_QUERY_BLOCK).min(nq);
             let seg = segs[s].clone();
             let mut selectors: Vec<StreamTopK> =
                 q_range.clone().map(|_| StreamTopK::new(k, max_d)).collect();

@@ -15,8 +15,9 @@
 //! popcount. The mask lives in the tables, so every prefix length costs only its own nibbles.
 //!
 //! The slicing (a byte transpose and nibble split of the codes) is done on the fly, into a small
-//! L1 buffer, once per block of codes and chunk of queries, and shared by all the queries of the
-//! chunk; nothing is stored in the index, so a scan pays for its own layout. The threshold test is
+//! L1 buffer, once per block of codes and call, and shared by all the queries of the call, which
+//! meet it a chunk of [`QCHUNK`] at a time; nothing is stored in the index, so a scan pays for its
+//! own layout. The threshold test is
 //! one saturating subtract per 32 codes: `thr -sat d` is non-zero exactly where `d < thr`, so only
 //! blocks with a hit leave the registers.
 //!
@@ -97,8 +98,8 @@ pub(super) const BLOCK: usize = 32;
 /// Blocks per superblock: one query's accumulators for a superblock stay in registers while the
 /// query walks its nibble positions (one table broadcast serves `SUPER` shuffles).
 pub(super) const SUPER: usize = 8;
-/// Queries per chunk: their tables (at most 16 KiB) and the sliced superblock (at most 8 KiB)
-/// stay in L1 together.
+/// Queries per chunk: the chunk's tables (at most 16 KiB) and the sliced superblock (at most
+/// 8 KiB) stay in L1 together while the chunk scans the superblock.
 pub(super) const QCHUNK: usize = 32;
 /// Nibble positions of the widest code the filter takes (two words).
 const MAX_NIBBLES: usize = 32;
@@ -380,11 +381,12 @@ unsafe fn scan_blocks<L: Lanes32, const NB: usize>(
 }
 
 /// The fast-scan threshold scan (`FilterFn` semantics) of codes of `W` words (1 or 2), `stride`
-/// words apart, last word masked by `mask`: per chunk of [`QCHUNK`] queries, the tables are built,
-/// then the database is sliced [`SUPER`] blocks of 32 codes at a time and every query of the chunk
-/// meets the superblock in registers. Blocks left over (fewer than a superblock, a partial last
-/// block, or a last code whose unused second word lies past `db`) are sliced one at a time, the
-/// last from a zero-padded copy, its missing codes masked out.
+/// words apart, last word masked by `mask`: every query's tables are built, then the database is
+/// sliced [`SUPER`] blocks of 32 codes at a time, once for all the queries, and the chunks of
+/// [`QCHUNK`] queries take turns on the superblock, each query meeting it in registers. Blocks
+/// left over (fewer than a superblock, a partial last block, or a last code whose unused second
+/// word lies past `db`) are sliced one at a time, the last from a zero-padded copy, its missing
+/// codes masked out.
 ///
 /// # Safety
 /// The CPU has `L`'s features; `PACKED` exactly when `W == 1 && stride == 1`, else `stride >= 2`;
@@ -430,57 +432,59 @@ pub(super) unsafe fn filter<L: Lanes32, const W: usize, const PACKED: bool>(
             m.0[16 + usize::from(v)] = v & (byte >> 4);
         }
     }
-    // Only ever read through these pointers where written first: a query's tables are built
-    // before its chunk is scanned, and the rows of a block are sliced before it is scanned.
-    let mut tables_buf: Scratch<{ QCHUNK * MAX_NIBBLES * 16 }> =
-        Aligned(std::mem::MaybeUninit::uninit());
+    // Every query's tables, built once; the superblocks are the outer loop, so each is sliced
+    // once for all the queries of the call, and its chunks of QCHUNK queries take turns on it
+    // (their tables come from L2 then, the sliced superblock from L1).
+    let mut all_tables = vec![Aligned([0u8; MAX_NIBBLES * 16]); qs.len()];
+    for (q, t) in qs.iter().zip(all_tables.iter_mut()) {
+        let mut bytes = [0u8; 16];
+        for w in 0..W {
+            let word = if w == W - 1 { q[w] & mask } else { q[w] };
+            bytes[8 * w..8 * w + 8].copy_from_slice(&word.to_le_bytes());
+        }
+        // SAFETY: the CPU features were checked by the caller; `t` has 512 bytes, enough for
+        // 32 tables; `masked` has 16 entries.
+        unsafe { build_tables::<L>(&bytes, &masked, nibbles, t.0.as_mut_ptr()) };
+    }
+    // Only ever read where written first: the rows of a block are sliced before it is scanned.
     let mut sliced_buf: Scratch<{ SUPER * BLOCK * MAX_NIBBLES }> =
         Aligned(std::mem::MaybeUninit::uninit());
-    let tables = tables_buf.0.as_mut_ptr().cast::<u8>();
     let sliced = sliced_buf.0.as_mut_ptr().cast::<u8>();
     let code_bytes = if PACKED { 8 } else { 8 * stride };
     let p = db.as_ptr().cast::<u8>();
-    for (c, (chunk_qs, chunk_limits)) in
-        qs.chunks(QCHUNK).zip(limits.chunks_mut(QCHUNK)).enumerate()
-    {
-        for (i, q) in chunk_qs.iter().enumerate() {
-            let mut bytes = [0u8; 16];
-            for w in 0..W {
-                let word = if w == W - 1 { q[w] & mask } else { q[w] };
-                bytes[8 * w..8 * w + 8].copy_from_slice(&word.to_le_bytes());
-            }
-            // SAFETY: the CPU features were checked by the caller; query i < QCHUNK owns the
-            // 512 bytes at 512 i, enough for 32 tables; `masked` has 16 entries.
-            unsafe { build_tables::<L>(&bytes, &masked, nibbles, tables.add(512 * i)) };
-        }
-        let mut chunk = Chunk {
-            tables,
-            limits: chunk_limits,
-            q0: c * QCHUNK,
-        };
-        for s in 0..supers {
-            // The next superblock's codes are fetched while this one is scanned, a few lines per
-            // query: the hardware prefetchers lose a stream read in bursts tens of thousands of
-            // cycles apart, and a burst of misses at slicing time would stall.
-            let ahead = if s + 1 < supers {
-                Some(p.wrapping_add(code_bytes * BLOCK * SUPER * (s + 1)))
-            } else {
-                None
+    // Query `i`'s tables at `tables + 512 i`.
+    let tables = all_tables.as_ptr().cast::<u8>();
+    for s in 0..supers {
+        for b in 0..SUPER {
+            let first = BLOCK * (SUPER * s + b);
+            // SAFETY: block SUPER s + b < full is in bounds (see `in_bounds`); its rows go to
+            // `sliced` at 32 b + 256 j, j < nibbles <= 32, inside its 8 KiB.
+            unsafe {
+                slice_block::<L, W, PACKED>(
+                    p.add(code_bytes * first),
+                    stride,
+                    nibbles,
+                    sliced.add(BLOCK * b),
+                    BLOCK * SUPER,
+                )
             };
-            for b in 0..SUPER {
-                let first = BLOCK * (SUPER * s + b);
-                // SAFETY: block SUPER s + b < full is in bounds (see `in_bounds`); its rows go
-                // to `sliced` at 32 b + 256 j, j < nibbles <= 32, inside its 8 KiB.
-                unsafe {
-                    slice_block::<L, W, PACKED>(
-                        p.add(code_bytes * first),
-                        stride,
-                        nibbles,
-                        sliced.add(BLOCK * b),
-                        BLOCK * SUPER,
-                    )
-                };
-            }
+        }
+        // The next superblock's codes are fetched while this one is scanned, a few lines per
+        // query of the first chunk: the hardware prefetchers lose a stream read in bursts tens
+        // of thousands of cycles apart, and a burst of misses at slicing time would stall.
+        let ahead = (s + 1 < supers).then(|| {
+            (
+                p.wrapping_add(code_bytes * BLOCK * SUPER * (s + 1)),
+                code_bytes * BLOCK * SUPER,
+            )
+        });
+        for (c, chunk_limits) in limits.chunks_mut(QCHUNK).enumerate() {
+            let mut chunk = Chunk {
+                // SAFETY: the queries QCHUNK c .. of this chunk have their tables from there.
+                tables: unsafe { tables.add(512 * QCHUNK * c) },
+                limits: chunk_limits,
+                q0: c * QCHUNK,
+            };
             // SAFETY: `sliced` now holds `nibbles` rows of SUPER blocks.
             unsafe {
                 scan_blocks::<L, SUPER>(
@@ -490,42 +494,48 @@ pub(super) unsafe fn filter<L: Lanes32, const W: usize, const PACKED: bool>(
                     cap,
                     [u32::MAX; SUPER],
                     base + BLOCK * SUPER * s,
-                    ahead.map(|a| (a, code_bytes * BLOCK * SUPER)),
+                    if c == 0 { ahead } else { None },
                     &mut *sink,
                 )
             };
         }
-        for b in SUPER * supers..blocks {
-            let first = BLOCK * b;
-            let valid = (n - first).min(BLOCK);
-            // Lanes 0 .. valid.
-            let keep = (u64::MAX >> (64 - valid)) as u32;
-            if b < full {
-                // SAFETY: block b < full is in bounds; its rows fit `sliced` (row = 32 bytes).
-                unsafe {
-                    slice_block::<L, W, PACKED>(
-                        p.add(code_bytes * first),
-                        stride,
-                        nibbles,
-                        sliced,
-                        BLOCK,
-                    )
-                };
-            } else {
-                // The codes that exist, copied into a zeroed block of the same layout (two words
-                // per code unless PACKED), so that no read leaves `db`.
-                let s = if PACKED { 1 } else { 2 };
-                let mut buf = [0u64; 2 * BLOCK];
-                for c in 0..valid {
-                    let at = (first + c) * stride;
-                    buf[c * s..c * s + W].copy_from_slice(&db[at..at + W]);
-                }
-                // SAFETY: `buf` holds 32 codes of the layout `slice_block` reads with stride
-                // `s`; the rows fit `sliced`.
-                unsafe {
-                    slice_block::<L, W, PACKED>(buf.as_ptr().cast(), s, nibbles, sliced, BLOCK)
-                };
+    }
+    for b in SUPER * supers..blocks {
+        let first = BLOCK * b;
+        let valid = (n - first).min(BLOCK);
+        // Lanes 0 .. valid.
+        let keep = (u64::MAX >> (64 - valid)) as u32;
+        if b < full {
+            // SAFETY: block b < full is in bounds; its rows fit `sliced` (row = 32 bytes).
+            unsafe {
+                slice_block::<L, W, PACKED>(
+                    p.add(code_bytes * first),
+                    stride,
+                    nibbles,
+                    sliced,
+                    BLOCK,
+                )
+            };
+        } else {
+            // The codes that exist, copied into a zeroed block of the same layout (two words per
+            // code unless PACKED), so that no read leaves `db`.
+            let s = if PACKED { 1 } else { 2 };
+            let mut buf = [0u64; 2 * BLOCK];
+            for c in 0..valid {
+                let at = (first + c) * stride;
+                buf[c * s..c * s + W].copy_from_slice(&db[at..at + W]);
             }
+            // SAFETY: `buf` holds 32 codes of the layout `slice_block` reads with stride `s`;
+            // the rows fit `sliced`.
+            unsafe { slice_block::<L, W, PACKED>(buf.as_ptr().cast(), s, nibbles, sliced, BLOCK) };
+        }
+        for (c, chunk_limits) in limits.chunks_mut(QCHUNK).enumerate() {
+            let mut chunk = Chunk {
+                // SAFETY: as for the superblocks.
+                tables: unsafe { tables.add(512 * QCHUNK * c) },
+                limits: chunk_limits,
+                q0: c * QCHUNK,
+            };
             // SAFETY: `sliced` holds `nibbles` rows of one block.
             unsafe {
                 scan_blocks::<L, 1>(
