@@ -1896,18 +1896,39 @@ mod tests {
     /// A threshold rule: the limit after a hit, from (query, distance).
     pub(super) type Next = Box<dyn Fn(usize, u32) -> u32>;
 
-    /// Random words with a bias, so that distances spread from 0 to the width.
-    fn words_for(rng: &mut SplitMix64, count: usize, near: &[u64]) -> Vec<u64> {
+    /// Random words with a bias, so that distances spread from 0 to the width, both included.
+    pub(super) fn words_for(rng: &mut SplitMix64, count: usize, near: &[u64]) -> Vec<u64> {
         (0..count)
             .map(|w| {
                 let flips = rng.next_u64() & rng.next_u64() & rng.next_u64();
-                match rng.below(4) {
+                match rng.below(5) {
                     0 => rng.next_u64(),
                     1 => near[w % near.len()],
+                    2 => !near[w % near.len()],
                     _ => near[w % near.len()] ^ flips,
                 }
             })
             .collect()
+    }
+
+    /// The threshold rules the fused filters are tested with, for codes of `width` bits and `nq`
+    /// queries: (name, the limit after a hit, the first limits).
+    pub(super) fn limit_rules(width: u32, nq: usize) -> [(&'static str, Next, Vec<u32>); 7] {
+        [
+            ("all", Box::new(move |_, _| width + 1), vec![width + 1; nq]),
+            ("u32::MAX", Box::new(|_, _| u32::MAX), vec![u32::MAX; nq]),
+            ("256", Box::new(|_, _| 256), vec![255; nq]),
+            ("half", Box::new(move |_, _| width / 2), vec![width / 2; nq]),
+            ("none", Box::new(|_, _| 0), vec![0; nq]),
+            ("shrink", Box::new(|_, d| d), vec![width / 2 + 3; nq]),
+            (
+                // A different limit per query, then ties allowed (d + 1), and a limit that grows
+                // again after a hit of an odd query.
+                "per-query",
+                Box::new(move |i, d| if i % 2 == 1 { width + 1 } else { d + 1 }),
+                (0..nq as u32).map(|i| i % (width + 2)).collect(),
+            ),
+        ]
     }
 
     #[test]
@@ -1944,20 +1965,7 @@ mod tests {
                         .map(|_| words_for(&mut rng, words, &centre))
                         .collect();
                     let qs: Vec<&[u64]> = q_words.iter().map(Vec::as_slice).collect();
-                    let rules: [(&str, Next, Vec<u32>); 6] = [
-                        ("all", Box::new(move |_, _| width + 1), vec![width + 1; nq]),
-                        ("u32::MAX", Box::new(|_, _| u32::MAX), vec![u32::MAX; nq]),
-                        ("half", Box::new(move |_, _| width / 2), vec![width / 2; nq]),
-                        ("none", Box::new(|_, _| 0), vec![0; nq]),
-                        ("shrink", Box::new(|_, d| d), vec![width / 2 + 3; nq]),
-                        (
-                            // A different limit per query, then ties allowed (d + 1).
-                            "per-query",
-                            Box::new(|_, d| d + 1),
-                            (0..nq as u32).map(|i| i % (width + 2)).collect(),
-                        ),
-                    ];
-                    for (name, next, limit0) in &rules {
+                    for (name, next, limit0) in &limit_rules(width, nq) {
                         let want = reference(&qs, db, stride, words, mask, n, limit0, next);
                         for base in [0, 1000] {
                             let mut got = vec![Vec::new(); nq];

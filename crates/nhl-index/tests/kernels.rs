@@ -398,35 +398,52 @@ fn every_isa_filter_every_shape_tail_and_rule() {
     }
 }
 
-/// Exact kNN through the AVX-512 kernel (its fused scan for 64- and 128-bit codes and their
-/// prefixes) equals the portable kernel's, ids and distances, with ties and several segments.
-#[test]
-fn avx512_knn_equals_portable() {
+/// Exact kNN through `isa`'s kernel equals the portable kernel's, ids and distances, on random
+/// databases of `(full bits, prefix bits, n)` with the queries `queries(db, seed)` makes.
+fn knn_equals_portable(
+    name: &str,
+    isa: Isa,
+    cases: &[(usize, usize, usize)],
+    queries: impl Fn(&Codes, u64) -> Codes,
+) {
     use nhl_index::search::knn_with;
-    let isa = Isa::Avx512Vpopcntdq;
     if !isa.is_available() {
-        skip_notice("avx512_knn_equals_portable", isa);
+        skip_notice(name, isa);
         return;
     }
     let portable = Kernel::new(Isa::Portable).unwrap();
     let fast = Kernel::new(isa).unwrap();
-    for (full, bits) in [
-        (64, 64),
-        (64, 20),
-        (128, 128),
-        (128, 64),
-        (128, 90),
-        (128, 8),
-    ] {
-        let db = random_codes(40_000 + 13, full, 3 + bits as u64).unwrap();
-        let q = random_codes(37, full, 4 + bits as u64).unwrap();
+    for &(full, bits, n) in cases {
+        let db = random_codes(n, full, 3 + bits as u64).unwrap();
+        let q = queries(&db, 4 + bits as u64);
         let (qv, dv) = (q.prefix(bits).unwrap(), db.prefix(bits).unwrap());
         for k in [1, 10, 100] {
             let want = knn_with(portable, qv, dv, k).unwrap();
             let got = knn_with(fast, qv, dv, k).unwrap();
-            assert_eq!(got, want, "{bits} of {full} bits, k {k}");
+            assert_eq!(got, want, "{isa}: {bits} of {full} bits, n {n}, k {k}");
         }
     }
+}
+
+/// Exact kNN through the AVX-512 kernel (its fused scan for 64- and 128-bit codes and their
+/// prefixes) equals the portable kernel's, ids and distances, with ties and several segments.
+#[test]
+fn avx512_knn_equals_portable() {
+    let n = 40_000 + 13;
+    let cases = [
+        (64, 64, n),
+        (64, 20, n),
+        (128, 128, n),
+        (128, 64, n),
+        (128, 90, n),
+        (128, 8, n),
+    ];
+    knn_equals_portable(
+        "avx512_knn_equals_portable",
+        Isa::Avx512Vpopcntdq,
+        &cases,
+        |db, seed| random_codes(37, db.bits(), seed).unwrap(),
+    );
 }
 
 /// Queries near the database: copies of database codes with a few bits flipped (half of them),
@@ -512,15 +529,7 @@ fn avx2_fastscan_filter_every_width() {
 /// query block and database sizes that leave partial superblocks and blocks.
 #[test]
 fn avx2_knn_equals_portable() {
-    use nhl_index::search::knn_with;
-    let isa = Isa::Avx2;
-    if !isa.is_available() {
-        skip_notice("avx2_knn_equals_portable", isa);
-        return;
-    }
-    let portable = Kernel::new(Isa::Portable).unwrap();
-    let fast = Kernel::new(isa).unwrap();
-    for (full, bits, n) in [
+    let cases = [
         (64, 64, 20_000 + 13),
         // More codes than one filter call of kNN takes (65,536): limits carried across calls.
         (64, 64, 2 * 65_536 + 13),
@@ -531,14 +540,8 @@ fn avx2_knn_equals_portable() {
         (128, 32, 5_000 + 33),
         (128, 8, 3_000 + 5),
         (256, 128, 3_000 + 31),
-    ] {
-        let db = random_codes(n, full, 3 + bits as u64).unwrap();
-        let q = near_queries(&db, 45, 4 + bits as u64);
-        let (qv, dv) = (q.prefix(bits).unwrap(), db.prefix(bits).unwrap());
-        for k in [1, 10, 100] {
-            let want = knn_with(portable, qv, dv, k).unwrap();
-            let got = knn_with(fast, qv, dv, k).unwrap();
-            assert_eq!(got, want, "{bits} of {full} bits, n {n}, k {k}");
-        }
-    }
+    ];
+    knn_equals_portable("avx2_knn_equals_portable", Isa::Avx2, &cases, |db, seed| {
+        near_queries(db, 45, seed)
+    });
 }

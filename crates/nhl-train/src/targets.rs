@@ -184,6 +184,17 @@ pub fn dpn_targets(bits: usize, n_classes: usize, p: f64, seed: u64) -> Vec<f32>
         .collect()
 }
 
+/// The number of classes of a `C x bits` centre matrix, or why it is not one.
+fn classes_of(centres: &[f32], bits: usize) -> Result<usize, TargetError> {
+    if bits == 0 || !centres.len().is_multiple_of(bits) {
+        return Err(TargetError::Shape {
+            len: centres.len(),
+            bits,
+        });
+    }
+    Ok(centres.len() / bits)
+}
+
 /// The per-item targets `h(y)` (`n x bits`) for class `centres` (`C x bits`, from
 /// [`csq_centres`] or [`dpn_targets`]).
 ///
@@ -197,13 +208,7 @@ pub fn label_targets(
     labels: &Labels,
     seed: u64,
 ) -> Result<Vec<f32>, TargetError> {
-    if bits == 0 || !centres.len().is_multiple_of(bits) {
-        return Err(TargetError::Shape {
-            len: centres.len(),
-            bits,
-        });
-    }
-    let n_classes = centres.len() / bits;
+    let n_classes = classes_of(centres, bits)?;
     let centre = |item: usize, class: u32| {
         centres
             .get(class as usize * bits..(class as usize + 1) * bits)
@@ -268,13 +273,7 @@ pub fn target_table(
 ) -> Result<Vec<f32>, TargetError> {
     match labels {
         Labels::Single(classes) => {
-            if bits == 0 || !centres.len().is_multiple_of(bits) {
-                return Err(TargetError::Shape {
-                    len: centres.len(),
-                    bits,
-                });
-            }
-            let n_classes = centres.len() / bits;
+            let n_classes = classes_of(centres, bits)?;
             match classes
                 .iter()
                 .enumerate()

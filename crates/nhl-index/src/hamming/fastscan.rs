@@ -559,7 +559,7 @@ mod tests {
     //! order) on an emulation of the lanes, so that it is tested on every machine; and, where the
     //! CPU has AVX2, every lane operation of the AVX2 implementation against the emulation.
     use super::*;
-    use crate::hamming::tests::{reference, Next};
+    use crate::hamming::tests::{limit_rules, reference, words_for};
     use crate::synth::SplitMix64;
     use std::cell::Cell;
 
@@ -711,21 +711,6 @@ mod tests {
         }
     }
 
-    /// Random words with a bias, so that distances spread from 0 to the width, both included.
-    fn words_for(rng: &mut SplitMix64, count: usize, near: &[u64]) -> Vec<u64> {
-        (0..count)
-            .map(|w| {
-                let flips = rng.next_u64() & rng.next_u64() & rng.next_u64();
-                match rng.below(5) {
-                    0 => rng.next_u64(),
-                    1 => near[w % near.len()],
-                    2 => !near[w % near.len()],
-                    _ => near[w % near.len()] ^ flips,
-                }
-            })
-            .collect()
-    }
-
     #[test]
     fn fastscan_logic_on_emulated_lanes() {
         let mut rng = SplitMix64::new(4);
@@ -772,22 +757,7 @@ mod tests {
                         .map(|_| words_for(&mut rng, words, &centre))
                         .collect();
                     let qs: Vec<&[u64]> = q_words.iter().map(Vec::as_slice).collect();
-                    let rules: [(&str, Next, Vec<u32>); 7] = [
-                        ("all", Box::new(move |_, _| width + 1), vec![width + 1; nq]),
-                        ("u32::MAX", Box::new(|_, _| u32::MAX), vec![u32::MAX; nq]),
-                        ("256", Box::new(|_, _| 256), vec![255; nq]),
-                        ("half", Box::new(move |_, _| width / 2), vec![width / 2; nq]),
-                        ("none", Box::new(|_, _| 0), vec![0; nq]),
-                        ("shrink", Box::new(|_, d| d), vec![width / 2 + 3; nq]),
-                        (
-                            // A different limit per query, then ties allowed (d + 1), and a
-                            // limit that grows again after a hit of an odd query.
-                            "per-query",
-                            Box::new(move |i, d| if i % 2 == 1 { width + 1 } else { d + 1 }),
-                            (0..nq as u32).map(|i| i % (width + 2)).collect(),
-                        ),
-                    ];
-                    for (name, next, limit0) in &rules {
+                    for (name, next, limit0) in &limit_rules(width, nq) {
                         let want = reference(&qs, &alloc, stride, words, mask, n, limit0, next);
                         let base = 1000;
                         let mut got = vec![Vec::new(); nq];
