@@ -448,6 +448,13 @@ pub trait Backend: Send + Sync {
         beta: f32,
     ) -> Result<Self::Buf, KernelError>;
 
+    /// True when ops called at the same time from several host threads run in parallel, as on
+    /// the CPU backend: a caller with independent small ops (NHL's per-length objectives) may then
+    /// spread them over rayon's pool. The default is false: a GPU backend records every op into
+    /// one queue, so more host threads would only contend for it. No op's result depends on it.
+    fn parallel_calls(&self) -> bool {
+        false
+    }
     /// The batch Gram matrix `X X^T`.
     fn gram(&self, x: &Self::Buf) -> Result<Self::Buf, KernelError> {
         self.matmul(x, false, x, true, None)

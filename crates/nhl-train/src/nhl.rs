@@ -4,6 +4,7 @@
 
 use nhl_autograd::{AutogradError, Tape, Tensor};
 use nhl_kernels::{Backend, KernelError, Shape};
+use rayon::prelude::*;
 
 use crate::losses::{BatchContext, LengthLoss};
 
@@ -52,32 +53,70 @@ pub fn length_gradients<B: Backend>(
     if path == ObjectivePath::Tape {
         return tape_gradients(be, losses, bits, codes, ctx, distill_weight);
     }
+    // Each length's objective and gradients are independent of the others' (the teacher is read,
+    // never written): on a backend that runs parallel calls in parallel they are computed on
+    // rayon's pool, then combined in length order exactly as one thread would.
+    let one = |k: usize| length_terms(be, &losses[k], bits, k, codes, ctx, distill_weight);
+    let terms: Vec<LengthTerms<B>> = if be.parallel_calls() {
+        (0..bits.len())
+            .into_par_iter()
+            .map(one)
+            .collect::<Result<_, _>>()?
+    } else {
+        (0..bits.len()).map(one).collect::<Result<_, _>>()?
+    };
     let mut objectives = be.zeros(Shape::new(1, bits.len()))?;
     let mut d = Vec::with_capacity(bits.len());
-    for (k, (&b, loss)) in bits.iter().zip(losses).enumerate() {
-        let (j, mut dk) = match loss.fused(be, codes, ctx.target_rows) {
-            Some(fused) => fused?,
-            None => {
-                let tape = Tape::new(be);
-                let leaf = tape.leaf(prefix(be, codes, b)?);
-                let j = loss.eval(&tape, &leaf, ctx)?;
-                let grads = tape.backward(&j)?;
-                let dk = match grads.get(&leaf) {
-                    Some(g) => g.clone(),
-                    None => be.zeros(leaf.shape())?,
-                };
-                (j.value().clone(), dk)
-            }
-        };
+    for (k, (j, mut dk, sp)) in terms.into_iter().enumerate() {
         be.add_prefix_scaled(&mut objectives, k, &j, 1.0)?;
-        if let (Some(weight), Some(&teacher)) = (distill_weight, bits.get(k + 1)) {
-            let (sp, dsp) = be.sp_distill(codes, b, teacher, SP_EPS)?;
+        if let (Some(weight), Some((sp, dsp))) = (distill_weight, sp) {
             be.add_prefix_scaled(&mut objectives, k, &sp, weight as f32)?;
             be.add_prefix_scaled(&mut dk, 0, &dsp, weight as f32)?;
         }
         d.push(dk);
     }
     Ok(LengthGradients { objectives, d })
+}
+
+/// One length's base objective `L_k` (`1 x 1`), its gradient `dL_k/dU_k`, and with distillation
+/// (`k < K`) the SP term and its gradient.
+type LengthTerms<B> = (
+    <B as Backend>::Buf,
+    <B as Backend>::Buf,
+    Option<(<B as Backend>::Buf, <B as Backend>::Buf)>,
+);
+
+/// The [`LengthTerms`] of length `k`, by the fused kernels (the base loss on a tape of its own
+/// when it has no fused kernel).
+fn length_terms<B: Backend>(
+    be: &B,
+    loss: &LengthLoss<B>,
+    bits: &[usize],
+    k: usize,
+    codes: &B::Buf,
+    ctx: &BatchContext<'_, B>,
+    distill_weight: Option<f64>,
+) -> Result<LengthTerms<B>, AutogradError> {
+    let b = bits[k];
+    let (j, dk) = match loss.fused(be, codes, ctx.target_rows) {
+        Some(fused) => fused?,
+        None => {
+            let tape = Tape::new(be);
+            let leaf = tape.leaf(prefix(be, codes, b)?);
+            let j = loss.eval(&tape, &leaf, ctx)?;
+            let grads = tape.backward(&j)?;
+            let dk = match grads.get(&leaf) {
+                Some(g) => g.clone(),
+                None => be.zeros(leaf.shape())?,
+            };
+            (j.value().clone(), dk)
+        }
+    };
+    let sp = match (distill_weight, bits.get(k + 1)) {
+        (Some(_), Some(&teacher)) => Some(be.sp_distill(codes, b, teacher, SP_EPS)?),
+        _ => None,
+    };
+    Ok((j, dk, sp))
 }
 
 /// The first `bits` columns of `codes` as their own buffer (the whole buffer when it is that wide).

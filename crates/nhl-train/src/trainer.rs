@@ -485,25 +485,39 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             .mode
             .distill()
             .then_some(self.config.distill_weight as f64);
-        let LengthGradients { objectives, d } = length_gradients(
-            be,
-            &self.losses,
-            &self.bits,
-            fwd.codes.value(),
-            &ctx,
-            distill,
-            ObjectivePath::Fused,
-        )?;
+        let objectives_of_lengths = || {
+            length_gradients(
+                be,
+                &self.losses,
+                &self.bits,
+                fwd.codes.value(),
+                &ctx,
+                distill,
+                ObjectivePath::Fused,
+            )
+        };
+        // Adaptive modes need the batch Gram matrix of the hash layer's input, which depends on
+        // nothing the objectives compute: where the backend runs parallel calls in parallel, it
+        // is formed while they are.
+        let adaptive = self.config.mode.adaptive();
+        let features = fwd.features.value();
+        let (gram, LengthGradients { objectives, d }) = if adaptive && be.parallel_calls() {
+            let (gram, lengths) = rayon::join(|| be.gram(features), objectives_of_lengths);
+            (Some(gram?), lengths?)
+        } else {
+            let lengths = objectives_of_lengths()?;
+            let gram = adaptive.then(|| be.gram(features)).transpose()?;
+            (gram, lengths)
+        };
 
         // Adaptive modes: the dominance weights are computed from the gradient products on the
         // device, so no mode reads anything back here.
-        let k = d.len();
-        let weights = if self.config.mode.adaptive() {
-            let gram = be.gram(fwd.features.value())?;
-            let products = GradientProducts::packed(be, &gram, &d)?;
-            Some(be.dominance_weights(&products, k, self.config.beta)?)
-        } else {
-            None
+        let weights = match gram {
+            Some(gram) => {
+                let products = GradientProducts::packed(be, &gram, &d)?;
+                Some(be.dominance_weights(&products, d.len(), self.config.beta)?)
+            }
+            None => None,
         };
 
         // Phase 2: seed the shared output with sum_k w_k pad(D_k), one backward pass.

@@ -303,6 +303,12 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(())
     }
 
+    /// Every op computes in the calling thread or on rayon's pool, and shares no state with
+    /// other calls.
+    fn parallel_calls(&self) -> bool {
+        true
+    }
+
     fn matmul(
         &self,
         a: &CpuBuf<T>,
