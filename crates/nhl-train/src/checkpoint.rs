@@ -175,8 +175,37 @@ pub fn save<'a>(
         ("seed".to_string(), meta.seed.to_string()),
     ]);
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| format(e.to_string()))?;
+    let bytes = sorted_header(bytes).map_err(format)?;
     write_atomic(path, &bytes)?;
     Ok(())
+}
+
+/// The serialised file with the keys of its JSON header in sorted order, so that the same
+/// parameters always give the same bytes: `safetensors` writes the metadata from a `HashMap`,
+/// whose order changes from one map to the next. The header keeps its length (the same compact
+/// JSON, padded with spaces as before), so the data offsets stand.
+fn sorted_header(mut bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let len = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| 8 + n <= bytes.len())
+        .ok_or("header length out of range")?;
+    let header = &mut bytes[8..8 + len];
+    // serde_json's maps are sorted by key (no `preserve_order`).
+    let value: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| format!("header: {e}"))?;
+    let sorted = serde_json::to_vec(&value).map_err(|e| format!("header: {e}"))?;
+    if sorted.len() > len {
+        return Err(format!(
+            "sorted header of {} bytes exceeds {len}",
+            sorted.len()
+        ));
+    }
+    header.fill(b' ');
+    header[..sorted.len()].copy_from_slice(&sorted);
+    Ok(bytes)
 }
 
 /// Reads a checkpoint written by [`save`], checking the metadata and that every tensor is a
@@ -314,6 +343,32 @@ mod tests {
             hidden: 3,
             seed: 42,
         }
+    }
+
+    /// The metadata comes from a `HashMap`, whose order differs between maps: the file must not.
+    #[test]
+    fn the_same_parameters_give_the_same_bytes() {
+        let w: Vec<f32> = (0..12).map(|i| i as f32 * 0.25).collect();
+        let files: Vec<Vec<u8>> = (0..6)
+            .map(|i| {
+                let path = temp(&format!("same{i}.safetensors"));
+                save(&path, &meta(), [("hash.weight", [3, 4], &w[..])]).unwrap();
+                std::fs::read(&path).unwrap()
+            })
+            .collect();
+        for f in &files[1..] {
+            assert_eq!(f, &files[0]);
+        }
+        let header = String::from_utf8_lossy(&files[0][8..200]).into_owned();
+        let keys = [
+            "\"__metadata__\"",
+            "\"bits\"",
+            "\"format_version\"",
+            "\"hidden\"",
+        ];
+        let at: Vec<usize> = keys.iter().map(|k| header.find(k).unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{header}");
+        assert_eq!(load(&temp("same0.safetensors")).unwrap().meta, meta());
     }
 
     #[test]
