@@ -4,13 +4,16 @@
 //! Every mode's model (and each of the five models of `single`) is built up front, then the
 //! modes take turns an epoch at a time: epoch 1 of every model, then epoch 2 of every model, and
 //! so on. A slow spell of a shared machine then falls on all modes alike, and the single / full
-//! ratio is taken within each turn, from epochs run seconds apart.
+//! ratio is taken within each turn, from epochs run seconds apart. A second table splits a step
+//! of each mode into its phases ([`nhl_train::step_phases`]), which shows where `full` spends
+//! the time a single-length step does not.
 
 use anyhow::Context;
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::Backend;
 use nhl_train::config::{Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Protocol, Split};
+use nhl_train::step_phases::{Phase, StepPhases};
 use nhl_train::trainer::EpochRunner;
 
 use crate::search::process_cpu_ns;
@@ -67,13 +70,21 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// `times[m][e]`: epoch `e` of `modes[m]`, the modes taking turns epoch by epoch.
+/// What [`time_interleaved`] measured of each mode.
+struct ModeTimes {
+    /// Every epoch after the warm-up.
+    epochs: Vec<EpochTime>,
+    /// Where the steps of those epochs spent their time (for `single`, its five models' steps).
+    phases: StepPhases,
+}
+
+/// The epochs of every mode in `modes`, the modes taking turns epoch by epoch.
 fn time_interleaved<B: Backend<Elem = f32>>(
     backend: &B,
     split: &Split,
     epochs: usize,
     modes: &[Mode],
-) -> anyhow::Result<Vec<Vec<EpochTime>>> {
+) -> anyhow::Result<Vec<ModeTimes>> {
     let configs: Vec<TrainConfig> = modes
         .iter()
         .map(|&mode| TrainConfig {
@@ -113,18 +124,31 @@ fn time_interleaved<B: Backend<Elem = f32>>(
                     .map(|(a, b)| b.saturating_sub(a) as f64 * 1e-9);
                 sum.wall += wall;
                 sum.cpu = sum.cpu.zip(cpu).map(|(s, c)| s + c);
+                if epoch == 0 && epochs > 1 {
+                    model.take_phases();
+                }
             }
             eprintln!("epoch {}: {mode:?} {:.3} s", epoch + 1, sum.wall);
             out.push(sum);
         }
     }
     // The first epoch warms caches and allocators up: left out when there are more.
-    if epochs > 1 {
-        for t in &mut times {
-            t.remove(0);
-        }
-    }
-    Ok(times)
+    Ok(times
+        .into_iter()
+        .zip(&mut runners)
+        .map(|(mut epochs_of_mode, models)| {
+            if epochs > 1 {
+                epochs_of_mode.remove(0);
+            }
+            let phases = models
+                .iter_mut()
+                .fold(StepPhases::default(), |acc, m| acc.merged(&m.take_phases()));
+            ModeTimes {
+                epochs: epochs_of_mode,
+                phases,
+            }
+        })
+        .collect())
 }
 
 /// Runs the benchmark and prints the table.
@@ -152,9 +176,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )
         }
     };
-    let wall = |m: usize| median(times[m].iter().map(|t| t.wall).collect());
+    let wall = |m: usize| median(times[m].epochs.iter().map(|t| t.wall).collect());
     let cpu = |m: usize| {
         times[m]
+            .epochs
             .iter()
             .map(|t| t.cpu)
             .collect::<Option<Vec<f64>>>()
@@ -165,7 +190,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "training seconds per epoch, protocol {}, backend {name}; modes interleaved epoch by \
          epoch, median of {} epochs",
         args.protocol,
-        times.first().map_or(0, Vec::len)
+        times.first().map_or(0, |t| t.epochs.len())
     );
     println!(
         "{:<10} {:>12} {:>12} {:>14} {:>14}",
@@ -193,13 +218,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(f), Some(s)) = (index(Mode::Full), index(Mode::Single)) {
         // The ratio within each turn of epochs, then its median.
         let ratios: Vec<f64> = times[s]
+            .epochs
             .iter()
-            .zip(&times[f])
+            .zip(&times[f].epochs)
             .map(|(s, f)| s.wall / f.wall)
             .collect();
         let cpu_ratios: Option<Vec<f64>> = times[s]
+            .epochs
             .iter()
-            .zip(&times[f])
+            .zip(&times[f].epochs)
             .map(|(s, f)| Some(s.cpu? / f.cpu?))
             .collect();
         let cpu = cpu_ratios.map_or(String::new(), |r| {
@@ -212,5 +239,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         println!("  epoch by epoch: {}", each.join(", "));
     }
+    print_phases(&modes, &times);
     Ok(())
+}
+
+/// The mean microseconds of each phase of a step, per mode (for `single`, of one of its models'
+/// steps, the five lengths together).
+fn print_phases(modes: &[Mode], times: &[ModeTimes]) {
+    println!("microseconds per step by phase (single: the mean step of its five models)");
+    let header: Vec<String> = Phase::ALL
+        .iter()
+        .map(|p| format!("{:>11}", p.name()))
+        .collect();
+    println!("{:<10}{} {:>11}", "mode", header.join(""), "step");
+    for (mode, t) in modes.iter().zip(times) {
+        let us = t.phases.micros_per_step();
+        let cells: Vec<String> = us.iter().map(|v| format!("{v:>11.0}")).collect();
+        let label = format!("{mode:?}").to_lowercase();
+        println!(
+            "{label:<10}{} {:>11.0}",
+            cells.join(""),
+            us.iter().sum::<f64>()
+        );
+    }
 }

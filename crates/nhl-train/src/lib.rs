@@ -29,5 +29,6 @@ pub mod nhl;
 pub mod optim;
 pub mod report;
 pub mod run_dir;
+pub mod step_phases;
 pub mod targets;
 pub mod trainer;

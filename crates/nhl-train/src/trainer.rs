@@ -15,6 +15,7 @@ use crate::metrics::evaluate_lengths;
 use crate::model::NestedHashModel;
 use crate::nhl::{length_gradients, GradientProducts, LengthGradients, ObjectivePath};
 use crate::optim::Adam;
+use crate::step_phases::{Phase, PhaseClock, StepPhases};
 use crate::targets::{csq_prefix_centres, target_rows};
 
 /// Rows encoded per forward pass at evaluation (bounds device memory, not results).
@@ -324,6 +325,11 @@ impl<'a, B: Backend<Elem = f32>> EpochRunner<'a, B> {
         self.epochs_done += 1;
         Ok(out)
     }
+
+    /// The time the steps since the last call spent in each phase (then starts a new count).
+    pub fn take_phases(&mut self) -> StepPhases {
+        std::mem::take(&mut self.run.phases)
+    }
 }
 
 /// The state of one model's training: parameters, optimiser, losses, data on the device.
@@ -341,6 +347,8 @@ struct ModelRun<'a, B: Backend<Elem = f32>> {
     target_rows: Vec<u32>,
     n_train: usize,
     shuffle: SplitMix64,
+    /// Where the steps' time went, since [`EpochRunner::take_phases`] last read it.
+    phases: StepPhases,
 }
 
 impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
@@ -392,6 +400,7 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             target_rows: target_rows(&train.labels),
             n_train: train.len(),
             shuffle: SplitMix64::new(config.seed ^ SHUFFLE_STREAM),
+            phases: StepPhases::default(),
         })
     }
 
@@ -456,6 +465,7 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
     /// the device.
     fn step(&mut self, indices: &[u32]) -> Result<B::Buf, TrainError> {
         let be = self.backend;
+        let mut clock = PhaseClock::start();
         let n = indices.len();
         let idx = be.upload_idx(indices)?;
         let rows: Vec<u32> = indices
@@ -471,6 +481,8 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             // The reference writes the batch into the bank before the loss reads it.
             bank.update(be, &idx, fwd.codes.value(), &labels)?;
         }
+
+        clock.lap(Phase::Forward);
 
         // Phase 1: every length's objective J_k and its output gradient D_k = dJ_k/dU_k.
         let code_bits = self.model.code_bits();
@@ -510,6 +522,8 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             (gram, lengths)
         };
 
+        clock.lap(Phase::Objectives);
+
         // Adaptive modes: the dominance weights are computed from the gradient products on the
         // device, so no mode reads anything back here.
         let weights = match gram {
@@ -519,6 +533,8 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
             }
             None => None,
         };
+
+        clock.lap(Phase::Weights);
 
         // Phase 2: seed the shared output with sum_k w_k pad(D_k), one backward pass.
         let mut seed = be.zeros(Shape::new(n, code_bits))?;
@@ -536,7 +552,10 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
                     .add_hash_grad(be, d_longest, fwd.features.value())?;
             }
         }
+        clock.lap(Phase::Backward);
         self.adam.step(be, &mut self.model.params)?;
+        clock.lap(Phase::Update);
+        clock.finish(&mut self.phases);
         Ok(objectives)
     }
 

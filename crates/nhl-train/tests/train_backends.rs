@@ -5,6 +5,7 @@ use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::Backend;
 use nhl_train::config::{Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Protocol, Split};
+use nhl_train::step_phases::StepPhases;
 use nhl_train::trainer::{train, EpochRunner, TrainOutcome};
 
 /// A small slice of the embedded t10k protocol: 40 queries, 160 training items, 400 database.
@@ -91,6 +92,16 @@ fn epoch_runners_interleaved_train_what_train_trains() {
     }
     assert_eq!(losses[0], run(&cpu, &split, &full).loss_per_epoch);
     assert_eq!(losses[1], run(&cpu, &split, &single).loss_per_epoch);
+    // Every step was timed, phase by phase; reading the times starts a new count.
+    let steps = full.epochs * split.train.len().div_ceil(full.batch_size);
+    for runner in &mut runners {
+        let phases = runner.take_phases();
+        assert_eq!(phases.steps, steps);
+        assert!(
+            phases.seconds.iter().all(|&s| s >= 0.0) && phases.seconds.iter().sum::<f64>() > 0.0
+        );
+        assert_eq!(runner.take_phases(), StepPhases::default());
+    }
 }
 
 #[test]
