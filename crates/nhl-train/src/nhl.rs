@@ -67,9 +67,10 @@ pub fn length_gradients<B: Backend>(
     };
     let mut objectives = be.zeros(Shape::new(1, bits.len()))?;
     let mut d = Vec::with_capacity(bits.len());
-    for (k, (j, mut dk, sp)) in terms.into_iter().enumerate() {
-        be.add_prefix_scaled(&mut objectives, k, &j, 1.0)?;
-        if let (Some(weight), Some((sp, dsp))) = (distill_weight, sp) {
+    for (k, terms) in terms.into_iter().enumerate() {
+        let mut dk = terms.grad;
+        be.add_prefix_scaled(&mut objectives, k, &terms.base, 1.0)?;
+        if let (Some(weight), Some((sp, dsp))) = (distill_weight, terms.distill) {
             be.add_prefix_scaled(&mut objectives, k, &sp, weight as f32)?;
             be.add_prefix_scaled(&mut dk, 0, &dsp, weight as f32)?;
         }
@@ -78,13 +79,15 @@ pub fn length_gradients<B: Backend>(
     Ok(LengthGradients { objectives, d })
 }
 
-/// One length's base objective `L_k` (`1 x 1`), its gradient `dL_k/dU_k`, and with distillation
-/// (`k < K`) the SP term and its gradient.
-type LengthTerms<B> = (
-    <B as Backend>::Buf,
-    <B as Backend>::Buf,
-    Option<(<B as Backend>::Buf, <B as Backend>::Buf)>,
-);
+/// One length's terms before they are combined.
+struct LengthTerms<B: Backend> {
+    /// The base objective `L_k` (`1 x 1`).
+    base: B::Buf,
+    /// `dL_k / dU_k` (`n x b_k`).
+    grad: B::Buf,
+    /// With distillation and `k < K`: `SP(U_k, sg(U_{k+1}))` and its gradient.
+    distill: Option<(B::Buf, B::Buf)>,
+}
 
 /// The [`LengthTerms`] of length `k`, by the fused kernels (the base loss on a tape of its own
 /// when it has no fused kernel).
@@ -112,11 +115,15 @@ fn length_terms<B: Backend>(
             (j.value().clone(), dk)
         }
     };
-    let sp = match (distill_weight, bits.get(k + 1)) {
+    let distill = match (distill_weight, bits.get(k + 1)) {
         (Some(_), Some(&teacher)) => Some(be.sp_distill(codes, b, teacher, SP_EPS)?),
         _ => None,
     };
-    Ok((j, dk, sp))
+    Ok(LengthTerms {
+        base: j,
+        grad: dk,
+        distill,
+    })
 }
 
 /// The first `bits` columns of `codes` as their own buffer (the whole buffer when it is that wide).
