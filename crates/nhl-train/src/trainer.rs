@@ -624,3 +624,64 @@ fn prefix_codes(
         .collect();
     Codes::from_signs(n, bits, &prefix)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Dataset, Split};
+    use nhl_index::eval::Labels;
+    use nhl_kernels::cpu::CpuBackend;
+    use nhl_kernels::testing::random_vec;
+
+    fn tiny_set(items: usize, seed: u64) -> Dataset {
+        Dataset {
+            features: random_vec(seed, items * 6, 0.0, 1.0)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+            dim: 6,
+            labels: Labels::Single((0..items as u32).map(|i| i % 3).collect()),
+            n_classes: 3,
+        }
+    }
+
+    /// A step leaves no handle to a parameter alive when the optimiser updates it, so the CPU
+    /// backend updates every parameter in place instead of copying it first.
+    #[test]
+    fn a_step_updates_the_parameters_in_place() {
+        let split = Split {
+            name: "tiny".into(),
+            query: tiny_set(3, 1),
+            train: tiny_set(12, 2),
+            database: tiny_set(5, 3),
+        };
+        let cpu = CpuBackend::<f32>::new();
+        for mode in [Mode::Full, Mode::Nested] {
+            let config = TrainConfig {
+                mode,
+                bits: vec![4, 8],
+                hidden: 16,
+                batch_size: 4,
+                ..TrainConfig::default()
+            };
+            let mut run = ModelRun::new(&cpu, &split, &config, &config.bits).unwrap();
+            let snapshot = |run: &ModelRun<'_, CpuBackend<f32>>| -> Vec<(*const f32, Vec<f32>)> {
+                run.model
+                    .params
+                    .iter()
+                    .map(|(_, p)| (p.value.as_slice().as_ptr(), p.value.as_slice().to_vec()))
+                    .collect()
+            };
+            let before = snapshot(&run);
+            run.step(&[0, 5, 7, 10]).unwrap();
+            let after = snapshot(&run);
+            for (i, ((p0, v0), (p1, v1))) in before.iter().zip(&after).enumerate() {
+                assert_eq!(
+                    p0, p1,
+                    "{mode:?}: parameter {i} was copied, not updated in place"
+                );
+                assert_ne!(v0, v1, "{mode:?}: parameter {i} did not change");
+            }
+        }
+    }
+}
