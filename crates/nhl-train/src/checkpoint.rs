@@ -190,7 +190,7 @@ fn sorted_header(mut bytes: Vec<u8>) -> Result<Vec<u8>, String> {
         .and_then(|b| b.try_into().ok())
         .map(u64::from_le_bytes)
         .and_then(|n| usize::try_from(n).ok())
-        .filter(|&n| 8 + n <= bytes.len())
+        .filter(|&n| n <= bytes.len().saturating_sub(8))
         .ok_or("header length out of range")?;
     let header = &mut bytes[8..8 + len];
     // serde_json's maps are sorted by key (no `preserve_order`).
