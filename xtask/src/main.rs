@@ -1,10 +1,12 @@
-//! `cargo xtask <command>`: the commands users run. One file per command.
+//! `cargo xtask <command>`: the commands users run, one file per command under `cmd/`, the
+//! benchmarks under `bench/`, and the few helpers they share beside them.
 
 mod allocator;
+mod backend_choice;
 mod bench;
-mod eval;
-mod search;
-mod train;
+mod cmd;
+mod cpu_clock;
+mod names;
 
 use clap::{Parser, Subcommand};
 
@@ -19,21 +21,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train nested hash codes (default: fmnist-t10k, CSQ, full NHL).
-    Train(train::Args),
+    Train(cmd::train::Args),
     /// Recompute the metrics of a finished run from its saved codes.
-    Eval(eval::Args),
+    Eval(cmd::eval::Args),
     /// Hamming k-nearest-neighbour or range search over packed codes in .npy files.
-    Search(search::Args),
-    /// Benchmarks: `search`, `train`, `kernels`.
+    Search(cmd::search::Args),
+    /// Benchmarks: `search` and `train` (the criterion benches run with `cargo bench`).
     Bench(bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     allocator::keep_freed_buffers();
     match Cli::parse().command {
-        Command::Train(args) => train::run(args),
-        Command::Eval(args) => eval::run(args),
-        Command::Search(args) => search::run(args),
+        Command::Train(args) => cmd::train::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
+        Command::Search(args) => cmd::search::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -12,7 +12,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nhl_index::eval::Labels;
 use nhl_index::npy::{write_npy, NpyArray, NpyData};
 use nhl_kernels::cpu::CpuBackend;
-use nhl_kernels::gpu::{AdapterPolicy, GpuBackend};
 use nhl_kernels::Backend;
 use nhl_train::checkpoint::{self, CheckpointMeta};
 use nhl_train::config::{Method, Mode, TrainConfig};
@@ -22,52 +21,10 @@ use nhl_train::report::{
     format_table, write_metrics, write_svg, NumMap, RunMetrics, ValidationRecord,
 };
 use nhl_train::run_dir::{default_out_dir, RunDir};
+
+use crate::backend_choice::BackendChoice;
+use crate::names::{parse_method, parse_mode};
 use nhl_train::trainer::{train, validate, validate_config, Progress, TrainOutcome};
-
-/// Where the computation runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendChoice {
-    /// A hardware GPU if there is one, else the CPU.
-    Auto,
-    /// The CPU backend.
-    Cpu,
-    /// wgpu, accepting a software adapter (lavapipe) when there is no GPU.
-    Gpu,
-}
-
-impl BackendChoice {
-    /// The GPU backend this choice asks for, or `None` for the CPU backend.
-    pub fn gpu(self) -> anyhow::Result<Option<GpuBackend>> {
-        Ok(match self {
-            BackendChoice::Cpu => None,
-            BackendChoice::Gpu => Some(
-                GpuBackend::new(AdapterPolicy::AllowSoftware)
-                    .context("--backend gpu: no usable wgpu adapter")?,
-            ),
-            BackendChoice::Auto => match GpuBackend::new(AdapterPolicy::HardwareOnly) {
-                Ok(gpu) => Some(gpu),
-                Err(e) => {
-                    eprintln!("no hardware GPU ({e}); using the CPU");
-                    None
-                }
-            },
-        })
-    }
-}
-
-/// A config enum from its lowercase name (`csq`, `full`, ...), the names `metrics.json` uses.
-fn parse_lower<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| format!("unknown value {s:?}"))
-}
-
-fn parse_method(s: &str) -> Result<Method, String> {
-    parse_lower(s).map_err(|e| format!("{e}; expected csq, dpn, dsh or dhn"))
-}
-
-fn parse_mode(s: &str) -> Result<Mode, String> {
-    parse_lower(s).map_err(|e| format!("{e}; expected full, nested, distill, adaptive or single"))
-}
 
 /// `QUERY,TRAIN`.
 fn parse_sizes(s: &str) -> Result<(usize, usize), String> {

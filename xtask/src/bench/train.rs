@@ -8,7 +8,6 @@
 //! of each mode into its phases ([`nhl_train::step_phases`]), which shows where `full` spends
 //! the time a single-length step does not.
 
-use anyhow::Context;
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::Backend;
 use nhl_train::config::{Mode, TrainConfig};
@@ -16,8 +15,9 @@ use nhl_train::data::{load_protocol, Protocol, Split};
 use nhl_train::step_phases::{Phase, StepPhases};
 use nhl_train::trainer::EpochRunner;
 
-use crate::search::process_cpu_ns;
-use crate::train::BackendChoice;
+use crate::backend_choice::BackendChoice;
+use crate::cpu_clock::process_cpu_ns;
+use crate::names::parse_mode;
 
 /// Seconds per epoch of the PyTorch reference on the `fmnist` protocol with 2 CPU threads
 /// (NHL-SPEC section 11, as measured by the author): `nested` and `full`.
@@ -40,15 +40,10 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "nested,distill,adaptive,full,single"
+        default_value = "nested,distill,adaptive,full,single",
+        value_parser = parse_mode
     )]
-    modes: Vec<String>,
-}
-
-fn parse_mode(s: &str) -> anyhow::Result<Mode> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).with_context(|| {
-        format!("--modes: unknown mode {s:?} (expected nested, distill, adaptive, full or single)")
-    })
+    modes: Vec<Mode>,
 }
 
 /// One epoch of one mode (summed over the models of `single`): wall seconds, and CPU seconds of
@@ -156,11 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.epochs == 0 {
         anyhow::bail!("--epochs must be at least 1");
     }
-    let modes = args
-        .modes
-        .iter()
-        .map(|m| parse_mode(m))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let modes = args.modes.clone();
     let split = load_protocol(args.protocol, None)?;
     let gpu = args.backend.gpu()?;
     let (name, times) = match &gpu {

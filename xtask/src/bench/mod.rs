@@ -1,8 +1,6 @@
 //! `cargo xtask bench <what>`: side-by-side measurements that print the ratios the README quotes.
 
-#[path = "bench_search.rs"]
 mod search;
-#[path = "bench_train.rs"]
 mod train;
 
 use clap::Subcommand;

@@ -15,7 +15,6 @@
 //!   `probe` or `scan`, and `verified`, the full distances computed).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context};
 use nhl_index::cascade::{recall_at_k, CascadeIndex, PrefixStage};
@@ -24,6 +23,8 @@ use nhl_index::npy::{write_npy, NpyArray, NpyData};
 use nhl_index::search::{knn, range_search};
 use nhl_index::{Codes, Isa};
 use serde_json::json;
+
+use crate::cpu_clock::timed;
 
 /// Search packed binary codes.
 #[derive(clap::Args, Debug)]
@@ -96,29 +97,6 @@ fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path)
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
-}
-
-/// CPU time of every thread of this process so far, in nanoseconds (Linux `schedstat`; `None`
-/// elsewhere): on a shared machine the search's wall time includes other processes' turns.
-pub(crate) fn process_cpu_ns() -> Option<u64> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(total)
-}
-
-/// Run `f`, returning its output, wall seconds and CPU seconds of all threads (if known).
-fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, Option<f64>) {
-    let cpu = process_cpu_ns();
-    let start = Instant::now();
-    let out = f();
-    let wall = start.elapsed().as_secs_f64();
-    let cpu = cpu
-        .zip(process_cpu_ns())
-        .map(|(a, b)| b.saturating_sub(a) as f64 * 1e-9);
-    (out, wall, cpu)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

@@ -7,7 +7,6 @@
 //! can time FAISS `IndexBinaryFlat` on exactly the same data.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::Context;
 use nhl_index::cascade::{recall_at_k, CascadeIndex, PrefixStage};
@@ -17,7 +16,7 @@ use nhl_index::{Codes, Isa, Kernel};
 use rayon::prelude::*;
 use serde_json::json;
 
-use crate::search::process_cpu_ns;
+use crate::cpu_clock::timed as timed_once;
 
 /// Search benchmark sizes and settings.
 #[derive(clap::Args, Debug)]
@@ -95,13 +94,8 @@ fn timed<T>(
     let mut best = (f64::INFINITY, None);
     let mut last = None;
     for _ in 0..repeat.max(1) {
-        let cpu = process_cpu_ns();
-        let start = Instant::now();
-        let out = f()?;
-        let wall = start.elapsed().as_secs_f64();
-        let cpu = cpu
-            .zip(process_cpu_ns())
-            .map(|(a, b)| b.saturating_sub(a) as f64 * 1e-9);
+        let (out, wall, cpu) = timed_once(&mut f);
+        let out = out?;
         if wall < best.0 {
             best = (wall, cpu);
         }

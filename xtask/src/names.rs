@@ -1,0 +1,19 @@
+//! The one parser of the names that `metrics.json` and the flags share (`csq`, `full`, ...).
+
+use nhl_train::config::{Method, Mode};
+
+/// A config enum from its lowercase name.
+fn parse_lower<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("unknown value {s:?}"))
+}
+
+/// `--method`.
+pub fn parse_method(s: &str) -> Result<Method, String> {
+    parse_lower(s).map_err(|e| format!("{e}; expected csq, dpn, dsh or dhn"))
+}
+
+/// `--mode` (and each entry of `bench train --modes`).
+pub fn parse_mode(s: &str) -> Result<Mode, String> {
+    parse_lower(s).map_err(|e| format!("{e}; expected full, nested, distill, adaptive or single"))
+}
