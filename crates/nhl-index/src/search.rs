@@ -8,6 +8,7 @@
 use crate::codes::CodesView;
 use crate::error::IndexError;
 use crate::hamming::Kernel;
+use crate::index::{HammingIndex, SearchOptions};
 use crate::select::{merge_runs, StreamTopK};
 use rayon::prelude::*;
 
@@ -295,4 +296,43 @@ pub fn range_search_with(
         ids,
         distances,
     })
+}
+
+/// The exact scan as a [`HammingIndex`]: [`knn_with`] and [`range_search_with`] over a borrowed
+/// database (any view, such as the prefixes of longer codes), with the kernel of the options.
+#[derive(Clone, Copy, Debug)]
+pub struct FlatIndex<'a> {
+    database: CodesView<'a>,
+}
+
+impl<'a> FlatIndex<'a> {
+    /// An index over `database`; nothing is built or copied.
+    pub fn new(database: CodesView<'a>) -> FlatIndex<'a> {
+        FlatIndex { database }
+    }
+
+    /// The indexed codes.
+    pub fn database(&self) -> CodesView<'a> {
+        self.database
+    }
+}
+
+impl HammingIndex for FlatIndex<'_> {
+    fn knn(
+        &self,
+        queries: CodesView<'_>,
+        k: usize,
+        options: &SearchOptions,
+    ) -> Result<Neighbors, IndexError> {
+        knn_with(options.kernel(), queries, self.database, k)
+    }
+
+    fn range(
+        &self,
+        queries: CodesView<'_>,
+        radius: u32,
+        options: &SearchOptions,
+    ) -> Result<RangeResult, IndexError> {
+        range_search_with(options.kernel(), queries, self.database, radius)
+    }
 }
