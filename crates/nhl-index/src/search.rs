@@ -28,7 +28,8 @@ const KNN_QUERY_BLOCK: usize = 256;
 const MIN_SEGMENT: usize = 16 * 1024;
 
 /// The result of a k-nearest-neighbour search: row-major `n_queries x k` ids and distances, each
-/// row in PROTOCOL order (distance ascending, ties by database position ascending).
+/// row in the order of `docs/PROTOCOL.md` (Order: distance ascending, ties by database position
+/// ascending).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Neighbors {
     /// Number of queries.
@@ -54,7 +55,8 @@ impl Neighbors {
 }
 
 /// The result of a range search, in compressed-row form: the items of query `q` are
-/// `offsets[q] .. offsets[q + 1]` of `ids` and `distances`, in PROTOCOL order.
+/// `offsets[q] .. offsets[q + 1]` of `ids` and `distances`, in the order of `docs/PROTOCOL.md`
+/// (Order).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RangeResult {
     /// `n_queries + 1` offsets.
@@ -223,7 +225,8 @@ pub fn range_search(
     range_search_with(Kernel::best(), queries, database, radius)
 }
 
-/// Every database item within Hamming distance `radius` of each query, in PROTOCOL order.
+/// Every database item within Hamming distance `radius` of each query, in the order of
+/// `docs/PROTOCOL.md` (Order).
 pub fn range_search_with(
     kernel: Kernel,
     queries: CodesView<'_>,

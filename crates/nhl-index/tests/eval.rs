@@ -1,5 +1,6 @@
-//! `evaluate` against a brute-force implementation of the PROTOCOL.md mAP@K definition: ties,
-//! multi-label relevance, top-K cuts, and queries with no relevant item (AP = 0 in the mean).
+//! `evaluate` against a brute-force implementation of the mAP@K definition of
+//! `docs/PROTOCOL.md`: ties, multi-label relevance, top-K cuts, and queries with no relevant item
+//! (AP = 0 in the mean).
 
 use nhl_index::eval::{evaluate, Labels};
 use nhl_index::synth::{nested_cluster_codes, random_codes, SplitMix64};
@@ -15,7 +16,8 @@ fn relevant(a: &Labels, i: usize, b: &Labels, j: usize) -> bool {
     }
 }
 
-/// PROTOCOL.md, literally: stable sort by distance, AP over the first K, mean over all queries.
+/// `docs/PROTOCOL.md` (mAP@K), literally: stable sort by distance, AP over the first K, mean over
+/// all queries.
 fn brute_map(
     q: CodesView<'_>,
     db: CodesView<'_>,

@@ -8,14 +8,16 @@ use nhl_index::search::{knn, knn_with, range_search, range_search_with, Neighbor
 use nhl_index::synth::{nested_cluster_codes, random_codes, replicate_with_noise};
 use nhl_index::{Codes, CodesView, FlatIndex, HammingIndex, IndexError, SearchOptions};
 
-/// Distance from the PROTOCOL bytes, bit by bit: independent of every kernel.
+/// Distance from the bytes of `docs/PROTOCOL.md` (Layout), bit by bit: independent of every
+/// kernel.
 fn bitwise_distance(a: &[u8], b: &[u8], bits: usize) -> u32 {
     (0..bits)
         .filter(|&j| (a[j / 8] >> (j % 8)) & 1 != (b[j / 8] >> (j % 8)) & 1)
         .count() as u32
 }
 
-/// Every (distance, id) of each query, sorted by (distance, id): the PROTOCOL ranking.
+/// Every (distance, id) of each query, sorted by (distance, id): the ranking of `docs/PROTOCOL.md`
+/// (Order).
 fn brute_rankings(queries: CodesView<'_>, db: CodesView<'_>) -> Vec<Vec<(u32, u32)>> {
     let bits = db.bits();
     let qb = queries.to_codes().to_bytes();

@@ -1,12 +1,12 @@
 //! `cargo xtask search`: Hamming k-nearest-neighbour, range or cascade search over packed codes
-//! stored as uint8 `[n, bytes]` `.npy` files (the PROTOCOL / FAISS layout).
+//! stored as uint8 `[n, bytes]` `.npy` files (the layout of `docs/PROTOCOL.md`, FAISS's).
 //!
 //! Outputs in `--out`:
 //! * kNN and cascade: `ids.npy` (int64 `[nq, k]`) and `distances.npy` (int32 `[nq, k]`), each row
-//!   in PROTOCOL order (distance ascending, ties by database position).
+//!   in the order of `docs/PROTOCOL.md` (distance ascending, ties by database position).
 //! * `--radius R`: every item within distance R. `counts.npy` (int64 `[nq]`) holds each query's
 //!   number of results; `ids.npy` / `distances.npy` are `[nq, max count]`, row q holding its
-//!   results in PROTOCOL order followed by `-1` padding.
+//!   results in that order followed by `-1` padding.
 //! * `search.json`: `n_database`, `n_queries`, `bits`, `k` (null for a range search), `threads`,
 //!   `isa`, `search_seconds` (the search alone, codes already in memory), `search_cpu_seconds`
 //!   (the CPU time of all threads during it, null where unknown), `qps`; plus `mode`, and
