@@ -9,6 +9,8 @@
 //! * [`cascade`]: nested-prefix cascade search (rank by a short prefix, re-rank by the full code).
 //! * [`mih`]: multi-index hashing (Norouzi, Punjani and Fleet) for exact sublinear search.
 //! * [`eval`]: mAP@K (stable and tie-aware) and precision@k; [`npy`]: `.npy` files.
+//! * [`faiss`]: FAISS `IndexBinaryFlat` / `IndexBinaryIDMap` files, read and written; [`ids`]:
+//!   user IDs beside the codes (int64, one per row, unique).
 //!
 //! ```
 //! use nhl_index::{search, Codes};
@@ -25,11 +27,14 @@
 //! ```
 #![deny(missing_docs)]
 
+mod atomic;
 pub mod cascade;
 mod codes;
 mod error;
 pub mod eval;
+pub mod faiss;
 pub mod hamming;
+pub mod ids;
 pub mod mih;
 pub mod npy;
 pub mod search;
