@@ -20,7 +20,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::gpu::{AdapterPolicy, GpuBackend};
 use nhl_kernels::rng::SplitMix64;
-use nhl_kernels::{Backend, Shape};
+use nhl_kernels::{Backend, HashingOps, Shape};
 
 /// One product `op(A) op(B) (+ bias)` with `op(A)` m x k and `op(B)` k x n.
 struct Case {
@@ -175,7 +175,7 @@ fn bench_backend<B: Backend<Elem = f32>>(c: &mut Criterion, backend: &B, id: &st
 }
 
 /// The fused objectives of one `full` step: CSQ at every length, SP for every adjacent pair.
-fn bench_objectives<B: Backend<Elem = f32>>(
+fn bench_objectives<B: HashingOps<Elem = f32>>(
     c: &mut Criterion,
     backend: &B,
     id: &str,

@@ -17,7 +17,7 @@ use anyhow::Result;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::gpu::{AdapterPolicy, GpuBackend};
-use nhl_kernels::Backend;
+use nhl_kernels::HashingOps;
 use nhl_train::config::{Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Protocol, Split};
 use nhl_train::trainer::train;
@@ -45,7 +45,7 @@ fn small_split() -> Result<Split> {
     })
 }
 
-fn bench_modes<B: Backend<Elem = f32>>(c: &mut Criterion, backend: &B, id: &str, split: &Split) {
+fn bench_modes<B: HashingOps<Elem = f32>>(c: &mut Criterion, backend: &B, id: &str, split: &Split) {
     let mut group = c.benchmark_group(format!("train_epoch_{STEPS}_steps"));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(5));

@@ -26,6 +26,8 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Hamming k-nearest-neighbour or range search over packed codes in .npy files.
     Search(cmd::search::Args),
+    /// Write packed codes as a FAISS binary index file (IndexBinaryFlat, or IndexBinaryIDMap with --ids).
+    Export(cmd::export::Args),
     /// Benchmarks: `search` and `train` (the criterion benches run with `cargo bench`).
     Bench(bench::Args),
 }
@@ -36,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Search(args) => cmd::search::run(args),
+        Command::Export(args) => cmd::export::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -11,6 +11,8 @@
 //! * [`hamming`]: distance kernels for AVX-512 VPOPCNTDQ, AVX2, `popcnt`, NEON and portable
 //!   `count_ones`, chosen once at run time ([`Isa::best`]).
 //! * [`eval`]: mAP@K (stable and tie-aware) and precision@k; [`npy`]: `.npy` files.
+//! * [`faiss`]: FAISS `IndexBinaryFlat` / `IndexBinaryIDMap` files, read and written; [`ids`]:
+//!   user IDs beside the codes (int64, one per row, unique).
 //!
 //! ```
 //! use nhl_index::mih::MultiIndex;
@@ -38,11 +40,14 @@
 //! ```
 #![deny(missing_docs)]
 
+mod atomic;
 pub mod cascade;
 mod codes;
 mod error;
 pub mod eval;
+pub mod faiss;
 pub mod hamming;
+pub mod ids;
 mod index;
 pub mod mih;
 pub mod npy;

@@ -323,16 +323,5 @@ pub fn write_npy(path: &Path, array: &NpyArray) -> Result<(), IndexError> {
 /// Write `bytes` to a temporary file beside `path`, then rename it over `path`, so a reader never
 /// sees a half-written file.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| IndexError::arg("path", format!("{} has no file name", path.display())))?;
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    std::fs::write(&tmp, bytes).map_err(|e| IndexError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        // Best effort: do not leave the temporary file behind; the rename error is the one to report.
-        let _ = std::fs::remove_file(&tmp);
-        IndexError::io(path, e)
-    })
+    crate::atomic::write_atomic_with(path, |out| out.write_all(bytes))
 }

@@ -88,90 +88,6 @@ pub(crate) fn matmul_dims(
     }
 }
 
-/// Checks the operands of [`Backend::csq_objective`]: a non-empty batch, `1 <= bits <= u.cols`,
-/// a target table `N x bits` and one index per row of `u` (index ranges are the backend's).
-pub(crate) fn csq_dims(
-    u: Shape,
-    bits: usize,
-    targets: Shape,
-    n_idx: usize,
-) -> Result<(), KernelError> {
-    let detail = if u.rows == 0 {
-        format!("an empty batch {u}")
-    } else if bits == 0 || bits > u.cols {
-        format!("{bits} bits of a {u} output (expected 1..={})", u.cols)
-    } else if targets.cols != bits {
-        format!("targets {targets} for {bits} bits")
-    } else if n_idx != u.rows {
-        format!("{n_idx} indices for a batch of {} rows", u.rows)
-    } else {
-        return Ok(());
-    };
-    Err(KernelError::Shape {
-        op: "csq_objective",
-        detail,
-    })
-}
-
-/// Checks the operands of [`Backend::sp_distill`]: a non-empty batch and
-/// `1 <= student_bits <= teacher_bits <= u.cols`.
-pub(crate) fn sp_dims(u: Shape, student: usize, teacher: usize) -> Result<(), KernelError> {
-    if u.rows == 0 || student == 0 || student > teacher || teacher > u.cols {
-        return Err(KernelError::Shape {
-            op: "sp_distill",
-            detail: format!(
-                "student {student} and teacher {teacher} bits of a {u} output (expected a \
-                 non-empty batch and 1 <= student <= teacher <= {})",
-                u.cols
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Checks the operands of [`Backend::prefix_pair_dots`]: equal shapes, at least one length,
-/// lengths non-decreasing and summing to the column count.
-pub(crate) fn pair_dots_dims(d: Shape, f: Shape, bits: &[usize]) -> Result<(), KernelError> {
-    let total: usize = bits.iter().sum();
-    if d != f || bits.is_empty() || total != d.cols || bits.windows(2).any(|w| w[0] > w[1]) {
-        return Err(KernelError::Shape {
-            op: "prefix_pair_dots",
-            detail: format!(
-                "blocks {bits:?} (expected non-decreasing, summing to the columns) of d {d} and \
-                 f {f} (expected equal shapes)"
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Checks the operands of [`Backend::dominance_weights`]: at least one length and
-/// `K(K+1)/2` products in one row.
-pub(crate) fn weights_dims(products: Shape, k: usize) -> Result<(), KernelError> {
-    if k == 0 || products.rows != 1 || products.cols != k * (k + 1) / 2 {
-        return Err(KernelError::Shape {
-            op: "dominance_weights",
-            detail: format!(
-                "products {products} for {k} lengths (expected 1 x {}, K >= 1)",
-                k * (k + 1) / 2
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Checks the operands of [`Backend::add_prefix_weighted`] besides the prefix add's own: a
-/// `1 x K` weight row and `index < K`.
-pub(crate) fn weight_index_dims(weights: Shape, index: usize) -> Result<(), KernelError> {
-    if weights.rows != 1 || index >= weights.cols {
-        return Err(KernelError::Shape {
-            op: "add_prefix_weighted",
-            detail: format!("weight {index} of {weights} (expected a 1 x K row, index < K)"),
-        });
-    }
-    Ok(())
-}
-
 /// Elementwise functions `y = f(x)`; the backward of each is `dx = dy * f'(x)`.
 ///
 /// Parameters are `f64` so that the `f64` reference is exact; `f32` backends round them once.
@@ -263,11 +179,15 @@ pub struct AdamStep {
     pub bias2: f32,
 }
 
-/// A compute backend: owns device memory and runs the op set training needs.
+/// A compute backend: owns device memory and runs the general tensor ops. The fused ops of
+/// nested-hash training extend it in [`crate::hashing::HashingOps`].
 ///
-/// Buffers are cheap-to-clone handles. Ops never mutate their inputs, except the ones that take
-/// `&mut` (`write`, `adam_step`, `set_rows`, `add_prefix_scaled`), which need the only live handle
-/// to that buffer; on the GPU a clone aliases the same memory, so the caller must not keep one.
+/// Buffers are cheap-to-clone handles: a clone shares the buffer. Ops never mutate their inputs,
+/// except the ones that take `&mut` (`write`, `set_rows`, `add_prefix_scaled`, `adam_step`,
+/// [`crate::hashing::HashingOps::add_prefix_weighted`]), which update that buffer in place and
+/// need the only live handle to it. Every backend checks this and refuses a shared handle with
+/// [`KernelError::SharedBuffer`], never copying it silently, so that code that passes on one
+/// backend cannot depend on an aliasing (or a copy) that another backend would not have.
 pub trait Backend: Send + Sync {
     /// Element type on this backend.
     type Elem: Real;
@@ -283,7 +203,8 @@ pub trait Backend: Send + Sync {
     fn shape(&self, x: &Self::Buf) -> Shape;
     /// Copy host data into a new buffer; `data.len()` must equal `shape.len()`.
     fn upload(&self, data: &[Self::Elem], shape: Shape) -> Result<Self::Buf, KernelError>;
-    /// Overwrite a buffer with host data of the same length.
+    /// Overwrite a buffer with host data of the same length, in place (`dst` must be the only
+    /// handle to its buffer).
     fn write(&self, dst: &mut Self::Buf, data: &[Self::Elem]) -> Result<(), KernelError>;
     /// Copy a buffer back to the host (waits for pending work).
     fn download(&self, x: &Self::Buf) -> Result<Vec<Self::Elem>, KernelError>;
@@ -338,26 +259,15 @@ pub trait Backend: Send + Sync {
     /// Columns `start .. start + len` of `x`, as a new `rows x len` buffer.
     fn slice_cols(&self, x: &Self::Buf, start: usize, len: usize)
         -> Result<Self::Buf, KernelError>;
-    /// `out[:, start .. start + x.cols] += alpha * x`: the backward of a column slice, and the NHL
-    /// gradient combine (each length's output gradient, scaled by its weight, summed into one
-    /// gradient of the longest code).
+    /// `out[:, start .. start + x.cols] += alpha * x` in place (`out` must be the only handle to
+    /// its buffer): the backward of a column slice, and the NHL gradient combine (each length's
+    /// output gradient, scaled by its weight, summed into one gradient of the longest code).
     fn add_prefix_scaled(
         &self,
         out: &mut Self::Buf,
         start: usize,
         x: &Self::Buf,
         alpha: f32,
-    ) -> Result<(), KernelError>;
-    /// `out[:, start .. start + x.cols] += weights[index] * x` with the scale read from a `1 x K`
-    /// buffer on the device ([`Backend::dominance_weights`]), so that the NHL gradient combine
-    /// needs no read-back.
-    fn add_prefix_weighted(
-        &self,
-        out: &mut Self::Buf,
-        start: usize,
-        x: &Self::Buf,
-        weights: &Self::Buf,
-        index: usize,
     ) -> Result<(), KernelError>;
     /// Rows `idx[i]` of `table`, as a new `idx.len() x cols` buffer.
     fn gather_rows(&self, table: &Self::Buf, idx: &Self::Idx) -> Result<Self::Buf, KernelError>;
@@ -369,14 +279,16 @@ pub trait Backend: Send + Sync {
         idx: &Self::Idx,
         table_rows: usize,
     ) -> Result<Self::Buf, KernelError>;
-    /// `table[idx[i]] = src[i]` in place (memory banks). Later rows win on duplicate indices.
+    /// `table[idx[i]] = src[i]` in place (memory banks); `table` must be the only handle to its
+    /// buffer. Later rows win on duplicate indices.
     fn set_rows(
         &self,
         table: &mut Self::Buf,
         idx: &Self::Idx,
         src: &Self::Buf,
     ) -> Result<(), KernelError>;
-    /// One Adam step on `param` in place, with its moment buffers `m` and `v`.
+    /// One Adam step on `param` in place, with its moment buffers `m` and `v` (each of the three
+    /// the only handle to its buffer).
     fn adam_step(
         &self,
         param: &mut Self::Buf,
@@ -385,68 +297,6 @@ pub trait Backend: Send + Sync {
         v: &mut Self::Buf,
         step: AdamStep,
     ) -> Result<(), KernelError>;
-
-    /// The fused CSQ objective of one code length and its gradient, in one pass.
-    ///
-    /// `U` is the first `bits` columns of `u` (`n x B`, read in place), `h_i = targets[idx[i]]`
-    /// the item's hash centre (`targets` is `N x bits`, entries in `{-1, 1}`), `v = tanh(U)`,
-    /// `p = (v + 1) / 2`, `t = (h + 1) / 2` and `m = n * bits`. Returns the `1 x 1` objective
-    /// `J = (1/m) sum BCE(p, t) + lambda (1/m) sum (|v| - 1)^2` (each BCE log clamped at -100, as
-    /// [`Binary::Bce`]) and the `n x bits` gradient
-    /// `dJ/dU = (1/m) (dBCE/dp / 2 + 2 lambda (|v| - 1) sign(v)) (1 - v^2)`.
-    fn csq_objective(
-        &self,
-        u: &Self::Buf,
-        bits: usize,
-        targets: &Self::Buf,
-        idx: &Self::Idx,
-        lambda: f64,
-    ) -> Result<(Self::Buf, Self::Buf), KernelError>;
-
-    /// The fused similarity-preserving distillation of a short code prefix by a longer one, and
-    /// the student's gradient (the teacher is detached).
-    ///
-    /// With `S` the first `student_bits` and `T` the first `teacher_bits` columns of `u`
-    /// (`n x B`, read in place), `A = S S^T`, `G_t = T T^T`, `Y = rownorm(A)` and
-    /// `Y_t = rownorm(G_t)` (each row divided by `max(||row||, eps)`): returns the `1 x 1`
-    /// `SP = (1/n^2) sum_pq (Y_t - Y)_pq^2` and the `n x student_bits` gradient
-    /// `dSP/dS = (dA + dA^T) S`, where `dY = -2 (Y_t - Y) / n^2` and `dA` is the backward of the
-    /// row normalisation ([`Backend::row_normalize_bwd`]).
-    fn sp_distill(
-        &self,
-        u: &Self::Buf,
-        student_bits: usize,
-        teacher_bits: usize,
-        eps: f32,
-    ) -> Result<(Self::Buf, Self::Buf), KernelError>;
-
-    /// Every pairwise prefix dot product of stacked per-length blocks (the NHL gradient
-    /// products).
-    ///
-    /// `d` and `f` are `n x S` with block `k` in columns `o_k .. o_k + b_k`, where
-    /// `o_k = b_0 + ... + b_(k-1)`, `S = sum_k b_k` and `bits = [b_0, ...]` is non-decreasing.
-    /// Returns `1 x K(K+1)/2`: slot by slot over the pairs `i <= j` in row-major order of the
-    /// upper triangle, `sum_{p < n, c < b_i} d[p, o_i + c] f[p, o_j + c]`. With `d` the stacked
-    /// `D_k` and `f = (X X^T) d` these are the `p_ij` and `N_i` of the dominance weights.
-    fn prefix_pair_dots(
-        &self,
-        d: &Self::Buf,
-        f: &Self::Buf,
-        bits: &[usize],
-    ) -> Result<Self::Buf, KernelError>;
-
-    /// The dominance-aware weights of `K` lengths (NHL-SPEC 2.2 steps 3-6) from the `1 x K(K+1)/2`
-    /// gradient products of [`Backend::prefix_pair_dots`], as a `1 x K` buffer that stays on the
-    /// device. The rule is [`crate::cpu::scalar::dominance_weights`]: with `N_i = p_ii` and
-    /// `tau_i = beta N_i / (K - 1)`, `a_ij = tau_i / (-p_ij)` where `-p_ij > tau_i`, else 1;
-    /// `a_ij <- min(a_ij, a_{i,i+1})` for `j >= i + 2`; `omega_k = prod_{i<k} a_ik`;
-    /// `w_k = K omega_k / sum_l omega_l`.
-    fn dominance_weights(
-        &self,
-        products: &Self::Buf,
-        k: usize,
-        beta: f32,
-    ) -> Result<Self::Buf, KernelError>;
 
     /// True when ops called at the same time from several host threads run in parallel, as on
     /// the CPU backend: a caller with independent small ops (NHL's per-length objectives) may then

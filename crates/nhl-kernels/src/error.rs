@@ -35,6 +35,18 @@ pub enum KernelError {
         /// Rows in the table.
         rows: usize,
     },
+    /// An in-place op was given a handle whose buffer other live handles (clones) share. The
+    /// write would reach the clones on one backend and not on another, so every backend refuses.
+    #[error(
+        "{op}: `{operand}` shares its buffer with another live handle (a clone); an in-place op \
+         needs the only handle, so drop the others first"
+    )]
+    SharedBuffer {
+        /// The in-place op.
+        op: &'static str,
+        /// The operand it would update.
+        operand: &'static str,
+    },
     /// No GPU adapter that fits was found.
     #[error("no GPU adapter: {0}")]
     NoAdapter(String),

@@ -1,6 +1,10 @@
-//! Compute core of `nhl`: one narrow [`Backend`] trait, a GPU implementation on wgpu with
+//! Compute core of `nhl`: one narrow [`Backend`] trait of general tensor ops, extended by the
+//! fused ops of nested-hash training ([`HashingOps`]); a GPU implementation on wgpu with
 //! hand-written WGSL (Vulkan, Metal, DX12), and a plain-Rust CPU implementation that is both the
 //! fallback and the reference every GPU kernel is tested against.
+//!
+//! With the `testing` feature (for the dev-dependencies of the workspace's crates) it also
+//! exports the helpers their tests share: `testing` and `gpu::test_backend`.
 //!
 //! ```
 //! use nhl_kernels::{Backend, Shape, cpu::CpuBackend};
@@ -20,11 +24,14 @@ pub mod backend;
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod hashing;
 pub mod real;
 pub mod rng;
 pub mod shaders;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use backend::{AdamStep, Backend, Binary, Reduce, Shape, Unary};
 pub use error::KernelError;
+pub use hashing::HashingOps;
 pub use real::Real;

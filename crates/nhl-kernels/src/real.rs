@@ -42,11 +42,13 @@ pub trait Real:
     fn sqrt(self) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
-    /// The larger of two values (NaN-propagating like `f32::max` is not: NaN loses).
+    /// The larger of two values; when one of them is NaN, the other (as `f32::max`).
     fn max(self, other: Self) -> Self;
-    /// The smaller of two values.
+    /// The smaller of two values; when one of them is NaN, the other (as `f32::min`).
     fn min(self, other: Self) -> Self;
-    /// `sgemm` or `dgemm` through `matrixmultiply`: `C = alpha A B + beta C` with explicit strides.
+    /// `C = A B` (`m x k` by `k x n`) with explicit row and column strides, by `sgemm` or
+    /// `dgemm` of `matrixmultiply`. `C` is overwritten and never read, so it may be
+    /// uninitialised.
     ///
     /// # Safety
     /// The pointers and strides must describe valid matrices of the stated sizes, `c` writable.

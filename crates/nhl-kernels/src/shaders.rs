@@ -14,11 +14,13 @@ pub enum Shader {
     Elementwise,
     /// `reduce.wgsl`: sums over all, rows and columns.
     Reduce,
-    /// `rows.wgsl`: row normalisation, column slices, gather / scatter-add / set of rows.
+    /// `rows.wgsl`: row normalisation, column slices, prefix adds (scaled and weighted),
+    /// gather / scatter-add / set of rows.
     Rows,
     /// `adam.wgsl`: the Adam step.
     Adam,
-    /// `loss.wgsl`: the fused per-length objectives (CSQ, SP distillation) with their gradients.
+    /// `loss.wgsl`: the fused hashing ops: the per-length objectives (CSQ, SP distillation)
+    /// with their gradients, the prefix pair dots and the dominance weights.
     Loss,
 }
 

@@ -6,7 +6,7 @@
 
 use nhl_kernels::cpu::{CpuBackend, CpuBuf};
 use nhl_kernels::testing::{assert_close, random_vec};
-use nhl_kernels::{Backend, Binary, Reduce, Shape, Unary};
+use nhl_kernels::{Backend, Binary, HashingOps, Reduce, Shape, Unary};
 
 type B = CpuBackend<f64>;
 

@@ -6,9 +6,8 @@
 use anyhow::{ensure, Result};
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::gpu::{self, AdapterPolicy, GpuBackend};
-use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::testing::{assert_close, random_vec};
-use nhl_kernels::{AdamStep, Backend, Binary, KernelError, Reduce, Shape, Unary};
+use nhl_kernels::{AdamStep, Backend, Binary, HashingOps, KernelError, Reduce, Shape, Unary};
 
 type Ref = CpuBackend<f64>;
 
@@ -341,7 +340,7 @@ fn check_row_normalize<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
     Ok(())
 }
 
-fn check_slice_and_prefix<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
+fn check_slice_and_prefix<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
     let r = Ref::new();
     let mut seed = 700;
     for shape in [Shape::new(5, 128), Shape::new(7, 131), Shape::new(1, 1)] {
@@ -544,7 +543,7 @@ fn check_memory<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
     Ok(())
 }
 
-fn check_errors<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
+fn check_errors<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
     let x = up(b, &data(1, Shape::new(3, 4), -1.0, 1.0), Shape::new(3, 4))?;
     let y = up(b, &data(2, Shape::new(5, 6), -1.0, 1.0), Shape::new(5, 6))?;
     ensure!(matches!(
@@ -640,7 +639,6 @@ on_every_backend!(
     check_csq,
     check_sp,
     check_pair_dots,
-    check_dominance_weights,
     check_memory,
     check_errors,
 );
@@ -766,7 +764,7 @@ fn hardware_only_never_picks_a_software_adapter() {
 
 /// Fused CSQ: odd sizes, one spanning many 256-wide strides, every prefix length of a 7-column
 /// output, saturated outputs (both BCE logs at the -100 floor) and duplicate batch indices.
-fn check_csq<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
+fn check_csq<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
     let r = Ref::new();
     let mut cases = vec![(1, 1, 1), (65, 131, 131), (300, 40, 17), (64, 128, 8)];
     cases.extend((1..=7).map(|bits| (9, 7, bits)));
@@ -821,7 +819,7 @@ fn check_csq<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
 
 /// Fused SP distillation: odd sizes, a batch over 256 rows, every student/teacher prefix pair of
 /// a 5-column output, and an all-zero row (its Gram row takes the eps branch).
-fn check_sp<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
+fn check_sp<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
     let r = Ref::new();
     let mut cases = vec![
         (1, 1, 1, 1),
@@ -861,7 +859,7 @@ fn check_sp<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
 
 /// Prefix pair dots of stacked blocks: one block, equal widths, the training lengths, and a batch
 /// whose blocks span more than one 256-wide stride; checked against a plain f64 loop too.
-fn check_pair_dots<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
+fn check_pair_dots<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
     let r = Ref::new();
     let cases: [(usize, &[usize]); 4] = [
         (1, &[1]),
@@ -907,58 +905,6 @@ fn check_pair_dots<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
             ) == (bits.iter().sum::<usize>() != 5 || bits.windows(2).any(|w| w[0] > w[1])),
             "bits {bits:?}"
         );
-    }
-    Ok(())
-}
-
-fn check_dominance_weights<B: Backend<Elem = f32>>(b: &B) -> Result<()> {
-    use nhl_kernels::cpu::scalar;
-    let mut rng = SplitMix64::new(1900);
-    let mut conflicts = 0;
-    for case in 0..60 {
-        let k = 1 + case % 7;
-        let pairs = k * (k + 1) / 2;
-        // Own norms N_i in [0.5, 2]; cross products mostly negative and often beyond the
-        // threshold, so every branch of the rule is taken; the last case has zero gradients.
-        let mut products = Vec::with_capacity(pairs);
-        for i in 0..k {
-            for j in i..k {
-                products.push(if case == 59 {
-                    0.0
-                } else if i == j {
-                    rng.uniform(0.5, 2.0)
-                } else {
-                    rng.uniform(-3.0, 1.0)
-                });
-            }
-        }
-        let want = scalar::dominance_weights(&products, k, 1.0);
-        conflicts += want.iter().filter(|&&w| (w - want[0]).abs() > 1e-9).count();
-        ensure!(
-            (want.iter().sum::<f64>() - k as f64).abs() < 1e-9,
-            "weights sum to K"
-        );
-        let shape = Shape::new(1, pairs);
-        let got = b.dominance_weights(&up(b, &products, shape)?, k, 1.0)?;
-        ensure!(b.shape(&got) == Shape::new(1, k));
-        assert_close(
-            &format!("dominance weights k {k} case {case}"),
-            &down(b, &got)?,
-            &want,
-            1e-6,
-            1e-5,
-        );
-    }
-    ensure!(
-        conflicts > 50,
-        "the cases exercise the down-weighting ({conflicts})"
-    );
-    let x = up(b, &[1.0; 6], Shape::new(1, 6))?;
-    for k in [0, 2, 4] {
-        ensure!(matches!(
-            b.dominance_weights(&x, k, 1.0),
-            Err(KernelError::Shape { .. })
-        ));
     }
     Ok(())
 }

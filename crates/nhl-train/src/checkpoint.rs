@@ -6,83 +6,19 @@
 //! can be checked against the model it is loaded into.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::config::{Method, Mode};
-use crate::run_dir::{write_atomic, RunDirError};
+use crate::error::TrainError;
+use crate::model::NamedParam;
+use crate::run_dir::write_atomic;
 
 /// Version of the layout written by [`save`]; [`load`] refuses any other.
 pub const FORMAT_VERSION: &str = "1";
-
-/// Why a checkpoint could not be written or read. Every variant names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// Reading failed at the operating-system level.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// Writing failed.
-    #[error(transparent)]
-    Write(#[from] RunDirError),
-    /// The file is not a readable safetensors file.
-    #[error("{path}: not a safetensors checkpoint: {what}")]
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// What the parser reported.
-        what: String,
-    },
-    /// A metadata key is missing or holds something else than expected.
-    #[error("{path}: metadata {key:?}: expected {expected}, found {found}")]
-    Meta {
-        /// The file.
-        path: PathBuf,
-        /// The metadata key.
-        key: &'static str,
-        /// What was expected.
-        expected: String,
-        /// What the file holds (`none` when absent).
-        found: String,
-    },
-    /// A tensor the model needs is absent.
-    #[error("{path}: tensor {tensor:?} is missing")]
-    Missing {
-        /// The file.
-        path: PathBuf,
-        /// The tensor name.
-        tensor: String,
-    },
-    /// A tensor is not F32.
-    #[error("{path}: tensor {tensor:?}: expected dtype F32, found {found}")]
-    Dtype {
-        /// The file.
-        path: PathBuf,
-        /// The tensor name.
-        tensor: String,
-        /// Its dtype.
-        found: String,
-    },
-    /// A tensor has another shape than the model needs, or its data does not fill its shape.
-    #[error("{path}: tensor {tensor:?}: expected shape {expected:?}, found {found:?}")]
-    Shape {
-        /// The file.
-        path: PathBuf,
-        /// The tensor name.
-        tensor: String,
-        /// The shape needed (for a save: the declared shape).
-        expected: Vec<usize>,
-        /// The shape found (for a save: `[number of values]`).
-        found: Vec<usize>,
-    },
-}
 
 /// What a checkpoint was trained with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,29 +35,18 @@ pub struct CheckpointMeta {
     pub seed: u64,
 }
 
-/// One parameter matrix.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Param {
-    /// Model name of the tensor.
-    pub name: String,
-    /// `[rows, cols]`.
-    pub shape: [usize; 2],
-    /// `rows * cols` values, row-major.
-    pub data: Vec<f32>,
-}
-
 /// A loaded checkpoint.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     /// What it was trained with.
     pub meta: CheckpointMeta,
     /// Its parameters, sorted by name.
-    pub params: Vec<Param>,
+    pub params: Vec<NamedParam>,
 }
 
 impl Checkpoint {
     /// The parameter called `name`.
-    pub fn get(&self, name: &str) -> Option<&Param> {
+    pub fn get(&self, name: &str) -> Option<&NamedParam> {
         self.params.iter().find(|p| p.name == name)
     }
 }
@@ -139,11 +64,11 @@ pub fn save<'a>(
     path: &Path,
     meta: &CheckpointMeta,
     params: impl IntoIterator<Item = (&'a str, [usize; 2], &'a [f32])>,
-) -> Result<(), CheckpointError> {
+) -> Result<(), TrainError> {
     let mut owned = Vec::new();
     for (name, shape, data) in params {
         if shape[0] * shape[1] != data.len() {
-            return Err(CheckpointError::Shape {
+            return Err(TrainError::TensorShape {
                 path: path.to_path_buf(),
                 tensor: name.into(),
                 expected: shape.to_vec(),
@@ -153,7 +78,7 @@ pub fn save<'a>(
         let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
         owned.push((name, shape, bytes));
     }
-    let format = |what: String| CheckpointError::Format {
+    let format = |what: String| TrainError::CheckpointFormat {
         path: path.to_path_buf(),
         what,
     };
@@ -210,33 +135,34 @@ fn sorted_header(mut bytes: Vec<u8>) -> Result<Vec<u8>, String> {
 
 /// Reads a checkpoint written by [`save`], checking the metadata and that every tensor is a
 /// rank-2 F32 matrix.
-pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
+    let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Format {
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| TrainError::CheckpointFormat {
         path: path.to_path_buf(),
         what: e.to_string(),
     })?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| CheckpointError::Format {
-        path: path.to_path_buf(),
-        what: e.to_string(),
-    })?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| TrainError::CheckpointFormat {
+            path: path.to_path_buf(),
+            what: e.to_string(),
+        })?;
     let empty = HashMap::new();
     let metadata = header.metadata().as_ref().unwrap_or(&empty);
-    let field = |key: &'static str, expected: &str| -> Result<&str, CheckpointError> {
+    let field = |key: &'static str, expected: &str| -> Result<&str, TrainError> {
         metadata
             .get(key)
             .map(String::as_str)
-            .ok_or_else(|| CheckpointError::Meta {
+            .ok_or_else(|| TrainError::CheckpointMeta {
                 path: path.to_path_buf(),
                 key,
                 expected: expected.into(),
                 found: "none".into(),
             })
     };
-    let meta_err = |key: &'static str, expected: &str, found: &str| CheckpointError::Meta {
+    let meta_err = |key: &'static str, expected: &str, found: &str| TrainError::CheckpointMeta {
         path: path.to_path_buf(),
         key,
         expected: expected.into(),
@@ -246,7 +172,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     if version != FORMAT_VERSION {
         return Err(meta_err("format_version", FORMAT_VERSION, version));
     }
-    let parse_num = |key: &'static str| -> Result<u64, CheckpointError> {
+    let parse_num = |key: &'static str| -> Result<u64, TrainError> {
         let s = field(key, "an integer")?;
         s.parse().map_err(|_| meta_err(key, "an integer", s))
     };
@@ -275,14 +201,14 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let mut params = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(CheckpointError::Dtype {
+            return Err(TrainError::TensorDtype {
                 path: path.to_path_buf(),
                 tensor: name,
                 found: format!("{:?}", view.dtype()),
             });
         }
         let &[rows, cols] = view.shape() else {
-            return Err(CheckpointError::Shape {
+            return Err(TrainError::TensorShape {
                 path: path.to_path_buf(),
                 tensor: name,
                 expected: vec![0, 0],
@@ -294,7 +220,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        params.push(Param {
+        params.push(NamedParam {
             name,
             shape: [rows, cols],
             data,
@@ -308,15 +234,15 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
 pub fn load_expecting(
     path: &Path,
     expected: &[(&str, [usize; 2])],
-) -> Result<Checkpoint, CheckpointError> {
+) -> Result<Checkpoint, TrainError> {
     let ckpt = load(path)?;
     for &(name, shape) in expected {
-        let param = ckpt.get(name).ok_or_else(|| CheckpointError::Missing {
+        let param = ckpt.get(name).ok_or_else(|| TrainError::TensorMissing {
             path: path.to_path_buf(),
             tensor: name.into(),
         })?;
         if param.shape != shape {
-            return Err(CheckpointError::Shape {
+            return Err(TrainError::TensorShape {
                 path: path.to_path_buf(),
                 tensor: name.into(),
                 expected: shape.to_vec(),
@@ -331,7 +257,7 @@ pub fn load_expecting(
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
+    fn temp(name: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("nhl-ckpt-{}-{name}", std::process::id()))
     }
 

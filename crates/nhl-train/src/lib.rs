@@ -22,6 +22,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod error;
 pub mod losses;
 pub mod metrics;
 pub mod model;
@@ -32,3 +33,6 @@ pub mod run_dir;
 pub mod step_phases;
 pub mod targets;
 pub mod trainer;
+pub mod weighting;
+
+pub use error::TrainError;

@@ -3,11 +3,12 @@
 //! ([`LengthLoss::fused`]) that training uses and that is tested against its tape form. One
 //! [`LengthLoss`] per code length.
 
-use nhl_autograd::{AutogradError, Tape, Tensor};
-use nhl_kernels::{Backend, KernelError, Shape, Unary};
+use nhl_autograd::{Tape, Tensor};
+use nhl_kernels::{Backend, HashingOps, KernelError, Shape, Unary};
 
 use crate::config::Method;
 use crate::data::Dataset;
+use crate::error::TrainError;
 use crate::targets::{csq_centres, dpn_targets, prefix_columns, target_table};
 
 /// CSQ's quantisation weight `lambda`.
@@ -40,7 +41,7 @@ impl<B: Backend> Bank<B> {
         n: usize,
         code_bits: usize,
         n_classes: usize,
-    ) -> Result<Self, KernelError> {
+    ) -> Result<Self, TrainError> {
         Ok(Self {
             codes: backend.zeros(Shape::new(n, code_bits))?,
             labels: backend.zeros(Shape::new(n, n_classes))?,
@@ -54,9 +55,9 @@ impl<B: Backend> Bank<B> {
         idx: &B::Idx,
         codes: &B::Buf,
         labels: &B::Buf,
-    ) -> Result<(), KernelError> {
+    ) -> Result<(), TrainError> {
         backend.set_rows(&mut self.codes, idx, codes)?;
-        backend.set_rows(&mut self.labels, idx, labels)
+        Ok(backend.set_rows(&mut self.labels, idx, labels)?)
     }
 }
 
@@ -116,21 +117,15 @@ impl<B: Backend> LengthLoss<B> {
         train: &Dataset,
         seed: u64,
         prefix_of: Option<(&[f32], usize)>,
-    ) -> Result<Self, AutogradError> {
-        let per_item = |centres: Vec<f32>| -> Result<B::Buf, KernelError> {
+    ) -> Result<Self, TrainError> {
+        let per_item = |centres: Vec<f32>| -> Result<B::Buf, TrainError> {
             // Classes are validated when the data set is built, so every label has a centre.
-            let table = target_table(&centres, bits, &train.labels, seed).map_err(|e| {
-                KernelError::Shape {
-                    op: "targets",
-                    detail: e.to_string(),
-                }
-            })?;
-            let table: Vec<B::Elem> = table
+            let table: Vec<B::Elem> = target_table(&centres, bits, &train.labels, seed)?
                 .into_iter()
                 .map(|v| nhl_kernels::Real::from_f64(v as f64))
                 .collect();
             let rows = table.len() / bits;
-            backend.upload(&table, Shape::new(rows, bits))
+            Ok(backend.upload(&table, Shape::new(rows, bits))?)
         };
         Ok(match method {
             Method::Csq => {
@@ -150,32 +145,13 @@ impl<B: Backend> LengthLoss<B> {
         })
     }
 
-    /// The loss and its gradient `dJ/dU` (`n x b`) from one fused kernel that reads the first `b`
-    /// columns of `codes` (`n x B`) in place, for the losses that have one (CSQ:
-    /// [`Backend::csq_objective`], the same function as [`LengthLoss::eval`]); `None` otherwise.
-    /// `target_rows`: [`BatchContext::target_rows`].
-    pub fn fused(
-        &self,
-        backend: &B,
-        codes: &B::Buf,
-        target_rows: &B::Idx,
-    ) -> Option<Result<LossAndGrad<B>, KernelError>> {
-        match self {
-            LengthLoss::Csq { targets } => {
-                let bits = backend.shape(targets).cols;
-                Some(backend.csq_objective(codes, bits, targets, target_rows, CSQ_LAMBDA))
-            }
-            LengthLoss::Dpn { .. } | LengthLoss::Dsh { .. } | LengthLoss::Dhn { .. } => None,
-        }
-    }
-
     /// The loss of the batch outputs `u` (`n x b`), a `1 x 1` tensor on `tape`.
     pub fn eval(
         &self,
         tape: &Tape<'_, B>,
         u: &Tensor<B>,
         ctx: &BatchContext<'_, B>,
-    ) -> Result<Tensor<B>, AutogradError> {
+    ) -> Result<Tensor<B>, TrainError> {
         let be = tape.backend();
         match self {
             LengthLoss::Csq { targets } => {
@@ -192,7 +168,7 @@ impl<B: Backend> LengthLoss<B> {
             LengthLoss::Dpn { targets } => {
                 let t = tape.constant(be.gather_rows(targets, ctx.target_rows)?);
                 let margin = tape.add_scalar(&tape.scale(&tape.mul(u, &t)?, -1.0)?, DPN_MARGIN)?;
-                tape.mean_all(&tape.relu(&margin)?)
+                Ok(tape.mean_all(&tape.relu(&margin)?)?)
             }
             LengthLoss::Dsh { bits } => {
                 let (bank_codes, s) = bank_view(be, ctx, *bits)?;
@@ -234,6 +210,31 @@ impl<B: Backend> LengthLoss<B> {
                     tape.mean_all(&tape.log_cosh(&tape.add_scalar(&tape.abs(u)?, -1.0)?)?)?;
                 Ok(tape.add(&tape.mean_all(&nll)?, &tape.scale(&quant, PAIR_ALPHA)?)?)
             }
+        }
+    }
+}
+
+impl<B: HashingOps> LengthLoss<B> {
+    /// The loss and its gradient `dJ/dU` (`n x b`) from one fused kernel that reads the first `b`
+    /// columns of `codes` (`n x B`) in place, for the losses that have one (CSQ:
+    /// [`HashingOps::csq_objective`], the same function as [`LengthLoss::eval`]); `None`
+    /// otherwise. `target_rows`: [`BatchContext::target_rows`].
+    pub fn fused(
+        &self,
+        backend: &B,
+        codes: &B::Buf,
+        target_rows: &B::Idx,
+    ) -> Option<Result<LossAndGrad<B>, TrainError>> {
+        match self {
+            LengthLoss::Csq { targets } => {
+                let bits = backend.shape(targets).cols;
+                Some(
+                    backend
+                        .csq_objective(codes, bits, targets, target_rows, CSQ_LAMBDA)
+                        .map_err(TrainError::from),
+                )
+            }
+            LengthLoss::Dpn { .. } | LengthLoss::Dsh { .. } | LengthLoss::Dhn { .. } => None,
         }
     }
 }

@@ -2,7 +2,9 @@
 //! order, the tie-aware mAP beside it, and precision at a few cut-offs.
 
 use nhl_index::eval::{evaluate, Labels};
-use nhl_index::{Codes, CodesView, IndexError};
+use nhl_index::{Codes, CodesView};
+
+use crate::error::TrainError;
 
 /// The cut-offs every report carries: precision@1, @10 and @100.
 pub const PRECISION_KS: [usize; 3] = [1, 10, 100];
@@ -27,7 +29,7 @@ pub fn evaluate_lengths<'a>(
     query_labels: &Labels,
     database_labels: &Labels,
     precision_ks: &[usize],
-) -> Result<Vec<LengthMetrics>, IndexError> {
+) -> Result<Vec<LengthMetrics>, TrainError> {
     codes
         .into_iter()
         .map(|(bits, query, database)| {
@@ -54,7 +56,7 @@ pub fn nested_views<'a>(
     query: &'a Codes,
     database: &'a Codes,
     bits: &[usize],
-) -> Result<Vec<(usize, CodesView<'a>, CodesView<'a>)>, IndexError> {
+) -> Result<Vec<(usize, CodesView<'a>, CodesView<'a>)>, TrainError> {
     bits.iter()
         .map(|&b| Ok((b, query.prefix(b)?, database.prefix(b)?)))
         .collect()

@@ -1,11 +1,22 @@
 //! The protocol's model: an MLP backbone `Linear(d -> hidden) + ReLU` and one nested hash layer
 //! `Linear(hidden -> B)` whose first `b` outputs are the `b`-bit code.
 
-use nhl_autograd::{AutogradError, ParamId, Params, Tape, Tensor};
+use nhl_autograd::{ParamId, Params, Tape, Tensor};
 use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::{Backend, KernelError, Real, Shape};
 
-use crate::trainer::NamedParam;
+use crate::error::TrainError;
+
+/// A parameter copied to the host: what a run reports and a checkpoint stores.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedParam {
+    /// Name, e.g. `hash.weight` (prefixed `b{bits}.` for the models of a `single` run).
+    pub name: String,
+    /// `[rows, cols]`.
+    pub shape: [usize; 2],
+    /// `rows * cols` values, row-major.
+    pub data: Vec<f32>,
+}
 
 /// Backbone and nested hash head, with their parameters on a backend.
 pub struct NestedHashModel<B: Backend> {
@@ -41,7 +52,7 @@ impl<B: Backend> NestedHashModel<B> {
         hidden: usize,
         code_bits: usize,
         seed: u64,
-    ) -> Result<Self, AutogradError> {
+    ) -> Result<Self, TrainError> {
         let mut rng = SplitMix64::new(seed);
         let bound = 1.0 / (input_dim as f64).sqrt();
         let mut uniform = |n: usize| {
@@ -81,7 +92,7 @@ impl<B: Backend> NestedHashModel<B> {
     }
 
     /// `h = relu(x W1^T + b1)`, `u = h W2^T + b2`, recorded on `tape`.
-    pub fn forward(&self, tape: &Tape<'_, B>, x: &Tensor<B>) -> Result<Forward<B>, AutogradError> {
+    pub fn forward(&self, tape: &Tape<'_, B>, x: &Tensor<B>) -> Result<Forward<B>, TrainError> {
         let w1 = self.params.leaf(tape, self.w1);
         let b1 = self.params.leaf(tape, self.b1);
         let w2 = self.params.leaf(tape, self.w2);
@@ -98,7 +109,7 @@ impl<B: Backend> NestedHashModel<B> {
         backend: &B,
         d: &B::Buf,
         features: &B::Buf,
-    ) -> Result<(), KernelError> {
+    ) -> Result<(), TrainError> {
         let dw = backend.matmul(d, true, features, false, None)?;
         let db = backend.reduce(nhl_kernels::Reduce::ColSums, d)?;
         for (id, g) in [(self.w2, dw), (self.b2, db)] {
@@ -112,7 +123,7 @@ impl<B: Backend> NestedHashModel<B> {
     }
 
     /// Every parameter copied to the host, names prefixed with `prefix`.
-    pub fn export(&self, backend: &B, prefix: &str) -> Result<Vec<NamedParam>, KernelError> {
+    pub fn export(&self, backend: &B, prefix: &str) -> Result<Vec<NamedParam>, TrainError> {
         self.params
             .iter()
             .map(|(_, p)| {

@@ -1,7 +1,9 @@
 //! Adam with coupled weight decay, as `torch.optim.Adam(weight_decay=...)` does it.
 
 use nhl_autograd::Params;
-use nhl_kernels::{AdamStep, Backend, KernelError};
+use nhl_kernels::{AdamStep, Backend};
+
+use crate::error::TrainError;
 
 /// Adam state: first and second moments per parameter and the step count.
 pub struct Adam<B: Backend> {
@@ -21,14 +23,14 @@ impl<B: Backend> Adam<B> {
         params: &Params<B>,
         lr: f32,
         weight_decay: f32,
-    ) -> Result<Self, KernelError> {
+    ) -> Result<Self, TrainError> {
         let moments = params
             .iter()
             .map(|(_, p)| {
                 let shape = backend.shape(&p.value);
                 Ok((backend.zeros(shape)?, backend.zeros(shape)?))
             })
-            .collect::<Result<_, KernelError>>()?;
+            .collect::<Result<_, nhl_kernels::KernelError>>()?;
         Ok(Self {
             lr,
             beta1: 0.9,
@@ -41,7 +43,7 @@ impl<B: Backend> Adam<B> {
     }
 
     /// One update of every parameter that has a gradient, then clears the gradients.
-    pub fn step(&mut self, backend: &B, params: &mut Params<B>) -> Result<(), KernelError> {
+    pub fn step(&mut self, backend: &B, params: &mut Params<B>) -> Result<(), TrainError> {
         self.step += 1;
         let step = AdamStep {
             lr: self.lr,

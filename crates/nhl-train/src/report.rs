@@ -2,39 +2,16 @@
 //! hand-drawn two-panel figure (mAP against code length; loss against epoch).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Method, Mode, TrainConfig};
+use crate::error::TrainError;
 use crate::metrics::LengthMetrics;
-use crate::run_dir::{write_atomic, RunDirError};
-
-/// Why a report could not be written or read.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    /// Reading failed at the operating-system level.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// Writing failed.
-    #[error(transparent)]
-    Write(#[from] RunDirError),
-    /// `metrics.json` does not hold the expected fields (the message names the field and line).
-    #[error("{path}: not a valid metrics.json: {source}")]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message.
-        source: serde_json::Error,
-    },
-}
+use crate::run_dir::write_atomic;
 
 /// A JSON object keyed by numbers (`{"8": .., "16": ..}`) that keeps its keys in the order given,
 /// so the file lists the lengths as the run did rather than in string order ("128" < "16").
@@ -217,8 +194,8 @@ pub fn format_table(lengths: &[LengthMetrics]) -> String {
 }
 
 /// Writes `metrics` as pretty JSON to `path`, whole or not at all.
-pub fn write_metrics(path: &Path, metrics: &RunMetrics) -> Result<(), ReportError> {
-    let json = serde_json::to_string_pretty(metrics).map_err(|source| ReportError::Json {
+pub fn write_metrics(path: &Path, metrics: &RunMetrics) -> Result<(), TrainError> {
+    let json = serde_json::to_string_pretty(metrics).map_err(|source| TrainError::MetricsJson {
         path: path.to_path_buf(),
         source,
     })?;
@@ -227,19 +204,19 @@ pub fn write_metrics(path: &Path, metrics: &RunMetrics) -> Result<(), ReportErro
 }
 
 /// Reads a `metrics.json`.
-pub fn read_metrics(path: &Path) -> Result<RunMetrics, ReportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
+pub fn read_metrics(path: &Path) -> Result<RunMetrics, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|source| ReportError::Json {
+    serde_json::from_str(&text).map_err(|source| TrainError::MetricsJson {
         path: path.to_path_buf(),
         source,
     })
 }
 
 /// Writes [`render_svg`] of `metrics` to `path`, whole or not at all.
-pub fn write_svg(path: &Path, metrics: &RunMetrics) -> Result<(), ReportError> {
+pub fn write_svg(path: &Path, metrics: &RunMetrics) -> Result<(), TrainError> {
     write_atomic(path, render_svg(metrics).as_bytes())?;
     Ok(())
 }

@@ -10,27 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Why an output directory or file could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum RunDirError {
-    /// The output path exists and holds something.
-    #[error("{path}: already exists and is not an empty directory; choose another --out")]
-    Exists {
-        /// The output path.
-        path: PathBuf,
-    },
-    /// A file-system call failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path the call was about.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-}
+use crate::error::TrainError;
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunDirError + '_ {
-    move |source| RunDirError::Io {
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
         path: path.to_path_buf(),
         source,
     }
@@ -45,17 +28,17 @@ pub struct RunDir {
 }
 
 /// Fails unless `path` is absent or an empty directory.
-fn check_free(path: &Path) -> Result<(), RunDirError> {
+fn check_free(path: &Path) -> Result<(), TrainError> {
     match std::fs::read_dir(path) {
         Ok(mut entries) => match entries.next() {
             None => Ok(()),
-            Some(_) => Err(RunDirError::Exists {
+            Some(_) => Err(TrainError::Exists {
                 path: path.to_path_buf(),
             }),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         // A file, or a directory we may not read: either way not ours to replace.
-        Err(_) => Err(RunDirError::Exists {
+        Err(_) => Err(TrainError::Exists {
             path: path.to_path_buf(),
         }),
     }
@@ -64,9 +47,9 @@ fn check_free(path: &Path) -> Result<(), RunDirError> {
 impl RunDir {
     /// Starts the directory `out`: checks that it is free, creates its parents and the sibling
     /// `OUT.partial-<pid>`.
-    pub fn create(out: &Path) -> Result<RunDir, RunDirError> {
+    pub fn create(out: &Path) -> Result<RunDir, TrainError> {
         check_free(out)?;
-        let name = out.file_name().ok_or_else(|| RunDirError::Io {
+        let name = out.file_name().ok_or_else(|| TrainError::Io {
             path: out.to_path_buf(),
             source: std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -102,7 +85,7 @@ impl RunDir {
     }
 
     /// Renames the finished directory to its final path and returns it.
-    pub fn commit(mut self) -> Result<PathBuf, RunDirError> {
+    pub fn commit(mut self) -> Result<PathBuf, TrainError> {
         // Checked again: another process may have taken the name during the run.
         check_free(&self.target)?;
         if self.target.is_dir() {
@@ -125,7 +108,7 @@ impl Drop for RunDir {
 
 /// Writes `bytes` to `path` through a temporary sibling and a rename, so that readers see the old
 /// file or the whole new one, never a part.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
@@ -135,7 +118,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
     });
     if let Err(source) = written.and_then(|()| std::fs::rename(&tmp, path)) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(RunDirError::Io {
+        return Err(TrainError::Io {
             path: path.to_path_buf(),
             source,
         });

@@ -8,30 +8,7 @@
 use nhl_index::eval::Labels;
 use nhl_kernels::rng::SplitMix64;
 
-/// A label that does not index a row of the centre matrix, or a matrix of the wrong size.
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    /// An item's class is not below the number of classes of the centres.
-    #[error(
-        "targets: item {item} has class {class}, but there are centres for {n_classes} classes"
-    )]
-    Class {
-        /// The item.
-        item: usize,
-        /// Its class.
-        class: u32,
-        /// Rows of the centre matrix.
-        n_classes: usize,
-    },
-    /// The centre matrix is not `n_classes x bits`.
-    #[error("targets: centres hold {len} values, not a multiple of {bits} bits")]
-    Shape {
-        /// Values in the centre matrix.
-        len: usize,
-        /// The code length.
-        bits: usize,
-    },
-}
+use crate::error::TrainError;
 
 /// Distinguishes the random streams of the different uses of one seed.
 #[derive(Clone, Copy)]
@@ -185,9 +162,9 @@ pub fn dpn_targets(bits: usize, n_classes: usize, p: f64, seed: u64) -> Vec<f32>
 }
 
 /// The number of classes of a `C x bits` centre matrix, or why it is not one.
-fn classes_of(centres: &[f32], bits: usize) -> Result<usize, TargetError> {
+fn classes_of(centres: &[f32], bits: usize) -> Result<usize, TrainError> {
     if bits == 0 || !centres.len().is_multiple_of(bits) {
-        return Err(TargetError::Shape {
+        return Err(TrainError::TargetShape {
             len: centres.len(),
             bits,
         });
@@ -207,12 +184,12 @@ pub fn label_targets(
     bits: usize,
     labels: &Labels,
     seed: u64,
-) -> Result<Vec<f32>, TargetError> {
+) -> Result<Vec<f32>, TrainError> {
     let n_classes = classes_of(centres, bits)?;
     let centre = |item: usize, class: u32| {
         centres
             .get(class as usize * bits..(class as usize + 1) * bits)
-            .ok_or(TargetError::Class {
+            .ok_or(TrainError::TargetClass {
                 item,
                 class,
                 n_classes,
@@ -270,7 +247,7 @@ pub fn target_table(
     bits: usize,
     labels: &Labels,
     seed: u64,
-) -> Result<Vec<f32>, TargetError> {
+) -> Result<Vec<f32>, TrainError> {
     match labels {
         Labels::Single(classes) => {
             let n_classes = classes_of(centres, bits)?;
@@ -279,7 +256,7 @@ pub fn target_table(
                 .enumerate()
                 .find(|&(_, &class)| class as usize >= n_classes)
             {
-                Some((item, &class)) => Err(TargetError::Class {
+                Some((item, &class)) => Err(TrainError::TargetClass {
                     item,
                     class,
                     n_classes,

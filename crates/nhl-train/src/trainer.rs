@@ -3,20 +3,22 @@
 
 use std::time::Instant;
 
-use nhl_autograd::{AutogradError, Tape};
+use nhl_autograd::Tape;
 use nhl_index::Codes;
 use nhl_kernels::rng::SplitMix64;
-use nhl_kernels::{Backend, KernelError, Real, Shape};
+use nhl_kernels::{HashingOps, Real, Shape};
 
 use crate::config::{Method, Mode, TrainConfig};
 use crate::data::{Dataset, Split};
+use crate::error::TrainError;
 use crate::losses::{Bank, BatchContext, LengthLoss};
 use crate::metrics::evaluate_lengths;
-use crate::model::NestedHashModel;
-use crate::nhl::{length_gradients, GradientProducts, LengthGradients, ObjectivePath};
+use crate::model::{NamedParam, NestedHashModel};
+use crate::nhl::{length_gradients, LengthGradients};
 use crate::optim::Adam;
 use crate::step_phases::{Phase, PhaseClock, StepPhases};
 use crate::targets::{csq_prefix_centres, target_rows};
+use crate::weighting::GradientProducts;
 
 /// Rows encoded per forward pass at evaluation (bounds device memory, not results).
 const ENCODE_CHUNK: usize = 2048;
@@ -46,17 +48,6 @@ pub struct LengthCodes {
     pub query: Codes,
     /// Database codes.
     pub database: Codes,
-}
-
-/// A parameter copied to the host, for checkpoints.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NamedParam {
-    /// Name, e.g. `hash.weight` (prefixed `b{bits}.` for the models of a `single` run).
-    pub name: String,
-    /// `[rows, cols]`.
-    pub shape: [usize; 2],
-    /// Row-major values.
-    pub data: Vec<f32>,
 }
 
 /// What a run produced.
@@ -118,41 +109,6 @@ pub struct Progress {
     pub batches: usize,
     /// Mean loss of this epoch's batches so far.
     pub running_loss: f64,
-}
-
-/// Everything that can stop a run.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// A setting that cannot work, named as the command-line flag that sets it.
-    #[error("invalid {flag}: {reason}")]
-    Config {
-        /// The setting.
-        flag: &'static str,
-        /// What is wrong and what was expected.
-        reason: String,
-    },
-    /// The tape or a kernel failed.
-    #[error(transparent)]
-    Autograd(#[from] AutogradError),
-    /// Packing codes failed.
-    #[error(transparent)]
-    Index(#[from] nhl_index::IndexError),
-    /// The loss became NaN or infinite.
-    #[error("the loss became {value} at epoch {epoch}, batch {batch}; try a smaller --lr")]
-    Diverged {
-        /// Epoch, from 0.
-        epoch: usize,
-        /// Batch in the epoch.
-        batch: usize,
-        /// The value.
-        value: f64,
-    },
-}
-
-impl From<KernelError> for TrainError {
-    fn from(e: KernelError) -> Self {
-        TrainError::Autograd(AutogradError::Kernel(e))
-    }
 }
 
 fn config_error(flag: &'static str, reason: impl Into<String>) -> TrainError {
@@ -238,7 +194,7 @@ pub fn validate(config: &TrainConfig, split: &Split) -> Result<(), TrainError> {
 /// Trains the model(s) that `config` asks for on `split.train` and encodes the query and
 /// database sets. `single` trains one model per length one after the other; every other mode
 /// trains one nested model for all lengths.
-pub fn train<B: Backend<Elem = f32>>(
+pub fn train<B: HashingOps<Elem = f32>>(
     backend: &B,
     split: &Split,
     config: &TrainConfig,
@@ -297,12 +253,12 @@ pub fn train<B: Backend<Elem = f32>>(
 /// One model's training an epoch at a time, as [`train`] runs each of its models, for callers
 /// that interleave several runs: `cargo xtask bench train` alternates the modes epoch by epoch,
 /// so that a slow spell of a shared machine falls on all of them alike.
-pub struct EpochRunner<'a, B: Backend<Elem = f32>> {
+pub struct EpochRunner<'a, B: HashingOps<Elem = f32>> {
     run: ModelRun<'a, B>,
     epochs_done: usize,
 }
 
-impl<'a, B: Backend<Elem = f32>> EpochRunner<'a, B> {
+impl<'a, B: HashingOps<Elem = f32>> EpochRunner<'a, B> {
     /// A fresh model with the code lengths `bits` (`config.bits` for the nested modes; one
     /// length for each model of a `single` run), initialised as [`train`] initialises it.
     pub fn new(
@@ -333,7 +289,7 @@ impl<'a, B: Backend<Elem = f32>> EpochRunner<'a, B> {
 }
 
 /// The state of one model's training: parameters, optimiser, losses, data on the device.
-struct ModelRun<'a, B: Backend<Elem = f32>> {
+struct ModelRun<'a, B: HashingOps<Elem = f32>> {
     backend: &'a B,
     config: &'a TrainConfig,
     bits: Vec<usize>,
@@ -351,7 +307,7 @@ struct ModelRun<'a, B: Backend<Elem = f32>> {
     phases: StepPhases,
 }
 
-impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
+impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
     fn new(
         backend: &'a B,
         split: &Split,
@@ -505,7 +461,6 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
                 fwd.codes.value(),
                 &ctx,
                 distill,
-                ObjectivePath::Fused,
             )
         };
         // Adaptive modes need the batch Gram matrix of the hash layer's input, which depends on
@@ -528,8 +483,7 @@ impl<'a, B: Backend<Elem = f32>> ModelRun<'a, B> {
         // device, so no mode reads anything back here.
         let weights = match gram {
             Some(gram) => {
-                let products = GradientProducts::packed(be, &gram, &d)?;
-                Some(be.dominance_weights(&products, d.len(), self.config.beta)?)
+                Some(GradientProducts::new(be, &gram, &d)?.weights(be, self.config.beta)?)
             }
             None => None,
         };

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use nhl_index::eval::Labels;
 use nhl_train::data::idx::{read_pair, IdxPair};
-use nhl_train::data::{load_protocol, DataError, Dataset, Protocol};
+use nhl_train::data::{load_protocol, Dataset, Protocol};
+use nhl_train::TrainError;
 
 fn repo_data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -169,7 +170,7 @@ fn data_dir_reads_plain_idx_files_like_the_embedded_copy() {
 
 #[test]
 fn bad_idx_files_name_the_file() {
-    let msg = |e: DataError| e.to_string();
+    let msg = |e: TrainError| e.to_string();
     // Missing files.
     let dir = temp_dir("missing");
     let e = msg(load_protocol(Protocol::Fmnist, Some(&dir)).unwrap_err());

@@ -2,7 +2,7 @@
 //! GPU backends, and every method and mode end to end.
 
 use nhl_kernels::cpu::CpuBackend;
-use nhl_kernels::Backend;
+use nhl_kernels::HashingOps;
 use nhl_train::config::{Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Protocol, Split};
 use nhl_train::step_phases::StepPhases;
@@ -37,7 +37,11 @@ fn small_config(method: Method, mode: Mode) -> TrainConfig {
     }
 }
 
-fn run<B: Backend<Elem = f32>>(backend: &B, split: &Split, config: &TrainConfig) -> TrainOutcome {
+fn run<B: HashingOps<Elem = f32>>(
+    backend: &B,
+    split: &Split,
+    config: &TrainConfig,
+) -> TrainOutcome {
     train(backend, split, config, &mut |_| {}).expect("training runs")
 }
 

@@ -9,7 +9,7 @@
 //! the time a single-length step does not.
 
 use nhl_kernels::cpu::CpuBackend;
-use nhl_kernels::Backend;
+use nhl_kernels::{Backend, HashingOps};
 use nhl_train::config::{Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Protocol, Split};
 use nhl_train::step_phases::{Phase, StepPhases};
@@ -74,7 +74,7 @@ struct ModeTimes {
 }
 
 /// The epochs of every mode in `modes`, the modes taking turns epoch by epoch.
-fn time_interleaved<B: Backend<Elem = f32>>(
+fn time_interleaved<B: HashingOps<Elem = f32>>(
     backend: &B,
     split: &Split,
     epochs: usize,

@@ -1,5 +1,6 @@
-//! The commands users run: `train`, `eval`, `search`.
+//! The commands users run: `train`, `eval`, `search`, `export`.
 
 pub mod eval;
+pub mod export;
 pub mod search;
 pub mod train;

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nhl_index::eval::Labels;
 use nhl_index::npy::{write_npy, NpyArray, NpyData};
 use nhl_kernels::cpu::CpuBackend;
-use nhl_kernels::Backend;
+use nhl_kernels::{Backend, HashingOps};
 use nhl_train::checkpoint::{self, CheckpointMeta};
 use nhl_train::config::{Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit};
@@ -213,7 +213,7 @@ impl Bars {
 }
 
 /// Trains on `backend` with progress bars.
-fn train_on<B: Backend<Elem = f32>>(
+fn train_on<B: HashingOps<Elem = f32>>(
     backend: &B,
     split: &Split,
     config: &TrainConfig,

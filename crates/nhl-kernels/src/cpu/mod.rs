@@ -6,7 +6,6 @@
 //! element is computed in the same order whatever the pool size, so a seeded run is bit-identical.
 
 mod adam;
-mod csq_row;
 mod elementwise;
 pub mod lanes;
 pub mod scalar;
@@ -16,10 +15,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::backend::{
-    csq_dims, matmul_dims, pair_dots_dims, sp_dims, weight_index_dims, weights_dims, AdamStep,
-    Backend, Binary, Reduce, Shape, Unary,
-};
+use crate::backend::{matmul_dims, AdamStep, Backend, Binary, Reduce, Shape, Unary};
 use crate::error::KernelError;
 use crate::real::Real;
 
@@ -134,11 +130,12 @@ impl<T> SharedOut<T> {
     }
 }
 
-/// A CPU matrix: a shape and shared, copy-on-write storage.
+/// A CPU matrix: a shape and shared storage. Cloning shares the storage, as a GPU handle shares
+/// device memory; an in-place op refuses a handle whose storage is shared.
 #[derive(Clone, Debug)]
 pub struct CpuBuf<T> {
-    shape: Shape,
-    data: Arc<Vec<T>>,
+    pub(crate) shape: Shape,
+    pub(crate) data: Arc<Vec<T>>,
 }
 
 impl<T: Real> CpuBuf<T> {
@@ -147,7 +144,7 @@ impl<T: Real> CpuBuf<T> {
         &self.data
     }
 
-    fn new(shape: Shape, data: Vec<T>) -> Self {
+    pub(crate) fn new(shape: Shape, data: Vec<T>) -> Self {
         debug_assert_eq!(shape.len(), data.len());
         Self {
             shape,
@@ -155,7 +152,21 @@ impl<T: Real> CpuBuf<T> {
         }
     }
 
-    fn at(&self, r: usize, c: usize) -> T {
+    /// The elements, for an in-place update by `op` of its operand `operand`: only when this is
+    /// the only handle to the storage. A shared handle is refused rather than copied, so that a
+    /// caller that keeps a clone across an in-place op fails here as it would on the GPU, where
+    /// the clone would see the write.
+    pub(crate) fn unique_mut(
+        &mut self,
+        op: &'static str,
+        operand: &'static str,
+    ) -> Result<&mut [T], KernelError> {
+        Arc::get_mut(&mut self.data)
+            .map(Vec::as_mut_slice)
+            .ok_or(KernelError::SharedBuffer { op, operand })
+    }
+
+    pub(crate) fn at(&self, r: usize, c: usize) -> T {
         self.data[r * self.shape.cols + c]
     }
 
@@ -167,7 +178,7 @@ impl<T: Real> CpuBuf<T> {
 
 /// Row indices on the CPU.
 #[derive(Clone, Debug)]
-pub struct CpuIdx(Arc<Vec<u32>>);
+pub struct CpuIdx(pub(crate) Arc<Vec<u32>>);
 
 /// The CPU backend over element type `T` (`f32` for training, `f64` for reference checks).
 #[derive(Clone, Debug, Default)]
@@ -235,7 +246,7 @@ fn check_broadcast(op: &'static str, a: Shape, b: Shape) -> Result<(), KernelErr
     }
 }
 
-fn check_indices(op: &'static str, idx: &[u32], rows: usize) -> Result<(), KernelError> {
+pub(crate) fn check_indices(op: &'static str, idx: &[u32], rows: usize) -> Result<(), KernelError> {
     match idx.iter().find(|&&i| i as usize >= rows) {
         Some(&index) => Err(KernelError::Index { op, index, rows }),
         None => Ok(()),
@@ -276,7 +287,7 @@ impl<T: Real> Backend for CpuBackend<T> {
                 got: data.len(),
             });
         }
-        Arc::make_mut(&mut dst.data).copy_from_slice(data);
+        dst.unique_mut("write", "dst")?.copy_from_slice(data);
         Ok(())
     }
 
@@ -534,18 +545,6 @@ impl<T: Real> Backend for CpuBackend<T> {
         )
     }
 
-    fn add_prefix_weighted(
-        &self,
-        out: &mut CpuBuf<T>,
-        start: usize,
-        x: &CpuBuf<T>,
-        weights: &CpuBuf<T>,
-        index: usize,
-    ) -> Result<(), KernelError> {
-        weight_index_dims(weights.shape, index)?;
-        add_prefix("add_prefix_weighted", out, start, x, weights.data[index])
-    }
-
     fn gather_rows(&self, table: &CpuBuf<T>, idx: &CpuIdx) -> Result<CpuBuf<T>, KernelError> {
         check_indices("gather_rows", &idx.0, table.shape.rows)?;
         let cols = table.shape.cols;
@@ -603,7 +602,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         }
         check_indices("set_rows", &idx.0, table.shape.rows)?;
         let cols = src.shape.cols;
-        let data = Arc::make_mut(&mut table.data);
+        let data = table.unique_mut("set_rows", "table")?;
         for (i, &r) in idx.0.iter().enumerate() {
             data[r as usize * cols..(r as usize + 1) * cols]
                 .copy_from_slice(&src.data[i * cols..(i + 1) * cols]);
@@ -632,9 +631,9 @@ impl<T: Real> Backend for CpuBackend<T> {
             bias1: f(step.bias1),
             bias2: f(step.bias2),
         };
-        let p = Arc::make_mut(&mut param.data);
-        let m = Arc::make_mut(&mut m.data);
-        let v = Arc::make_mut(&mut v.data);
+        let p = param.unique_mut("adam_step", "param")?;
+        let m = m.unique_mut("adam_step", "m")?;
+        let v = v.unique_mut("adam_step", "v")?;
         // Fixed chunks: the update is elementwise, so the chunking does not change results.
         let update = |((p, m), (v, g)): AdamChunk<'_, T>| adam::adam_update(consts, p, m, v, g);
         let chunk = PAR_MIN;
@@ -648,199 +647,10 @@ impl<T: Real> Backend for CpuBackend<T> {
         }
         Ok(())
     }
-    fn csq_objective(
-        &self,
-        u: &CpuBuf<T>,
-        bits: usize,
-        targets: &CpuBuf<T>,
-        idx: &CpuIdx,
-        lambda: f64,
-    ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
-        csq_dims(u.shape, bits, targets.shape, idx.0.len())?;
-        check_indices("csq_objective", &idx.0, targets.shape.rows)?;
-        let (n, width) = (u.shape.rows, u.shape.cols);
-        let lambda = T::from_f64(lambda);
-        let inv = T::one() / T::from_f64((n * bits) as f64);
-        let mut grad = vec![T::zero(); n * bits];
-        // Per-element BCE and quantisation terms, summed after the vector pass.
-        let mut terms = vec![T::zero(); 2 * n * bits];
-        let (bce_terms, quant_terms) = terms.split_at_mut(n * bits);
-        let batch = csq_row::CsqBatch {
-            u: &u.data,
-            width,
-            targets: &targets.data,
-            idx: &idx.0,
-            bits,
-            lambda,
-            inv,
-        };
-        let terms = csq_row::CsqTerms {
-            grad: &mut grad,
-            bce: bce_terms,
-            quant: quant_terms,
-        };
-        csq_row::csq_rows(&batch, terms);
-        // Serial and in row-major order: the sums match the tape's mean over the same elements.
-        let (mut bce, mut quant) = (T::zero(), T::zero());
-        for (&b, &q) in bce_terms.iter().zip(quant_terms.iter()) {
-            bce += b;
-            quant += q;
-        }
-        let loss = bce * inv + lambda * (quant * inv);
-        Ok((
-            CpuBuf::new(Shape::scalar(), vec![loss]),
-            CpuBuf::new(Shape::new(n, bits), grad),
-        ))
-    }
-
-    fn prefix_pair_dots(
-        &self,
-        d: &CpuBuf<T>,
-        f: &CpuBuf<T>,
-        bits: &[usize],
-    ) -> Result<CpuBuf<T>, KernelError> {
-        pair_dots_dims(d.shape, f.shape, bits)?;
-        let cols = d.shape.cols;
-        let offsets: Vec<usize> = bits
-            .iter()
-            .scan(0, |o, &b| {
-                *o += b;
-                Some(*o - b)
-            })
-            .collect();
-        let mut out = Vec::with_capacity(bits.len() * (bits.len() + 1) / 2);
-        for i in 0..bits.len() {
-            for j in i..bits.len() {
-                let (oi, oj, b) = (offsets[i], offsets[j], bits[i]);
-                let dot = d
-                    .data
-                    .chunks(cols)
-                    .zip(f.data.chunks(cols))
-                    .map(|(dr, fr)| {
-                        dr[oi..oi + b]
-                            .iter()
-                            .zip(&fr[oj..oj + b])
-                            .map(|(&x, &y)| x * y)
-                            .sum::<T>()
-                    })
-                    .sum::<T>();
-                out.push(dot);
-            }
-        }
-        Ok(CpuBuf::new(Shape::new(1, out.len()), out))
-    }
-
-    fn dominance_weights(
-        &self,
-        products: &CpuBuf<T>,
-        k: usize,
-        beta: f32,
-    ) -> Result<CpuBuf<T>, KernelError> {
-        weights_dims(products.shape, k)?;
-        let values: Vec<f64> = products.data.iter().map(|v| v.to_f64()).collect();
-        let weights = scalar::dominance_weights(&values, k, beta as f64)
-            .into_iter()
-            .map(T::from_f64)
-            .collect();
-        Ok(CpuBuf::new(Shape::new(1, k), weights))
-    }
-
-    fn sp_distill(
-        &self,
-        u: &CpuBuf<T>,
-        student_bits: usize,
-        teacher_bits: usize,
-        eps: f32,
-    ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
-        sp_dims(u.shape, student_bits, teacher_bits)?;
-        let (n, width) = (u.shape.rows, u.shape.cols);
-        let eps = T::from_f64(eps as f64);
-        let ws = width as isize;
-        // The prefix Gram U[:, :b] U[:, :b]^T, read in place through the strides.
-        let prefix_gram = |b: usize| {
-            let mut g = vec![T::zero(); n * n];
-            // SAFETY: A is the n x b prefix of u (row stride `width`, b <= width), B its transpose
-            // (row stride 1, column stride `width`), C an n x n buffer.
-            unsafe {
-                T::gemm(
-                    n,
-                    b,
-                    n,
-                    u.data.as_ptr(),
-                    ws,
-                    1,
-                    u.data.as_ptr(),
-                    1,
-                    ws,
-                    g.as_mut_ptr(),
-                    n as isize,
-                    1,
-                )
-            };
-            g
-        };
-        let (a, gt) = (prefix_gram(student_bits), prefix_gram(teacher_bits));
-        let scale = T::one() / T::from_f64((n * n) as f64);
-        let norm = |row: &[T]| row.iter().map(|&v| v * v).sum::<T>().sqrt();
-        let mut total = T::zero();
-        let mut da = vec![T::zero(); n * n];
-        let mut y = vec![T::zero(); n];
-        let mut dy = vec![T::zero(); n];
-        for ((a_row, t_row), da_row) in a.chunks(n).zip(gt.chunks(n)).zip(da.chunks_mut(n)) {
-            let (ns, nt) = (norm(a_row), norm(t_row));
-            let (ds, dt) = (ns.max(eps), nt.max(eps));
-            let mut dot = T::zero();
-            for (((yq, dyq), &aq), &tq) in y.iter_mut().zip(dy.iter_mut()).zip(a_row).zip(t_row) {
-                *yq = aq / ds;
-                let diff = tq / dt - *yq;
-                total += diff * diff;
-                *dyq = -T::from_f64(2.0) * diff * scale;
-                dot += *yq * *dyq;
-            }
-            for ((d, &yq), &dyq) in da_row.iter_mut().zip(&y).zip(&dy) {
-                *d = if ns > eps {
-                    (dyq - yq * dot) / ns
-                } else {
-                    dyq / eps
-                };
-            }
-        }
-        // dS = (dA + dA^T) S.
-        let mut sym = vec![T::zero(); n * n];
-        for (p, row) in sym.chunks_exact_mut(n).enumerate() {
-            for (q, v) in row.iter_mut().enumerate() {
-                *v = da[p * n + q] + da[q * n + p];
-            }
-        }
-        let mut grad = vec![T::zero(); n * student_bits];
-        // SAFETY: sym is n x n, S the n x student_bits prefix of u (row stride `width`), the
-        // output n x student_bits.
-        unsafe {
-            T::gemm(
-                n,
-                n,
-                student_bits,
-                sym.as_ptr(),
-                n as isize,
-                1,
-                u.data.as_ptr(),
-                ws,
-                1,
-                grad.as_mut_ptr(),
-                student_bits as isize,
-                1,
-            )
-        };
-        Ok((
-            CpuBuf::new(Shape::scalar(), vec![total * scale]),
-            CpuBuf::new(Shape::new(n, student_bits), grad),
-        ))
-    }
 }
 
-/// Matching chunks of a parameter, its two moments and its gradient.
-/// `out[:, start .. start + x.cols] += alpha * x` (`op` names the caller in the shape error).
-fn add_prefix<T: Real>(
+/// `out[:, start .. start + x.cols] += alpha * x` in place (`op` names the caller in errors).
+pub(crate) fn add_prefix<T: Real>(
     op: &'static str,
     out: &mut CpuBuf<T>,
     start: usize,
@@ -857,7 +667,7 @@ fn add_prefix<T: Real>(
         });
     }
     let cols = out.shape.cols;
-    let data = Arc::make_mut(&mut out.data);
+    let data = out.unique_mut(op, "out")?;
     for (r, row) in data.chunks_mut(cols.max(1)).enumerate() {
         for c in 0..x.shape.cols {
             row[start + c] += alpha * x.at(r, c);
@@ -866,6 +676,7 @@ fn add_prefix<T: Real>(
     Ok(())
 }
 
+/// Matching chunks of a parameter, its two moments and its gradient.
 type AdamChunk<'a, T> = ((&'a mut [T], &'a mut [T]), (&'a mut [T], &'a [T]));
 
 fn row_norms<T: Real>(x: &CpuBuf<T>) -> Vec<T> {

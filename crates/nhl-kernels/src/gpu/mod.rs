@@ -2,12 +2,12 @@
 //!
 //! * [`GpuContext`] chooses an adapter ([`AdapterPolicy`]), opens the device with the
 //!   adapter's limits, captures wgpu errors with error scopes and caches pipelines.
-//! * [`GpuBackend`] implements [`crate::Backend`] on a context. Buffers come from a pool keyed
-//!   by size class and return to it when their last handle drops, so a steady training loop
-//!   creates no wgpu buffers after its first step ([`GpuBackend::buffers_created`]). Dispatches
-//!   are recorded into one command encoder, each with its parameters in a slot of a uniform ring
-//!   bound with a dynamic offset, and submitted together at a download or sync (or when the
-//!   ring is full) instead of once per op.
+//! * [`GpuBackend`] implements [`crate::Backend`] and [`crate::HashingOps`] on a context.
+//!   Buffers come from a pool keyed by size class and return to it when their last handle drops,
+//!   so a steady training loop creates no wgpu buffers after its first step
+//!   ([`GpuBackend::buffers_created`]). Dispatches are recorded into one command encoder, each
+//!   with its parameters in a slot of a uniform ring bound with a dynamic offset, and submitted
+//!   together at a download or sync (or when the ring is full) instead of once per op.
 //!
 //! ```no_run
 //! use nhl_kernels::gpu::{AdapterPolicy, GpuBackend};
@@ -28,14 +28,16 @@ mod pool;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use context::{AdapterPolicy, AdapterReport, GpuContext};
 pub use pool::{GpuBuf, GpuIdx};
 
 use crate::backend::Shape;
 use crate::error::KernelError;
-use context::{Kernel, PARAM_BYTES, WORKGROUP};
+pub(crate) use context::{Access, Kernel};
+use context::{PARAM_BYTES, WORKGROUP};
+pub(crate) use ops::{check_index, kernel, params, prefix_params, u};
 use pool::{Kind, Pool, Pooled};
 
 /// Dispatches recorded before the batch is submitted even without a sync: bounds the parameter
@@ -179,7 +181,7 @@ impl GpuBackend {
 
     /// The index vector of the constant `words`, uploaded on first use and kept for the life
     /// of the backend, so that repeating an op with the same constants writes nothing.
-    fn constant_idx(&self, words: &[u32]) -> Result<GpuIdx, KernelError> {
+    pub(crate) fn constant_idx(&self, words: &[u32]) -> Result<GpuIdx, KernelError> {
         if let Some(idx) = lock(&self.inner.constants).get(words) {
             return Ok(idx.clone());
         }
@@ -189,7 +191,7 @@ impl GpuBackend {
     }
 
     /// A pooled storage buffer for `shape` (its contents are whatever the last user left).
-    fn alloc(&self, op: &'static str, shape: Shape) -> Result<GpuBuf, KernelError> {
+    pub(crate) fn alloc(&self, op: &'static str, shape: Shape) -> Result<GpuBuf, KernelError> {
         let mem = self.take(op, Kind::Storage, shape.len() as u64 * 4)?;
         Ok(GpuBuf {
             mem: Arc::new(mem),
@@ -229,7 +231,7 @@ impl GpuBackend {
 
     /// Records one dispatch of `kernel` with override `values`, the parameter block `params`
     /// (binding 0) and `buffers` for `kernel.bindings`, over `groups` workgroups.
-    fn dispatch(
+    pub(crate) fn dispatch(
         &self,
         kernel: &'static Kernel,
         values: &[u32],
@@ -293,7 +295,7 @@ impl GpuBackend {
     }
 
     /// A 1-D elementwise dispatch over `n` items, 256 per workgroup.
-    fn dispatch_1d(
+    pub(crate) fn dispatch_1d(
         &self,
         kernel: &'static Kernel,
         values: &[u32],
@@ -381,7 +383,8 @@ impl GpuBackend {
 }
 
 /// A GPU backend for tests, on a device shared by every test of the process (opening one per
-/// test is slow on software adapters). Software adapters such as lavapipe are allowed.
+/// test is slow on software adapters). Software adapters such as lavapipe are allowed. Only with
+/// the `testing` feature, which the crates' dev-dependencies enable.
 ///
 /// Without a usable adapter it prints `skipping GPU test: <why>` and returns `None`, so the
 /// caller returns early; with `NHL_REQUIRE_GPU=1` (CI) it panics with the reason instead.
@@ -390,8 +393,10 @@ impl GpuBackend {
 ///
 /// # Panics
 /// When `NHL_REQUIRE_GPU=1` and no adapter fits.
+#[cfg(any(test, feature = "testing"))]
 pub fn test_backend() -> Option<GpuBackend> {
     use std::io::Write;
+    use std::sync::OnceLock;
     static SHARED: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
     let shared = SHARED
         .get_or_init(|| GpuContext::new(AdapterPolicy::AllowSoftware).map_err(|e| e.to_string()));

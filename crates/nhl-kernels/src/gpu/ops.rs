@@ -6,16 +6,14 @@ use std::sync::Arc;
 use super::context::{Access, Kernel};
 use super::pool::{index_layout, Kind};
 use super::{grid, GpuBackend, GpuBuf, GpuIdx};
-use crate::backend::{
-    csq_dims, matmul_dims, pair_dots_dims, sp_dims, weight_index_dims, weights_dims, AdamStep,
-    Backend, Binary, Reduce, Shape, Unary,
-};
+use crate::backend::{matmul_dims, AdamStep, Backend, Binary, Reduce, Shape, Unary};
 use crate::error::KernelError;
 use crate::shaders::{binary_code, unary_code, Shader};
 
 use Access::{Read as R, ReadWrite as W};
 
-const fn kernel(
+/// A [`Kernel`] entry, in a form short enough for the tables of statics.
+pub(crate) const fn kernel(
     shader: Shader,
     entry: &'static str,
     bindings: &'static [(u32, Access)],
@@ -68,12 +66,6 @@ static ROW_NORMALIZE_BWD: Kernel = kernel(
 );
 static SLICE_COLS: Kernel = kernel(Shader::Rows, "slice_cols", &[(1, R), (4, W)], &[]);
 static ADD_PREFIX: Kernel = kernel(Shader::Rows, "add_prefix", &[(1, R), (4, W)], &[]);
-static ADD_PREFIX_WEIGHTED: Kernel = kernel(
-    Shader::Rows,
-    "add_prefix_weighted",
-    &[(1, R), (2, R), (4, W)],
-    &[],
-);
 static GATHER_ROWS: Kernel = kernel(Shader::Rows, "gather_rows", &[(1, R), (3, R), (4, W)], &[]);
 static SCATTER_ADD_ROWS: Kernel = kernel(
     Shader::Rows,
@@ -86,28 +78,6 @@ static ADAM: Kernel = kernel(
     Shader::Adam,
     "adam_step",
     &[(1, R), (2, W), (3, W), (4, W)],
-    &[],
-);
-static CSQ: Kernel = kernel(
-    Shader::Loss,
-    "csq",
-    &[(1, R), (2, R), (3, R), (4, W), (5, W)],
-    &[],
-);
-static SP_GRAM: Kernel = kernel(Shader::Loss, "sp_gram", &[(1, R), (4, W)], &[]);
-static SP_ROWS: Kernel = kernel(Shader::Loss, "sp_rows", &[(1, R), (4, W)], &[]);
-static SP_GRAD: Kernel = kernel(
-    Shader::Loss,
-    "sp_grad",
-    &[(1, R), (2, R), (4, W), (5, W)],
-    &[],
-);
-static DOMINANCE_WEIGHTS: Kernel =
-    kernel(Shader::Loss, "dominance_weights", &[(1, R), (4, W)], &[]);
-static PAIR_DOTS: Kernel = kernel(
-    Shader::Loss,
-    "pair_dots",
-    &[(1, R), (2, R), (3, R), (4, W)],
     &[],
 );
 
@@ -131,7 +101,7 @@ fn same_shape(op: &'static str, what: &str, want: Shape, got: Shape) -> Result<(
     }
 }
 
-fn check_index(op: &'static str, idx: &GpuIdx, rows: usize) -> Result<(), KernelError> {
+pub(crate) fn check_index(op: &'static str, idx: &GpuIdx, rows: usize) -> Result<(), KernelError> {
     match idx.max {
         Some(index) if index as usize >= rows => Err(KernelError::Index { op, index, rows }),
         _ => Ok(()),
@@ -139,13 +109,14 @@ fn check_index(op: &'static str, idx: &GpuIdx, rows: usize) -> Result<(), Kernel
 }
 
 /// Packs a parameter block: the u32 fields, then the f32 fields by bit pattern, in WGSL order.
-fn params(words: &[u32]) -> [u32; 8] {
+pub(crate) fn params(words: &[u32]) -> [u32; 8] {
     let mut p = [0; 8];
     p[..words.len()].copy_from_slice(words);
     p
 }
 
-fn u(n: usize) -> u32 {
+/// A count as the `u32` of a parameter block.
+pub(crate) fn u(n: usize) -> u32 {
     // Every count is bounded by a buffer that fit the device's binding limit (< 2^32 bytes).
     n as u32
 }
@@ -180,7 +151,7 @@ impl GpuBackend {
     }
 
     /// One workgroup per row of `rows`.
-    fn dispatch_rows(
+    pub(crate) fn dispatch_rows(
         &self,
         kernel: &'static Kernel,
         p: [u32; 8],
@@ -196,7 +167,7 @@ impl GpuBackend {
 
 /// The `rows.wgsl` parameters of a prefix add of `x` at column `start` of `out` (`alpha`: the
 /// scale of `add_prefix`; `index`: the weight of `add_prefix_weighted`), after the shape check.
-fn prefix_params(
+pub(crate) fn prefix_params(
     op: &'static str,
     out: Shape,
     start: usize,
@@ -256,6 +227,7 @@ impl Backend for GpuBackend {
                 got: data.len(),
             });
         }
+        dst.ensure_unique("write", "dst")?;
         self.write_words("write", dst.raw(), bytemuck::cast_slice(data))
     }
 
@@ -495,26 +467,8 @@ impl Backend for GpuBackend {
         alpha: f32,
     ) -> Result<(), KernelError> {
         let p = prefix_params("add_prefix_scaled", out.shape, start, x.shape, alpha, 0)?;
+        out.ensure_unique("add_prefix_scaled", "out")?;
         self.dispatch_1d(&ADD_PREFIX, &[], p, &[x.raw(), out.raw()], x.shape.len())
-    }
-
-    fn add_prefix_weighted(
-        &self,
-        out: &mut GpuBuf,
-        start: usize,
-        x: &GpuBuf,
-        weights: &GpuBuf,
-        index: usize,
-    ) -> Result<(), KernelError> {
-        weight_index_dims(weights.shape, index)?;
-        let p = prefix_params("add_prefix_weighted", out.shape, start, x.shape, 0.0, index)?;
-        self.dispatch_1d(
-            &ADD_PREFIX_WEIGHTED,
-            &[],
-            p,
-            &[x.raw(), weights.raw(), out.raw()],
-            x.shape.len(),
-        )
     }
 
     fn gather_rows(&self, table: &GpuBuf, idx: &GpuIdx) -> Result<GpuBuf, KernelError> {
@@ -564,6 +518,7 @@ impl Backend for GpuBackend {
         const OP: &str = "set_rows";
         same_shape(OP, "src", Shape::new(idx.len, table.shape.cols), src.shape)?;
         check_index(OP, idx, table.shape.rows)?;
+        table.ensure_unique(OP, "table")?;
         let cols = src.shape.cols;
         let p = params(&[0, u(cols), 0, 0, 0, u(idx.len), u(idx.uniq)]);
         self.dispatch_1d(
@@ -587,6 +542,9 @@ impl Backend for GpuBackend {
         same_shape(OP, "grad", param.shape, grad.shape)?;
         same_shape(OP, "m", param.shape, m.shape)?;
         same_shape(OP, "v", param.shape, v.shape)?;
+        param.ensure_unique(OP, "param")?;
+        m.ensure_unique(OP, "m")?;
+        v.ensure_unique(OP, "v")?;
         let n = param.shape.len();
         let s = step;
         let p = [
@@ -608,116 +566,6 @@ impl Backend for GpuBackend {
             &[grad.raw(), param.raw(), m.raw(), v.raw()],
             n,
         )
-    }
-    fn csq_objective(
-        &self,
-        codes: &GpuBuf,
-        bits: usize,
-        targets: &GpuBuf,
-        idx: &GpuIdx,
-        lambda: f64,
-    ) -> Result<(GpuBuf, GpuBuf), KernelError> {
-        const OP: &str = "csq_objective";
-        csq_dims(codes.shape, bits, targets.shape, idx.len)?;
-        check_index(OP, idx, targets.shape.rows)?;
-        let loss = self.alloc(OP, Shape::scalar())?;
-        let grad = self.alloc(OP, Shape::new(codes.shape.rows, bits))?;
-        let p = params(&[
-            u(codes.shape.rows),
-            u(codes.shape.cols),
-            u(bits),
-            0,
-            (lambda as f32).to_bits(),
-        ]);
-        // One workgroup: the objective is a few thousand elements, and one group sums it
-        // without a second pass.
-        self.dispatch(
-            &CSQ,
-            &[],
-            p,
-            &[
-                codes.raw(),
-                targets.raw(),
-                idx.raw(),
-                grad.raw(),
-                loss.raw(),
-            ],
-            [1, 1, 1],
-        )?;
-        Ok((loss, grad))
-    }
-
-    fn prefix_pair_dots(
-        &self,
-        d: &GpuBuf,
-        f: &GpuBuf,
-        bits: &[usize],
-    ) -> Result<GpuBuf, KernelError> {
-        const OP: &str = "prefix_pair_dots";
-        pair_dots_dims(d.shape, f.shape, bits)?;
-        let k = bits.len();
-        let pairs = k * (k + 1) / 2;
-        let out = self.alloc(OP, Shape::new(1, pairs))?;
-        // The block widths travel in an index vector (its first k words), uploaded once per
-        // set of lengths: a training loop calls this every step with the same widths.
-        let widths: Vec<u32> = bits.iter().map(|&b| u(b)).collect();
-        let widths = self.constant_idx(&widths)?;
-        let p = params(&[u(d.shape.rows), u(d.shape.cols), u(k)]);
-        self.dispatch_rows(
-            &PAIR_DOTS,
-            p,
-            &[d.raw(), f.raw(), widths.raw(), out.raw()],
-            pairs,
-        )?;
-        Ok(out)
-    }
-
-    fn dominance_weights(
-        &self,
-        products: &GpuBuf,
-        k: usize,
-        beta: f32,
-    ) -> Result<GpuBuf, KernelError> {
-        const OP: &str = "dominance_weights";
-        weights_dims(products.shape, k)?;
-        let out = self.alloc(OP, Shape::new(1, k))?;
-        let p = params(&[0, 0, u(k), 0, beta.to_bits()]);
-        self.dispatch_rows(&DOMINANCE_WEIGHTS, p, &[products.raw(), out.raw()], 1)?;
-        Ok(out)
-    }
-
-    fn sp_distill(
-        &self,
-        codes: &GpuBuf,
-        student_bits: usize,
-        teacher_bits: usize,
-        eps: f32,
-    ) -> Result<(GpuBuf, GpuBuf), KernelError> {
-        const OP: &str = "sp_distill";
-        sp_dims(codes.shape, student_bits, teacher_bits)?;
-        let n = codes.shape.rows;
-        let p = params(&[
-            u(n),
-            u(codes.shape.cols),
-            u(student_bits),
-            u(teacher_bits),
-            eps.to_bits(),
-        ]);
-        // Student and teacher Grams stacked; then dA and the per-row sums.
-        let grams = self.alloc(OP, Shape::new(2 * n, n))?;
-        let work = self.alloc(OP, Shape::new(n + 1, n))?;
-        let loss = self.alloc(OP, Shape::scalar())?;
-        let grad = self.alloc(OP, Shape::new(n, student_bits))?;
-        self.dispatch_1d(&SP_GRAM, &[], p, &[codes.raw(), grams.raw()], n * n)?;
-        self.dispatch_rows(&SP_ROWS, p, &[grams.raw(), work.raw()], n)?;
-        self.dispatch_1d(
-            &SP_GRAD,
-            &[],
-            p,
-            &[codes.raw(), work.raw(), grad.raw(), loss.raw()],
-            n * student_bits,
-        )?;
-        Ok((loss, grad))
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::backend::Shape;
+use crate::error::KernelError;
 
 /// What a pooled buffer is for; buffers of different kinds never mix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -114,7 +115,8 @@ impl Drop for Pooled {
 }
 
 /// A device matrix of `f32`: a shared handle (cloning aliases the same memory) and its shape.
-/// The memory returns to its backend's pool when the last handle is dropped.
+/// The memory returns to its backend's pool when the last handle is dropped. An in-place op
+/// refuses a handle that shares its memory.
 #[derive(Clone)]
 pub struct GpuBuf {
     pub(crate) mem: Arc<Pooled>,
@@ -129,6 +131,20 @@ impl GpuBuf {
 
     pub(crate) fn raw(&self) -> &wgpu::Buffer {
         self.mem.buffer()
+    }
+
+    /// Checks that this is the only handle to its memory before `op` updates its operand
+    /// `operand` in place: a clone would otherwise see the write, which a caller tested on the
+    /// CPU backend would not expect.
+    pub(crate) fn ensure_unique(
+        &mut self,
+        op: &'static str,
+        operand: &'static str,
+    ) -> Result<(), KernelError> {
+        match Arc::get_mut(&mut self.mem) {
+            Some(_) => Ok(()),
+            None => Err(KernelError::SharedBuffer { op, operand }),
+        }
     }
 }
 

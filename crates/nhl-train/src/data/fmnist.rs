@@ -12,7 +12,8 @@ use std::str::FromStr;
 use nhl_index::eval::Labels;
 
 use super::idx::{parse_pair, read_pair, IdxPair};
-use super::{DataError, Dataset, Split};
+use super::{Dataset, Split};
+use crate::error::TrainError;
 
 /// Where `apt-get install dataset-fashion-mnist` puts the four files.
 pub const DEFAULT_FMNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -64,20 +65,20 @@ impl fmt::Display for Protocol {
 }
 
 impl FromStr for Protocol {
-    type Err = DataError;
+    type Err = TrainError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "fmnist-t10k" => Ok(Protocol::FmnistT10k),
             "fmnist" => Ok(Protocol::Fmnist),
-            _ => Err(DataError::UnknownProtocol { found: s.into() }),
+            _ => Err(TrainError::UnknownProtocol { found: s.into() }),
         }
     }
 }
 
 /// Loads the split of `protocol`. `data_dir` holds the IDX files (gzip `NAME.gz` or plain `NAME`);
 /// without it `fmnist-t10k` uses the embedded copy and `fmnist` reads [`DEFAULT_FMNIST_DIR`].
-pub fn load_protocol(protocol: Protocol, data_dir: Option<&Path>) -> Result<Split, DataError> {
+pub fn load_protocol(protocol: Protocol, data_dir: Option<&Path>) -> Result<Split, TrainError> {
     let t10k = match data_dir {
         None if protocol == Protocol::FmnistT10k => parse_pair(
             EMBEDDED_T10K_IMAGES,
@@ -101,7 +102,7 @@ pub fn load_protocol(protocol: Protocol, data_dir: Option<&Path>) -> Result<Spli
 }
 
 /// `dir/NAME.gz`, else `dir/NAME`.
-fn locate(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
+fn locate(dir: &Path, stem: &str) -> Result<PathBuf, TrainError> {
     let gz = dir.join(format!("{stem}.gz"));
     if gz.is_file() {
         return Ok(gz);
@@ -110,7 +111,7 @@ fn locate(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
     if plain.is_file() {
         return Ok(plain);
     }
-    Err(DataError::NotFound {
+    Err(TrainError::NotFound {
         path: gz,
         hint: format!(
             "nor {}; `apt-get install dataset-fashion-mnist` puts the files in {DEFAULT_FMNIST_DIR}, \
@@ -122,12 +123,12 @@ fn locate(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
 
 /// Item indices of every class in file order, after checking that every label is a class and
 /// that every class has at least `needed` items.
-fn class_indices(pair: &IdxPair, needed: usize) -> Result<Vec<Vec<usize>>, DataError> {
+fn class_indices(pair: &IdxPair, needed: usize) -> Result<Vec<Vec<usize>>, TrainError> {
     let mut classes = vec![Vec::new(); N_CLASSES];
     for (item, &label) in pair.labels.iter().enumerate() {
         let class = classes
             .get_mut(usize::from(label))
-            .ok_or_else(|| DataError::LabelRange {
+            .ok_or_else(|| TrainError::LabelRange {
                 path: pair.labels_path.clone(),
                 item,
                 label: i64::from(label),
@@ -137,7 +138,7 @@ fn class_indices(pair: &IdxPair, needed: usize) -> Result<Vec<Vec<usize>>, DataE
     }
     for (class, items) in classes.iter().enumerate() {
         if items.len() < needed {
-            return Err(DataError::TooFewOfClass {
+            return Err(TrainError::TooFewOfClass {
                 path: pair.labels_path.clone(),
                 class,
                 needed,
@@ -190,7 +191,7 @@ fn complement(n: usize, taken: &[usize]) -> Vec<usize> {
     (0..n).filter(|&i| !mask[i]).collect()
 }
 
-fn t10k_split(t10k: &IdxPair) -> Result<Split, DataError> {
+fn t10k_split(t10k: &IdxPair) -> Result<Split, TrainError> {
     let classes = class_indices(t10k, QUERY_PER_CLASS + TRAIN_PER_CLASS)?;
     let query = blocks(&classes, 0, QUERY_PER_CLASS);
     let train = blocks(&classes, QUERY_PER_CLASS, QUERY_PER_CLASS + TRAIN_PER_CLASS);
@@ -203,9 +204,9 @@ fn t10k_split(t10k: &IdxPair) -> Result<Split, DataError> {
     })
 }
 
-fn full_split(train_file: &IdxPair, t10k: &IdxPair) -> Result<Split, DataError> {
+fn full_split(train_file: &IdxPair, t10k: &IdxPair) -> Result<Split, TrainError> {
     if train_file.dim != t10k.dim {
-        return Err(DataError::Split {
+        return Err(TrainError::Split {
             what: format!(
                 "the train images have {} pixels each but the t10k images have {}",
                 train_file.dim, t10k.dim

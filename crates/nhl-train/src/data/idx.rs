@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
-use super::DataError;
+use crate::error::TrainError;
 
 /// An unsigned-byte array read from an IDX file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,13 +22,13 @@ pub struct IdxArray {
 const UBYTE: u8 = 0x08;
 
 /// Reads the IDX file at `path`, which must hold an unsigned-byte array of rank `rank`.
-pub fn read_idx(path: &Path, rank: usize) -> Result<IdxArray, DataError> {
+pub fn read_idx(path: &Path, rank: usize) -> Result<IdxArray, TrainError> {
     let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => DataError::NotFound {
+        std::io::ErrorKind::NotFound => TrainError::NotFound {
             path: path.to_path_buf(),
             hint: "check --data-dir".into(),
         },
-        _ => DataError::Io {
+        _ => TrainError::Io {
             path: path.to_path_buf(),
             source,
         },
@@ -37,13 +37,13 @@ pub fn read_idx(path: &Path, rank: usize) -> Result<IdxArray, DataError> {
 }
 
 /// Parses IDX `bytes` (gzip or plain) that came from `path` (used in errors only).
-pub fn parse_idx(bytes: &[u8], path: &Path, rank: usize) -> Result<IdxArray, DataError> {
+pub fn parse_idx(bytes: &[u8], path: &Path, rank: usize) -> Result<IdxArray, TrainError> {
     let inflated;
     let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         MultiGzDecoder::new(bytes)
             .read_to_end(&mut out)
-            .map_err(|source| DataError::Gzip {
+            .map_err(|source| TrainError::Gzip {
                 path: path.to_path_buf(),
                 source,
             })?;
@@ -59,7 +59,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path, rank: usize) -> Result<IdxArray, Dat
     };
     let expected = u32::from(UBYTE) << 8 | rank as u32;
     if raw.len() < 4 {
-        return Err(DataError::Truncated {
+        return Err(TrainError::Truncated {
             path: path.to_path_buf(),
             field: "magic number",
             expected: 4,
@@ -68,7 +68,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path, rank: usize) -> Result<IdxArray, Dat
     }
     let found = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
     if found != expected {
-        return Err(DataError::BadMagic {
+        return Err(TrainError::BadMagic {
             path: path.to_path_buf(),
             expected,
             found,
@@ -77,7 +77,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path, rank: usize) -> Result<IdxArray, Dat
     }
     let header = 4 + 4 * rank;
     if raw.len() < header {
-        return Err(DataError::Truncated {
+        return Err(TrainError::Truncated {
             path: path.to_path_buf(),
             field: "dimensions",
             expected: header,
@@ -92,7 +92,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path, rank: usize) -> Result<IdxArray, Dat
     let n = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| DataError::Content {
+        .ok_or_else(|| TrainError::Content {
             path: path.to_path_buf(),
             field: "dimensions".into(),
             expected: "a size that fits in memory".into(),
@@ -100,7 +100,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path, rank: usize) -> Result<IdxArray, Dat
         })?;
     let body = &raw[header..];
     if body.len() < n {
-        return Err(DataError::Truncated {
+        return Err(TrainError::Truncated {
             path: path.to_path_buf(),
             field: "data",
             expected: header + n,
@@ -108,7 +108,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path, rank: usize) -> Result<IdxArray, Dat
         });
     }
     if body.len() > n {
-        return Err(DataError::Content {
+        return Err(TrainError::Content {
             path: path.to_path_buf(),
             field: "data".into(),
             expected: format!("{} bytes for dimensions {dims:?}", header + n),
@@ -153,11 +153,11 @@ pub fn parse_pair(
     images_path: &Path,
     labels: &[u8],
     labels_path: &Path,
-) -> Result<IdxPair, DataError> {
+) -> Result<IdxPair, TrainError> {
     let img = parse_idx(images, images_path, 3)?;
     let lab = parse_idx(labels, labels_path, 1)?;
     if img.dims[0] != lab.dims[0] {
-        return Err(DataError::CountMismatch {
+        return Err(TrainError::CountMismatch {
             first: images_path.to_path_buf(),
             n_first: img.dims[0],
             second: labels_path.to_path_buf(),
@@ -173,14 +173,14 @@ pub fn parse_pair(
 }
 
 /// Reads an image file and a label file from disk; see [`parse_pair`].
-pub fn read_pair(images_path: &Path, labels_path: &Path) -> Result<IdxPair, DataError> {
+pub fn read_pair(images_path: &Path, labels_path: &Path) -> Result<IdxPair, TrainError> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => DataError::NotFound {
+            std::io::ErrorKind::NotFound => TrainError::NotFound {
                 path: path.to_path_buf(),
                 hint: "check --data-dir".into(),
             },
-            _ => DataError::Io {
+            _ => TrainError::Io {
                 path: path.to_path_buf(),
                 source,
             },
@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn bad_inputs_name_the_file_and_the_problem() {
         let p = Path::new("some/file.gz");
-        let msg = |e: DataError| e.to_string();
+        let msg = |e: TrainError| e.to_string();
         let wrong_rank = msg(parse_idx(&idx(1, &[3], &[0, 1, 2]), p, 3).unwrap_err());
         assert!(
             wrong_rank.contains("some/file.gz") && wrong_rank.contains("magic"),

@@ -21,7 +21,8 @@ use nhl_index::eval::Labels;
 use nhl_index::npy::{read_npy, NpyArray, NpyData};
 use safetensors::{Dtype, SafeTensors};
 
-use super::{DataError, Dataset, Split};
+use super::{Dataset, Split};
+use crate::error::TrainError;
 
 /// Where one set of items comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub enum UserSource {
 }
 
 impl FromStr for UserSource {
-    type Err = DataError;
+    type Err = TrainError;
 
     /// `DATA.safetensors` or `FEATURES.npy,LABELS.npy`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -50,7 +51,7 @@ impl FromStr for UserSource {
                 })
             }
             None if s.ends_with(".safetensors") => Ok(UserSource::SafeTensors(s.into())),
-            _ => Err(DataError::Split {
+            _ => Err(TrainError::Split {
                 what: format!(
                     "data source {s:?}: expected DATA.safetensors or FEATURES.npy,LABELS.npy"
                 ),
@@ -86,7 +87,7 @@ pub enum UserSplit {
 /// Loads and checks the user's data. `n_classes` fixes the number of classes of class-index
 /// labels (every label must be below it); without it the largest label + 1 is used. For multi-hot
 /// labels it must equal the number of columns when given.
-pub fn load_user(split: &UserSplit, n_classes: Option<usize>) -> Result<Split, DataError> {
+pub fn load_user(split: &UserSplit, n_classes: Option<usize>) -> Result<Split, TrainError> {
     match split {
         UserSplit::Sizes {
             source,
@@ -96,7 +97,7 @@ pub fn load_user(split: &UserSplit, n_classes: Option<usize>) -> Result<Split, D
             let all = load_source(source)?;
             let n = all.len();
             if *query == 0 || *train == 0 || query + train > n {
-                return Err(DataError::Split {
+                return Err(TrainError::Split {
                     what: format!(
                         "split sizes {query},{train}: need at least one query and one training \
                          item, and query + train <= {n} (the items of {})",
@@ -126,7 +127,7 @@ pub fn load_user(split: &UserSplit, n_classes: Option<usize>) -> Result<Split, D
             let d = load_source(database)?;
             for other in [&t, &d] {
                 if other.dim != q.dim {
-                    return Err(DataError::Content {
+                    return Err(TrainError::Content {
                         path: other.features_path.clone(),
                         field: "features".into(),
                         expected: format!(
@@ -177,7 +178,7 @@ impl Loaded {
     }
 }
 
-fn load_source(source: &UserSource) -> Result<Loaded, DataError> {
+fn load_source(source: &UserSource) -> Result<Loaded, TrainError> {
     let (features, labels, features_path, labels_path) = match source {
         UserSource::SafeTensors(path) => {
             let (f, l) = read_safetensors(path)?;
@@ -197,7 +198,7 @@ fn load_source(source: &UserSource) -> Result<Loaded, DataError> {
         RawLabels::MultiHot { rows, .. } => rows.len(),
     };
     if n_labels != n {
-        return Err(DataError::CountMismatch {
+        return Err(TrainError::CountMismatch {
             first: features_path,
             n_first: n,
             second: labels_path,
@@ -213,9 +214,9 @@ fn load_source(source: &UserSource) -> Result<Loaded, DataError> {
     })
 }
 
-fn read_npy_checked(path: &Path) -> Result<NpyArray, DataError> {
+fn read_npy_checked(path: &Path) -> Result<NpyArray, TrainError> {
     if !path.is_file() {
-        return Err(DataError::NotFound {
+        return Err(TrainError::NotFound {
             path: path.to_path_buf(),
             hint: "a .npy file".into(),
         });
@@ -224,25 +225,25 @@ fn read_npy_checked(path: &Path) -> Result<NpyArray, DataError> {
 }
 
 /// The `features` and `labels` tensors of a safetensors file, as arrays.
-fn read_safetensors(path: &Path) -> Result<(NpyArray, NpyArray), DataError> {
+fn read_safetensors(path: &Path) -> Result<(NpyArray, NpyArray), TrainError> {
     let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => DataError::NotFound {
+        std::io::ErrorKind::NotFound => TrainError::NotFound {
             path: path.to_path_buf(),
             hint: "a .safetensors file with tensors `features` and `labels`".into(),
         },
-        _ => DataError::Io {
+        _ => TrainError::Io {
             path: path.to_path_buf(),
             source,
         },
     })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| DataError::Content {
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| TrainError::Content {
         path: path.to_path_buf(),
         field: "header".into(),
         expected: "a safetensors file".into(),
         found: e.to_string(),
     })?;
-    let tensor = |name: &str| -> Result<NpyArray, DataError> {
-        let view = st.tensor(name).map_err(|_| DataError::Content {
+    let tensor = |name: &str| -> Result<NpyArray, TrainError> {
+        let view = st.tensor(name).map_err(|_| TrainError::Content {
             path: path.to_path_buf(),
             field: name.into(),
             expected: format!("a tensor named `{name}`"),
@@ -257,7 +258,7 @@ fn read_safetensors(path: &Path) -> Result<(NpyArray, NpyArray), DataError> {
             Dtype::F32 => NpyData::F32(le_chunks(raw, f32::from_le_bytes)),
             Dtype::F64 => NpyData::F64(le_chunks(raw, f64::from_le_bytes)),
             other => {
-                return Err(DataError::Content {
+                return Err(TrainError::Content {
                     path: path.to_path_buf(),
                     field: name.into(),
                     expected: "dtype U8, I32, I64, F16, F32 or F64".into(),
@@ -309,8 +310,8 @@ fn dtype_name(data: &NpyData) -> &'static str {
 }
 
 /// Features as f32 `[n, dim]`, checked for rank, size and finiteness.
-fn to_features(array: NpyArray, path: &Path) -> Result<(Vec<f32>, usize, usize), DataError> {
-    let content = |expected: &str, found: String| DataError::Content {
+fn to_features(array: NpyArray, path: &Path) -> Result<(Vec<f32>, usize, usize), TrainError> {
+    let content = |expected: &str, found: String| TrainError::Content {
         path: path.to_path_buf(),
         field: "features".into(),
         expected: expected.into(),
@@ -342,7 +343,7 @@ fn to_features(array: NpyArray, path: &Path) -> Result<(Vec<f32>, usize, usize),
         }
     };
     if let Some(bad) = values.iter().position(|x| !x.is_finite()) {
-        return Err(DataError::NonFinite {
+        return Err(TrainError::NonFinite {
             path: path.to_path_buf(),
             item: bad / dim,
             feature: bad % dim,
@@ -353,8 +354,8 @@ fn to_features(array: NpyArray, path: &Path) -> Result<(Vec<f32>, usize, usize),
 }
 
 /// Labels of one file: class indices (rank 1) or a 0/1 multi-hot matrix (rank 2).
-fn to_raw_labels(array: NpyArray, path: &Path) -> Result<RawLabels, DataError> {
-    let content = |expected: String, found: String| DataError::Content {
+fn to_raw_labels(array: NpyArray, path: &Path) -> Result<RawLabels, TrainError> {
+    let content = |expected: String, found: String| TrainError::Content {
         path: path.to_path_buf(),
         field: "labels".into(),
         expected,
@@ -415,7 +416,7 @@ fn to_raw_labels(array: NpyArray, path: &Path) -> Result<RawLabels, DataError> {
 }
 
 /// Settles the number of classes across the sets and checks every label against it.
-fn settle_classes(sets: &[&Loaded], n_classes: Option<usize>) -> Result<usize, DataError> {
+fn settle_classes(sets: &[&Loaded], n_classes: Option<usize>) -> Result<usize, TrainError> {
     let Some(first) = sets.first() else {
         return Ok(n_classes.unwrap_or(0));
     };
@@ -438,7 +439,7 @@ fn settle_classes(sets: &[&Loaded], n_classes: Option<usize>) -> Result<usize, D
                     .iter()
                     .position(|&label| usize::try_from(label).map_or(true, |k| k >= c));
                 if let Some(item) = bad {
-                    return Err(DataError::LabelRange {
+                    return Err(TrainError::LabelRange {
                         path: s.labels_path.clone(),
                         item,
                         label: v[item],
@@ -454,7 +455,7 @@ fn settle_classes(sets: &[&Loaded], n_classes: Option<usize>) -> Result<usize, D
                 match &s.labels {
                     RawLabels::MultiHot { n_classes: cs, .. } if *cs == expected => {}
                     RawLabels::MultiHot { n_classes: cs, .. } => {
-                        return Err(DataError::Content {
+                        return Err(TrainError::Content {
                             path: s.labels_path.clone(),
                             field: "labels".into(),
                             expected: format!("{expected} class columns"),
@@ -469,8 +470,8 @@ fn settle_classes(sets: &[&Loaded], n_classes: Option<usize>) -> Result<usize, D
     }
 }
 
-fn kind_mismatch(s: &Loaded, first: &Loaded) -> DataError {
-    DataError::Content {
+fn kind_mismatch(s: &Loaded, first: &Loaded) -> TrainError {
+    TrainError::Content {
         path: s.labels_path.clone(),
         field: "labels".into(),
         expected: format!(

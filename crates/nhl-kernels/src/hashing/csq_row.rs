@@ -4,8 +4,8 @@
 //! Both builds perform the same IEEE operations in the same order (Rust never fuses a multiply
 //! and an add on its own), so the result does not depend on which one runs.
 
-use super::scalar;
 use crate::backend::Unary;
+use crate::cpu::scalar;
 use crate::real::Real;
 
 /// The inputs of one batch of the fused CSQ objective: row `r` uses the first `bits` of the

@@ -1,0 +1,86 @@
+//! User IDs of database items: int64, one per row, unique. They travel beside the codes (a `.npy`
+//! file, or the `id_map` of a FAISS `IndexBinaryIDMap`) and replace row numbers in results.
+
+use crate::error::IndexError;
+use crate::npy::{read_npy, NpyData};
+use std::path::Path;
+
+/// Two rows that carry the same ID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DuplicateId {
+    /// The repeated ID.
+    pub id: i64,
+    /// The first row that carries it.
+    pub first_row: usize,
+    /// A later row that carries it again.
+    pub second_row: usize,
+}
+
+/// The first repeated ID (the pair of rows with the smallest ID among the repeated ones), or
+/// `None` when all IDs differ. Sorts a copy of the rows by (ID, row): `O(n log n)` time, `16 n`
+/// bytes of memory.
+pub fn find_duplicate(ids: &[i64]) -> Option<DuplicateId> {
+    let mut order: Vec<(i64, usize)> = ids.iter().copied().zip(0..).collect();
+    order.sort_unstable();
+    order
+        .windows(2)
+        .find(|pair| pair[0].0 == pair[1].0)
+        .map(|pair| DuplicateId {
+            id: pair[0].0,
+            first_row: pair[0].1,
+            second_row: pair[1].1,
+        })
+}
+
+/// Check that `ids` has `rows` entries, all different; errors name `path` and `field`.
+pub fn check_ids(path: &Path, field: &str, ids: &[i64], rows: usize) -> Result<(), IndexError> {
+    let content = |expected: String, found: String| IndexError::FileContent {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        expected,
+        found,
+    };
+    if ids.len() != rows {
+        return Err(content(
+            format!("{rows} IDs, one per database row"),
+            format!("{} IDs", ids.len()),
+        ));
+    }
+    if let Some(dup) = find_duplicate(ids) {
+        return Err(content(
+            "unique IDs".into(),
+            format!(
+                "ID {} at rows {} and {}",
+                dup.id, dup.first_row, dup.second_row
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Read IDs from a `.npy` file: int64 of shape `[rows]`, all different.
+pub fn read_ids_npy(path: &Path, rows: usize) -> Result<Vec<i64>, IndexError> {
+    let array = read_npy(path)?;
+    let content = |field: &str, expected: String, found: String| IndexError::FileContent {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        expected,
+        found,
+    };
+    let NpyData::I64(ids) = array.data else {
+        return Err(content(
+            "dtype",
+            "int64 (one ID per database row)".into(),
+            array.data.dtype_name().into(),
+        ));
+    };
+    if array.shape.len() != 1 {
+        return Err(content(
+            "shape",
+            format!("rank 1 [{rows}] (one ID per database row)"),
+            format!("{:?}", array.shape),
+        ));
+    }
+    check_ids(path, "ids", &ids, rows)?;
+    Ok(ids)
+}

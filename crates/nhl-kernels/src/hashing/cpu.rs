@@ -1,0 +1,245 @@
+//! [`HashingOps`] on the CPU backend, in plain Rust: the reference of the GPU twin in `gpu.rs`.
+
+use super::{
+    csq_dims, csq_row, pair_dots_dims, sp_dims, weight_index_dims, weights_dims, HashingOps,
+    WeightRule,
+};
+use crate::backend::Shape;
+use crate::cpu::{self, CpuBackend, CpuBuf, CpuIdx};
+use crate::error::KernelError;
+use crate::real::Real;
+
+impl<T: Real> HashingOps for CpuBackend<T> {
+    fn csq_objective(
+        &self,
+        u: &CpuBuf<T>,
+        bits: usize,
+        targets: &CpuBuf<T>,
+        idx: &CpuIdx,
+        lambda: f64,
+    ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
+        csq_dims(u.shape, bits, targets.shape, idx.0.len())?;
+        cpu::check_indices("csq_objective", &idx.0, targets.shape.rows)?;
+        let (n, width) = (u.shape.rows, u.shape.cols);
+        let lambda = T::from_f64(lambda);
+        let inv = T::one() / T::from_f64((n * bits) as f64);
+        let mut grad = vec![T::zero(); n * bits];
+        // Per-element BCE and quantisation terms, summed after the vector pass.
+        let mut terms = vec![T::zero(); 2 * n * bits];
+        let (bce_terms, quant_terms) = terms.split_at_mut(n * bits);
+        let batch = csq_row::CsqBatch {
+            u: &u.data,
+            width,
+            targets: &targets.data,
+            idx: &idx.0,
+            bits,
+            lambda,
+            inv,
+        };
+        let terms = csq_row::CsqTerms {
+            grad: &mut grad,
+            bce: bce_terms,
+            quant: quant_terms,
+        };
+        csq_row::csq_rows(&batch, terms);
+        // Serial and in row-major order: the sums match the tape's mean over the same elements.
+        let (mut bce, mut quant) = (T::zero(), T::zero());
+        for (&b, &q) in bce_terms.iter().zip(quant_terms.iter()) {
+            bce += b;
+            quant += q;
+        }
+        let loss = bce * inv + lambda * (quant * inv);
+        Ok((
+            CpuBuf::new(Shape::scalar(), vec![loss]),
+            CpuBuf::new(Shape::new(n, bits), grad),
+        ))
+    }
+
+    fn prefix_pair_dots(
+        &self,
+        d: &CpuBuf<T>,
+        f: &CpuBuf<T>,
+        bits: &[usize],
+    ) -> Result<CpuBuf<T>, KernelError> {
+        pair_dots_dims(d.shape, f.shape, bits)?;
+        let cols = d.shape.cols;
+        let offsets: Vec<usize> = bits
+            .iter()
+            .scan(0, |o, &b| {
+                *o += b;
+                Some(*o - b)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(bits.len() * (bits.len() + 1) / 2);
+        for i in 0..bits.len() {
+            for j in i..bits.len() {
+                let (oi, oj, b) = (offsets[i], offsets[j], bits[i]);
+                let dot = d
+                    .data
+                    .chunks(cols)
+                    .zip(f.data.chunks(cols))
+                    .map(|(dr, fr)| {
+                        dr[oi..oi + b]
+                            .iter()
+                            .zip(&fr[oj..oj + b])
+                            .map(|(&x, &y)| x * y)
+                            .sum::<T>()
+                    })
+                    .sum::<T>();
+                out.push(dot);
+            }
+        }
+        Ok(CpuBuf::new(Shape::new(1, out.len()), out))
+    }
+
+    fn dominance_weights(
+        &self,
+        products: &CpuBuf<T>,
+        k: usize,
+        beta: f32,
+        rule: WeightRule,
+    ) -> Result<CpuBuf<T>, KernelError> {
+        weights_dims(products.shape, k)?;
+        let values: Vec<f64> = products.data.iter().map(|v| v.to_f64()).collect();
+        let weights: Vec<T> = rule(&values, k, beta as f64)
+            .into_iter()
+            .map(T::from_f64)
+            .collect();
+        if weights.len() != k {
+            return Err(KernelError::Shape {
+                op: "dominance_weights",
+                detail: format!("the rule gave {} weights for {k} lengths", weights.len()),
+            });
+        }
+        Ok(CpuBuf::new(Shape::new(1, k), weights))
+    }
+
+    fn sp_distill(
+        &self,
+        u: &CpuBuf<T>,
+        student_bits: usize,
+        teacher_bits: usize,
+        eps: f32,
+    ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
+        sp_dims(u.shape, student_bits, teacher_bits)?;
+        let (n, width) = (u.shape.rows, u.shape.cols);
+        let eps = T::from_f64(eps as f64);
+        let ws = width as isize;
+        // The prefix Gram U[:, :b] U[:, :b]^T, read in place through the strides.
+        let prefix_gram = |b: usize| {
+            let mut g = vec![T::zero(); n * n];
+            // SAFETY: A is the n x b prefix of u (row stride `width`, b <= width), B its transpose
+            // (row stride 1, column stride `width`), C an n x n buffer.
+            unsafe {
+                T::gemm(
+                    n,
+                    b,
+                    n,
+                    u.data.as_ptr(),
+                    ws,
+                    1,
+                    u.data.as_ptr(),
+                    1,
+                    ws,
+                    g.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            };
+            g
+        };
+        let (a, gt) = (prefix_gram(student_bits), prefix_gram(teacher_bits));
+        let scale = T::one() / T::from_f64((n * n) as f64);
+        let norm = |row: &[T]| row.iter().map(|&v| v * v).sum::<T>().sqrt();
+        let mut total = T::zero();
+        let mut da = vec![T::zero(); n * n];
+        let mut y = vec![T::zero(); n];
+        let mut dy = vec![T::zero(); n];
+        for ((a_row, t_row), da_row) in a.chunks(n).zip(gt.chunks(n)).zip(da.chunks_mut(n)) {
+            let (ns, nt) = (norm(a_row), norm(t_row));
+            let (ds, dt) = (ns.max(eps), nt.max(eps));
+            let mut dot = T::zero();
+            for (((yq, dyq), &aq), &tq) in y.iter_mut().zip(dy.iter_mut()).zip(a_row).zip(t_row) {
+                *yq = aq / ds;
+                let diff = tq / dt - *yq;
+                total += diff * diff;
+                *dyq = -T::from_f64(2.0) * diff * scale;
+                dot += *yq * *dyq;
+            }
+            for ((d, &yq), &dyq) in da_row.iter_mut().zip(&y).zip(&dy) {
+                *d = if ns > eps {
+                    (dyq - yq * dot) / ns
+                } else {
+                    dyq / eps
+                };
+            }
+        }
+        // dS = (dA + dA^T) S.
+        let mut sym = vec![T::zero(); n * n];
+        for (p, row) in sym.chunks_exact_mut(n).enumerate() {
+            for (q, v) in row.iter_mut().enumerate() {
+                *v = da[p * n + q] + da[q * n + p];
+            }
+        }
+        let mut grad = vec![T::zero(); n * student_bits];
+        // SAFETY: sym is n x n, S the n x student_bits prefix of u (row stride `width`), the
+        // output n x student_bits.
+        unsafe {
+            T::gemm(
+                n,
+                n,
+                student_bits,
+                sym.as_ptr(),
+                n as isize,
+                1,
+                u.data.as_ptr(),
+                ws,
+                1,
+                grad.as_mut_ptr(),
+                student_bits as isize,
+                1,
+            )
+        };
+        Ok((
+            CpuBuf::new(Shape::scalar(), vec![total * scale]),
+            CpuBuf::new(Shape::new(n, student_bits), grad),
+        ))
+    }
+
+    fn add_prefix_weighted(
+        &self,
+        out: &mut CpuBuf<T>,
+        start: usize,
+        x: &CpuBuf<T>,
+        weights: &CpuBuf<T>,
+        index: usize,
+    ) -> Result<(), KernelError> {
+        weight_index_dims(weights.shape, index)?;
+        cpu::add_prefix("add_prefix_weighted", out, start, x, weights.data[index])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Backend;
+
+    /// The CPU backend returns what the rule it is given returns, and refuses a rule that gives
+    /// another number of weights than lengths.
+    #[test]
+    fn dominance_weights_apply_the_given_rule() {
+        let cpu = CpuBackend::<f64>::new();
+        let products = cpu.upload(&[4.0, -1.0, 9.0], Shape::new(1, 3)).unwrap();
+        let scaled: WeightRule = |p, k, beta| (0..k).map(|i| beta * p[i]).collect();
+        let w = cpu.dominance_weights(&products, 2, 0.5, scaled).unwrap();
+        assert_eq!(cpu.download(&w).unwrap(), vec![2.0, -0.5]);
+        let short: WeightRule = |_, _, _| vec![1.0];
+        assert!(matches!(
+            cpu.dominance_weights(&products, 2, 0.5, short),
+            Err(KernelError::Shape {
+                op: "dominance_weights",
+                ..
+            })
+        ));
+    }
+}
