@@ -61,7 +61,7 @@ def run_twin(dump, split, dtype, orders, steps, batch_size=64, optimiser="torch"
     if optimiser == "torch":
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
     else:
-        opt = ours_adam.OursAdam(model.parameters(), bias_in_f64=optimiser == "ours-f64-bias")
+        opt = ours_adam.OursAdam(model.parameters(), bias=optimiser.removeprefix("ours-"))
     x = torch.from_numpy(x_train).to(tdtype)
     centres = torch.from_numpy(twin.csq_centres(bits, data.N_CLASSES)).to(tdtype)
     targets = centres[torch.from_numpy(y_train)]
@@ -136,29 +136,31 @@ def main():
     rust_after = read_safetensors(os.path.join(args.dump, "after.safetensors"))
     runs = {d: run_twin(dump, split, d, orders, dump["steps"]) for d in ("float32", "float64")}
     f32, f64 = runs["float32"], runs["float64"]
-    ours = {o: run_twin(dump, split, "float32", orders, dump["steps"], optimiser=o)
-            for o in ("ours", "ours-f64-bias")}
+    ours_runs = {o: run_twin(dump, split, "float32", orders, dump["steps"], optimiser=o)
+            for o in ("ours-f64", "ours-f32-powi")}
     print("\nfirst step's gradient, relative L2 difference (rust vs f64 | twin f32 vs f64):")
     for name in rust_grad0:
         g64 = f64[1][name].reshape(rust_grad0[name].shape)
         g32 = f32[1][name].reshape(rust_grad0[name].shape)
         print(f"  {name:16s} {rel(rust_grad0[name], g64):.3e} | {rel(g32, g64):.3e}")
     print("\nloss per step (rust, twin f32, twin f64; twin f32 with the Rust Adam arithmetic, "
-          "and with it but bias corrections from f64):")
+          "with bias corrections from f64 and from f32 powi):")
     rl = dump["losses"]
     for s in sorted(set([0, 1, 2, 5, 10, 20, 50, 78, 79, 100, 200, len(rl) - 1])):
         if s < len(rl):
             print(f"  step {s:4d}: {rl[s]:.9f} {f32[0][s]:.9f} {f64[0][s]:.9f} | "
-                  f"{ours['ours'][0][s]:.9f} {ours['ours-f64-bias'][0][s]:.9f}")
+                  f"{ours_runs['ours-f64'][0][s]:.9f} {ours_runs['ours-f32-powi'][0][s]:.9f}")
     print("\nparameters after the last step, relative L2 difference (rust vs f64 | twin f32 vs f64 |"
-          " rust vs twin f32 with the Rust Adam arithmetic | same, bias corrections from f64):")
+          " rust vs twin f32 | rust vs twin f32 with the Rust Adam arithmetic, bias corrections"
+          " from f64 | from f32 powi):")
     for name in rust_after:
         a64 = f64[2][name].reshape(rust_after[name].shape)
         a32 = f32[2][name].reshape(rust_after[name].shape)
-        o32 = ours["ours"][2][name].reshape(rust_after[name].shape)
-        o64 = ours["ours-f64-bias"][2][name].reshape(rust_after[name].shape)
+        o64 = ours_runs["ours-f64"][2][name].reshape(rust_after[name].shape)
+        o32 = ours_runs["ours-f32-powi"][2][name].reshape(rust_after[name].shape)
         print(f"  {name:16s} {rel(rust_after[name], a64):.3e} | {rel(a32, a64):.3e} | "
-              f"{rel(rust_after[name], o32):.3e} | {rel(rust_after[name], o64):.3e}")
+              f"{rel(rust_after[name], a32):.3e} | "
+              f"{rel(rust_after[name], o64):.3e} | {rel(rust_after[name], o32):.3e}")
 
 
 if __name__ == "__main__":

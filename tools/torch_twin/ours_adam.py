@@ -1,7 +1,8 @@
 """The Rust optimiser's arithmetic (crates/nhl-train/src/optim.rs, crates/nhl-kernels/src/cpu/
 adam.rs) in f32, for telling its rounding apart from the rest of the trainer: every constant is
-an f32, the bias corrections `1 - beta^t` are computed in f32 by `powi` (compiler-rt's repeated
-squaring), and the update is `p -= lr (m / bias1) / (sqrt(v / bias2) + eps)`."""
+an f32, the bias corrections `1 - beta^t` are formed in f64 from the f32 betas and rounded once
+(`bias="f64"`, what optim.rs does) or in f32 by `powi`, compiler-rt's repeated squaring
+(`bias="f32-powi"`), and the update is `p -= lr (m / bias1) / (sqrt(v / bias2) + eps)`."""
 
 import numpy as np
 import torch
@@ -22,11 +23,11 @@ def powi(a, b):
 
 
 class OursAdam:
-    def __init__(self, params, lr=1e-3, weight_decay=1e-5, bias_in_f64=False):
+    def __init__(self, params, lr=1e-3, weight_decay=1e-5, bias="f64"):
         self.params = list(params)
         self.lr, self.wd = F(lr), F(weight_decay)
         self.b1, self.b2, self.eps = F(0.9), F(0.999), F(1e-8)
-        self.bias_in_f64 = bias_in_f64
+        self.bias = bias
         self.t = 0
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
@@ -38,8 +39,9 @@ class OursAdam:
     @torch.no_grad()
     def step(self):
         self.t += 1
-        if self.bias_in_f64:
-            bias1, bias2 = F(1 - 0.9**self.t), F(1 - 0.999**self.t)
+        if self.bias == "f64":
+            bias1 = F(1 - float(self.b1) ** self.t)
+            bias2 = F(1 - float(self.b2) ** self.t)
         else:
             bias1, bias2 = F(1) - powi(self.b1, self.t), F(1) - powi(self.b2, self.t)
         one = F(1)

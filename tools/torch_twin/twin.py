@@ -93,7 +93,9 @@ def train_one(args, split, bits, seed, step_log=None):
     if args.adam == "torch":
         opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     else:
-        opt = ours_adam.OursAdam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        bias = "f32-powi" if args.adam == "ours-f32-powi" else "f64"
+        opt = ours_adam.OursAdam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
+                                 bias=bias)
     tanh = torch.tanh if args.tanh == "torch" else ours_tanh.OursTanh.apply
     x = torch.from_numpy(x_train).to(dtype)
     centres = torch.from_numpy(csq_centres(bits, data.N_CLASSES)).to(dtype)
@@ -144,8 +146,9 @@ def main():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-5)
-    p.add_argument("--adam", default="torch", choices=["torch", "ours"],
-                   help="torch.optim.Adam, or the Rust optimiser's f32 arithmetic (ours_adam.py)")
+    p.add_argument("--adam", default="torch", choices=["torch", "ours", "ours-f32-powi"],
+                   help="torch.optim.Adam, or the Rust optimiser's f32 arithmetic (ours_adam.py) "
+                        "with bias corrections from f64 or from f32 powi")
     p.add_argument("--tanh", default="torch", choices=["torch", "ours"],
                    help="torch.tanh, or the Rust CPU backend's tanh (ours_tanh.py)")
     p.add_argument("--drop-last", action="store_true", help="skip each epoch's partial batch")
