@@ -23,6 +23,7 @@ pub mod gpu;
 pub mod real;
 pub mod rng;
 pub mod shaders;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use backend::{AdamStep, Backend, Binary, Reduce, Shape, Unary};

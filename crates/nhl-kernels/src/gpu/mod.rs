@@ -28,7 +28,7 @@ mod pool;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use context::{AdapterPolicy, AdapterReport, GpuContext};
 pub use pool::{GpuBuf, GpuIdx};
@@ -390,8 +390,10 @@ impl GpuBackend {
 ///
 /// # Panics
 /// When `NHL_REQUIRE_GPU=1` and no adapter fits.
+#[cfg(feature = "testing")]
 pub fn test_backend() -> Option<GpuBackend> {
     use std::io::Write;
+    use std::sync::OnceLock;
     static SHARED: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
     let shared = SHARED
         .get_or_init(|| GpuContext::new(AdapterPolicy::AllowSoftware).map_err(|e| e.to_string()));
