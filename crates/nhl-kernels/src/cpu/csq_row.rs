@@ -2,8 +2,10 @@
 //! are a fixed sequence of arithmetic and selects ([`Real::tanh_lanes`], the branch-free
 //! [`scalar::bce_and_grad`]), compiled once for the baseline instruction set and once for AVX2.
 //! Both builds perform the same IEEE operations in the same order (Rust never fuses a multiply
-//! and an add on its own), so the result does not depend on which one runs.
+//! and an add on its own), so the result does not depend on which one runs (a NaN's sign and
+//! payload aside, see [`super::isa`]).
 
+use super::isa::Isa;
 use super::scalar;
 use crate::backend::Unary;
 use crate::real::Real;
@@ -38,11 +40,23 @@ pub(super) struct CsqTerms<'a, T> {
 /// # Panics
 /// When a slice is shorter than the shapes say or an index is out of range (callers check both).
 pub(super) fn csq_rows<T: Real>(batch: &CsqBatch<'_, T>, out: CsqTerms<'_, T>) {
+    csq_rows_on(Isa::best(), batch, out)
+}
+
+/// [`csq_rows`] with its loop built for `isa`.
+///
+/// # Panics
+/// As [`csq_rows`].
+pub(super) fn csq_rows_on<T: Real>(isa: Isa, batch: &CsqBatch<'_, T>, out: CsqTerms<'_, T>) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is available, which is all `csq_rows_avx2` is compiled for.
+    if isa.is_avx2() {
+        // SAFETY: an `Isa` says AVX2 only when the CPU has it, which is all `csq_rows_avx2`
+        // needs.
         return unsafe { csq_rows_avx2(batch, out) };
     }
+    // Elsewhere the baseline build is the only one.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     csq_rows_body(batch, out)
 }
 

@@ -8,6 +8,7 @@
 mod adam;
 mod csq_row;
 mod elementwise;
+mod isa;
 pub mod lanes;
 pub mod scalar;
 
@@ -878,3 +879,7 @@ fn row_norms<T: Real>(x: &CpuBuf<T>) -> Vec<T> {
         })
         .collect()
 }
+
+// After `specialise_unary!`, which the checks use to build each op's loop as the backend does.
+#[cfg(test)]
+mod isa_bits;
