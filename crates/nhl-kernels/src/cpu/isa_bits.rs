@@ -9,11 +9,11 @@
 use std::fmt::Debug;
 
 use super::adam::{adam_update_on, AdamConsts};
-use crate::hashing::csq_row::{csq_rows_on, CsqBatch, CsqTerms};
 use super::elementwise::{map_on, zip_map_on};
 use super::isa::Isa;
 use super::{scalar, PAR_MIN};
 use crate::backend::{Binary, Unary};
+use crate::hashing::csq_row::{csq_rows_on, CsqBatch, CsqTerms};
 use crate::real::Real;
 use crate::rng::SplitMix64;
 
