@@ -16,6 +16,19 @@ pub enum Method {
     Dhn,
 }
 
+/// Which CSQ hash centres a run uses (docs/PROTOCOL.md, "CSQ hash centres").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Centres {
+    /// One centre per class for the longest length, the shorter centres its prefixes
+    /// ([`crate::targets::csq_prefix_centres`]): the protocol default.
+    #[default]
+    Prefix,
+    /// The reference's centres, drawn independently for every length
+    /// ([`crate::targets::csq_centres`]); a comparison with the reference's own code uses them.
+    Independent,
+}
+
 /// How the lengths are trained (NHL-SPEC section 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,10 +91,10 @@ pub struct TrainConfig {
     /// it beside the final model's figures, never instead of them.
     #[serde(default)]
     pub eval_every: usize,
-    /// CSQ only: prefix-consistent centres ([`crate::targets::csq_prefix_centres`]), our variant,
-    /// instead of the reference's independent centres per length.
+    /// CSQ's hash centres: prefix-consistent (the protocol default) or the reference's
+    /// independent centres per length.
     #[serde(default)]
-    pub prefix_centres: bool,
+    pub centres: Centres,
 }
 
 impl Default for TrainConfig {
@@ -100,7 +113,7 @@ impl Default for TrainConfig {
             seed: 0,
             reference_grad_leak: false,
             eval_every: 0,
-            prefix_centres: false,
+            centres: Centres::Prefix,
         }
     }
 }

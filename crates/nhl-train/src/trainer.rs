@@ -8,7 +8,7 @@ use nhl_index::Codes;
 use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::{HashingOps, Real, Shape};
 
-use crate::config::{Method, Mode, TrainConfig};
+use crate::config::{Centres, Method, Mode, TrainConfig};
 use crate::data::{Dataset, Split};
 use crate::error::TrainError;
 use crate::losses::{Bank, BatchContext, LengthLoss};
@@ -319,7 +319,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         let model =
             NestedHashModel::new(backend, train.dim, config.hidden, code_bits, config.seed)?;
         let adam = Adam::new(backend, &model.params, config.lr, config.weight_decay)?;
-        let long_centres = (config.prefix_centres && config.method == Method::Csq)
+        let long_centres = (config.centres == Centres::Prefix && config.method == Method::Csq)
             .then(|| csq_prefix_centres(bits, train.n_classes(), config.seed));
         let losses = bits
             .iter()
