@@ -220,7 +220,7 @@ fn pair_dots(
     }
 }
 
-// The dominance-aware weights of K = p.bits lengths (NHL-SPEC 2.2 steps 3-6) from the gradient
+// The dominance-aware weights of K = p.bits lengths (docs/METHOD.md 2.2 steps 3-6) from the gradient
 // products a = [p_ij, i <= j] in row-major order of the upper triangle, beta = p.alpha:
 // tau_i = beta p_ii / (K - 1); a_ij = tau_i / (-p_ij) where -p_ij > tau_i (p_ij < 0), else 1;
 // a_ij <- min(a_ij, a_{i,i+1}) for j >= i + 2; omega_k = prod_{i<k} a_ik; w_k = K omega_k / sum.

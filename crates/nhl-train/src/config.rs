@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The base hashing loss (NHL-SPEC section 5).
+/// The base hashing loss (docs/METHOD.md section 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
@@ -29,7 +29,7 @@ pub enum Centres {
     Independent,
 }
 
-/// How the lengths are trained (NHL-SPEC section 4).
+/// How the lengths are trained (docs/METHOD.md section 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -56,7 +56,7 @@ impl Mode {
     }
 }
 
-/// All settings of a run; [`TrainConfig::default`] is the protocol default (PROTOCOL.md).
+/// All settings of a run; [`TrainConfig::default`] is the protocol default (docs/PROTOCOL.md).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Base loss.
@@ -81,7 +81,7 @@ pub struct TrainConfig {
     pub beta: f32,
     /// Seed of initialisation, shuffling and any random targets.
     pub seed: u64,
-    /// Replicates the reference's leftover gradient (NHL-SPEC section 9, Q3): with the weighting
+    /// Replicates the reference's leftover gradient (docs/METHOD.md section 9, Q3): with the weighting
     /// on, the hash layer also receives the unweighted gradient of the longest length's
     /// objective. Off by default; the backbone is never affected.
     #[serde(default)]

@@ -1,5 +1,5 @@
-//! Per-class target codes of the centre-based losses: CSQ hash centres (NHL-SPEC 5.1) and DPN
-//! target vectors (NHL-SPEC 5.2), and the per-item targets of multi-label data.
+//! Per-class target codes of the centre-based losses: CSQ hash centres (docs/METHOD.md 5.1) and DPN
+//! target vectors (docs/METHOD.md 5.2), and the per-item targets of multi-label data.
 //!
 //! Every matrix is row-major `f32` with entries in {-1, +1}. Random parts come from
 //! [`SplitMix64`] streams keyed by the run seed, the method and the code length, so a run is
@@ -171,7 +171,7 @@ fn well_separated(centres: &[f32], bits: usize) -> bool {
     pairs == 0 || (4 * min > bits && 2 * sum >= bits * pairs)
 }
 
-/// DPN target vectors, `n_classes x bits` (NHL-SPEC 5.2): each class independently gets a random
+/// DPN target vectors, `n_classes x bits` (docs/METHOD.md 5.2): each class independently gets a random
 /// ±1 vector with exactly `floor(bits * p)` entries -1 (`p = 0.5` in the reference). The reference
 /// draws 20 times and keeps the last draw without any test, which is one draw in distribution, so
 /// one seeded draw is made.

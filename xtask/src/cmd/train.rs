@@ -108,7 +108,7 @@ pub struct Args {
     /// its prefixes; the protocol default) or independent (the reference's, drawn per length).
     #[arg(long, default_value = "prefix", value_parser = parse_centres)]
     pub centres: Centres,
-    /// Replicate the reference's leftover hash-layer gradient (NHL-SPEC Q3) in the weighted modes.
+    /// Replicate the reference's leftover hash-layer gradient (docs/METHOD.md Q3) in the weighted modes.
     #[arg(long)]
     pub reference_grad_leak: bool,
     /// auto (a hardware GPU, else the CPU), cpu, or gpu (wgpu, software adapters allowed).
