@@ -24,7 +24,7 @@ enum Command {
     Train(cmd::train::Args),
     /// Recompute the metrics of a finished run from its saved codes.
     Eval(cmd::eval::Args),
-    /// Hamming k-nearest-neighbour or range search over packed codes in .npy files.
+    /// Hamming k-nearest-neighbour or range search over packed codes in .npy or FAISS files.
     Search(cmd::search::Args),
     /// Write packed codes as a FAISS binary index file (IndexBinaryFlat, or IndexBinaryIDMap with --ids).
     Export(cmd::export::Args),

@@ -1,6 +1,7 @@
 //! A small, strict `.npy` reader and writer (format versions 1.0, 2.0 and 3.0; little-endian;
 //! C order) for the dtypes this project exchanges with NumPy: codes (uint8), labels and ids
-//! (int32, int64), features (float16 as raw bits, float32, float64).
+//! (int32, int64), features (float16 as raw bits, float32, float64), and masks (bool, read by
+//! [`read_mask_npy`] only, as uint8 0 / 1: NumPy stores a bool as that byte).
 
 use crate::error::IndexError;
 use std::path::Path;
@@ -163,14 +164,28 @@ fn parse_header(path: &Path, header: &str) -> Result<Header, IndexError> {
     Ok(Header { descr, shape })
 }
 
-/// Read a `.npy` file. Accepted dtypes: `u1`, `i4`, `i8`, `f2`, `f4`, `f8`, little-endian, C order.
+/// Read a `.npy` file. Accepted dtypes: `u1`, `i4`, `i8`, `f2`, `f4`, `f8`; little-endian, C
+/// order.
 pub fn read_npy(path: &Path) -> Result<NpyArray, IndexError> {
     let bytes = std::fs::read(path).map_err(|e| IndexError::io(path, e))?;
     parse_npy(path, &bytes)
 }
 
+/// [`read_npy`] that also accepts `b1` (bool), as [`NpyData::U8`] 0 / 1 (another byte is an
+/// error): for a file that may hold a mask. Elsewhere a bool array is refused, so that unpacked
+/// bits are never read as packed codes.
+pub fn read_mask_npy(path: &Path) -> Result<NpyArray, IndexError> {
+    let bytes = std::fs::read(path).map_err(|e| IndexError::io(path, e))?;
+    parse_with(path, &bytes, true)
+}
+
 /// Parse the bytes of a `.npy` file; `path` only names it in errors.
 pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray, IndexError> {
+    parse_with(path, bytes, false)
+}
+
+/// [`parse_npy`], with `b1` accepted as [`NpyData::U8`] when `bool_as_u8`.
+fn parse_with(path: &Path, bytes: &[u8], bool_as_u8: bool) -> Result<NpyArray, IndexError> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad(
             path,
@@ -211,6 +226,7 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray, IndexError> {
         _ => ('<', descr.as_str()),
     };
     let item_size = match code {
+        "b1" if bool_as_u8 => 1,
         "u1" => 1,
         "f2" => 2,
         "i4" | "f4" => 4,
@@ -219,8 +235,10 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray, IndexError> {
             return Err(bad(
                 path,
                 format!(
-                "dtype {descr:?} is not supported (uint8, int32, int64, float16, float32, float64)"
-            ),
+                    "dtype {descr:?} is not supported (uint8, int32, int64, float16, float32, \
+                     float64{})",
+                    if bool_as_u8 { ", bool" } else { "" }
+                ),
             ))
         }
     };
@@ -255,6 +273,15 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray, IndexError> {
             .collect()
     }
     let data = match code {
+        "b1" => {
+            if let Some(at) = payload.iter().position(|&b| b > 1) {
+                return Err(bad(
+                    path,
+                    format!("bool element {at} is the byte {}, not 0 or 1", payload[at]),
+                ));
+            }
+            NpyData::U8(payload.to_vec())
+        }
         "u1" => NpyData::U8(payload.to_vec()),
         "f2" => NpyData::U16F16(parse(payload, u16::from_le_bytes)),
         "i4" => NpyData::I32(parse(payload, i32::from_le_bytes)),

@@ -15,14 +15,14 @@ pub struct Args {
 #[derive(Subcommand)]
 enum What {
     /// Hamming kNN queries per second on random codes (1M and 10M codes, 64 and 128 bits).
-    Search(search::Args),
+    Search(Box<search::Args>),
     /// Training seconds per epoch of `nested`, `full` and `single` runs side by side.
     Train(train::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.what {
-        What::Search(a) => search::run(a),
+        What::Search(a) => search::run(*a),
         What::Train(a) => train::run(a),
     }
 }
