@@ -159,7 +159,8 @@ fn blocks(classes: &[Vec<usize>], from: usize, to: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Pixel bytes / 255 ([`INPUT_SCALING`]) and labels of the items `indices` of each `(pair, indices)` part, in order.
+/// Pixel bytes / 255 ([`INPUT_SCALING`]) and labels of the items `indices` of each
+/// `(pair, indices)` part, in order.
 fn gather(parts: &[(&IdxPair, &[usize])]) -> Dataset {
     let dim = parts.first().map_or(0, |(pair, _)| pair.dim);
     let n: usize = parts.iter().map(|(_, idx)| idx.len()).sum();

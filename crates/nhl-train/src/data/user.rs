@@ -4,11 +4,10 @@
 //! - `DATA.safetensors` with two tensors, `features` and `labels`;
 //! - `FEATURES.npy,LABELS.npy` (two paths joined by a comma).
 //!
-//! Features: rank 2 `[n, dim]`, float32, float16, float64 or uint8, read by
-//! [`INPUT_SCALING`](super::features::INPUT_SCALING) (uint8 is scaled by 1/255, as the image
-//! protocols do); every value finite. Labels: class indices `[n]` (uint8, int32, int64),
-//! or a multi-hot matrix `[n, C]` of 0/1 (uint8, int32, int64, float32); two items are relevant
-//! when they share a class.
+//! Features: rank 2 `[n, dim]`, float32, float16, float64 or uint8, read by [`INPUT_SCALING`]
+//! (uint8 is scaled by 1/255, as the image protocols do); every value finite. Labels: class
+//! indices `[n]` (uint8, int32, int64), or a multi-hot matrix `[n, C]` of 0/1 (uint8, int32,
+//! int64, float32); two items are relevant when they share a class.
 //!
 //! A split is either one source cut by sizes ([`UserSplit::Sizes`]: the first `query` items are
 //! the queries, the next `train` items the training set, and the database is every item that is
