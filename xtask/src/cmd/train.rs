@@ -15,7 +15,9 @@ use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::{Backend, HashingOps};
 use nhl_train::checkpoint::{self, CheckpointMeta};
 use nhl_train::config::{Centres, Method, Mode, TrainConfig};
-use nhl_train::data::{load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit};
+use nhl_train::data::{
+    load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit, INPUT_SCALING,
+};
 use nhl_train::metrics::{evaluate_lengths, LengthMetrics, PRECISION_KS};
 use nhl_train::report::{
     format_table, write_metrics, write_svg, NumMap, RunMetrics, ValidationRecord,
@@ -278,6 +280,8 @@ fn write_run(
             mode: config.mode,
             hidden: config.hidden,
             seed: config.seed,
+            input_dim: split.train.dim,
+            input_scaling: INPUT_SCALING,
         },
         outcome
             .params
