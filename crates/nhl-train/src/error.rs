@@ -20,6 +20,14 @@ pub enum TrainError {
         /// What is wrong and what was expected.
         reason: String,
     },
+    /// A run too large for the machine, named by the setting that sizes its largest part.
+    #[error("{setting}: {reason}")]
+    Memory {
+        /// The flag (or the data property) that sizes the largest buffers.
+        setting: &'static str,
+        /// How much would be needed and how much there is.
+        reason: String,
+    },
     /// The tape or a kernel failed.
     #[error(transparent)]
     Autograd(#[from] AutogradError),
@@ -156,6 +164,23 @@ pub enum TrainError {
         label: i64,
         /// The number of classes.
         n_classes: usize,
+    },
+    /// A class index so large that the class count (the largest label + 1) would exceed the
+    /// number of items.
+    #[error(
+        "{path}: labels: item {item} has class {label}, but the data holds only {items} items: \
+         class indices must be below the number of items (number the classes 0..C; is this \
+         the label column?)"
+    )]
+    ClassCount {
+        /// The file.
+        path: PathBuf,
+        /// The item with the largest label.
+        item: usize,
+        /// Its label.
+        label: i64,
+        /// Items of all sets together.
+        items: usize,
     },
     /// A class has too few items for the protocol's query and train blocks.
     #[error("{path}: class {class} has {found} items, the protocol needs at least {needed}")]

@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod limits;
 pub mod losses;
 pub mod metrics;
 pub mod model;

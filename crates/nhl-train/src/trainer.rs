@@ -11,6 +11,7 @@ use nhl_kernels::{HashingOps, Real, Shape};
 use crate::config::{Method, Mode, TrainConfig};
 use crate::data::{Dataset, Split};
 use crate::error::TrainError;
+use crate::limits::{Footprint, Placement};
 use crate::losses::{Bank, BatchContext, LengthLoss};
 use crate::metrics::evaluate_lengths;
 use crate::model::{NamedParam, NestedHashModel};
@@ -165,9 +166,12 @@ pub fn validate_config(config: &TrainConfig) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Checks a configuration against the data before any work starts.
+/// Checks a configuration against the data before any work starts, including that the sizes it
+/// derives can be allocated at all ([`Footprint`]; the caller that knows the machine checks them
+/// against its memory with [`Footprint::check`]).
 pub fn validate(config: &TrainConfig, split: &Split) -> Result<(), TrainError> {
     validate_config(config)?;
+    Footprint::of(config, split).check(Placement::Host, None)?;
     if split.train.len() < 2 {
         return Err(config_error(
             "--train",

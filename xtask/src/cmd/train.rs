@@ -12,10 +12,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nhl_index::eval::Labels;
 use nhl_index::npy::{write_npy, NpyArray, NpyData};
 use nhl_kernels::cpu::CpuBackend;
+use nhl_kernels::gpu::GpuBackend;
 use nhl_kernels::{Backend, HashingOps};
 use nhl_train::checkpoint::{self, CheckpointMeta};
 use nhl_train::config::{Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit};
+use nhl_train::limits::{physical_memory, Footprint, Placement};
 use nhl_train::metrics::{evaluate_lengths, LengthMetrics, PRECISION_KS};
 use nhl_train::report::{
     format_table, write_metrics, write_svg, NumMap, RunMetrics, ValidationRecord,
@@ -224,13 +226,13 @@ fn train_on<B: HashingOps<Elem = f32>>(
     Ok(outcome?)
 }
 
-/// Picks the backend, trains, and returns the outcome with the backend's name and adapter.
+/// Trains on `gpu`, or on the CPU backend without one, and returns the outcome with the backend's
+/// name and adapter.
 fn train_with_backend(
-    choice: BackendChoice,
+    gpu: Option<GpuBackend>,
     split: &Split,
     config: &TrainConfig,
 ) -> anyhow::Result<(TrainOutcome, &'static str, String)> {
-    let gpu = choice.gpu()?;
     match gpu {
         Some(gpu) => {
             let adapter = gpu.adapter().to_string();
@@ -329,7 +331,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         split.train.dim,
         split.train.n_classes()
     );
-    let (outcome, backend, adapter) = train_with_backend(args.backend, &split, &config)?;
+    let gpu = args.backend.gpu()?;
+    let placement = match gpu {
+        Some(_) => Placement::Device,
+        None => Placement::Host,
+    };
+    Footprint::of(&config, &split).check(placement, physical_memory())?;
+    let (outcome, backend, adapter) = train_with_backend(gpu, &split, &config)?;
     let lengths = evaluate(&outcome, &split)?;
     let mut metrics = RunMetrics {
         protocol: split.name.clone(),
@@ -421,12 +429,16 @@ mod tests {
         }
     }
 
-    /// Runs `train` with `flags` plus `--out OUT --backend cpu` and returns the error text,
+    /// Runs `train` with `flags` plus `--out OUT --backend cpu` (and `--epochs 1` unless `flags`
+    /// set it) and returns the error text,
     /// after checking that no output directory (partial or final) was left.
     fn fails(tmp: &Temp, flags: &[&str]) -> String {
         let out = tmp.0.join("run");
         let out_s = out.to_str().unwrap();
-        let mut argv = vec!["train", "--backend", "cpu", "--epochs", "1", "--out", out_s];
+        let mut argv = vec!["train", "--backend", "cpu", "--out", out_s];
+        if !flags.contains(&"--epochs") {
+            argv.extend(["--epochs", "1"]);
+        }
         argv.extend_from_slice(flags);
         let err = Cli::try_parse_from(argv)
             .map_err(anyhow::Error::from)
@@ -535,6 +547,110 @@ mod tests {
             e.contains("feat.npy") && e.contains("item 7, feature 2"),
             "{e}"
         );
+    }
+
+    /// `n` items of 4 features and the labels `labels(i)`, as a `--data` source.
+    fn user_data(tmp: &Temp, n: usize, labels: impl Fn(usize) -> i64) -> String {
+        let f = tmp.0.join("feat.npy");
+        let l = tmp.0.join("lab.npy");
+        let values = (0..n * 4).map(|i| (i % 7) as f32 / 7.0).collect();
+        write_npy(
+            &f,
+            &NpyArray {
+                shape: vec![n, 4],
+                data: NpyData::F32(values),
+            },
+        )
+        .unwrap();
+        write_npy(
+            &l,
+            &NpyArray {
+                shape: vec![n],
+                data: NpyData::I64((0..n).map(labels).collect()),
+            },
+        )
+        .unwrap();
+        format!("{},{}", f.display(), l.display())
+    }
+
+    /// One stray label of 1,000,000 among 300 items would make a million classes: refused before
+    /// training, naming the file, the item and the label.
+    #[test]
+    fn a_stray_large_label_is_refused() {
+        let tmp = Temp::new("stray");
+        let source = user_data(
+            &tmp,
+            300,
+            |i| if i == 17 { 1_000_000 } else { i as i64 % 3 },
+        );
+        let e = fails(&tmp, &["--data", &source, "--split-sizes", "50,100"]);
+        assert!(
+            e.contains("lab.npy")
+                && e.contains("item 17 has class 1000000")
+                && e.contains("only 300 items"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn more_classes_than_items_or_none_name_the_flag() {
+        let tmp = Temp::new("classes");
+        let source = user_data(&tmp, 300, |i| i as i64 % 3);
+        let e = fails(
+            &tmp,
+            &[
+                "--data",
+                &source,
+                "--split-sizes",
+                "50,100",
+                "--classes",
+                "301",
+            ],
+        );
+        assert!(
+            e.contains("--classes") && e.contains("more classes than items"),
+            "{e}"
+        );
+        let e = fails(
+            &tmp,
+            &[
+                "--data",
+                &source,
+                "--split-sizes",
+                "50,100",
+                "--classes",
+                "0",
+            ],
+        );
+        assert!(e.contains("--classes") && e.contains("at least 1"), "{e}");
+        let e = fails(
+            &tmp,
+            &[
+                "--data",
+                &source,
+                "--split-sizes",
+                &format!("{},2", usize::MAX),
+            ],
+        );
+        assert!(
+            e.contains("split sizes") && e.contains("query + train"),
+            "{e}"
+        );
+    }
+
+    /// Sizes derived from flags are checked before training: an absurd one cannot overflow, a
+    /// merely huge one is measured against the machine, and both name the flag.
+    #[test]
+    fn sizes_the_machine_cannot_hold_name_the_flag() {
+        let tmp = Temp::new("sizes");
+        let max = usize::MAX.to_string();
+        let e = fails(&tmp, &["--hidden", &max]);
+        assert!(e.contains("--hidden") && e.contains("more than"), "{e}");
+        // 4 TiB of parameters alone.
+        let e = fails(&tmp, &["--hidden", "300000000"]);
+        assert!(e.contains("--hidden") && e.contains("TiB"), "{e}");
+        let e = fails(&tmp, &["--epochs", &max]);
+        assert!(e.contains("--epochs") && e.contains("more than"), "{e}");
     }
 
     #[test]

@@ -88,6 +88,12 @@ pub enum UserSplit {
 /// labels (every label must be below it); without it the largest label + 1 is used. For multi-hot
 /// labels it must equal the number of columns when given.
 pub fn load_user(split: &UserSplit, n_classes: Option<usize>) -> Result<Split, TrainError> {
+    if n_classes == Some(0) {
+        return Err(TrainError::Config {
+            flag: "--classes",
+            reason: "must be at least 1".into(),
+        });
+    }
     match split {
         UserSplit::Sizes {
             source,
@@ -96,7 +102,7 @@ pub fn load_user(split: &UserSplit, n_classes: Option<usize>) -> Result<Split, T
         } => {
             let all = load_source(source)?;
             let n = all.len();
-            if *query == 0 || *train == 0 || query + train > n {
+            if *query == 0 || *train == 0 || query.checked_add(*train).is_none_or(|qt| qt > n) {
                 return Err(TrainError::Split {
                     what: format!(
                         "split sizes {query},{train}: need at least one query and one training \
@@ -416,21 +422,53 @@ fn to_raw_labels(array: NpyArray, path: &Path) -> Result<RawLabels, TrainError> 
 }
 
 /// Settles the number of classes across the sets and checks every label against it.
+///
+/// Class indices may not number more classes than there are items (all sets together): a class
+/// count is paid for in memory and time by every item and every centre, so one stray large label
+/// (a wrong column, an ID) must not silently make millions of empty classes.
 fn settle_classes(sets: &[&Loaded], n_classes: Option<usize>) -> Result<usize, TrainError> {
     let Some(first) = sets.first() else {
         return Ok(n_classes.unwrap_or(0));
     };
     match &first.labels {
         RawLabels::Indices(_) => {
-            let max = sets
+            let items: usize = sets.iter().map(|s| s.len()).sum();
+            // The largest label, where it is: (set, item, label).
+            let largest = sets
                 .iter()
-                .filter_map(|s| match &s.labels {
-                    RawLabels::Indices(v) => v.iter().copied().max(),
+                .enumerate()
+                .filter_map(|(k, s)| match &s.labels {
+                    RawLabels::Indices(v) => v
+                        .iter()
+                        .enumerate()
+                        .max_by_key(|&(i, &label)| (label, std::cmp::Reverse(i)))
+                        .map(|(i, &label)| (k, i, label)),
                     RawLabels::MultiHot { .. } => None,
                 })
-                .max()
-                .unwrap_or(0);
-            let c = n_classes.unwrap_or_else(|| usize::try_from(max).map_or(1, |m| m + 1));
+                .max_by_key(|&(k, i, label)| (label, std::cmp::Reverse((k, i))));
+            let c = match (n_classes, largest) {
+                (Some(c), _) if c > items => {
+                    return Err(TrainError::Config {
+                        flag: "--classes",
+                        reason: format!(
+                            "{c} classes for {items} items: more classes than items; \
+                             give at most {items}"
+                        ),
+                    })
+                }
+                (Some(c), _) => c,
+                (None, Some((k, item, label))) if label >= 0 && label as u64 >= items as u64 => {
+                    return Err(TrainError::ClassCount {
+                        path: sets[k].labels_path.clone(),
+                        item,
+                        label,
+                        items,
+                    })
+                }
+                (None, largest) => {
+                    largest.map_or(1, |(_, _, max)| usize::try_from(max).map_or(1, |m| m + 1))
+                }
+            };
             for s in sets {
                 let RawLabels::Indices(v) = &s.labels else {
                     return Err(kind_mismatch(s, first));
