@@ -36,14 +36,67 @@ pub enum TrainError {
     #[error(transparent)]
     Index(#[from] IndexError),
     /// The loss became NaN or infinite.
-    #[error("the loss became {value} at epoch {epoch}, batch {batch}; try a smaller --lr")]
+    #[error("the loss became {value} at epoch {}, batch {}; {advice}", .epoch + 1, .batch + 1)]
     Diverged {
         /// Epoch, from 0.
         epoch: usize,
-        /// Batch in the epoch.
+        /// Batch in the epoch, from 0.
         batch: usize,
         /// The value.
         value: f64,
+        /// What to change.
+        advice: String,
+    },
+    /// A batch loss rose by orders of magnitude over its running level.
+    #[error(
+        "the loss grew to {value} at epoch {}, batch {}, over {} times its running level of \
+         {level}: training diverged; {advice}",
+        .epoch + 1, .batch + 1, crate::divergence::GROWTH_LIMIT
+    )]
+    LossGrew {
+        /// Epoch, from 0.
+        epoch: usize,
+        /// Batch in the epoch, from 0.
+        batch: usize,
+        /// The batch loss.
+        value: f64,
+        /// The running level it is compared with.
+        level: f64,
+        /// What to change.
+        advice: String,
+    },
+    /// Every code of a length is one value.
+    #[error(
+        "every {bits}-bit code is the same for all {items} query and database items after \
+         {after}: the codes collapsed; {advice}"
+    )]
+    Collapsed {
+        /// The code length.
+        bits: usize,
+        /// Query and database items encoded.
+        items: usize,
+        /// The evaluation (`epoch 3`, `training`).
+        after: String,
+        /// What to change.
+        advice: String,
+    },
+    /// Features so large that float32 arithmetic on them overflows.
+    #[error(
+        "the {set} features reach {value:e} at item {item}, feature {feature}: beyond {limit:.1e} \
+         the dot products of feature vectors overflow float32; scale the features to order 1 \
+         (e.g. standardise each feature)"
+    )]
+    FeatureScale {
+        /// `training`, `query` or `database`.
+        set: &'static str,
+        /// The item.
+        item: usize,
+        /// The feature.
+        feature: usize,
+        /// Its value.
+        value: f32,
+        /// The largest magnitude whose squares, summed over the features, stay finite.
+        limit: f64,
     },
 
     /// An item's class is not below the number of classes of the centre matrix.

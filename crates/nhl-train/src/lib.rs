@@ -22,6 +22,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod divergence;
 pub mod error;
 pub mod limits;
 pub mod losses;

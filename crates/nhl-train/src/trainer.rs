@@ -10,6 +10,7 @@ use nhl_kernels::{HashingOps, Real, Shape};
 
 use crate::config::{Method, Mode, TrainConfig};
 use crate::data::{Dataset, Split};
+use crate::divergence::{check_collapse, check_feature_scale, Advice, BatchAt, LossMonitor};
 use crate::error::TrainError;
 use crate::limits::{Footprint, Placement};
 use crate::losses::{Bank, BatchContext, LengthLoss};
@@ -172,6 +173,7 @@ pub fn validate_config(config: &TrainConfig) -> Result<(), TrainError> {
 pub fn validate(config: &TrainConfig, split: &Split) -> Result<(), TrainError> {
     validate_config(config)?;
     Footprint::of(config, split).check(Placement::Host, None)?;
+    check_feature_scale(split)?;
     if split.train.len() < 2 {
         return Err(config_error(
             "--train",
@@ -195,6 +197,17 @@ pub fn validate(config: &TrainConfig, split: &Split) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// Checks that a caller may add to those every run makes (a loss that is not finite or grows by
+/// orders of magnitude stops any run).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checks {
+    /// Stop with [`TrainError::Collapsed`] when every code of a length is one value at an
+    /// evaluation (each validation and the final encoding). Very short runs on small data can
+    /// end before the shortest codes separate the items, so this is the caller's choice;
+    /// `cargo xtask train` makes it.
+    pub collapse: bool,
+}
+
 /// Trains the model(s) that `config` asks for on `split.train` and encodes the query and
 /// database sets. `single` trains one model per length one after the other; every other mode
 /// trains one nested model for all lengths.
@@ -202,6 +215,17 @@ pub fn train<B: HashingOps<Elem = f32>>(
     backend: &B,
     split: &Split,
     config: &TrainConfig,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<TrainOutcome, TrainError> {
+    train_checked(backend, split, config, Checks::default(), progress)
+}
+
+/// [`train`] with the extra `checks`.
+pub fn train_checked<B: HashingOps<Elem = f32>>(
+    backend: &B,
+    split: &Split,
+    config: &TrainConfig,
+    checks: Checks,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<TrainOutcome, TrainError> {
     validate(config, split)?;
@@ -237,13 +261,21 @@ pub fn train<B: HashingOps<Elem = f32>>(
             outcome.loss_per_epoch[epoch] += loss;
             outcome.train_seconds += seconds;
             if config.eval_every > 0 && (epoch + 1) % config.eval_every == 0 {
+                let codes = run.encode(split)?;
+                if checks.collapse {
+                    run.check_collapse(&codes, split, &format!("epoch {}", epoch + 1))?;
+                }
                 outcome.validations.push(Validation {
                     epoch: epoch + 1,
-                    map: run.validate(split)?,
+                    map: mean_average_precision(&codes, split)?,
                 });
             }
         }
-        outcome.codes.extend(run.encode(split)?);
+        let codes = run.encode(split)?;
+        if checks.collapse {
+            run.check_collapse(&codes, split, "training")?;
+        }
+        outcome.codes.extend(codes);
         let prefix = if config.mode == Mode::Single {
             format!("b{}.", bits[0])
         } else {
@@ -307,6 +339,10 @@ struct ModelRun<'a, B: HashingOps<Elem = f32>> {
     target_rows: Vec<u32>,
     n_train: usize,
     shuffle: SplitMix64,
+    /// The running level of the batch losses, for the divergence check.
+    monitor: LossMonitor,
+    /// What to change if training goes wrong.
+    advice: Advice,
     /// Where the steps' time went, since [`EpochRunner::take_phases`] last read it.
     phases: StepPhases,
 }
@@ -360,6 +396,8 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
             target_rows: target_rows(&train.labels),
             n_train: train.len(),
             shuffle: SplitMix64::new(config.seed ^ SHUFFLE_STREAM),
+            monitor: LossMonitor::default(),
+            advice: Advice::new(train, config.lr),
             phases: StepPhases::default(),
         })
     }
@@ -382,15 +420,12 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         let start = Instant::now();
         let mut total = 0.0;
         let mut done = 0;
+        // Copies, so that the steps below may borrow `self` while `record` holds these.
+        let mut monitor = self.monitor;
+        let advice = self.advice.clone();
         let mut record = |losses: &[f64]| -> Result<(), TrainError> {
             for &loss in losses {
-                if !loss.is_finite() {
-                    return Err(TrainError::Diverged {
-                        epoch,
-                        batch: done,
-                        value: loss,
-                    });
-                }
+                monitor.observe(loss, BatchAt { epoch, batch: done }, &advice)?;
                 total += loss;
                 done += 1;
                 report(done, batches, total / done as f64);
@@ -417,6 +452,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         if let Some((slots, used)) = pending.take() {
             record(&step_sums(&self.backend.download(&slots)?, k, used))?;
         }
+        self.monitor = monitor;
         self.backend.sync()?;
         Ok((start.elapsed().as_secs_f64(), total / batches as f64))
     }
@@ -534,18 +570,19 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
             .collect()
     }
 
-    /// mAP@ALL of every length of the current model on the query set against the database.
-    fn validate(&self, split: &Split) -> Result<Vec<(usize, f64)>, TrainError> {
-        let codes = self.encode(split)?;
-        let metrics = evaluate_lengths(
-            codes
-                .iter()
-                .map(|c| (c.bits, c.query.view(), c.database.view())),
-            &split.query.labels,
-            &split.database.labels,
-            &[],
-        )?;
-        Ok(metrics.iter().map(|m| (m.bits, m.map)).collect())
+    /// [`check_collapse`] of `codes`, with this run's advice.
+    fn check_collapse(
+        &self,
+        codes: &[LengthCodes],
+        split: &Split,
+        after: &str,
+    ) -> Result<(), TrainError> {
+        check_collapse(
+            codes,
+            split,
+            after,
+            &self.advice.for_collapse(&self.monitor),
+        )
     }
 
     /// The hash layer's real outputs (`n x B`, row-major) for every item of `set`.
@@ -564,6 +601,22 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         }
         Ok(out)
     }
+}
+
+/// mAP@ALL of every length of `codes` on the query set against the database.
+fn mean_average_precision(
+    codes: &[LengthCodes],
+    split: &Split,
+) -> Result<Vec<(usize, f64)>, TrainError> {
+    let metrics = evaluate_lengths(
+        codes
+            .iter()
+            .map(|c| (c.bits, c.query.view(), c.database.view())),
+        &split.query.labels,
+        &split.database.labels,
+        &[],
+    )?;
+    Ok(metrics.iter().map(|m| (m.bits, m.map)).collect())
 }
 
 /// Packs the first `bits` columns of `n x width` outputs into codes.

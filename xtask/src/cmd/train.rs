@@ -26,7 +26,9 @@ use nhl_train::run_dir::{default_out_dir, RunDir};
 
 use crate::backend_choice::BackendChoice;
 use crate::names::{parse_method, parse_mode};
-use nhl_train::trainer::{train, validate, validate_config, Progress, TrainOutcome};
+use nhl_train::trainer::{
+    train_checked, validate, validate_config, Checks, Progress, TrainOutcome,
+};
 
 /// `QUERY,TRAIN`.
 fn parse_sizes(s: &str) -> Result<(usize, usize), String> {
@@ -221,7 +223,8 @@ fn train_on<B: HashingOps<Elem = f32>>(
     config: &TrainConfig,
 ) -> anyhow::Result<TrainOutcome> {
     let mut bars = Bars { current: None };
-    let outcome = train(backend, split, config, &mut |p| bars.update(p));
+    let checks = Checks { collapse: true };
+    let outcome = train_checked(backend, split, config, checks, &mut |p| bars.update(p));
     bars.finish();
     Ok(outcome?)
 }
@@ -651,6 +654,64 @@ mod tests {
         assert!(e.contains("--hidden") && e.contains("TiB"), "{e}");
         let e = fails(&tmp, &["--epochs", &max]);
         assert!(e.contains("--epochs") && e.contains("more than"), "{e}");
+    }
+
+    /// A learning rate that makes the loss explode without a NaN stops the run, naming the
+    /// flag and its value.
+    #[test]
+    fn a_diverging_run_is_stopped() {
+        let tmp = Temp::new("diverge");
+        let e = fails(&tmp, &["--lr", "1e6", "--method", "dpn", "--hidden", "16"]);
+        assert!(
+            e.contains("training diverged") && e.contains("--lr (now 1000000)"),
+            "{e}"
+        );
+    }
+
+    /// Identical features for every item can only give one code: the collapse is caught at the
+    /// evaluation and the cause named.
+    #[test]
+    fn collapsed_codes_are_an_error() {
+        let tmp = Temp::new("collapse");
+        let f = tmp.0.join("same.npy");
+        let l = tmp.0.join("lab.npy");
+        let n = 40;
+        write_npy(
+            &f,
+            &NpyArray {
+                shape: vec![n, 3],
+                data: NpyData::F32([0.25, 0.5, 0.75].repeat(n)),
+            },
+        )
+        .unwrap();
+        write_npy(
+            &l,
+            &NpyArray {
+                shape: vec![n],
+                data: NpyData::I64((0..n as i64).map(|i| i % 2).collect()),
+            },
+        )
+        .unwrap();
+        let source = format!("{},{}", f.display(), l.display());
+        let e = fails(
+            &tmp,
+            &[
+                "--data",
+                &source,
+                "--split-sizes",
+                "10,20",
+                "--bits",
+                "8,16",
+                "--hidden",
+                "8",
+            ],
+        );
+        assert!(
+            e.contains("every 8-bit code is the same")
+                && e.contains("codes collapsed")
+                && e.contains("same features"),
+            "{e}"
+        );
     }
 
     #[test]
