@@ -128,6 +128,22 @@ pub enum TrainError {
         /// Where else was looked and how to get the file.
         hint: String,
     },
+    /// A directory where a file is needed.
+    #[error("{path}: is a directory, not {expected}")]
+    IsDirectory {
+        /// The path.
+        path: PathBuf,
+        /// What it should be.
+        expected: String,
+    },
+    /// A file where a directory is needed.
+    #[error("{path}: is a file, not a directory{hint}")]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+        /// What the directory should hold, as `; ...`, or empty.
+        hint: String,
+    },
     /// A file-system call failed.
     #[error("{path}: {source}")]
     Io {
@@ -205,6 +221,21 @@ pub enum TrainError {
         feature: usize,
         /// The value.
         value: f32,
+    },
+    /// A float64 feature beyond the range of float32, the precision training runs in.
+    #[error(
+        "{path}: features: item {item}, feature {feature} is {value:e}, beyond float32's range \
+         (|x| <= 3.4e38) that training computes in; scale the features to order 1"
+    )]
+    FeatureRange {
+        /// The file.
+        path: PathBuf,
+        /// Row of the first such value.
+        item: usize,
+        /// Column of the first such value.
+        feature: usize,
+        /// The value.
+        value: f64,
     },
     /// A class label is negative or not below the number of classes.
     #[error("{path}: labels: item {item} has class {label}, expected 0..{n_classes}")]

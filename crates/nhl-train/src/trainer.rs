@@ -172,29 +172,28 @@ pub fn validate_config(config: &TrainConfig) -> Result<(), TrainError> {
 /// against its memory with [`Footprint::check`]).
 pub fn validate(config: &TrainConfig, split: &Split) -> Result<(), TrainError> {
     validate_config(config)?;
-    Footprint::of(config, split).check(Placement::Host, None)?;
-    check_feature_scale(split)?;
     if split.train.len() < 2 {
-        return Err(config_error(
-            "--train",
-            format!(
-                "the training set needs at least 2 items, got {}",
+        return Err(TrainError::Split {
+            what: format!(
+                "the training set needs at least 2 items (pairwise terms need pairs), got {} \
+                 (set by --split-sizes or --train-data)",
                 split.train.len()
             ),
-        ));
+        });
     }
     for (name, set) in [("query", &split.query), ("database", &split.database)] {
         if set.dim != split.train.dim {
-            return Err(config_error(
-                "--features",
-                format!(
-                    "{name} items have {} features, training items {}",
+            return Err(TrainError::Split {
+                what: format!(
+                    "the {name} items have {} features, the training items {}; every set needs \
+                     the same features",
                     set.dim, split.train.dim
                 ),
-            ));
+            });
         }
     }
-    Ok(())
+    Footprint::of(config, split).check(Placement::Host, None)?;
+    check_feature_scale(split)
 }
 
 /// Checks that a caller may add to those every run makes (a loss that is not finite or grows by
@@ -654,6 +653,30 @@ mod tests {
             labels: Labels::Single((0..items as u32).map(|i| i % 3).collect()),
             n_classes: 3,
         }
+    }
+
+    /// Errors about the sets name them, never flags that do not exist.
+    #[test]
+    fn split_errors_name_the_sets() {
+        let config = TrainConfig::default();
+        let mut split = Split {
+            name: "tiny".into(),
+            query: tiny_set(3, 1),
+            train: tiny_set(12, 2),
+            database: tiny_set(5, 3),
+        };
+        split.query.dim = 3;
+        split.query.features.truncate(9);
+        let e = validate(&config, &split).unwrap_err().to_string();
+        assert!(
+            e.contains("the query items have 3 features, the training items 6")
+                && !e.contains("--features"),
+            "{e}"
+        );
+        split.query = tiny_set(3, 1);
+        split.train = tiny_set(1, 2);
+        let e = validate(&config, &split).unwrap_err().to_string();
+        assert!(e.contains("at least 2 items, got 1") && !e.contains("--train "), "{e}");
     }
 
     /// A step leaves no handle to a parameter alive when the optimiser updates it, so the CPU

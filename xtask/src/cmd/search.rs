@@ -25,6 +25,7 @@ use nhl_index::{Codes, Isa};
 use serde_json::json;
 
 use crate::cpu_clock::timed;
+use crate::names::at_least_one;
 
 /// Search packed binary codes.
 #[derive(clap::Args, Debug)]
@@ -56,8 +57,8 @@ pub struct Args {
     /// Cascade search: rank by the first PREFIX_BITS, re-rank CANDIDATES by the full code.
     #[arg(long, value_name = "PREFIX_BITS:CANDIDATES")]
     pub cascade: Option<String>,
-    /// Worker threads (default: all cores).
-    #[arg(long, value_name = "N")]
+    /// Worker threads, at least 1 (default: all cores).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// Output directory (created if missing).
     #[arg(long, value_name = "DIR")]
@@ -123,9 +124,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cascade = args.cascade.as_deref().map(parse_cascade).transpose()?;
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(t) = args.threads {
-        if t == 0 {
-            bail!("--threads must be at least 1");
-        }
         builder = builder.num_threads(t);
     }
     let pool = builder.build().context("starting the thread pool")?;

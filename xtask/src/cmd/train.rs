@@ -714,6 +714,82 @@ mod tests {
         );
     }
 
+    /// Messages that name the real cause, not a neighbouring one.
+    #[test]
+    fn messages_name_the_real_cause() {
+        let tmp = Temp::new("causes");
+        // float64 features beyond float32's range: the value as given, not "inf".
+        let f = tmp.0.join("f64.npy");
+        let mut values = vec![0.5f64; 30 * 2];
+        values[2 * 4 + 1] = 1e300;
+        write_npy(
+            &f,
+            &NpyArray {
+                shape: vec![30, 2],
+                data: NpyData::F64(values),
+            },
+        )
+        .unwrap();
+        let labels = user_data(&tmp, 30, |i| i as i64 % 2);
+        let l = labels.split_once(',').unwrap().1;
+        let e = fails(
+            &tmp,
+            &["--data", &format!("{},{l}", f.display()), "--split-sizes", "5,10"],
+        );
+        assert!(
+            e.contains("f64.npy")
+                && e.contains("item 4, feature 1 is 1e300")
+                && e.contains("float32")
+                && !e.contains("inf"),
+            "{e}"
+        );
+
+        // Features scaled by 1e37: their scale, not --lr.
+        let big = tmp.0.join("big.npy");
+        write_npy(
+            &big,
+            &NpyArray {
+                shape: vec![30, 2],
+                data: NpyData::F32((0..60).map(|i| i as f32 * 1e37 / 60.0).collect()),
+            },
+        )
+        .unwrap();
+        let e = fails(
+            &tmp,
+            &["--data", &format!("{},{l}", big.display()), "--split-sizes", "5,10"],
+        );
+        assert!(
+            e.contains("features reach") && e.contains("scale the features") && !e.contains("--lr"),
+            "{e}"
+        );
+
+        // A directory given as a features file.
+        let dir = tmp.0.join("features-dir");
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = fails(
+            &tmp,
+            &["--data", &format!("{},{l}", dir.display()), "--split-sizes", "5,10"],
+        );
+        assert!(
+            e.contains("features-dir: is a directory, not a .npy file") && !e.contains("not found"),
+            "{e}"
+        );
+        let st = tmp.0.join("d.safetensors");
+        std::fs::create_dir_all(&st).unwrap();
+        let e = fails(&tmp, &["--data", st.to_str().unwrap(), "--split-sizes", "5,10"]);
+        assert!(e.contains("d.safetensors: is a directory"), "{e}");
+        // A file given as --data-dir.
+        let e = fails(&tmp, &["--protocol", "fmnist", "--data-dir", &f.display().to_string()]);
+        assert!(e.contains("f64.npy: is a file, not a directory"), "{e}");
+
+        // Too small a training set names the flags that exist.
+        let e = fails(&tmp, &["--data", &labels, "--split-sizes", "5,1"]);
+        assert!(
+            e.contains("at least 2 items") && e.contains("--split-sizes or --train-data"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn an_existing_run_is_not_overwritten() {
         let tmp = Temp::new("exists");

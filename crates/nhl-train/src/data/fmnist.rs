@@ -103,6 +103,12 @@ pub fn load_protocol(protocol: Protocol, data_dir: Option<&Path>) -> Result<Spli
 
 /// `dir/NAME.gz`, else `dir/NAME`.
 fn locate(dir: &Path, stem: &str) -> Result<PathBuf, TrainError> {
+    if dir.is_file() {
+        return Err(TrainError::NotADirectory {
+            path: dir.to_path_buf(),
+            hint: "; --data-dir names the directory that holds the IDX files".into(),
+        });
+    }
     let gz = dir.join(format!("{stem}.gz"));
     if gz.is_file() {
         return Ok(gz);

@@ -221,26 +221,39 @@ fn load_source(source: &UserSource) -> Result<Loaded, TrainError> {
 }
 
 fn read_npy_checked(path: &Path) -> Result<NpyArray, TrainError> {
-    if !path.is_file() {
-        return Err(TrainError::NotFound {
-            path: path.to_path_buf(),
-            hint: "a .npy file".into(),
-        });
-    }
+    check_is_file(path, "a .npy file")?;
     Ok(read_npy(path)?)
+}
+
+/// Fails unless `path` is a file (or a link to one): absent, and a directory, each get their own
+/// message. `what` says what the file should hold.
+fn check_is_file(path: &Path, what: &str) -> Result<(), TrainError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(TrainError::IsDirectory {
+            path: path.to_path_buf(),
+            expected: what.into(),
+        }),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(TrainError::NotFound {
+            path: path.to_path_buf(),
+            hint: what.into(),
+        }),
+        Err(source) => Err(TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// The `features` and `labels` tensors of a safetensors file, as arrays.
 fn read_safetensors(path: &Path) -> Result<(NpyArray, NpyArray), TrainError> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => TrainError::NotFound {
-            path: path.to_path_buf(),
-            hint: "a .safetensors file with tensors `features` and `labels`".into(),
-        },
-        _ => TrainError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
+    check_is_file(
+        path,
+        "a .safetensors file with tensors `features` and `labels`",
+    )?;
+    let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
     })?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| TrainError::Content {
         path: path.to_path_buf(),
@@ -338,7 +351,18 @@ fn to_features(array: NpyArray, path: &Path) -> Result<(Vec<f32>, usize, usize),
     let dtype = dtype_name(&array.data);
     let values: Vec<f32> = match array.data {
         NpyData::F32(v) => v,
-        NpyData::F64(v) => v.into_iter().map(|x| x as f32).collect(),
+        NpyData::F64(v) => {
+            // Checked before the conversion, which would turn 1e300 into an infinity.
+            if let Some(bad) = v.iter().position(|x| x.is_finite() && x.abs() > f64::from(f32::MAX)) {
+                return Err(TrainError::FeatureRange {
+                    path: path.to_path_buf(),
+                    item: bad / dim,
+                    feature: bad % dim,
+                    value: v[bad],
+                });
+            }
+            v.into_iter().map(|x| x as f32).collect()
+        }
         NpyData::U16F16(v) => v.into_iter().map(f16_to_f32).collect(),
         NpyData::U8(v) => v.into_iter().map(|x| f32::from(x) / 255.0).collect(),
         NpyData::I32(_) | NpyData::I64(_) => {
