@@ -69,9 +69,23 @@ mod tests {
     fn zero_threads_are_refused_where_they_are_parsed() {
         for argv in [
             &["xtask", "bench", "search", "--threads", "1,0"][..],
-            &["xtask", "search", "--database", "d", "--queries", "q", "--out", "o", "--threads", "0"],
+            &[
+                "xtask",
+                "search",
+                "--database",
+                "d",
+                "--queries",
+                "q",
+                "--out",
+                "o",
+                "--threads",
+                "0",
+            ],
         ] {
-            let e = Cli::try_parse_from(argv).err().expect("refused").to_string();
+            let e = Cli::try_parse_from(argv)
+                .err()
+                .expect("refused")
+                .to_string();
             assert!(e.contains("--threads") && e.contains("at least 1"), "{e}");
         }
     }

@@ -1,4 +1,4 @@
-//! The base hashing losses (NHL-SPEC section 5), each written with tape ops only, so every
+//! The base hashing losses (docs/METHOD.md section 5), each written with tape ops only, so every
 //! gradient comes from the checked backward rules; CSQ also has a fused kernel
 //! ([`LengthLoss::fused`]) that training uses and that is tested against its tape form. One
 //! [`LengthLoss`] per code length.

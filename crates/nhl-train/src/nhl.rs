@@ -1,5 +1,5 @@
 //! Every length's objective and output gradient from the one shared output, with the
-//! long-to-short cascade self-distillation (NHL-SPEC section 3). The dominance weights that
+//! long-to-short cascade self-distillation (docs/METHOD.md section 3). The dominance weights that
 //! combine the gradients are in [`crate::weighting`].
 
 use nhl_autograd::Tape;
@@ -25,7 +25,7 @@ pub struct LengthGradients<B: Backend> {
 /// their own) and [`HashingOps::sp_distill`], each reading its prefix of `U` in place.
 ///
 /// `J_k` depends only on `U_k` (the first `b_k` columns) and on a detached `U_{k+1}`, so `D_k` is
-/// exact without `K` backward passes (NHL-SPEC 2.4). With `distill_weight = Some(lambda_D)`,
+/// exact without `K` backward passes (docs/METHOD.md 2.4). With `distill_weight = Some(lambda_D)`,
 /// `J_k` adds `lambda_D SP(U_k, sg(U_{k+1}))` for every `k < K` (section 3).
 pub fn length_gradients<B: HashingOps>(
     be: &B,

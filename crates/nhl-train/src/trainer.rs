@@ -8,7 +8,7 @@ use nhl_index::Codes;
 use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::{HashingOps, Real, Shape};
 
-use crate::config::{Method, Mode, TrainConfig};
+use crate::config::{Centres, Method, Mode, TrainConfig};
 use crate::data::{Dataset, Split};
 use crate::divergence::{check_collapse, check_feature_scale, Advice, BatchAt, LossMonitor};
 use crate::error::TrainError;
@@ -358,7 +358,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         let model =
             NestedHashModel::new(backend, train.dim, config.hidden, code_bits, config.seed)?;
         let adam = Adam::new(backend, &model.params, config.lr, config.weight_decay)?;
-        let long_centres = (config.prefix_centres && config.method == Method::Csq)
+        let long_centres = (config.centres == Centres::Prefix && config.method == Method::Csq)
             .then(|| csq_prefix_centres(bits, train.n_classes(), config.seed));
         let losses = bits
             .iter()
@@ -676,7 +676,10 @@ mod tests {
         split.query = tiny_set(3, 1);
         split.train = tiny_set(1, 2);
         let e = validate(&config, &split).unwrap_err().to_string();
-        assert!(e.contains("at least 2 items, got 1") && !e.contains("--train "), "{e}");
+        assert!(
+            e.contains("at least 2 items, got 1") && !e.contains("--train "),
+            "{e}"
+        );
     }
 
     /// A step leaves no handle to a parameter alive when the optimiser updates it, so the CPU

@@ -15,7 +15,7 @@ use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::gpu::GpuBackend;
 use nhl_kernels::{Backend, HashingOps};
 use nhl_train::checkpoint::{self, CheckpointMeta};
-use nhl_train::config::{Method, Mode, TrainConfig};
+use nhl_train::config::{Centres, Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit};
 use nhl_train::limits::{physical_memory, Footprint, Placement};
 use nhl_train::metrics::{evaluate_lengths, LengthMetrics, PRECISION_KS};
@@ -25,7 +25,7 @@ use nhl_train::report::{
 use nhl_train::run_dir::{default_out_dir, RunDir};
 
 use crate::backend_choice::BackendChoice;
-use crate::names::{parse_method, parse_mode};
+use crate::names::{parse_centres, parse_method, parse_mode};
 use nhl_train::trainer::{
     train_checked, validate, validate_config, Checks, Progress, TrainOutcome,
 };
@@ -108,17 +108,17 @@ pub struct Args {
     /// reporting, selected on the queries) beside the final figures; 0 = off.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub eval_every: usize,
-    /// CSQ: prefix-consistent centres (each length's centres are prefixes of the longest's; our
-    /// variant, not the reference's independent centres).
-    #[arg(long)]
-    pub prefix_centres: bool,
-    /// Replicate the reference's leftover hash-layer gradient (NHL-SPEC Q3) in the weighted modes.
+    /// CSQ hash centres: prefix (one centre per class for the longest code, the shorter centres
+    /// its prefixes; the protocol default) or independent (the reference's, drawn per length).
+    #[arg(long, default_value = "prefix", value_parser = parse_centres)]
+    pub centres: Centres,
+    /// Replicate the reference's leftover hash-layer gradient (docs/METHOD.md Q3) in the weighted modes.
     #[arg(long)]
     pub reference_grad_leak: bool,
     /// auto (a hardware GPU, else the CPU), cpu, or gpu (wgpu, software adapters allowed).
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
-    /// Output directory; must not exist or be empty. Default: runs/<UTC YYYYmmdd-HHMMSS>.
+    /// Output directory; must not exist or be empty. Default: `runs/<UTC YYYYmmdd-HHMMSS>`.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
@@ -137,7 +137,7 @@ fn config(args: &Args) -> TrainConfig {
         distill_weight: args.distill_weight,
         reference_grad_leak: args.reference_grad_leak,
         eval_every: args.eval_every,
-        prefix_centres: args.prefix_centres,
+        centres: args.centres,
         ..TrainConfig::default()
     }
 }
@@ -734,7 +734,12 @@ mod tests {
         let l = labels.split_once(',').unwrap().1;
         let e = fails(
             &tmp,
-            &["--data", &format!("{},{l}", f.display()), "--split-sizes", "5,10"],
+            &[
+                "--data",
+                &format!("{},{l}", f.display()),
+                "--split-sizes",
+                "5,10",
+            ],
         );
         assert!(
             e.contains("f64.npy")
@@ -756,7 +761,12 @@ mod tests {
         .unwrap();
         let e = fails(
             &tmp,
-            &["--data", &format!("{},{l}", big.display()), "--split-sizes", "5,10"],
+            &[
+                "--data",
+                &format!("{},{l}", big.display()),
+                "--split-sizes",
+                "5,10",
+            ],
         );
         assert!(
             e.contains("features reach") && e.contains("scale the features") && !e.contains("--lr"),
@@ -768,7 +778,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let e = fails(
             &tmp,
-            &["--data", &format!("{},{l}", dir.display()), "--split-sizes", "5,10"],
+            &[
+                "--data",
+                &format!("{},{l}", dir.display()),
+                "--split-sizes",
+                "5,10",
+            ],
         );
         assert!(
             e.contains("features-dir: is a directory, not a .npy file") && !e.contains("not found"),
@@ -776,10 +791,21 @@ mod tests {
         );
         let st = tmp.0.join("d.safetensors");
         std::fs::create_dir_all(&st).unwrap();
-        let e = fails(&tmp, &["--data", st.to_str().unwrap(), "--split-sizes", "5,10"]);
+        let e = fails(
+            &tmp,
+            &["--data", st.to_str().unwrap(), "--split-sizes", "5,10"],
+        );
         assert!(e.contains("d.safetensors: is a directory"), "{e}");
         // A file given as --data-dir.
-        let e = fails(&tmp, &["--protocol", "fmnist", "--data-dir", &f.display().to_string()]);
+        let e = fails(
+            &tmp,
+            &[
+                "--protocol",
+                "fmnist",
+                "--data-dir",
+                &f.display().to_string(),
+            ],
+        );
         assert!(e.contains("f64.npy: is a file, not a directory"), "{e}");
 
         // Too small a training set names the flags that exist.

@@ -12,7 +12,7 @@
 //! the twin's parity test compares it with the rule on seeded random products.
 
 mod cpu;
-mod csq_row;
+pub(crate) mod csq_row;
 mod gpu;
 
 use crate::backend::{Backend, Shape};

@@ -353,7 +353,10 @@ fn to_features(array: NpyArray, path: &Path) -> Result<(Vec<f32>, usize, usize),
         NpyData::F32(v) => v,
         NpyData::F64(v) => {
             // Checked before the conversion, which would turn 1e300 into an infinity.
-            if let Some(bad) = v.iter().position(|x| x.is_finite() && x.abs() > f64::from(f32::MAX)) {
+            if let Some(bad) = v
+                .iter()
+                .position(|x| x.is_finite() && x.abs() > f64::from(f32::MAX))
+            {
                 return Err(TrainError::FeatureRange {
                     path: path.to_path_buf(),
                     item: bad / dim,
