@@ -755,7 +755,11 @@ mod tests {
             &big,
             &NpyArray {
                 shape: vec![30, 2],
-                data: NpyData::F32((0..60).map(|i| i as f32 * 1e37 / 60.0).collect()),
+                data: NpyData::F32(
+                    (0..60)
+                        .map(|i| (f64::from(i) * 1e37 / 60.0) as f32)
+                        .collect(),
+                ),
             },
         )
         .unwrap();
