@@ -297,6 +297,26 @@ pub enum TrainError {
         /// The output path.
         path: PathBuf,
     },
+    /// An output directory holds files that the command does not write, so replacing it would
+    /// lose them.
+    #[error(
+        "{path}: holds {names}, which this command does not write; choose another --out or \
+         remove them"
+    )]
+    Foreign {
+        /// The output path.
+        path: PathBuf,
+        /// The foreign entries, comma-separated.
+        names: String,
+    },
+    /// An output path is a symbolic link to nothing.
+    #[error("{path}: is a symbolic link to {to}, which does not exist; choose another --out")]
+    DanglingLink {
+        /// The output path.
+        path: PathBuf,
+        /// Where the link points.
+        to: PathBuf,
+    },
     /// `metrics.json` does not hold the expected fields (the message names the field and line),
     /// or the metrics could not be written as JSON.
     #[error("{path}: not a valid metrics.json: {source}")]

@@ -40,6 +40,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
+    // Checked before any work: a directory, or a link to one, cannot be replaced by the file.
+    if args.faiss.is_dir() {
+        bail!(
+            "--faiss {}: is a directory; give the path of the index file to write",
+            args.faiss.display()
+        );
+    }
     let codes = Codes::read_npy(&args.codes, args.bits)
         .with_context(|| format!("loading the codes {}", args.codes.display()))?;
     let ids = args

@@ -13,6 +13,11 @@
 //!   `radius` / `max_count` or `cascade` (with its recall@k against the exact search) when used;
 //!   with `--mih`, `mih` (`substrings`, `index_seconds`, and for a range search `range_method`,
 //!   `probe` or `scan`, and `verified`, the full distances computed).
+//!
+//! The outputs appear as a set or not at all: they are written into a sibling directory that
+//! replaces `--out` when every file is written (`nhl_train::run_dir`), so an earlier search's
+//! files of another layout (a range search's `counts.npy`) go with it, and a failed search leaves
+//! `--out` as it was. `--out` is checked before the codes are read.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +27,7 @@ use nhl_index::mih::{MultiIndex, RangeMethod};
 use nhl_index::npy::{write_npy, NpyArray, NpyData};
 use nhl_index::search::knn;
 use nhl_index::{Codes, FlatIndex, HammingIndex, Isa, SearchOptions};
+use nhl_train::run_dir::RunDir;
 use serde_json::json;
 
 use crate::cpu_clock::timed;
@@ -60,10 +66,13 @@ pub struct Args {
     /// Worker threads, at least 1 (default: all cores).
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
-    /// Output directory (created if missing).
+    /// Output directory (created if missing; an earlier search's outputs in it are replaced).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }
+
+/// Every file a search may write into `--out`: the directory may hold these and nothing else.
+pub const LAYOUT: &[&str] = &["ids.npy", "distances.npy", "counts.npy", "search.json"];
 
 fn parse_cascade(text: &str) -> anyhow::Result<(usize, usize)> {
     let (p, c) = text.split_once(':').with_context(|| {
@@ -92,15 +101,14 @@ fn padded(rows: impl Iterator<Item = Vec<i64>>, n_rows: usize, width: usize) -> 
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let cascade = args.cascade.as_deref().map(parse_cascade).transpose()?;
+    // Claimed before any work; dropped (and removed) on error, leaving --out as it was.
+    let out = RunDir::replacing(&args.out, LAYOUT).context("--out")?;
     let database = Codes::read_npy(&args.database, args.bits)
         .with_context(|| format!("loading the database {}", args.database.display()))?;
     let queries = Codes::read_npy(&args.queries, args.bits)
@@ -121,15 +129,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             database.len()
         );
     }
-    let cascade = args.cascade.as_deref().map(parse_cascade).transpose()?;
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(t) = args.threads {
         builder = builder.num_threads(t);
     }
     let pool = builder.build().context("starting the thread pool")?;
     let threads = pool.current_num_threads();
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
 
     let (nq, n) = (queries.len(), database.len());
     let mut summary = json!({
@@ -188,7 +193,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             width,
         );
         write_npy(
-            &args.out.join("counts.npy"),
+            &out.file("counts.npy"),
             &NpyArray {
                 shape: vec![nq],
                 data: NpyData::I64(counts),
@@ -217,7 +222,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary["k"] = json!(args.k);
     }
     write_npy(
-        &args.out.join("ids.npy"),
+        &out.file("ids.npy"),
         &NpyArray {
             shape: vec![nq, width],
             data: NpyData::I64(ids),
@@ -225,7 +230,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let distances: Vec<i32> = distances.into_iter().map(|d| d as i32).collect();
     write_npy(
-        &args.out.join("distances.npy"),
+        &out.file("distances.npy"),
         &NpyArray {
             shape: vec![nq, width],
             data: NpyData::I32(distances),
@@ -234,7 +239,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     summary["search_seconds"] = json!(search_seconds);
     summary["search_cpu_seconds"] = json!(search_cpu);
     summary["qps"] = json!(nq as f64 / search_seconds.max(f64::MIN_POSITIVE));
-    write_json(&args.out.join("search.json"), &summary)?;
+    write_json(&out.file("search.json"), &summary)?;
+    out.commit()?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }
