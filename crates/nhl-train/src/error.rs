@@ -309,6 +309,20 @@ pub enum TrainError {
         /// The foreign entries, comma-separated.
         names: String,
     },
+    /// The run stopped on request (SIGINT, SIGTERM) after saving its training state.
+    #[error("training stopped after batch {batch} of epoch {} on request; its state is saved", epoch + 1)]
+    Interrupted {
+        /// Epoch, from 0.
+        epoch: usize,
+        /// Batches of it done.
+        batch: usize,
+    },
+    /// A training state does not fit the run resuming from it.
+    #[error("the training state does not fit this run: {what}")]
+    StateMismatch {
+        /// What does not fit.
+        what: String,
+    },
     /// An output path is a symbolic link to nothing.
     #[error("{path}: is a symbolic link to {to}, which does not exist; choose another --out")]
     DanglingLink {

@@ -32,8 +32,10 @@ pub mod nhl;
 pub mod optim;
 pub mod report;
 pub mod run_dir;
+pub mod run_loop;
 pub mod step_phases;
 pub mod targets;
+pub mod train_state;
 pub mod trainer;
 pub mod weighting;
 

@@ -8,7 +8,7 @@ use nhl_index::Codes;
 use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::{HashingOps, Real, Shape};
 
-use crate::config::{Centres, Method, Mode, TrainConfig};
+use crate::config::{Centres, Method, TrainConfig};
 use crate::data::{Dataset, Split};
 use crate::divergence::{check_collapse, check_feature_scale, Advice, BatchAt, LossMonitor};
 use crate::error::TrainError;
@@ -18,6 +18,7 @@ use crate::metrics::evaluate_lengths;
 use crate::model::{NamedParam, NestedHashModel};
 use crate::nhl::{length_gradients, LengthGradients};
 use crate::optim::Adam;
+use crate::run_loop::{train_resumable, Control, EpochEnd};
 use crate::step_phases::{Phase, PhaseClock, StepPhases};
 use crate::targets::{csq_prefix_centres, target_rows};
 use crate::weighting::GradientProducts;
@@ -70,7 +71,7 @@ pub struct TrainOutcome {
 }
 
 /// mAP@ALL of some lengths after an epoch (during training, on the query set).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Validation {
     /// Epoch just finished, from 1.
     pub epoch: usize,
@@ -227,62 +228,11 @@ pub fn train_checked<B: HashingOps<Elem = f32>>(
     checks: Checks,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<TrainOutcome, TrainError> {
-    validate(config, split)?;
-    let runs: Vec<Vec<usize>> = if config.mode == Mode::Single {
-        config.bits.iter().map(|&b| vec![b]).collect()
-    } else {
-        vec![config.bits.clone()]
+    let mut control = Control {
+        stop: &|| false,
+        checkpoint: None,
     };
-    let mut outcome = TrainOutcome {
-        codes: Vec::new(),
-        train_seconds: 0.0,
-        epoch_seconds: vec![0.0; config.epochs],
-        loss_per_epoch: vec![0.0; config.epochs],
-        params: Vec::new(),
-        validations: Vec::new(),
-    };
-    let models = runs.len();
-    for (model_index, bits) in runs.iter().enumerate() {
-        let mut run = ModelRun::new(backend, split, config, bits)?;
-        for epoch in 0..config.epochs {
-            let (seconds, loss) = run.epoch(epoch, &mut |batch, batches, running_loss| {
-                progress(&Progress {
-                    model: model_index,
-                    models,
-                    epoch,
-                    epochs: config.epochs,
-                    batch,
-                    batches,
-                    running_loss,
-                })
-            })?;
-            outcome.epoch_seconds[epoch] += seconds;
-            outcome.loss_per_epoch[epoch] += loss;
-            outcome.train_seconds += seconds;
-            if config.eval_every > 0 && (epoch + 1) % config.eval_every == 0 {
-                let codes = run.encode(split)?;
-                if checks.collapse {
-                    run.check_collapse(&codes, split, &format!("epoch {}", epoch + 1))?;
-                }
-                outcome.validations.push(Validation {
-                    epoch: epoch + 1,
-                    map: mean_average_precision(&codes, split)?,
-                });
-            }
-        }
-        let codes = run.encode(split)?;
-        if checks.collapse {
-            run.check_collapse(&codes, split, "training")?;
-        }
-        outcome.codes.extend(codes);
-        let prefix = if config.mode == Mode::Single {
-            format!("b{}.", bits[0])
-        } else {
-            String::new()
-        };
-        outcome.params.extend(run.model.export(backend, &prefix)?);
-    }
-    Ok(outcome)
+    train_resumable(backend, split, config, checks, None, &mut control, progress)
 }
 
 /// One model's training an epoch at a time, as [`train`] runs each of its models, for callers
@@ -312,9 +262,11 @@ impl<'a, B: HashingOps<Elem = f32>> EpochRunner<'a, B> {
     /// Trains one more epoch; returns its wall-clock seconds (the training loop only) and its
     /// mean batch loss.
     pub fn epoch(&mut self) -> Result<(f64, f64), TrainError> {
-        let out = self.run.epoch(self.epochs_done, &mut |_, _, _| {})?;
+        let end = self
+            .run
+            .epoch(self.epochs_done, None, &|| false, &mut |_, _, _| {})?;
         self.epochs_done += 1;
-        Ok(out)
+        Ok((end.seconds, end.mean_loss()))
     }
 
     /// The time the steps since the last call spent in each phase (then starts a new count).
@@ -324,30 +276,30 @@ impl<'a, B: HashingOps<Elem = f32>> EpochRunner<'a, B> {
 }
 
 /// The state of one model's training: parameters, optimiser, losses, data on the device.
-struct ModelRun<'a, B: HashingOps<Elem = f32>> {
-    backend: &'a B,
-    config: &'a TrainConfig,
-    bits: Vec<usize>,
-    model: NestedHashModel<B>,
-    adam: Adam<B>,
-    losses: Vec<LengthLoss<B>>,
-    bank: Option<Bank<B>>,
-    train_features: B::Buf,
-    train_labels: B::Buf,
+pub(crate) struct ModelRun<'a, B: HashingOps<Elem = f32>> {
+    pub(crate) backend: &'a B,
+    pub(crate) config: &'a TrainConfig,
+    pub(crate) bits: Vec<usize>,
+    pub(crate) model: NestedHashModel<B>,
+    pub(crate) adam: Adam<B>,
+    pub(crate) losses: Vec<LengthLoss<B>>,
+    pub(crate) bank: Option<Bank<B>>,
+    pub(crate) train_features: B::Buf,
+    pub(crate) train_labels: B::Buf,
     /// Each training item's row in the losses' target tables.
-    target_rows: Vec<u32>,
-    n_train: usize,
-    shuffle: SplitMix64,
+    pub(crate) target_rows: Vec<u32>,
+    pub(crate) n_train: usize,
+    pub(crate) shuffle: SplitMix64,
     /// The running level of the batch losses, for the divergence check.
-    monitor: LossMonitor,
+    pub(crate) monitor: LossMonitor,
     /// What to change if training goes wrong.
-    advice: Advice,
+    pub(crate) advice: Advice,
     /// Where the steps' time went, since [`EpochRunner::take_phases`] last read it.
-    phases: StepPhases,
+    pub(crate) phases: StepPhases,
 }
 
 impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
-    fn new(
+    pub(crate) fn new(
         backend: &'a B,
         split: &Split,
         config: &'a TrainConfig,
@@ -401,24 +353,30 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         })
     }
 
-    /// One pass over the shuffled training set; returns (seconds, mean batch loss).
+    /// One pass over the shuffled training set, or the rest of one: `from` is `(batches done,
+    /// sum of their losses)` of an epoch resumed with the shuffling state of its start. Stops
+    /// after the first step at which `stop` is true.
     ///
     /// A step reads nothing back (the adaptive modes' weights stay on the device too): its
-    /// objectives are copied into a device buffer of [`LOSS_CHUNK`] slots, downloaded once per chunk and summed on the host
-    /// exactly as a per-step read-back would (so `loss_per_epoch` does not depend on the chunk).
-    /// `report` and the divergence check then run for each batch of the chunk in order.
-    fn epoch(
+    /// objectives are copied into a device buffer of [`LOSS_CHUNK`] slots, downloaded once per
+    /// chunk and summed on the host exactly as a per-step read-back would (so `loss_per_epoch`
+    /// does not depend on the chunk, nor on where a run stopped and resumed). `report` and the
+    /// divergence check then run for each batch of the chunk in order.
+    pub(crate) fn epoch(
         &mut self,
         epoch: usize,
+        from: Option<(usize, f64)>,
+        stop: &dyn Fn() -> bool,
         report: &mut dyn FnMut(usize, usize, f64),
-    ) -> Result<(f64, f64), TrainError> {
+    ) -> Result<EpochEnd, TrainError> {
+        let start_shuffle = self.shuffle.state();
         let mut order: Vec<u32> = (0..self.n_train as u32).collect();
         self.shuffle.shuffle(&mut order);
         let batches = order.len().div_ceil(self.config.batch_size);
         let k = self.bits.len();
         let start = Instant::now();
-        let mut total = 0.0;
-        let mut done = 0;
+        let (skip, mut total) = from.unwrap_or((0, 0.0));
+        let mut done = skip;
         // Copies, so that the steps below may borrow `self` while `record` holds these.
         let mut monitor = self.monitor;
         let advice = self.advice.clone();
@@ -433,7 +391,8 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         };
         // (device slots of the pending steps' objectives, how many are filled)
         let mut pending: Option<(B::Buf, usize)> = None;
-        for indices in order.chunks(self.config.batch_size) {
+        let mut stopped = false;
+        for indices in order.chunks(self.config.batch_size).skip(skip) {
             let objectives = self.step(indices)?;
             let be = self.backend;
             let (slots, used) = match &mut pending {
@@ -447,13 +406,24 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
                 let (slots, used) = pending.take().unwrap_or_else(|| unreachable!());
                 record(&step_sums(&be.download(&slots)?, k, used))?;
             }
+            if stop() {
+                stopped = true;
+                break;
+            }
         }
         if let Some((slots, used)) = pending.take() {
             record(&step_sums(&self.backend.download(&slots)?, k, used))?;
         }
         self.monitor = monitor;
         self.backend.sync()?;
-        Ok((start.elapsed().as_secs_f64(), total / batches as f64))
+        Ok(EpochEnd {
+            seconds: start.elapsed().as_secs_f64(),
+            batches,
+            done,
+            loss_sum: total,
+            start_shuffle,
+            stopped,
+        })
     }
 
     /// One optimiser step on the batch `indices`; returns the `1 x K` objectives `J_k`, still on
@@ -553,7 +523,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
     }
 
     /// Codes of every length for the query and database sets (bit = output > 0).
-    fn encode(&self, split: &Split) -> Result<Vec<LengthCodes>, TrainError> {
+    pub(crate) fn encode(&self, split: &Split) -> Result<Vec<LengthCodes>, TrainError> {
         let query = self.outputs(&split.query)?;
         let database = self.outputs(&split.database)?;
         let code_bits = self.model.code_bits();
@@ -570,7 +540,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
     }
 
     /// [`check_collapse`] of `codes`, with this run's advice.
-    fn check_collapse(
+    pub(crate) fn check_collapse(
         &self,
         codes: &[LengthCodes],
         split: &Split,
@@ -603,7 +573,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
 }
 
 /// mAP@ALL of every length of `codes` on the query set against the database.
-fn mean_average_precision(
+pub(crate) fn mean_average_precision(
     codes: &[LengthCodes],
     split: &Split,
 ) -> Result<Vec<(usize, f64)>, TrainError> {
@@ -638,6 +608,7 @@ fn prefix_codes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Mode;
     use crate::data::{Dataset, Split};
     use nhl_index::eval::Labels;
     use nhl_kernels::cpu::CpuBackend;
