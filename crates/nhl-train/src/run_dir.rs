@@ -86,6 +86,14 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 }
 
 impl RunDir {
+    /// Checks, without creating anything, that [`RunDir::create`] may start the directory `out`;
+    /// returns where it would be (a symbolic link followed).
+    pub fn check(out: &Path) -> Result<PathBuf, TrainError> {
+        let target = resolve(out)?;
+        check_free(&target, &[])?;
+        Ok(target)
+    }
+
     /// Starts the directory `out`, which must be absent or an empty directory: checks it,
     /// creates its parents and the sibling `OUT.partial-<pid>`.
     pub fn create(out: &Path) -> Result<RunDir, TrainError> {

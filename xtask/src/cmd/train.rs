@@ -2,7 +2,8 @@
 //! write a run directory.
 //!
 //! The run directory appears whole or not at all (see `nhl_train::run_dir`): on any error,
-//! nothing is left behind.
+//! nothing is left behind, except a resumable directory when the run was interrupted (see
+//! `train_dir`: checkpoints after every epoch, SIGINT/SIGTERM, `--resume`).
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -24,11 +25,13 @@ use nhl_train::report::{
 };
 use nhl_train::run_dir::{default_out_dir, RunDir};
 
+use super::train_dir::{StopFlag, TrainDir};
 use crate::backend_choice::BackendChoice;
 use crate::names::{parse_centres, parse_method, parse_mode};
-use nhl_train::trainer::{
-    train_checked, validate, validate_config, Checks, Progress, TrainOutcome,
-};
+use nhl_train::error::TrainError;
+use nhl_train::run_loop::{train_resumable, Control};
+use nhl_train::train_state::TrainState;
+use nhl_train::trainer::{validate, validate_config, Checks, Progress, TrainOutcome};
 
 /// `QUERY,TRAIN`.
 fn parse_sizes(s: &str) -> Result<(usize, usize), String> {
@@ -49,7 +52,7 @@ User data (instead of --protocol):
   --query-data S --train-data S --database-data S   one source per set";
 
 /// Train nested hash codes and write a run directory.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[command(after_long_help = USER_DATA_HELP)]
 pub struct Args {
     /// Benchmark protocol: fmnist-t10k (embedded, no download) or fmnist (70,000 images).
@@ -121,6 +124,10 @@ pub struct Args {
     /// Output directory; must not exist or be empty. Default: `runs/<UTC YYYYmmdd-HHMMSS>`.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Continue the interrupted run in RUN_DIR (with the flags it was started with); it ends as
+    /// the run would have ended without the interruption.
+    #[arg(long, value_name = "RUN_DIR", exclusive = true)]
+    pub resume: Option<PathBuf>,
 }
 
 /// The training settings the flags ask for.
@@ -216,15 +223,37 @@ impl Bars {
     }
 }
 
+/// What a training run resumes from, stops on and checkpoints into.
+struct Steering<'a> {
+    resume: Option<&'a TrainState>,
+    stop: &'a StopFlag,
+    dir: &'a mut TrainDir,
+}
+
 /// Trains on `backend` with progress bars.
 fn train_on<B: HashingOps<Elem = f32>>(
     backend: &B,
     split: &Split,
     config: &TrainConfig,
+    steering: Steering<'_>,
 ) -> anyhow::Result<TrainOutcome> {
     let mut bars = Bars { current: None };
     let checks = Checks { collapse: true };
-    let outcome = train_checked(backend, split, config, checks, &mut |p| bars.update(p));
+    let Steering { resume, stop, dir } = steering;
+    let mut sink = |state: &TrainState| dir.checkpoint(state);
+    let mut control = Control {
+        stop: &|| stop.raised(),
+        checkpoint: Some(&mut sink),
+    };
+    let outcome = train_resumable(
+        backend,
+        split,
+        config,
+        checks,
+        resume,
+        &mut control,
+        &mut |p| bars.update(p),
+    );
     bars.finish();
     Ok(outcome?)
 }
@@ -235,18 +264,19 @@ fn train_with_backend(
     gpu: Option<GpuBackend>,
     split: &Split,
     config: &TrainConfig,
+    steering: Steering<'_>,
 ) -> anyhow::Result<(TrainOutcome, &'static str, String)> {
     match gpu {
         Some(gpu) => {
             let adapter = gpu.adapter().to_string();
             eprintln!("backend: gpu, {adapter}");
-            Ok((train_on(&gpu, split, config)?, "gpu", adapter))
+            Ok((train_on(&gpu, split, config, steering)?, "gpu", adapter))
         }
         None => {
             let cpu = CpuBackend::<f32>::new();
             let adapter = cpu.name();
             eprintln!("backend: {adapter}");
-            Ok((train_on(&cpu, split, config)?, "cpu", adapter))
+            Ok((train_on(&cpu, split, config, steering)?, "cpu", adapter))
         }
     }
 }
@@ -315,15 +345,47 @@ fn write_run(
 
 /// Runs `cargo xtask train`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = config(&args);
-    validate_config(&config)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out_dir(SystemTime::now()));
-    // Claimed first so that a taken --out fails before any work; dropped (and removed) on error.
-    let dir = RunDir::create(&out)?;
-    let split = load_split(&args)?;
+    let (dir, args, state) = match &args.resume {
+        Some(dir) => {
+            let (dir, args, state) = TrainDir::resume(dir)?;
+            (dir, args, Some(state))
+        }
+        None => {
+            validate_config(&config(&args))?;
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| default_out_dir(SystemTime::now()));
+            // Checked first, so that a taken --out fails before any work.
+            (TrainDir::fresh(&out, &args)?, args, None)
+        }
+    };
+    let target = dir.target();
+    let mut dir = Some(dir);
+    let result = train_and_write(&args, state.as_ref(), &mut dir);
+    if let Err(e) = &result {
+        if let Some(TrainError::Interrupted { .. }) = e.downcast_ref::<TrainError>() {
+            bail!(
+                "{e}\nresume with: cargo xtask train --resume {}",
+                target.display()
+            );
+        }
+        if let Some(dir) = dir.take() {
+            dir.abandon();
+        }
+    }
+    result
+}
+
+/// Loads the data, trains (from `state` when resuming), evaluates, and writes the run into
+/// `dir`, which it takes when the outputs are written.
+fn train_and_write(
+    args: &Args,
+    state: Option<&TrainState>,
+    dir: &mut Option<TrainDir>,
+) -> anyhow::Result<()> {
+    let config = config(args);
+    let split = load_split(args)?;
     validate(&config, &split)?;
     eprintln!(
         "{}: {} queries, {} train, {} database, {} features, {} classes",
@@ -340,7 +402,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => Placement::Host,
     };
     Footprint::of(&config, &split).check(placement, physical_memory())?;
-    let (outcome, backend, adapter) = train_with_backend(gpu, &split, &config)?;
+    let stop = StopFlag::install()?;
+    let steering = Steering {
+        resume: state,
+        stop: &stop,
+        dir: dir.as_mut().context("the run directory is gone")?,
+    };
+    let (outcome, backend, adapter) = train_with_backend(gpu, &split, &config, steering)?;
     let lengths = evaluate(&outcome, &split)?;
     let mut metrics = RunMetrics {
         protocol: split.name.clone(),
@@ -373,8 +441,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .then(|| NumMap(outcome.best_validation_map())),
     };
     metrics.set_lengths(&lengths);
-    write_run(&dir, &split, &config, &outcome, &metrics)?;
-    let path = dir.commit()?;
+    let out = dir.take().context("the run directory is gone")?.finish()?;
+    write_run(&out, &split, &config, &outcome, &metrics)?;
+    let path = out.commit()?;
     println!("{}", format_table(&lengths));
     if let Some(best) = &metrics.map_best_of_validations {
         let cells: Vec<String> = best.0.iter().map(|(b, m)| format!("{b}: {m:.4}")).collect();

@@ -40,7 +40,7 @@ static EMBEDDED_T10K_LABELS: &[u8] = include_bytes!(concat!(
 ));
 
 /// A named benchmark split (docs/PROTOCOL.md, "Data").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Protocol {
     /// The t10k file only: 1,000 queries, 5,000 train, 9,000 database. Embedded.
     FmnistT10k,

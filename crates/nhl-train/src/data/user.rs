@@ -25,7 +25,7 @@ use super::{Dataset, Split};
 use crate::error::TrainError;
 
 /// Where one set of items comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UserSource {
     /// One safetensors file with tensors `features` and `labels`.
     SafeTensors(PathBuf),
