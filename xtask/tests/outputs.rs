@@ -189,6 +189,19 @@ fn the_output_path_is_checked_first() {
     assert!(!ok && said.contains("symbolic link"), "{said}");
     let (ok, said) = xtask(&["export", "--codes", &absent, "--faiss", &tmp.path("mine")]);
     assert!(!ok && said.contains("is a directory"), "{said}");
+    let (ok, said) = xtask(&[
+        "encode",
+        "--model",
+        &absent,
+        "--data",
+        &absent,
+        "--out",
+        &tmp.path("mine"),
+    ]);
+    assert!(
+        !ok && said.contains("--out") && said.contains("is a directory"),
+        "{said}"
+    );
     assert_eq!(entries(&tmp.0), ["file", "link", "mine"]);
 }
 

@@ -17,7 +17,9 @@ use nhl_kernels::gpu::GpuBackend;
 use nhl_kernels::{Backend, HashingOps};
 use nhl_train::checkpoint::{self, CheckpointMeta};
 use nhl_train::config::{Centres, Method, Mode, TrainConfig};
-use nhl_train::data::{load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit};
+use nhl_train::data::{
+    load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit, INPUT_SCALING,
+};
 use nhl_train::limits::{physical_memory, Footprint, Placement};
 use nhl_train::metrics::{evaluate_lengths, LengthMetrics, PRECISION_KS};
 use nhl_train::report::{
@@ -313,6 +315,8 @@ fn write_run(
             mode: config.mode,
             hidden: config.hidden,
             seed: config.seed,
+            input_dim: split.train.dim,
+            input_scaling: INPUT_SCALING,
         },
         outcome
             .params
