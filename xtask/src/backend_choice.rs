@@ -4,7 +4,9 @@ use anyhow::Context;
 use nhl_kernels::gpu::{AdapterPolicy, GpuBackend};
 
 /// Where the computation runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum BackendChoice {
     /// A hardware GPU if there is one, else the CPU.
     Auto,

@@ -7,6 +7,7 @@ mod bench;
 mod cmd;
 mod cpu_clock;
 mod names;
+mod out_path;
 
 use clap::{Parser, Subcommand};
 
@@ -30,7 +31,7 @@ enum Command {
     Export(cmd::export::Args),
     /// Hash new items with a trained model: features (.npy or safetensors) to packed codes.
     Encode(cmd::encode::Args),
-    /// Benchmarks: `search` and `train` (the criterion benches run with `cargo bench`).
+    /// Benchmarks: `search`, `train` and `encode` (the criterion benches run with `cargo bench`).
     Bench(bench::Args),
 }
 
@@ -43,5 +44,53 @@ fn main() -> anyhow::Result<()> {
         Command::Export(args) => cmd::export::run(args),
         Command::Encode(args) => cmd::encode::run(args),
         Command::Bench(args) => bench::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The `bench` help names its benchmarks in its first line; they must be exactly the
+    /// subcommands that exist.
+    #[test]
+    fn bench_help_names_exactly_the_benches_that_exist() {
+        let cli = Cli::command();
+        let bench = cli.find_subcommand("bench").expect("a bench command");
+        let about = bench.get_about().expect("an about line").to_string();
+        let before_note = about.split('(').next().unwrap_or_default();
+        let listed: Vec<&str> = before_note.split('`').skip(1).step_by(2).collect();
+        let real: Vec<&str> = bench
+            .get_subcommands()
+            .map(|c| c.get_name())
+            .filter(|&name| name != "help")
+            .collect();
+        assert_eq!(listed, real, "{about}");
+    }
+
+    #[test]
+    fn zero_threads_are_refused_where_they_are_parsed() {
+        for argv in [
+            &["xtask", "bench", "search", "--threads", "1,0"][..],
+            &[
+                "xtask",
+                "search",
+                "--database",
+                "d",
+                "--queries",
+                "q",
+                "--out",
+                "o",
+                "--threads",
+                "0",
+            ],
+        ] {
+            let e = Cli::try_parse_from(argv)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(e.contains("--threads") && e.contains("at least 1"), "{e}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The one parser of the names that `metrics.json` and the flags share (`csq`, `full`, ...).
+//! The one parser of the names that `metrics.json` and the flags share (`csq`, `full`, ...), and
+//! the parsers of flag values that clap's own do not check.
 
 use nhl_train::config::{Centres, Method, Mode};
 
@@ -21,4 +22,13 @@ pub fn parse_mode(s: &str) -> Result<Mode, String> {
 /// `--centres`.
 pub fn parse_centres(s: &str) -> Result<Centres, String> {
     parse_lower(s).map_err(|e| format!("{e}; expected prefix or independent"))
+}
+
+/// A count that must be at least 1 (`--threads`).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{s:?}: {e}")),
+    }
 }

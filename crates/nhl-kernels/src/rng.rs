@@ -13,6 +13,12 @@ impl SplitMix64 {
         Self { state: seed }
     }
 
+    /// The whole state: `SplitMix64::new(g.state())` continues `g`'s stream exactly (what a
+    /// training checkpoint saves of its shuffling).
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);

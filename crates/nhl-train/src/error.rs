@@ -20,6 +20,14 @@ pub enum TrainError {
         /// What is wrong and what was expected.
         reason: String,
     },
+    /// A run too large for the machine, named by the setting that sizes its largest part.
+    #[error("{setting}: {reason}")]
+    Memory {
+        /// The flag (or the data property) that sizes the largest buffers.
+        setting: &'static str,
+        /// How much would be needed and how much there is.
+        reason: String,
+    },
     /// The tape or a kernel failed.
     #[error(transparent)]
     Autograd(#[from] AutogradError),
@@ -28,14 +36,67 @@ pub enum TrainError {
     #[error(transparent)]
     Index(#[from] IndexError),
     /// The loss became NaN or infinite.
-    #[error("the loss became {value} at epoch {epoch}, batch {batch}; try a smaller --lr")]
+    #[error("the loss became {value} at epoch {}, batch {}; {advice}", .epoch + 1, .batch + 1)]
     Diverged {
         /// Epoch, from 0.
         epoch: usize,
-        /// Batch in the epoch.
+        /// Batch in the epoch, from 0.
         batch: usize,
         /// The value.
         value: f64,
+        /// What to change.
+        advice: String,
+    },
+    /// A batch loss rose by orders of magnitude over its running level.
+    #[error(
+        "the loss grew to {value} at epoch {}, batch {}, over {} times its running level of \
+         {level}: training diverged; {advice}",
+        .epoch + 1, .batch + 1, crate::divergence::GROWTH_LIMIT
+    )]
+    LossGrew {
+        /// Epoch, from 0.
+        epoch: usize,
+        /// Batch in the epoch, from 0.
+        batch: usize,
+        /// The batch loss.
+        value: f64,
+        /// The running level it is compared with.
+        level: f64,
+        /// What to change.
+        advice: String,
+    },
+    /// Every code of a length is one value.
+    #[error(
+        "every {bits}-bit code is the same for all {items} query and database items after \
+         {after}: the codes collapsed; {advice}"
+    )]
+    Collapsed {
+        /// The code length.
+        bits: usize,
+        /// Query and database items encoded.
+        items: usize,
+        /// The evaluation (`epoch 3`, `training`).
+        after: String,
+        /// What to change.
+        advice: String,
+    },
+    /// Features so large that float32 arithmetic on them overflows.
+    #[error(
+        "the {set} features reach {value:e} at item {item}, feature {feature}: beyond {limit:.1e} \
+         the dot products of feature vectors overflow float32; scale the features to order 1 \
+         (e.g. standardise each feature)"
+    )]
+    FeatureScale {
+        /// `training`, `query` or `database`.
+        set: &'static str,
+        /// The item.
+        item: usize,
+        /// The feature.
+        feature: usize,
+        /// Its value.
+        value: f32,
+        /// The largest magnitude whose squares, summed over the features, stay finite.
+        limit: f64,
     },
 
     /// An item's class is not below the number of classes of the centre matrix.
@@ -65,6 +126,22 @@ pub enum TrainError {
         /// The file looked for.
         path: PathBuf,
         /// Where else was looked and how to get the file.
+        hint: String,
+    },
+    /// A directory where a file is needed.
+    #[error("{path}: is a directory, not {expected}")]
+    IsDirectory {
+        /// The path.
+        path: PathBuf,
+        /// What it should be.
+        expected: String,
+    },
+    /// A file where a directory is needed.
+    #[error("{path}: is a file, not a directory{hint}")]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+        /// What the directory should hold, as `; ...`, or empty.
         hint: String,
     },
     /// A file-system call failed.
@@ -145,6 +222,21 @@ pub enum TrainError {
         /// The value.
         value: f32,
     },
+    /// A float64 feature beyond the range of float32, the precision training runs in.
+    #[error(
+        "{path}: features: item {item}, feature {feature} is {value:e}, beyond float32's range \
+         (|x| <= 3.4e38) that training computes in; scale the features to order 1"
+    )]
+    FeatureRange {
+        /// The file.
+        path: PathBuf,
+        /// Row of the first such value.
+        item: usize,
+        /// Column of the first such value.
+        feature: usize,
+        /// The value.
+        value: f64,
+    },
     /// A class label is negative or not below the number of classes.
     #[error("{path}: labels: item {item} has class {label}, expected 0..{n_classes}")]
     LabelRange {
@@ -156,6 +248,23 @@ pub enum TrainError {
         label: i64,
         /// The number of classes.
         n_classes: usize,
+    },
+    /// A class index so large that the class count (the largest label + 1) would exceed the
+    /// number of items.
+    #[error(
+        "{path}: labels: item {item} has class {label}, but the data holds only {items} items: \
+         class indices must be below the number of items (number the classes 0..C; is this \
+         the label column?)"
+    )]
+    ClassCount {
+        /// The file.
+        path: PathBuf,
+        /// The item with the largest label.
+        item: usize,
+        /// Its label.
+        label: i64,
+        /// Items of all sets together.
+        items: usize,
     },
     /// A class has too few items for the protocol's query and train blocks.
     #[error("{path}: class {class} has {found} items, the protocol needs at least {needed}")]
@@ -187,6 +296,40 @@ pub enum TrainError {
     Exists {
         /// The output path.
         path: PathBuf,
+    },
+    /// An output directory holds files that the command does not write, so replacing it would
+    /// lose them.
+    #[error(
+        "{path}: holds {names}, which this command does not write; choose another --out or \
+         remove them"
+    )]
+    Foreign {
+        /// The output path.
+        path: PathBuf,
+        /// The foreign entries, comma-separated.
+        names: String,
+    },
+    /// The run stopped on request (SIGINT, SIGTERM) after saving its training state.
+    #[error("training stopped after batch {batch} of epoch {} on request; its state is saved", epoch + 1)]
+    Interrupted {
+        /// Epoch, from 0.
+        epoch: usize,
+        /// Batches of it done.
+        batch: usize,
+    },
+    /// A training state does not fit the run resuming from it.
+    #[error("the training state does not fit this run: {what}")]
+    StateMismatch {
+        /// What does not fit.
+        what: String,
+    },
+    /// An output path is a symbolic link to nothing.
+    #[error("{path}: is a symbolic link to {to}, which does not exist; choose another --out")]
+    DanglingLink {
+        /// The output path.
+        path: PathBuf,
+        /// Where the link points.
+        to: PathBuf,
     },
     /// `metrics.json` does not hold the expected fields (the message names the field and line),
     /// or the metrics could not be written as JSON.

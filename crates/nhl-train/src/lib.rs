@@ -22,8 +22,10 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod divergence;
 pub mod encoder;
 pub mod error;
+pub mod limits;
 pub mod losses;
 pub mod metrics;
 pub mod model;
@@ -31,9 +33,11 @@ pub mod nhl;
 pub mod optim;
 pub mod report;
 pub mod run_dir;
+pub mod run_loop;
 mod safetensors_header;
 pub mod step_phases;
 pub mod targets;
+pub mod train_state;
 pub mod trainer;
 pub mod weighting;
 

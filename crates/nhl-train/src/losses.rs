@@ -9,7 +9,9 @@ use nhl_kernels::{Backend, HashingOps, KernelError, Shape, Unary};
 use crate::config::Method;
 use crate::data::Dataset;
 use crate::error::TrainError;
+use crate::model::NamedParam;
 use crate::targets::{csq_centres, dpn_targets, prefix_columns, target_table};
+use crate::train_state::{download, LossState, StateTensors};
 
 /// CSQ's quantisation weight `lambda`.
 const CSQ_LAMBDA: f64 = 1e-4;
@@ -58,6 +60,20 @@ impl<B: Backend> Bank<B> {
     ) -> Result<(), TrainError> {
         backend.set_rows(&mut self.codes, idx, codes)?;
         Ok(backend.set_rows(&mut self.labels, idx, labels)?)
+    }
+}
+
+impl<B: Backend> LossState<B> for Bank<B> {
+    fn save_state(&self, backend: &B) -> Result<Vec<NamedParam>, TrainError> {
+        Ok(vec![
+            download(backend, "codes", &self.codes)?,
+            download(backend, "labels", &self.labels)?,
+        ])
+    }
+
+    fn load_state(&mut self, backend: &B, tensors: &StateTensors) -> Result<(), TrainError> {
+        tensors.restore(backend, "codes", &mut self.codes)?;
+        tensors.restore(backend, "labels", &mut self.labels)
     }
 }
 
@@ -210,6 +226,28 @@ impl<B: Backend> LengthLoss<B> {
                     tape.mean_all(&tape.log_cosh(&tape.add_scalar(&tape.abs(u)?, -1.0)?)?)?;
                 Ok(tape.add(&tape.mean_all(&nll)?, &tape.scale(&quant, PAIR_ALPHA)?)?)
             }
+        }
+    }
+}
+
+/// The per-length losses keep their targets, which their construction derives from the seed,
+/// and nothing that a step changes; a variant with such state saves it here.
+impl<B: Backend> LossState<B> for LengthLoss<B> {
+    fn save_state(&self, _backend: &B) -> Result<Vec<NamedParam>, TrainError> {
+        match self {
+            LengthLoss::Csq { .. }
+            | LengthLoss::Dpn { .. }
+            | LengthLoss::Dsh { .. }
+            | LengthLoss::Dhn { .. } => Ok(Vec::new()),
+        }
+    }
+
+    fn load_state(&mut self, _backend: &B, _tensors: &StateTensors) -> Result<(), TrainError> {
+        match self {
+            LengthLoss::Csq { .. }
+            | LengthLoss::Dpn { .. }
+            | LengthLoss::Dsh { .. }
+            | LengthLoss::Dhn { .. } => Ok(()),
         }
     }
 }

@@ -60,6 +60,26 @@ impl<B: Backend> Adam<B> {
         }
     }
 
+    /// Steps taken so far.
+    pub fn step_count(&self) -> i32 {
+        self.step
+    }
+
+    /// Sets the step count (restoring a training state).
+    pub fn set_step_count(&mut self, step: i32) {
+        self.step = step;
+    }
+
+    /// The first and second moments, in the order of the parameters.
+    pub fn moments(&self) -> &[(B::Buf, B::Buf)] {
+        &self.moments
+    }
+
+    /// The moments, to restore them.
+    pub fn moments_mut(&mut self) -> &mut [(B::Buf, B::Buf)] {
+        &mut self.moments
+    }
+
     /// One update of every parameter that has a gradient, then clears the gradients.
     pub fn step(&mut self, backend: &B, params: &mut Params<B>) -> Result<(), TrainError> {
         self.step += 1;

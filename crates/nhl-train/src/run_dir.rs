@@ -1,10 +1,14 @@
 //! Output directories and files that appear whole or not at all.
 //!
-//! A run writes into `OUT.partial-<pid>` next to `OUT` and renames it to `OUT` only when every
+//! A command writes into `OUT.partial-<pid>` next to `OUT` and renames it to `OUT` only when every
 //! file is written ([`RunDir::commit`]). If anything fails first, dropping the [`RunDir`] removes
-//! the partial directory, so a failed run leaves nothing behind. An existing `OUT` that is not an
-//! empty directory is refused rather than overwritten: a finished run is never clobbered by
-//! accident; pick another `--out`.
+//! the partial directory, so a failed command leaves nothing behind. The output path is checked
+//! when the [`RunDir`] is made, before any work: a symbolic link is followed to the directory it
+//! names (a dangling one is refused), and an existing `OUT` must be an empty directory
+//! ([`RunDir::create`], for training runs: a finished run is never clobbered by accident) or hold
+//! nothing but files of the command's own layout ([`RunDir::replacing`], for commands such as
+//! `search` whose outputs replace the previous ones as a set, stale files of another layout
+//! included).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,18 +28,34 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 pub struct RunDir {
     target: PathBuf,
     partial: PathBuf,
+    /// The names an existing `target` may hold and be replaced (empty: it must be empty).
+    layout: Vec<String>,
     committed: bool,
 }
 
-/// Fails unless `path` is absent or an empty directory.
-fn check_free(path: &Path) -> Result<(), TrainError> {
+/// Fails unless `path` is absent, or a directory whose entries all have names in `layout`.
+fn check_free(path: &Path, layout: &[String]) -> Result<(), TrainError> {
     match std::fs::read_dir(path) {
-        Ok(mut entries) => match entries.next() {
-            None => Ok(()),
-            Some(_) => Err(TrainError::Exists {
+        Ok(entries) => {
+            let mut foreign: Vec<String> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !layout.contains(name))
+                .collect();
+            if foreign.is_empty() {
+                return Ok(());
+            }
+            if layout.is_empty() {
+                return Err(TrainError::Exists {
+                    path: path.to_path_buf(),
+                });
+            }
+            foreign.sort();
+            Err(TrainError::Foreign {
                 path: path.to_path_buf(),
-            }),
-        },
+                names: foreign.join(", "),
+            })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         // A file, or a directory we may not read: either way not ours to replace.
         Err(_) => Err(TrainError::Exists {
@@ -44,22 +64,60 @@ fn check_free(path: &Path) -> Result<(), TrainError> {
     }
 }
 
+/// `out` with a symbolic link in its last component followed, so that the output replaces the
+/// directory the link names and the link keeps naming it; a link to nothing is refused.
+fn resolve(out: &Path) -> Result<PathBuf, TrainError> {
+    match std::fs::symlink_metadata(out) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            std::fs::canonicalize(out).map_err(|_| TrainError::DanglingLink {
+                path: out.to_path_buf(),
+                to: std::fs::read_link(out).unwrap_or_default(),
+            })
+        }
+        _ => Ok(out.to_path_buf()),
+    }
+}
+
+/// `path`'s file name with `suffix` appended, beside it.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
 impl RunDir {
-    /// Starts the directory `out`: checks that it is free, creates its parents and the sibling
-    /// `OUT.partial-<pid>`.
+    /// Checks, without creating anything, that [`RunDir::create`] may start the directory `out`;
+    /// returns where it would be (a symbolic link followed).
+    pub fn check(out: &Path) -> Result<PathBuf, TrainError> {
+        let target = resolve(out)?;
+        check_free(&target, &[])?;
+        Ok(target)
+    }
+
+    /// Starts the directory `out`, which must be absent or an empty directory: checks it,
+    /// creates its parents and the sibling `OUT.partial-<pid>`.
     pub fn create(out: &Path) -> Result<RunDir, TrainError> {
-        check_free(out)?;
-        let name = out.file_name().ok_or_else(|| TrainError::Io {
-            path: out.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "the output path needs a final directory name",
-            ),
-        })?;
-        let mut partial_name = name.to_os_string();
-        partial_name.push(format!(".partial-{}", std::process::id()));
-        let partial = out.with_file_name(partial_name);
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        RunDir::replacing(out, &[])
+    }
+
+    /// Starts the directory `out`, which may already hold the outputs of an earlier run of the
+    /// same command: files named in `layout` and nothing else. [`RunDir::commit`] replaces the
+    /// whole directory, so files of the layout that this run does not write disappear with it.
+    pub fn replacing(out: &Path, layout: &[&str]) -> Result<RunDir, TrainError> {
+        let layout: Vec<String> = layout.iter().map(|s| s.to_string()).collect();
+        if out.file_name().is_none() {
+            return Err(TrainError::Io {
+                path: out.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the output path needs a final directory name",
+                ),
+            });
+        }
+        let target = resolve(out)?;
+        check_free(&target, &layout)?;
+        let partial = sibling(&target, &format!(".partial-{}", std::process::id()));
+        if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
         // A leftover of a killed run with the same pid is ours to replace.
@@ -68,8 +126,9 @@ impl RunDir {
         }
         std::fs::create_dir(&partial).map_err(io(&partial))?;
         Ok(RunDir {
-            target: out.to_path_buf(),
+            target,
             partial,
+            layout,
             committed: false,
         })
     }
@@ -84,15 +143,33 @@ impl RunDir {
         &self.target
     }
 
-    /// Renames the finished directory to its final path and returns it.
+    /// Renames the finished directory to its final path, replacing what was there, and
+    /// returns it.
+    ///
+    /// An existing directory is first renamed aside to `OUT.old-<pid>` and removed once the new
+    /// one is in place, so `OUT` holds the old set or the new one, never a mixture.
     pub fn commit(mut self) -> Result<PathBuf, TrainError> {
-        // Checked again: another process may have taken the name during the run.
-        check_free(&self.target)?;
-        if self.target.is_dir() {
-            std::fs::remove_dir(&self.target).map_err(io(&self.target))?;
+        // Checked again: another process may have put something there during the run.
+        check_free(&self.target, &self.layout)?;
+        let old = sibling(&self.target, &format!(".old-{}", std::process::id()));
+        let set_aside = self.target.is_dir();
+        if set_aside {
+            std::fs::rename(&self.target, &old).map_err(io(&self.target))?;
         }
-        std::fs::rename(&self.partial, &self.target).map_err(io(&self.target))?;
+        if let Err(source) = std::fs::rename(&self.partial, &self.target) {
+            if set_aside {
+                // Best effort: put the previous outputs back where they were.
+                let _ = std::fs::rename(&old, &self.target);
+            }
+            return Err(TrainError::Io {
+                path: self.target.clone(),
+                source,
+            });
+        }
         self.committed = true;
+        if set_aside {
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
         Ok(self.target.clone())
     }
 }
@@ -109,9 +186,7 @@ impl Drop for RunDir {
 /// Writes `bytes` to `path` through a temporary sibling and a rename, so that readers see the old
 /// file or the whole new one, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+    let tmp = sibling(path, &format!(".tmp-{}", std::process::id()));
     let written = std::fs::File::create(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
         f.sync_all()
@@ -203,6 +278,72 @@ mod tests {
         let empty = base.join("empty");
         std::fs::create_dir_all(&empty).unwrap();
         RunDir::create(&empty).unwrap().commit().unwrap();
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A directory of another run's outputs is replaced as a whole, so a file of another layout
+    /// (a range search's `counts.npy` under a kNN search) goes with it; a file outside the layout
+    /// is refused before any work.
+    #[test]
+    fn replacing_swaps_the_whole_set() {
+        let base = std::env::temp_dir().join(format!("nhl-replace-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let out = base.join("search");
+        let layout = ["ids.npy", "counts.npy", "search.json"];
+        let dir = RunDir::replacing(&out, &layout).unwrap();
+        write_atomic(&dir.file("ids.npy"), b"range").unwrap();
+        write_atomic(&dir.file("counts.npy"), b"range").unwrap();
+        dir.commit().unwrap();
+
+        let dir = RunDir::replacing(&out, &layout).unwrap();
+        write_atomic(&dir.file("ids.npy"), b"knn").unwrap();
+        // Until the commit the old set stays whole.
+        assert_eq!(std::fs::read(out.join("counts.npy")).unwrap(), b"range");
+        dir.commit().unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["ids.npy"]);
+        assert_eq!(std::fs::read(out.join("ids.npy")).unwrap(), b"knn");
+        assert_eq!(std::fs::read_dir(&base).unwrap().count(), 1);
+
+        std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+        let e = RunDir::replacing(&out, &layout).unwrap_err().to_string();
+        assert!(e.contains("holds notes.txt") && e.contains("--out"), "{e}");
+        assert_eq!(std::fs::read_dir(&base).unwrap().count(), 1);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A symbolic link is checked when the directory is made, before any work: one naming a
+    /// directory is followed (the link keeps naming the finished run), one naming nothing is
+    /// refused.
+    #[cfg(unix)]
+    #[test]
+    fn symbolic_links_are_checked_first() {
+        let base = std::env::temp_dir().join(format!("nhl-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let real = base.join("real");
+        std::fs::create_dir_all(&real).unwrap();
+        let link = base.join("latest");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let dir = RunDir::create(&link).unwrap();
+        write_atomic(&dir.file("a.txt"), b"run").unwrap();
+        dir.commit().unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(link.join("a.txt")).unwrap(), b"run");
+        // Now it names a finished run: refused like the directory itself.
+        let e = RunDir::create(&link).unwrap_err().to_string();
+        assert!(e.contains("already exists"), "{e}");
+
+        let dangling = base.join("dangling");
+        std::os::unix::fs::symlink(base.join("nowhere"), &dangling).unwrap();
+        let e = RunDir::create(&dangling).unwrap_err().to_string();
+        assert!(e.contains("symbolic link") && e.contains("nowhere"), "{e}");
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -53,20 +53,23 @@ fn balanced(rng: &mut SplitMix64, bits: usize, minus: usize) -> Vec<f32> {
     v
 }
 
-/// Hamming distance between two ±1 vectors.
-fn hamming(a: &[f32], b: &[f32]) -> usize {
-    a.iter().zip(b).filter(|(x, y)| x != y).count()
-}
+/// Classes up to which the CSQ acceptance test of [`csq_centres`] runs. It compares every pair of
+/// centres, so its cost grows with the square of the class count; beyond this count the random
+/// centres are one draw, which keeps building them linear in the class count (at such counts
+/// random rows rarely pass the test anyway, unless the codes are long).
+pub const MAX_TESTED_CLASSES: usize = 4096;
 
 /// CSQ hash centres, `n_classes x bits` (docs/METHOD.md 5.1), independent per length: the
 /// reference's centres (`--centres independent`).
 ///
 /// For a power-of-two `bits`, the rows of `[H_b; -H_b]` in order: class `c` gets row `c`, so
 /// any two of the first `2b` centres are at Hamming distance `b/2` (or `b` for `c` and `c + b`).
-/// When `2b < n_classes` the remaining classes get random balanced rows (exactly `b/2` entries -1),
-/// redrawn up to 20 times until the minimum pairwise Hamming distance over all classes exceeds
-/// `b/4` and the mean reaches `b/2`, else the last draw is kept. For any other `bits` the centres are i.i.d. random signs (the NHL reference does this for lengths
-/// outside 8..128; Hadamard rows exist for every power of two, so those use them).
+/// When `2b < n_classes` the remaining classes get random balanced rows (exactly `b/2` entries
+/// -1), redrawn up to 20 times until the minimum pairwise Hamming distance over all classes
+/// exceeds `b/4` and the mean reaches `b/2`, else the last draw is kept; above
+/// [`MAX_TESTED_CLASSES`] classes the first draw is kept untested. For any other `bits`
+/// the centres are i.i.d. random signs (the NHL reference does this for lengths outside
+/// 8..128; Hadamard rows exist for every power of two, so those use them).
 pub fn csq_centres(bits: usize, n_classes: usize, seed: u64) -> Vec<f32> {
     let mut rng = rng(seed, Stream::CsqFill, bits, 0);
     if !bits.is_power_of_two() {
@@ -83,7 +86,8 @@ pub fn csq_centres(bits: usize, n_classes: usize, seed: u64) -> Vec<f32> {
 /// Completes `centres` (`2 bits` rows so far) to `n_classes` rows of random balanced vectors
 /// (exactly `bits/2` entries -1), redrawn up to 20 times until the minimum pairwise Hamming
 /// distance over all classes exceeds `bits/4` and the mean reaches `bits/2`, else keeping the
-/// last draw, as the reference does. Returns `centres` unchanged when it already has every class.
+/// last draw, as the reference does; above [`MAX_TESTED_CLASSES`] classes the first draw is kept
+/// untested. Returns `centres` unchanged when it already has every class.
 fn fill_balanced(
     mut centres: Vec<f32>,
     bits: usize,
@@ -94,12 +98,13 @@ fn fill_balanced(
     if n_classes <= fixed {
         return centres;
     }
-    for _attempt in 0..20 {
+    let tested = n_classes <= MAX_TESTED_CLASSES;
+    for _attempt in 0..if tested { 20 } else { 1 } {
         centres.truncate(fixed * bits);
         for _ in fixed..n_classes {
             centres.extend(balanced(rng, bits, bits / 2));
         }
-        if well_separated(&centres, bits) {
+        if !tested || well_separated(&centres, bits) {
             break;
         }
     }
@@ -157,18 +162,43 @@ pub fn prefix_columns(matrix: &[f32], width: usize, bits: usize) -> Vec<f32> {
 }
 
 /// The CSQ acceptance test: min pairwise Hamming distance > b/4 and mean >= b/2.
+///
+/// The mean needs no pair: bit `j` separates `ones_j (C - ones_j)` pairs, so the distances sum to
+/// `sum_j ones_j (C - ones_j)`. The minimum compares the pairs on packed sign bits and stops at the
+/// first pair that is too close.
 fn well_separated(centres: &[f32], bits: usize) -> bool {
-    let rows: Vec<&[f32]> = centres.chunks_exact(bits).collect();
-    let (mut min, mut sum, mut pairs) = (usize::MAX, 0usize, 0usize);
-    for i in 0..rows.len() {
-        for j in i + 1..rows.len() {
-            let d = hamming(rows[i], rows[j]);
-            min = min.min(d);
-            sum += d;
-            pairs += 1;
+    let rows = centres.len() / bits;
+    if rows < 2 {
+        return true;
+    }
+    let mut ones = vec![0usize; bits];
+    for row in centres.chunks_exact(bits) {
+        for (count, &x) in ones.iter_mut().zip(row) {
+            *count += usize::from(x > 0.0);
         }
     }
-    pairs == 0 || (4 * min > bits && 2 * sum >= bits * pairs)
+    let sum: usize = ones.iter().map(|&o| o * (rows - o)).sum();
+    let pairs = rows * (rows - 1) / 2;
+    if 2 * sum < bits * pairs {
+        return false;
+    }
+    let words = bits.div_ceil(64);
+    let mut packed = vec![0u64; rows * words];
+    for (code, row) in packed
+        .chunks_exact_mut(words)
+        .zip(centres.chunks_exact(bits))
+    {
+        for (j, &x) in row.iter().enumerate() {
+            code[j / 64] |= u64::from(x > 0.0) << (j % 64);
+        }
+    }
+    let codes: Vec<&[u64]> = packed.chunks_exact(words).collect();
+    codes.iter().enumerate().all(|(i, a)| {
+        codes[i + 1..].iter().all(|b| {
+            let d: u32 = a.iter().zip(*b).map(|(x, y)| (x ^ y).count_ones()).sum();
+            4 * d as usize > bits
+        })
+    })
 }
 
 /// DPN target vectors, `n_classes x bits` (docs/METHOD.md 5.2): each class independently gets a random
@@ -300,6 +330,59 @@ mod tests {
 
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    /// Hamming distance between two ±1 vectors.
+    fn hamming(a: &[f32], b: &[f32]) -> usize {
+        a.iter().zip(b).filter(|(x, y)| x != y).count()
+    }
+
+    /// The acceptance test as stated: every pair compared on the ±1 entries.
+    fn well_separated_by_pairs(centres: &[f32], bits: usize) -> bool {
+        let rows: Vec<&[f32]> = centres.chunks_exact(bits).collect();
+        let (mut min, mut sum, mut pairs) = (usize::MAX, 0usize, 0usize);
+        for i in 0..rows.len() {
+            for j in i + 1..rows.len() {
+                let d = hamming(rows[i], rows[j]);
+                min = min.min(d);
+                sum += d;
+                pairs += 1;
+            }
+        }
+        pairs == 0 || (4 * min > bits && 2 * sum >= bits * pairs)
+    }
+
+    #[test]
+    fn the_packed_acceptance_test_agrees_with_the_pairwise_one() {
+        let mut rng = SplitMix64::new(3);
+        for bits in [4, 8, 16, 64, 100, 128] {
+            for classes in [1, 2, 3, 10, 40] {
+                for minus in [0, bits / 4, bits / 2] {
+                    let c: Vec<f32> = (0..classes)
+                        .flat_map(|_| balanced(&mut rng, bits, minus))
+                        .collect();
+                    assert_eq!(
+                        well_separated(&c, bits),
+                        well_separated_by_pairs(&c, bits),
+                        "{bits} bits, {classes} classes, {minus} minus"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Far more classes than the acceptance test compares: one balanced draw per class, built in
+    /// time linear in the class count (the pairwise test would compare 1.25e9 pairs 20 times).
+    #[test]
+    fn many_classes_get_one_untested_draw() {
+        let classes = 50_000;
+        let c = csq_centres(64, classes, 9);
+        assert_eq!(c.len(), classes * 64);
+        assert_eq!(&c[..128 * 64], &csq_centres(64, 128, 9)[..]);
+        for row in c.chunks_exact(64).skip(128) {
+            assert_eq!(row.iter().filter(|&&x| x == -1.0).count(), 32);
+        }
+        assert_eq!(csq_centres(64, classes, 9), c);
     }
 
     #[test]

@@ -8,15 +8,18 @@ use nhl_index::Codes;
 use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::{HashingOps, Real, Shape};
 
-use crate::config::{Centres, Method, Mode, TrainConfig};
+use crate::config::{Centres, Method, TrainConfig};
 use crate::data::{Dataset, Split};
+use crate::divergence::{check_collapse, check_feature_scale, Advice, BatchAt, LossMonitor};
 use crate::encoder::ENCODE_BATCH;
 use crate::error::TrainError;
+use crate::limits::{Footprint, Placement};
 use crate::losses::{Bank, BatchContext, LengthLoss};
 use crate::metrics::evaluate_lengths;
 use crate::model::{NamedParam, NestedHashModel};
 use crate::nhl::{length_gradients, LengthGradients};
 use crate::optim::Adam;
+use crate::run_loop::{train_resumable, Control, EpochEnd};
 use crate::step_phases::{Phase, PhaseClock, StepPhases};
 use crate::targets::{csq_prefix_centres, target_rows};
 use crate::weighting::GradientProducts;
@@ -67,7 +70,7 @@ pub struct TrainOutcome {
 }
 
 /// mAP@ALL of some lengths after an epoch (during training, on the query set).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Validation {
     /// Epoch just finished, from 1.
     pub epoch: usize,
@@ -164,30 +167,44 @@ pub fn validate_config(config: &TrainConfig) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Checks a configuration against the data before any work starts.
+/// Checks a configuration against the data before any work starts, including that the sizes it
+/// derives can be allocated at all ([`Footprint`]; the caller that knows the machine checks them
+/// against its memory with [`Footprint::check`]).
 pub fn validate(config: &TrainConfig, split: &Split) -> Result<(), TrainError> {
     validate_config(config)?;
     if split.train.len() < 2 {
-        return Err(config_error(
-            "--train",
-            format!(
-                "the training set needs at least 2 items, got {}",
+        return Err(TrainError::Split {
+            what: format!(
+                "the training set needs at least 2 items (pairwise terms need pairs), got {} \
+                 (set by --split-sizes or --train-data)",
                 split.train.len()
             ),
-        ));
+        });
     }
     for (name, set) in [("query", &split.query), ("database", &split.database)] {
         if set.dim != split.train.dim {
-            return Err(config_error(
-                "--features",
-                format!(
-                    "{name} items have {} features, training items {}",
+            return Err(TrainError::Split {
+                what: format!(
+                    "the {name} items have {} features, the training items {}; every set needs \
+                     the same features",
                     set.dim, split.train.dim
                 ),
-            ));
+            });
         }
     }
-    Ok(())
+    Footprint::of(config, split).check(Placement::Host, None)?;
+    check_feature_scale(split)
+}
+
+/// Checks that a caller may add to those every run makes (a loss that is not finite or grows by
+/// orders of magnitude stops any run).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checks {
+    /// Stop with [`TrainError::Collapsed`] when every code of a length is one value at an
+    /// evaluation (each validation and the final encoding). Very short runs on small data can
+    /// end before the shortest codes separate the items, so this is the caller's choice;
+    /// `cargo xtask train` makes it.
+    pub collapse: bool,
 }
 
 /// Trains the model(s) that `config` asks for on `split.train` and encodes the query and
@@ -199,54 +216,22 @@ pub fn train<B: HashingOps<Elem = f32>>(
     config: &TrainConfig,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<TrainOutcome, TrainError> {
-    validate(config, split)?;
-    let runs: Vec<Vec<usize>> = if config.mode == Mode::Single {
-        config.bits.iter().map(|&b| vec![b]).collect()
-    } else {
-        vec![config.bits.clone()]
+    train_checked(backend, split, config, Checks::default(), progress)
+}
+
+/// [`train`] with the extra `checks`.
+pub fn train_checked<B: HashingOps<Elem = f32>>(
+    backend: &B,
+    split: &Split,
+    config: &TrainConfig,
+    checks: Checks,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<TrainOutcome, TrainError> {
+    let mut control = Control {
+        stop: &|| false,
+        checkpoint: None,
     };
-    let mut outcome = TrainOutcome {
-        codes: Vec::new(),
-        train_seconds: 0.0,
-        epoch_seconds: vec![0.0; config.epochs],
-        loss_per_epoch: vec![0.0; config.epochs],
-        params: Vec::new(),
-        validations: Vec::new(),
-    };
-    let models = runs.len();
-    for (model_index, bits) in runs.iter().enumerate() {
-        let mut run = ModelRun::new(backend, split, config, bits)?;
-        for epoch in 0..config.epochs {
-            let (seconds, loss) = run.epoch(epoch, &mut |batch, batches, running_loss| {
-                progress(&Progress {
-                    model: model_index,
-                    models,
-                    epoch,
-                    epochs: config.epochs,
-                    batch,
-                    batches,
-                    running_loss,
-                })
-            })?;
-            outcome.epoch_seconds[epoch] += seconds;
-            outcome.loss_per_epoch[epoch] += loss;
-            outcome.train_seconds += seconds;
-            if config.eval_every > 0 && (epoch + 1) % config.eval_every == 0 {
-                outcome.validations.push(Validation {
-                    epoch: epoch + 1,
-                    map: run.validate(split)?,
-                });
-            }
-        }
-        outcome.codes.extend(run.encode(split)?);
-        let prefix = if config.mode == Mode::Single {
-            format!("b{}.", bits[0])
-        } else {
-            String::new()
-        };
-        outcome.params.extend(run.model.export(backend, &prefix)?);
-    }
-    Ok(outcome)
+    train_resumable(backend, split, config, checks, None, &mut control, progress)
 }
 
 /// One model's training an epoch at a time, as [`train`] runs each of its models, for callers
@@ -276,9 +261,11 @@ impl<'a, B: HashingOps<Elem = f32>> EpochRunner<'a, B> {
     /// Trains one more epoch; returns its wall-clock seconds (the training loop only) and its
     /// mean batch loss.
     pub fn epoch(&mut self) -> Result<(f64, f64), TrainError> {
-        let out = self.run.epoch(self.epochs_done, &mut |_, _, _| {})?;
+        let end = self
+            .run
+            .epoch(self.epochs_done, None, &|| false, &mut |_, _, _| {})?;
         self.epochs_done += 1;
-        Ok(out)
+        Ok((end.seconds, end.mean_loss()))
     }
 
     /// The time the steps since the last call spent in each phase (then starts a new count).
@@ -288,26 +275,30 @@ impl<'a, B: HashingOps<Elem = f32>> EpochRunner<'a, B> {
 }
 
 /// The state of one model's training: parameters, optimiser, losses, data on the device.
-struct ModelRun<'a, B: HashingOps<Elem = f32>> {
-    backend: &'a B,
-    config: &'a TrainConfig,
-    bits: Vec<usize>,
-    model: NestedHashModel<B>,
-    adam: Adam<B>,
-    losses: Vec<LengthLoss<B>>,
-    bank: Option<Bank<B>>,
-    train_features: B::Buf,
-    train_labels: B::Buf,
+pub(crate) struct ModelRun<'a, B: HashingOps<Elem = f32>> {
+    pub(crate) backend: &'a B,
+    pub(crate) config: &'a TrainConfig,
+    pub(crate) bits: Vec<usize>,
+    pub(crate) model: NestedHashModel<B>,
+    pub(crate) adam: Adam<B>,
+    pub(crate) losses: Vec<LengthLoss<B>>,
+    pub(crate) bank: Option<Bank<B>>,
+    pub(crate) train_features: B::Buf,
+    pub(crate) train_labels: B::Buf,
     /// Each training item's row in the losses' target tables.
-    target_rows: Vec<u32>,
-    n_train: usize,
-    shuffle: SplitMix64,
+    pub(crate) target_rows: Vec<u32>,
+    pub(crate) n_train: usize,
+    pub(crate) shuffle: SplitMix64,
+    /// The running level of the batch losses, for the divergence check.
+    pub(crate) monitor: LossMonitor,
+    /// What to change if training goes wrong.
+    pub(crate) advice: Advice,
     /// Where the steps' time went, since [`EpochRunner::take_phases`] last read it.
-    phases: StepPhases,
+    pub(crate) phases: StepPhases,
 }
 
 impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
-    fn new(
+    pub(crate) fn new(
         backend: &'a B,
         split: &Split,
         config: &'a TrainConfig,
@@ -355,37 +346,42 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
             target_rows: target_rows(&train.labels),
             n_train: train.len(),
             shuffle: SplitMix64::new(config.seed ^ SHUFFLE_STREAM),
+            monitor: LossMonitor::default(),
+            advice: Advice::new(train, config.lr),
             phases: StepPhases::default(),
         })
     }
 
-    /// One pass over the shuffled training set; returns (seconds, mean batch loss).
+    /// One pass over the shuffled training set, or the rest of one: `from` is `(batches done,
+    /// sum of their losses)` of an epoch resumed with the shuffling state of its start. Stops
+    /// after the first step at which `stop` is true.
     ///
     /// A step reads nothing back (the adaptive modes' weights stay on the device too): its
-    /// objectives are copied into a device buffer of [`LOSS_CHUNK`] slots, downloaded once per chunk and summed on the host
-    /// exactly as a per-step read-back would (so `loss_per_epoch` does not depend on the chunk).
-    /// `report` and the divergence check then run for each batch of the chunk in order.
-    fn epoch(
+    /// objectives are copied into a device buffer of [`LOSS_CHUNK`] slots, downloaded once per
+    /// chunk and summed on the host exactly as a per-step read-back would (so `loss_per_epoch`
+    /// does not depend on the chunk, nor on where a run stopped and resumed). `report` and the
+    /// divergence check then run for each batch of the chunk in order.
+    pub(crate) fn epoch(
         &mut self,
         epoch: usize,
+        from: Option<(usize, f64)>,
+        stop: &dyn Fn() -> bool,
         report: &mut dyn FnMut(usize, usize, f64),
-    ) -> Result<(f64, f64), TrainError> {
+    ) -> Result<EpochEnd, TrainError> {
+        let start_shuffle = self.shuffle.state();
         let mut order: Vec<u32> = (0..self.n_train as u32).collect();
         self.shuffle.shuffle(&mut order);
         let batches = order.len().div_ceil(self.config.batch_size);
         let k = self.bits.len();
         let start = Instant::now();
-        let mut total = 0.0;
-        let mut done = 0;
+        let (skip, mut total) = from.unwrap_or((0, 0.0));
+        let mut done = skip;
+        // Copies, so that the steps below may borrow `self` while `record` holds these.
+        let mut monitor = self.monitor;
+        let advice = self.advice.clone();
         let mut record = |losses: &[f64]| -> Result<(), TrainError> {
             for &loss in losses {
-                if !loss.is_finite() {
-                    return Err(TrainError::Diverged {
-                        epoch,
-                        batch: done,
-                        value: loss,
-                    });
-                }
+                monitor.observe(loss, BatchAt { epoch, batch: done }, &advice)?;
                 total += loss;
                 done += 1;
                 report(done, batches, total / done as f64);
@@ -394,7 +390,8 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         };
         // (device slots of the pending steps' objectives, how many are filled)
         let mut pending: Option<(B::Buf, usize)> = None;
-        for indices in order.chunks(self.config.batch_size) {
+        let mut stopped = false;
+        for indices in order.chunks(self.config.batch_size).skip(skip) {
             let objectives = self.step(indices)?;
             let be = self.backend;
             let (slots, used) = match &mut pending {
@@ -408,12 +405,24 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
                 let (slots, used) = pending.take().unwrap_or_else(|| unreachable!());
                 record(&step_sums(&be.download(&slots)?, k, used))?;
             }
+            if stop() {
+                stopped = true;
+                break;
+            }
         }
         if let Some((slots, used)) = pending.take() {
             record(&step_sums(&self.backend.download(&slots)?, k, used))?;
         }
+        self.monitor = monitor;
         self.backend.sync()?;
-        Ok((start.elapsed().as_secs_f64(), total / batches as f64))
+        Ok(EpochEnd {
+            seconds: start.elapsed().as_secs_f64(),
+            batches,
+            done,
+            loss_sum: total,
+            start_shuffle,
+            stopped,
+        })
     }
 
     /// One optimiser step on the batch `indices`; returns the `1 x K` objectives `J_k`, still on
@@ -513,7 +522,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
     }
 
     /// Codes of every length for the query and database sets (bit = output > 0).
-    fn encode(&self, split: &Split) -> Result<Vec<LengthCodes>, TrainError> {
+    pub(crate) fn encode(&self, split: &Split) -> Result<Vec<LengthCodes>, TrainError> {
         let query = self.outputs(&split.query)?;
         let database = self.outputs(&split.database)?;
         let code_bits = self.model.code_bits();
@@ -529,18 +538,19 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
             .collect()
     }
 
-    /// mAP@ALL of every length of the current model on the query set against the database.
-    fn validate(&self, split: &Split) -> Result<Vec<(usize, f64)>, TrainError> {
-        let codes = self.encode(split)?;
-        let metrics = evaluate_lengths(
-            codes
-                .iter()
-                .map(|c| (c.bits, c.query.view(), c.database.view())),
-            &split.query.labels,
-            &split.database.labels,
-            &[],
-        )?;
-        Ok(metrics.iter().map(|m| (m.bits, m.map)).collect())
+    /// [`check_collapse`] of `codes`, with this run's advice.
+    pub(crate) fn check_collapse(
+        &self,
+        codes: &[LengthCodes],
+        split: &Split,
+        after: &str,
+    ) -> Result<(), TrainError> {
+        check_collapse(
+            codes,
+            split,
+            after,
+            &self.advice.for_collapse(&self.monitor),
+        )
     }
 
     /// The hash layer's real outputs (`n x B`, row-major) for every item of `set`.
@@ -553,6 +563,22 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         }
         Ok(out)
     }
+}
+
+/// mAP@ALL of every length of `codes` on the query set against the database.
+pub(crate) fn mean_average_precision(
+    codes: &[LengthCodes],
+    split: &Split,
+) -> Result<Vec<(usize, f64)>, TrainError> {
+    let metrics = evaluate_lengths(
+        codes
+            .iter()
+            .map(|c| (c.bits, c.query.view(), c.database.view())),
+        &split.query.labels,
+        &split.database.labels,
+        &[],
+    )?;
+    Ok(metrics.iter().map(|m| (m.bits, m.map)).collect())
 }
 
 /// Packs the first `bits` columns of `n x width` outputs into codes.
@@ -575,6 +601,7 @@ fn prefix_codes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Mode;
     use crate::data::{Dataset, Split};
     use nhl_index::eval::Labels;
     use nhl_kernels::cpu::CpuBackend;
@@ -590,6 +617,33 @@ mod tests {
             labels: Labels::Single((0..items as u32).map(|i| i % 3).collect()),
             n_classes: 3,
         }
+    }
+
+    /// Errors about the sets name them, never flags that do not exist.
+    #[test]
+    fn split_errors_name_the_sets() {
+        let config = TrainConfig::default();
+        let mut split = Split {
+            name: "tiny".into(),
+            query: tiny_set(3, 1),
+            train: tiny_set(12, 2),
+            database: tiny_set(5, 3),
+        };
+        split.query.dim = 3;
+        split.query.features.truncate(9);
+        let e = validate(&config, &split).unwrap_err().to_string();
+        assert!(
+            e.contains("the query items have 3 features, the training items 6")
+                && !e.contains("--features"),
+            "{e}"
+        );
+        split.query = tiny_set(3, 1);
+        split.train = tiny_set(1, 2);
+        let e = validate(&config, &split).unwrap_err().to_string();
+        assert!(
+            e.contains("at least 2 items") && e.contains("got 1") && !e.contains("--train "),
+            "{e}"
+        );
     }
 
     /// A step leaves no handle to a parameter alive when the optimiser updates it, so the CPU

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use crate::cpu_clock::timed as timed_once;
+use crate::names::at_least_one;
 
 /// Search benchmark sizes and settings.
 #[derive(clap::Args, Debug)]
@@ -34,8 +35,8 @@ pub struct Args {
     /// Neighbours per query.
     #[arg(long, value_delimiter = ',', default_values_t = [10usize, 100])]
     pub k: Vec<usize>,
-    /// Thread counts.
-    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    /// Thread counts, each at least 1.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2], value_parser = at_least_one)]
     pub threads: Vec<usize>,
     /// Kernel paths: `best`, `all` (every path this CPU has), or names such as `avx2,popcnt`.
     #[arg(long, default_value = "best")]

@@ -15,6 +15,7 @@ use nhl_kernels::Backend;
 use nhl_train::encoder::{EncodedFile, Encoder, ENCODE_BATCH};
 
 use crate::backend_choice::BackendChoice;
+use crate::out_path::check_output_file;
 
 const ENCODE_HELP: &str = "\
 Codes: uint8 [n, ceil(B / 8)], bit j of an item in byte j / 8 at position j % 8 (docs/PROTOCOL.md,
@@ -69,6 +70,8 @@ fn encode_on<B: Backend<Elem = f32>>(backend: &B, args: &Args) -> anyhow::Result
 
 /// Runs `cargo xtask encode`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // Checked before the model and the data are read.
+    check_output_file("--out", &args.out)?;
     let start = Instant::now();
     let (encoded, backend) = match args.backend.gpu()? {
         Some(gpu) => {

@@ -1,5 +1,6 @@
 //! `cargo xtask eval --run DIR`: recompute the metrics of a finished run from its saved codes and
-//! labels, and compare them with the run's `metrics.json`.
+//! labels, and compare them with the run's `metrics.json`: any figure that disagrees is an
+//! error, so a script that runs `eval` learns of it from the exit status.
 
 use std::path::{Path, PathBuf};
 
@@ -101,13 +102,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("recomputed from the codes:\n{}", format_table(&recomputed));
     println!("recorded in metrics.json:\n{}", format_table(&recorded));
     let mismatches = mismatches(&recomputed, &recorded);
-    if mismatches.is_empty() {
-        println!("the recomputed metrics match metrics.json");
-    } else {
-        for m in &mismatches {
-            eprintln!("warning: {m}");
-        }
+    if !mismatches.is_empty() {
+        bail!(
+            "{}: {} figure(s) disagree with the codes:\n  {}",
+            dir.join("metrics.json").display(),
+            mismatches.len(),
+            mismatches.join("\n  ")
+        );
     }
+    println!("the recomputed metrics match metrics.json");
     Ok(())
 }
 

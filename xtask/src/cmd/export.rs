@@ -14,6 +14,8 @@ use nhl_index::faiss::write_binary_index;
 use nhl_index::ids::read_ids_npy;
 use nhl_index::Codes;
 
+use crate::out_path::check_output_file;
+
 /// Write packed codes as a FAISS binary index (IndexBinaryFlat, or IndexBinaryIDMap with --ids).
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -40,6 +42,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
+    // Checked before any work.
+    check_output_file("--faiss", &args.faiss)?;
     let codes = Codes::read_npy(&args.codes, args.bits)
         .with_context(|| format!("loading the codes {}", args.codes.display()))?;
     let ids = args

@@ -5,3 +5,4 @@ pub mod eval;
 pub mod export;
 pub mod search;
 pub mod train;
+mod train_dir;

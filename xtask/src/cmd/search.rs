@@ -31,6 +31,11 @@
 //!   `cascade` (with its recall@k against the exact search under the same `--allow`) when used;
 //!   with `--mih`, `mih` (`substrings`, `index_seconds`, and for a range search `range_method`,
 //!   `probe` or `scan`, and `verified`, the full distances computed).
+//!
+//! The outputs appear as a set or not at all: they are written into a sibling directory that
+//! replaces `--out` when every file is written (`nhl_train::run_dir`), so an earlier search's
+//! files of another layout (a range search's `counts.npy`) go with it, and a failed search leaves
+//! `--out` as it was. `--out` is checked before the codes are read.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -42,9 +47,11 @@ use nhl_index::ids::{check_not_padding, read_ids_npy, PADDING};
 use nhl_index::mih::{MultiIndex, RangeMethod};
 use nhl_index::npy::{write_npy, NpyArray, NpyData};
 use nhl_index::{AllowedRows, Codes, FlatIndex, HammingIndex, Isa, SearchOptions};
+use nhl_train::run_dir::RunDir;
 use serde_json::json;
 
 use crate::cpu_clock::timed;
+use crate::names::at_least_one;
 
 /// Search packed binary codes.
 #[derive(clap::Args, Debug)]
@@ -85,13 +92,16 @@ pub struct Args {
     /// Cascade search: rank by the first PREFIX_BITS, re-rank CANDIDATES by the full code.
     #[arg(long, value_name = "PREFIX_BITS:CANDIDATES")]
     pub cascade: Option<String>,
-    /// Worker threads (default: all cores).
-    #[arg(long, value_name = "N")]
+    /// Worker threads, at least 1 (default: all cores).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
-    /// Output directory (created if missing).
+    /// Output directory (created if missing; an earlier search's outputs in it are replaced).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }
+
+/// Every file a search may write into `--out`: the directory may hold these and nothing else.
+pub const LAYOUT: &[&str] = &["ids.npy", "distances.npy", "counts.npy", "search.json"];
 
 fn parse_cascade(text: &str) -> anyhow::Result<(usize, usize)> {
     let (p, c) = text.split_once(':').with_context(|| {
@@ -185,15 +195,14 @@ fn load_database(args: &Args) -> anyhow::Result<Database> {
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let cascade = args.cascade.as_deref().map(parse_cascade).transpose()?;
+    // Claimed before any work; dropped (and removed) on error, leaving --out as it was.
+    let out = RunDir::replacing(&args.out, LAYOUT).context("--out")?;
     let Database {
         codes: database,
         format,
@@ -224,12 +233,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let cascade = args.cascade.as_deref().map(parse_cascade).transpose()?;
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(t) = args.threads {
-        if t == 0 {
-            bail!("--threads must be at least 1");
-        }
         builder = builder.num_threads(t);
     }
     let pool = builder.build().context("starting the thread pool")?;
@@ -343,12 +348,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         summary["k"] = json!(args.k);
     }
-    // Created only once the search has succeeded, so that a failed one leaves nothing.
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
     if let Some(counts) = range_counts {
         write_npy(
-            &args.out.join("counts.npy"),
+            &out.file("counts.npy"),
             &NpyArray {
                 shape: vec![nq],
                 data: NpyData::I64(counts),
@@ -356,7 +358,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )?;
     }
     write_npy(
-        &args.out.join("ids.npy"),
+        &out.file("ids.npy"),
         &NpyArray {
             shape: vec![nq, width],
             data: NpyData::I64(ids),
@@ -364,7 +366,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let distances: Vec<i32> = distances.into_iter().map(|d| d as i32).collect();
     write_npy(
-        &args.out.join("distances.npy"),
+        &out.file("distances.npy"),
         &NpyArray {
             shape: vec![nq, width],
             data: NpyData::I32(distances),
@@ -373,7 +375,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     summary["search_seconds"] = json!(search_seconds);
     summary["search_cpu_seconds"] = json!(search_cpu);
     summary["qps"] = json!(nq as f64 / search_seconds.max(f64::MIN_POSITIVE));
-    write_json(&args.out.join("search.json"), &summary)?;
+    write_json(&out.file("search.json"), &summary)?;
+    out.commit()?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! write a run directory.
 //!
 //! The run directory appears whole or not at all (see `nhl_train::run_dir`): on any error,
-//! nothing is left behind.
+//! nothing is left behind, except a resumable directory when the run was interrupted (see
+//! `train_dir`: checkpoints after every epoch, SIGINT/SIGTERM, `--resume`).
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -12,21 +13,27 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nhl_index::eval::Labels;
 use nhl_index::npy::{write_npy, NpyArray, NpyData};
 use nhl_kernels::cpu::CpuBackend;
+use nhl_kernels::gpu::GpuBackend;
 use nhl_kernels::{Backend, HashingOps};
 use nhl_train::checkpoint::{self, CheckpointMeta};
 use nhl_train::config::{Centres, Method, Mode, TrainConfig};
 use nhl_train::data::{
     load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit, INPUT_SCALING,
 };
+use nhl_train::limits::{physical_memory, Footprint, Placement};
 use nhl_train::metrics::{evaluate_lengths, LengthMetrics, PRECISION_KS};
 use nhl_train::report::{
     format_table, write_metrics, write_svg, NumMap, RunMetrics, ValidationRecord,
 };
 use nhl_train::run_dir::{default_out_dir, RunDir};
 
+use super::train_dir::{StopFlag, TrainDir};
 use crate::backend_choice::BackendChoice;
 use crate::names::{parse_centres, parse_method, parse_mode};
-use nhl_train::trainer::{train, validate, validate_config, Progress, TrainOutcome};
+use nhl_train::error::TrainError;
+use nhl_train::run_loop::{train_resumable, Control};
+use nhl_train::train_state::TrainState;
+use nhl_train::trainer::{validate, validate_config, Checks, Progress, TrainOutcome};
 
 /// `QUERY,TRAIN`.
 fn parse_sizes(s: &str) -> Result<(usize, usize), String> {
@@ -47,7 +54,7 @@ User data (instead of --protocol):
   --query-data S --train-data S --database-data S   one source per set";
 
 /// Train nested hash codes and write a run directory.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[command(after_long_help = USER_DATA_HELP)]
 pub struct Args {
     /// Benchmark protocol: fmnist-t10k (embedded, no download) or fmnist (70,000 images).
@@ -119,6 +126,10 @@ pub struct Args {
     /// Output directory; must not exist or be empty. Default: `runs/<UTC YYYYmmdd-HHMMSS>`.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Continue the interrupted run in RUN_DIR (with the flags it was started with); it ends as
+    /// the run would have ended without the interruption.
+    #[arg(long, value_name = "RUN_DIR", exclusive = true)]
+    pub resume: Option<PathBuf>,
 }
 
 /// The training settings the flags ask for.
@@ -214,36 +225,60 @@ impl Bars {
     }
 }
 
+/// What a training run resumes from, stops on and checkpoints into.
+struct Steering<'a> {
+    resume: Option<&'a TrainState>,
+    stop: &'a StopFlag,
+    dir: &'a mut TrainDir,
+}
+
 /// Trains on `backend` with progress bars.
 fn train_on<B: HashingOps<Elem = f32>>(
     backend: &B,
     split: &Split,
     config: &TrainConfig,
+    steering: Steering<'_>,
 ) -> anyhow::Result<TrainOutcome> {
     let mut bars = Bars { current: None };
-    let outcome = train(backend, split, config, &mut |p| bars.update(p));
+    let checks = Checks { collapse: true };
+    let Steering { resume, stop, dir } = steering;
+    let mut sink = |state: &TrainState| dir.checkpoint(state);
+    let mut control = Control {
+        stop: &|| stop.raised(),
+        checkpoint: Some(&mut sink),
+    };
+    let outcome = train_resumable(
+        backend,
+        split,
+        config,
+        checks,
+        resume,
+        &mut control,
+        &mut |p| bars.update(p),
+    );
     bars.finish();
     Ok(outcome?)
 }
 
-/// Picks the backend, trains, and returns the outcome with the backend's name and adapter.
+/// Trains on `gpu`, or on the CPU backend without one, and returns the outcome with the backend's
+/// name and adapter.
 fn train_with_backend(
-    choice: BackendChoice,
+    gpu: Option<GpuBackend>,
     split: &Split,
     config: &TrainConfig,
+    steering: Steering<'_>,
 ) -> anyhow::Result<(TrainOutcome, &'static str, String)> {
-    let gpu = choice.gpu()?;
     match gpu {
         Some(gpu) => {
             let adapter = gpu.adapter().to_string();
             eprintln!("backend: gpu, {adapter}");
-            Ok((train_on(&gpu, split, config)?, "gpu", adapter))
+            Ok((train_on(&gpu, split, config, steering)?, "gpu", adapter))
         }
         None => {
             let cpu = CpuBackend::<f32>::new();
             let adapter = cpu.name();
             eprintln!("backend: {adapter}");
-            Ok((train_on(&cpu, split, config)?, "cpu", adapter))
+            Ok((train_on(&cpu, split, config, steering)?, "cpu", adapter))
         }
     }
 }
@@ -314,15 +349,47 @@ fn write_run(
 
 /// Runs `cargo xtask train`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = config(&args);
-    validate_config(&config)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out_dir(SystemTime::now()));
-    // Claimed first so that a taken --out fails before any work; dropped (and removed) on error.
-    let dir = RunDir::create(&out)?;
-    let split = load_split(&args)?;
+    let (dir, args, state) = match &args.resume {
+        Some(dir) => {
+            let (dir, args, state) = TrainDir::resume(dir)?;
+            (dir, args, Some(state))
+        }
+        None => {
+            validate_config(&config(&args))?;
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| default_out_dir(SystemTime::now()));
+            // Checked first, so that a taken --out fails before any work.
+            (TrainDir::fresh(&out, &args)?, args, None)
+        }
+    };
+    let target = dir.target();
+    let mut dir = Some(dir);
+    let result = train_and_write(&args, state.as_ref(), &mut dir);
+    if let Err(e) = &result {
+        if let Some(TrainError::Interrupted { .. }) = e.downcast_ref::<TrainError>() {
+            bail!(
+                "{e}\nresume with: cargo xtask train --resume {}",
+                target.display()
+            );
+        }
+        if let Some(dir) = dir.take() {
+            dir.abandon();
+        }
+    }
+    result
+}
+
+/// Loads the data, trains (from `state` when resuming), evaluates, and writes the run into
+/// `dir`, which it takes when the outputs are written.
+fn train_and_write(
+    args: &Args,
+    state: Option<&TrainState>,
+    dir: &mut Option<TrainDir>,
+) -> anyhow::Result<()> {
+    let config = config(args);
+    let split = load_split(args)?;
     validate(&config, &split)?;
     eprintln!(
         "{}: {} queries, {} train, {} database, {} features, {} classes",
@@ -333,7 +400,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         split.train.dim,
         split.train.n_classes()
     );
-    let (outcome, backend, adapter) = train_with_backend(args.backend, &split, &config)?;
+    let gpu = args.backend.gpu()?;
+    let placement = match gpu {
+        Some(_) => Placement::Device,
+        None => Placement::Host,
+    };
+    Footprint::of(&config, &split).check(placement, physical_memory())?;
+    let stop = StopFlag::install()?;
+    let steering = Steering {
+        resume: state,
+        stop: &stop,
+        dir: dir.as_mut().context("the run directory is gone")?,
+    };
+    let (outcome, backend, adapter) = train_with_backend(gpu, &split, &config, steering)?;
     let lengths = evaluate(&outcome, &split)?;
     let mut metrics = RunMetrics {
         protocol: split.name.clone(),
@@ -366,8 +445,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .then(|| NumMap(outcome.best_validation_map())),
     };
     metrics.set_lengths(&lengths);
-    write_run(&dir, &split, &config, &outcome, &metrics)?;
-    let path = dir.commit()?;
+    let out = dir.take().context("the run directory is gone")?.finish()?;
+    write_run(&out, &split, &config, &outcome, &metrics)?;
+    let path = out.commit()?;
     println!("{}", format_table(&lengths));
     if let Some(best) = &metrics.map_best_of_validations {
         let cells: Vec<String> = best.0.iter().map(|(b, m)| format!("{b}: {m:.4}")).collect();
@@ -397,162 +477,5 @@ fn evaluate(outcome: &TrainOutcome, split: &Split) -> anyhow::Result<Vec<LengthM
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
-
-    /// A fresh temp directory, removed on drop.
-    struct Temp(PathBuf);
-
-    impl Temp {
-        fn new(tag: &str) -> Temp {
-            let p = std::env::temp_dir().join(format!("nhl-xtask-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            Temp(p)
-        }
-    }
-
-    impl Drop for Temp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// Runs `train` with `flags` plus `--out OUT --backend cpu` and returns the error text,
-    /// after checking that no output directory (partial or final) was left.
-    fn fails(tmp: &Temp, flags: &[&str]) -> String {
-        let out = tmp.0.join("run");
-        let out_s = out.to_str().unwrap();
-        let mut argv = vec!["train", "--backend", "cpu", "--epochs", "1", "--out", out_s];
-        argv.extend_from_slice(flags);
-        let err = Cli::try_parse_from(argv)
-            .map_err(anyhow::Error::from)
-            .and_then(|cli| run(cli.args))
-            .unwrap_err();
-        assert!(!out.exists(), "{} was left behind", out.display());
-        let leftovers: Vec<_> = std::fs::read_dir(&tmp.0)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("run"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
-        format!("{err:#}")
-    }
-
-    fn idx(rank: u8, dims: &[u32], data: &[u8]) -> Vec<u8> {
-        let mut out = vec![0, 0, 8, rank];
-        for d in dims {
-            out.extend(d.to_be_bytes());
-        }
-        out.extend(data);
-        out
-    }
-
-    #[test]
-    fn missing_data_dir_file_is_named() {
-        let tmp = Temp::new("missing");
-        let dir = tmp.0.join("no-such-dir");
-        let e = fails(
-            &tmp,
-            &["--protocol", "fmnist", "--data-dir", dir.to_str().unwrap()],
-        );
-        assert!(
-            e.contains("no-such-dir") && e.contains("t10k-images-idx3-ubyte"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn truncated_and_wrong_magic_idx_are_named() {
-        let tmp = Temp::new("idx");
-        let data = tmp.0.join("fm");
-        std::fs::create_dir_all(&data).unwrap();
-        std::fs::write(
-            data.join("t10k-labels-idx1-ubyte"),
-            idx(1, &[6000], &[0; 6000]),
-        )
-        .unwrap();
-        std::fs::write(
-            data.join("t10k-images-idx3-ubyte"),
-            idx(3, &[6000, 28, 28], &[0; 1000]),
-        )
-        .unwrap();
-        let e = fails(&tmp, &["--data-dir", data.to_str().unwrap()]);
-        assert!(
-            e.contains("t10k-images-idx3-ubyte") && e.contains("truncated"),
-            "{e}"
-        );
-        std::fs::write(
-            data.join("t10k-images-idx3-ubyte"),
-            idx(1, &[6000], &[0; 6000]),
-        )
-        .unwrap();
-        let e = fails(&tmp, &["--data-dir", data.to_str().unwrap()]);
-        assert!(
-            e.contains("t10k-images-idx3-ubyte") && e.contains("magic"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn bits_must_increase() {
-        let tmp = Temp::new("bits");
-        let e = fails(&tmp, &["--bits", "16,8"]);
-        assert!(e.contains("--bits") && e.contains("16 then 8"), "{e}");
-        let e = fails(&tmp, &["--bits", "8,2048"]);
-        assert!(e.contains("--bits") && e.contains("2048"), "{e}");
-    }
-
-    #[test]
-    fn nan_in_user_features_is_named() {
-        let tmp = Temp::new("nan");
-        let f = tmp.0.join("feat.npy");
-        let l = tmp.0.join("lab.npy");
-        let mut values = vec![0.5f32; 20 * 4];
-        values[4 * 7 + 2] = f32::NAN;
-        write_npy(
-            &f,
-            &NpyArray {
-                shape: vec![20, 4],
-                data: NpyData::F32(values),
-            },
-        )
-        .unwrap();
-        write_npy(
-            &l,
-            &NpyArray {
-                shape: vec![20],
-                data: NpyData::I64((0..20).map(|i| i % 2).collect()),
-            },
-        )
-        .unwrap();
-        let source = format!("{},{}", f.display(), l.display());
-        let e = fails(&tmp, &["--data", &source, "--split-sizes", "5,10"]);
-        assert!(
-            e.contains("feat.npy") && e.contains("item 7, feature 2"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn an_existing_run_is_not_overwritten() {
-        let tmp = Temp::new("exists");
-        let out = tmp.0.join("done");
-        std::fs::create_dir_all(&out).unwrap();
-        std::fs::write(out.join("metrics.json"), "{}").unwrap();
-        let cli = Cli::try_parse_from(["train", "--out", out.to_str().unwrap()]).unwrap();
-        let e = format!("{:#}", run(cli.args).unwrap_err());
-        assert!(e.contains("already exists"), "{e}");
-        assert_eq!(
-            std::fs::read_to_string(out.join("metrics.json")).unwrap(),
-            "{}"
-        );
-    }
-}
+#[path = "train_tests.rs"]
+mod tests;

@@ -41,7 +41,7 @@ static EMBEDDED_T10K_LABELS: &[u8] = include_bytes!(concat!(
 ));
 
 /// A named benchmark split (docs/PROTOCOL.md, "Data").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Protocol {
     /// The t10k file only: 1,000 queries, 5,000 train, 9,000 database. Embedded.
     FmnistT10k,
@@ -104,6 +104,12 @@ pub fn load_protocol(protocol: Protocol, data_dir: Option<&Path>) -> Result<Spli
 
 /// `dir/NAME.gz`, else `dir/NAME`.
 fn locate(dir: &Path, stem: &str) -> Result<PathBuf, TrainError> {
+    if dir.is_file() {
+        return Err(TrainError::NotADirectory {
+            path: dir.to_path_buf(),
+            hint: "; --data-dir names the directory that holds the IDX files".into(),
+        });
+    }
     let gz = dir.join(format!("{stem}.gz"));
     if gz.is_file() {
         return Ok(gz);

@@ -26,7 +26,7 @@ use super::{Dataset, Split};
 use crate::error::TrainError;
 
 /// Where one set of items comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UserSource {
     /// One safetensors file with tensors `features` and `labels`.
     SafeTensors(PathBuf),
@@ -89,6 +89,12 @@ pub enum UserSplit {
 /// labels (every label must be below it); without it the largest label + 1 is used. For multi-hot
 /// labels it must equal the number of columns when given.
 pub fn load_user(split: &UserSplit, n_classes: Option<usize>) -> Result<Split, TrainError> {
+    if n_classes == Some(0) {
+        return Err(TrainError::Config {
+            flag: "--classes",
+            reason: "must be at least 1".into(),
+        });
+    }
     match split {
         UserSplit::Sizes {
             source,
@@ -97,7 +103,7 @@ pub fn load_user(split: &UserSplit, n_classes: Option<usize>) -> Result<Split, T
         } => {
             let all = load_source(source)?;
             let n = all.len();
-            if *query == 0 || *train == 0 || query + train > n {
+            if *query == 0 || *train == 0 || query.checked_add(*train).is_none_or(|qt| qt > n) {
                 return Err(TrainError::Split {
                     what: format!(
                         "split sizes {query},{train}: need at least one query and one training \
@@ -216,26 +222,39 @@ fn load_source(source: &UserSource) -> Result<Loaded, TrainError> {
 }
 
 fn read_npy_checked(path: &Path) -> Result<NpyArray, TrainError> {
-    if !path.is_file() {
-        return Err(TrainError::NotFound {
-            path: path.to_path_buf(),
-            hint: "a .npy file".into(),
-        });
-    }
+    check_is_file(path, "a .npy file")?;
     Ok(read_npy(path)?)
+}
+
+/// Fails unless `path` is a file (or a link to one): absent, and a directory, each get their own
+/// message. `what` says what the file should hold.
+fn check_is_file(path: &Path, what: &str) -> Result<(), TrainError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(TrainError::IsDirectory {
+            path: path.to_path_buf(),
+            expected: what.into(),
+        }),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(TrainError::NotFound {
+            path: path.to_path_buf(),
+            hint: what.into(),
+        }),
+        Err(source) => Err(TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// The `features` and `labels` tensors of a safetensors file, as arrays.
 fn read_safetensors(path: &Path) -> Result<(NpyArray, NpyArray), TrainError> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => TrainError::NotFound {
-            path: path.to_path_buf(),
-            hint: "a .safetensors file with tensors `features` and `labels`".into(),
-        },
-        _ => TrainError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
+    check_is_file(
+        path,
+        "a .safetensors file with tensors `features` and `labels`",
+    )?;
+    let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
     })?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| TrainError::Content {
         path: path.to_path_buf(),
@@ -310,7 +329,21 @@ fn to_features(array: NpyArray, path: &Path) -> Result<(Vec<f32>, usize, usize),
     let s = INPUT_SCALING;
     let values: Vec<f32> = match array.data {
         NpyData::F32(v) => v.into_iter().map(|x| s.f32(x)).collect(),
-        NpyData::F64(v) => v.into_iter().map(|x| s.f64(x)).collect(),
+        NpyData::F64(v) => {
+            // Checked before the conversion, which would turn 1e300 into an infinity.
+            if let Some(bad) = v
+                .iter()
+                .position(|x| x.is_finite() && x.abs() > f64::from(f32::MAX))
+            {
+                return Err(TrainError::FeatureRange {
+                    path: path.to_path_buf(),
+                    item: bad / dim,
+                    feature: bad % dim,
+                    value: v[bad],
+                });
+            }
+            v.into_iter().map(|x| s.f64(x)).collect()
+        }
         NpyData::U16F16(v) => v.into_iter().map(|x| s.f16(x)).collect(),
         NpyData::U8(v) => v.into_iter().map(|x| s.u8(x)).collect(),
         NpyData::I32(_) | NpyData::I64(_) => {
@@ -394,21 +427,53 @@ fn to_raw_labels(array: NpyArray, path: &Path) -> Result<RawLabels, TrainError> 
 }
 
 /// Settles the number of classes across the sets and checks every label against it.
+///
+/// Class indices may not number more classes than there are items (all sets together): a class
+/// count is paid for in memory and time by every item and every centre, so one stray large label
+/// (a wrong column, an ID) must not silently make millions of empty classes.
 fn settle_classes(sets: &[&Loaded], n_classes: Option<usize>) -> Result<usize, TrainError> {
     let Some(first) = sets.first() else {
         return Ok(n_classes.unwrap_or(0));
     };
     match &first.labels {
         RawLabels::Indices(_) => {
-            let max = sets
+            let items: usize = sets.iter().map(|s| s.len()).sum();
+            // The largest label, where it is: (set, item, label).
+            let largest = sets
                 .iter()
-                .filter_map(|s| match &s.labels {
-                    RawLabels::Indices(v) => v.iter().copied().max(),
+                .enumerate()
+                .filter_map(|(k, s)| match &s.labels {
+                    RawLabels::Indices(v) => v
+                        .iter()
+                        .enumerate()
+                        .max_by_key(|&(i, &label)| (label, std::cmp::Reverse(i)))
+                        .map(|(i, &label)| (k, i, label)),
                     RawLabels::MultiHot { .. } => None,
                 })
-                .max()
-                .unwrap_or(0);
-            let c = n_classes.unwrap_or_else(|| usize::try_from(max).map_or(1, |m| m + 1));
+                .max_by_key(|&(k, i, label)| (label, std::cmp::Reverse((k, i))));
+            let c = match (n_classes, largest) {
+                (Some(c), _) if c > items => {
+                    return Err(TrainError::Config {
+                        flag: "--classes",
+                        reason: format!(
+                            "{c} classes for {items} items: more classes than items; \
+                             give at most {items}"
+                        ),
+                    })
+                }
+                (Some(c), _) => c,
+                (None, Some((k, item, label))) if label >= 0 && label as u64 >= items as u64 => {
+                    return Err(TrainError::ClassCount {
+                        path: sets[k].labels_path.clone(),
+                        item,
+                        label,
+                        items,
+                    })
+                }
+                (None, largest) => {
+                    largest.map_or(1, |(_, _, max)| usize::try_from(max).map_or(1, |m| m + 1))
+                }
+            };
             for s in sets {
                 let RawLabels::Indices(v) = &s.labels else {
                     return Err(kind_mismatch(s, first));
