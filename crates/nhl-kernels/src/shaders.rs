@@ -22,11 +22,14 @@ pub enum Shader {
     /// `loss.wgsl`: the fused hashing ops: the per-length objectives (CSQ, SP distillation)
     /// with their gradients, the prefix pair dots and the dominance weights.
     Loss,
+    /// `pairs.wgsl`: the pairwise objectives, against a memory bank (DSH, DHN, DBDH, DPSH,
+    /// MDSH's pair term) and DTSH's triplets within the batch.
+    Pairs,
 }
 
 impl Shader {
     /// Every shader in the registry.
-    pub const fn all() -> [Shader; 6] {
+    pub const fn all() -> [Shader; 7] {
         [
             Shader::Matmul,
             Shader::Elementwise,
@@ -34,6 +37,7 @@ impl Shader {
             Shader::Rows,
             Shader::Adam,
             Shader::Loss,
+            Shader::Pairs,
         ]
     }
 
@@ -46,6 +50,7 @@ impl Shader {
             Shader::Rows => "rows.wgsl",
             Shader::Adam => "adam.wgsl",
             Shader::Loss => "loss.wgsl",
+            Shader::Pairs => "pairs.wgsl",
         }
     }
 
@@ -58,6 +63,7 @@ impl Shader {
             Shader::Rows => include_str!("../../../shaders/rows.wgsl"),
             Shader::Adam => include_str!("../../../shaders/adam.wgsl"),
             Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
+            Shader::Pairs => include_str!("../../../shaders/pairs.wgsl"),
         }
     }
 
@@ -66,12 +72,12 @@ impl Shader {
     pub const fn overrides(self) -> &'static [(&'static str, &'static [f64])] {
         const BOOLS: &[f64] = &[0.0, 1.0];
         const OPS: &[f64] = &[
-            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0,
+            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0,
         ];
         match self {
             Shader::Matmul => &[("TRANS_A", BOOLS), ("TRANS_B", BOOLS), ("HAS_BIAS", BOOLS)],
             Shader::Elementwise => &[("OP", OPS)],
-            Shader::Reduce | Shader::Rows | Shader::Adam | Shader::Loss => &[],
+            Shader::Reduce | Shader::Rows | Shader::Adam | Shader::Loss | Shader::Pairs => &[],
         }
     }
 }
@@ -92,6 +98,7 @@ pub const fn unary_code(op: Unary) -> u32 {
         Unary::Scale(_) => 10,
         Unary::AddScalar(_) => 11,
         Unary::Clamp { .. } => 12,
+        Unary::Sqrt => 13,
     }
 }
 
@@ -127,6 +134,7 @@ mod tests {
             Unary::Scale(2.0),
             Unary::AddScalar(1.0),
             Unary::Clamp { lo: -1.0, hi: 1.0 },
+            Unary::Sqrt,
         ];
         for op in unary {
             assert!(ops.contains(&(unary_code(op) as f64)), "{op:?}");

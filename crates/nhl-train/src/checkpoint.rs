@@ -2,10 +2,10 @@
 //!
 //! Every parameter is a rank-2 F32 tensor under its model name (`backbone.weight`, ...; in mode
 //! `single` one model per length, prefixed `b{bits}.`). The safetensors metadata carries the
-//! format version, the lengths, method, mode, hidden width and seed as strings, so a checkpoint
-//! can be checked against the model it is loaded into.
+//! format version, the lengths, method, mode, hidden width, seed and the loss's hyper-parameters
+//! as strings, so a checkpoint can be checked against the model it is loaded into.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use safetensors::tensor::TensorView;
@@ -21,7 +21,7 @@ use crate::run_dir::write_atomic;
 pub const FORMAT_VERSION: &str = "1";
 
 /// What a checkpoint was trained with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointMeta {
     /// Code lengths, increasing.
     pub bits: Vec<usize>,
@@ -33,6 +33,9 @@ pub struct CheckpointMeta {
     pub hidden: usize,
     /// Run seed.
     pub seed: u64,
+    /// The loss's hyper-parameters by name (stored as `name=value,...`; empty in a checkpoint
+    /// written without them).
+    pub loss_params: BTreeMap<String, f64>,
 }
 
 /// A loaded checkpoint.
@@ -98,11 +101,33 @@ pub fn save<'a>(
         ("mode".to_string(), enum_name(&meta.mode)),
         ("hidden".to_string(), meta.hidden.to_string()),
         ("seed".to_string(), meta.seed.to_string()),
+        (
+            "loss_params".to_string(),
+            loss_params_text(&meta.loss_params),
+        ),
     ]);
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| format(e.to_string()))?;
     let bytes = sorted_header(bytes).map_err(format)?;
     write_atomic(path, &bytes)?;
     Ok(())
+}
+
+/// `name=value` pairs in name order, comma-separated (Rust's shortest round-trip formatting of
+/// each value, so that [`parse_loss_params`] reads back the same numbers).
+fn loss_params_text(params: &BTreeMap<String, f64>) -> String {
+    let pairs: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    pairs.join(",")
+}
+
+/// The inverse of [`loss_params_text`]; `None` when an entry is not `name=number`.
+fn parse_loss_params(text: &str) -> Option<BTreeMap<String, f64>> {
+    text.split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 /// The serialised file with the keys of its JSON header in sorted order, so that the same
@@ -185,18 +210,24 @@ pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
         .map(str::parse)
         .collect::<Result<Vec<usize>, _>>()
         .map_err(|_| meta_err("bits", "comma-separated lengths", bits_s))?;
-    let method_s = field("method", "csq, dpn, dsh or dhn")?;
-    let method =
-        parse_enum(method_s).ok_or_else(|| meta_err("method", "csq, dpn, dsh or dhn", method_s))?;
+    let methods = Method::names();
+    let method_s = field("method", &methods)?;
+    let method = parse_enum(method_s).ok_or_else(|| meta_err("method", &methods, method_s))?;
     let mode_s = field("mode", "a mode name")?;
     let mode = parse_enum(mode_s)
         .ok_or_else(|| meta_err("mode", "full, nested, distill, adaptive or single", mode_s))?;
+    let loss_params = match metadata.get("loss_params") {
+        None => BTreeMap::new(),
+        Some(text) => parse_loss_params(text)
+            .ok_or_else(|| meta_err("loss_params", "comma-separated name=value pairs", text))?,
+    };
     let meta = CheckpointMeta {
         bits,
         method,
         mode,
         hidden: parse_num("hidden")? as usize,
         seed: parse_num("seed")?,
+        loss_params,
     };
     let mut params = Vec::new();
     for (name, view) in st.tensors() {
@@ -268,6 +299,7 @@ mod tests {
             mode: Mode::Single,
             hidden: 3,
             seed: 42,
+            loss_params: BTreeMap::from([("m".into(), 1.0), ("p".into(), 0.1 + 0.2)]),
         }
     }
 
@@ -370,6 +402,16 @@ mod tests {
             "{e}"
         );
 
+        md.insert("loss_params".into(), "alpha=x".into());
+        std::fs::write(
+            &path,
+            safetensors::serialize([("w", view.clone())], Some(md.clone())).unwrap(),
+        )
+        .unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("loss_params") && e.contains("alpha=x"), "{e}");
+
+        md.remove("loss_params");
         md.insert("method".into(), "sgd".into());
         std::fs::write(
             &path,

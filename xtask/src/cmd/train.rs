@@ -4,6 +4,7 @@
 //! The run directory appears whole or not at all (see `nhl_train::run_dir`): on any error,
 //! nothing is left behind.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -16,6 +17,7 @@ use nhl_kernels::{Backend, HashingOps};
 use nhl_train::checkpoint::{self, CheckpointMeta};
 use nhl_train::config::{Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit};
+use nhl_train::losses::params::{parse_assignment, LossParams};
 use nhl_train::metrics::{evaluate_lengths, LengthMetrics, PRECISION_KS};
 use nhl_train::report::{
     format_table, write_metrics, write_svg, NumMap, RunMetrics, ValidationRecord,
@@ -73,9 +75,13 @@ pub struct Args {
     /// Number of classes of user class-index labels (default: the largest label + 1).
     #[arg(long, value_name = "C")]
     pub classes: Option<usize>,
-    /// Base loss: csq, dpn, dsh or dhn.
+    /// Base loss: csq, dpn, dsh, dhn, dbdh, dpsh, hashnet, dch, dtsh, lcdsh, shcir or mdsh.
     #[arg(long, default_value = "csq", value_parser = parse_method)]
     pub method: Method,
+    /// A hyper-parameter of the loss, NAME=VALUE (repeatable); unset ones keep their defaults
+    /// (docs/METHOD.md section 5). An unknown name or a value out of range lists the method's.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    pub loss_param: Vec<(String, f64)>,
     /// NHL mode: full, nested, distill, adaptive, or single (one model per length).
     #[arg(long, default_value = "full", value_parser = parse_mode)]
     pub mode: Mode,
@@ -119,9 +125,15 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-/// The training settings the flags ask for.
-fn config(args: &Args) -> TrainConfig {
-    TrainConfig {
+/// The training settings the flags ask for; `--loss-param` names given twice are an error.
+fn config(args: &Args) -> anyhow::Result<TrainConfig> {
+    let mut loss_params = BTreeMap::new();
+    for (name, value) in &args.loss_param {
+        if loss_params.insert(name.clone(), *value).is_some() {
+            bail!("--loss-param {name} is given more than once");
+        }
+    }
+    Ok(TrainConfig {
         method: args.method,
         mode: args.mode,
         bits: args.bits.clone(),
@@ -134,8 +146,9 @@ fn config(args: &Args) -> TrainConfig {
         reference_grad_leak: args.reference_grad_leak,
         eval_every: args.eval_every,
         prefix_centres: args.prefix_centres,
+        loss_params,
         ..TrainConfig::default()
-    }
+    })
 }
 
 /// Loads the split the flags name.
@@ -278,6 +291,7 @@ fn write_run(
             mode: config.mode,
             hidden: config.hidden,
             seed: config.seed,
+            loss_params: metrics.loss_params.clone(),
         },
         outcome
             .params
@@ -310,8 +324,9 @@ fn write_run(
 
 /// Runs `cargo xtask train`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = config(&args);
+    let config = config(&args)?;
     validate_config(&config)?;
+    let loss_params = LossParams::resolve(config.method, &config.loss_params)?.to_map();
     let out = args
         .out
         .clone()
@@ -350,6 +365,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         n_train: Some(split.train.len()),
         n_database: Some(split.database.len()),
         config: Some(config.clone()),
+        loss_params,
         validations: outcome
             .validations
             .iter()
@@ -495,6 +511,29 @@ mod tests {
             e.contains("t10k-images-idx3-ubyte") && e.contains("magic"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn bad_loss_params_list_the_methods_parameters() {
+        let tmp = Temp::new("lossparam");
+        let e = fails(&tmp, &["--method", "dbdh", "--loss-param", "gamma=2"]);
+        assert!(
+            e.contains("dbdh has no parameter \"gamma\"")
+                && e.contains("alpha in [0, inf)")
+                && e.contains("p in {1, 2}"),
+            "{e}"
+        );
+        let e = fails(&tmp, &["--method", "dbdh", "--loss-param", "p=3"]);
+        assert!(e.contains("p = 3 is outside {1, 2}"), "{e}");
+        let e = fails(&tmp, &["--loss-param", "lambda"]);
+        assert!(e.contains("NAME=VALUE"), "{e}");
+        let e = fails(
+            &tmp,
+            &["--loss-param", "lambda=1", "--loss-param", "lambda=2"],
+        );
+        assert!(e.contains("more than once"), "{e}");
+        let e = fails(&tmp, &["--method", "sgd"]);
+        assert!(e.contains("hashnet") && e.contains("mdsh"), "{e}");
     }
 
     #[test]
