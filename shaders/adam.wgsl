@@ -2,6 +2,7 @@
 // the caller: g' = g + wd p, m = b1 m + (1 - b1) g', v = b2 v + (1 - b2) g'^2,
 // p -= lr (m / bias1) / (sqrt(v / bias2) + eps).
 
+// The words of the parameter block `p` (binding 0, declared in prologue.wgsl).
 struct Params {
     n: u32,
     lr: f32,
@@ -13,19 +14,18 @@ struct Params {
     bias2: f32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn adam_step(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+    let i = flat_index(wg, nwg, lid);
     if i >= p.n {
         return;
     }

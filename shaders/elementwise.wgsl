@@ -8,6 +8,7 @@
 
 override OP: u32 = 0u;
 
+// The words of the parameter block `p` (binding 0, declared in prologue.wgsl).
 struct Params {
     // Elements of the output.
     n: u32,
@@ -24,16 +25,11 @@ struct Params {
     pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> y: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out2: array<f32>;
-
-fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 256u + lid;
-}
 
 // ln(1 + u) for u >= 0, accurate when u is tiny (Goldberg's trick: the rounding error of 1 + u
 // cancels in the ratio).
@@ -43,13 +39,6 @@ fn log1p(u: f32) -> f32 {
         return u;
     }
     return log(w) * u / (w - 1.0);
-}
-
-// tanh through e^(-2|x|), which never overflows (the naive quotient is NaN for large |x| on some
-// drivers).
-fn stable_tanh(v: f32) -> f32 {
-    let t = exp(-2.0 * abs(v));
-    return sign(v) * (1.0 - t) / (1.0 + t);
 }
 
 fn sigmoid(v: f32) -> f32 {
@@ -113,7 +102,7 @@ fn binary_fwd(a: f32, b: f32) -> f32 {
     return -(b * max(log(a), -100.0) + (1.0 - b) * max(log(1.0 - a), -100.0));
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn unary(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -125,7 +114,7 @@ fn unary(
     }
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn unary_bwd(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -137,7 +126,7 @@ fn unary_bwd(
     }
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn binary(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -150,7 +139,7 @@ fn binary(
 }
 
 // (dy * df/da, dy * df/db), both of a's shape.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn binary_bwd(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -188,7 +177,7 @@ fn binary_bwd(
     out2[i] = db;
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn fill(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

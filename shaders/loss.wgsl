@@ -6,6 +6,7 @@
 // Every kernel reads the code prefixes in place from the shared n x B output `a` (row stride
 // p.cols), so no slice is ever copied.
 
+// The words of the parameter block `p` (binding 0, declared in prologue.wgsl).
 struct Params {
     // Batch rows n.
     rows: u32,
@@ -22,46 +23,22 @@ struct Params {
     pad2: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> idx: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out2: array<f32>;
 
-var<workgroup> partial: array<vec2<f32>, 256>;
-
-fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 256u + lid;
-}
-
-// Folds partial[0..256] into partial[0]; every invocation of the workgroup must call it.
-fn tree_sum(lid: u32) {
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if lid < s {
-            partial[lid] += partial[lid + s];
-        }
-        workgroupBarrier();
-    }
-}
-
-// tanh through e^(-2|x|), which never overflows (as in elementwise.wgsl).
-fn stable_tanh(v: f32) -> f32 {
-    let t = exp(-2.0 * abs(v));
-    return sign(v) * (1.0 - t) / (1.0 + t);
-}
-
 // CSQ on the first p.bits columns of a (n x B), targets b (N x bits) at rows idx[0..n]: writes
 // dJ/dU (n x bits) to out and J to out2[0]. One workgroup of 256 invocations strides over the
 // n * bits elements and tree-sums the two means.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn csq(@builtin(local_invocation_index) lid: u32) {
     let m = p.rows * p.bits;
     let inv = 1.0 / f32(m);
     var bce = 0.0;
     var quant = 0.0;
-    for (var i = lid; i < m; i += 256u) {
+    for (var i = lid; i < m; i += WORKGROUP) {
         let r = i / p.bits;
         let c = i % p.bits;
         let v = stable_tanh(a[r * p.cols + c]);
@@ -87,7 +64,7 @@ fn csq(@builtin(local_invocation_index) lid: u32) {
 // The prefix Grams of a: out[0 .. n^2] = S S^T over the first p.bits columns, out[n^2 .. 2 n^2]
 // = T T^T over the first p.bits2 (the teacher's sum continues the student's). One invocation
 // per (row, column) of the n x n result.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn sp_gram(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -116,14 +93,14 @@ fn sp_gram(
 // Y_t = rownorm(G_t), dY = -2 (Y_t - Y) / n^2, writes the row of dA (the row-normalisation
 // backward: (dY - Y <Y, dY>) / ||A_r||, or dY / eps below the floor) to out[0 .. n^2] and the
 // row's sum of (Y_t - Y)^2 to out[n^2 + r].
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn sp_rows(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
     let n = p.rows;
-    let r = wg.y * nwg.x + wg.x;
+    let r = group_index(wg, nwg);
     if r >= n {
         return;
     }
@@ -131,7 +108,7 @@ fn sp_rows(
     let t_base = n * n + base;
     var ss = 0.0;
     var tt = 0.0;
-    for (var c = lid; c < n; c += 256u) {
+    for (var c = lid; c < n; c += WORKGROUP) {
         let s = a[base + c];
         let t = a[t_base + c];
         ss += s * s;
@@ -146,7 +123,7 @@ fn sp_rows(
     let scale = 1.0 / f32(n * n);
     var sq = 0.0;
     var dot = 0.0;
-    for (var c = lid; c < n; c += 256u) {
+    for (var c = lid; c < n; c += WORKGROUP) {
         let y = a[base + c] / ds;
         let diff = a[t_base + c] / dt - y;
         sq += diff * diff;
@@ -155,7 +132,7 @@ fn sp_rows(
     partial[lid] = vec2<f32>(sq, dot);
     tree_sum(lid);
     let total = partial[0];
-    for (var c = lid; c < n; c += 256u) {
+    for (var c = lid; c < n; c += WORKGROUP) {
         let y = a[base + c] / ds;
         let dy = -2.0 * (a[t_base + c] / dt - y) * scale;
         if ns > p.alpha {
@@ -172,7 +149,7 @@ fn sp_rows(
 // The student gradient dS = (dA + dA^T) S over the first p.bits columns of a, with dA and the
 // per-row sums in b (from sp_rows), into out (n x bits); invocation 0 also writes
 // SP = sum_r rows_r / n^2 to out2[0].
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn sp_grad(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -202,13 +179,13 @@ fn sp_grad(
 // The prefix dot products of stacked blocks: a and b are n x p.cols with block k (width idx[k],
 // non-decreasing, p.bits blocks) in consecutive columns. One workgroup per pair i <= j (slot in
 // row-major order of the upper triangle) writes sum_{r, c < w_i} a[r, o_i + c] b[r, o_j + c].
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn pair_dots(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let slot = wg.y * nwg.x + wg.x;
+    let slot = group_index(wg, nwg);
     let k = p.bits;
     if slot >= k * (k + 1u) / 2u {
         return;
@@ -231,7 +208,7 @@ fn pair_dots(
     }
     let w = idx[i];
     var s = 0.0;
-    for (var e = lid; e < p.rows * w; e += 256u) {
+    for (var e = lid; e < p.rows * w; e += WORKGROUP) {
         let r = e / w;
         let c = e % w;
         s += a[r * p.cols + oi + c] * b[r * p.cols + oj + c];
@@ -243,7 +220,7 @@ fn pair_dots(
     }
 }
 
-// The dominance-aware weights of K = p.bits lengths (NHL-SPEC 2.2 steps 3-6) from the gradient
+// The dominance-aware weights of K = p.bits lengths (docs/METHOD.md 2.2 steps 3-6) from the gradient
 // products a = [p_ij, i <= j] in row-major order of the upper triangle, beta = p.alpha:
 // tau_i = beta p_ii / (K - 1); a_ij = tau_i / (-p_ij) where -p_ij > tau_i (p_ij < 0), else 1;
 // a_ij <- min(a_ij, a_{i,i+1}) for j >= i + 2; omega_k = prod_{i<k} a_ik; w_k = K omega_k / sum.

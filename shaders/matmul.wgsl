@@ -14,6 +14,7 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 
+// The words of the parameter block `p` (binding 0, declared in prologue.wgsl).
 struct Params {
     // Rows of op(A) and C.
     m: u32,
@@ -27,7 +28,6 @@ struct Params {
 const TILE: u32 = 64u;
 const BK: u32 = 16u;
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;

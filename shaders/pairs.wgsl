@@ -7,6 +7,7 @@
 // alpha dQ/du; `bank_value` the objective. The codes are read in place (row strides p.cols and
 // p.other_cols), so no prefix is copied.
 
+// The words of the parameter block `p` (binding 0, declared in prologue.wgsl).
 struct Params {
     // Batch rows n.
     rows: u32,
@@ -27,7 +28,6 @@ struct Params {
     f1: f32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> u: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<f32>;
 @group(0) @binding(3) var<storage, read> bank: array<f32>;
@@ -41,17 +41,16 @@ struct Params {
 
 const COSINE_EPS: f32 = 1e-12;
 
-var<workgroup> partial: array<vec4<f32>, 256>;
+// Four partial sums per invocation (the prologue's `partial` holds two).
+var<workgroup> partial4: array<vec4<f32>, WORKGROUP>;
 
-fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 256u + lid;
-}
-
-fn tree_sum(lid: u32) {
+// Folds partial4[0 .. WORKGROUP] into partial4[0] in a fixed order; every invocation of the
+// workgroup must call it.
+fn tree_sum4(lid: u32) {
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
+    for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
         if lid < s {
-            partial[lid] += partial[lid + s];
+            partial4[lid] += partial4[lid + s];
         }
         workgroupBarrier();
     }
@@ -64,11 +63,6 @@ fn softplus(x: f32) -> f32 {
 fn sigmoid(x: f32) -> f32 {
     let e = exp(-abs(x));
     return select(e, 1.0, x >= 0.0) / (1.0 + e);
-}
-
-fn stable_tanh(v: f32) -> f32 {
-    let t = exp(-2.0 * abs(v));
-    return sign(v) * (1.0 - t) / (1.0 + t);
 }
 
 fn pair_kind() -> u32 {
@@ -102,7 +96,7 @@ fn own_sq_norm(i: u32) -> f32 {
 }
 
 // One workgroup per batch row i; its invocations stride over the bank rows j.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn bank_rows(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -116,7 +110,7 @@ fn bank_rows(
     let nu = own_sq_norm(i);
     let inv_u = 1.0 / max(sqrt(nu), COSINE_EPS);
     var acc = vec4<f32>(0.0);
-    for (var j = lid; j < n_bank; j += 256u) {
+    for (var j = lid; j < n_bank; j += WORKGROUP) {
         var shared_labels = 0.0;
         for (var c = 0u; c < classes(); c++) {
             shared_labels += labels[i * classes() + c] * bank_labels[j * classes() + c];
@@ -162,10 +156,10 @@ fn bank_rows(
         work[i * n_bank + j] = g;
         acc += vec4<f32>(value, own, s, 0.0);
     }
-    partial[lid] = acc;
-    tree_sum(lid);
+    partial4[lid] = acc;
+    tree_sum4(lid);
     if lid == 0u {
-        rowsums[i] = partial[0];
+        rowsums[i] = partial4[0];
     }
 }
 
@@ -221,7 +215,7 @@ fn quant_term(i: u32, c: u32) -> vec2<f32> {
 }
 
 // One invocation per element (i, c) of dJ/du (n x b).
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn bank_grad(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -262,28 +256,28 @@ fn bank_grad(
 }
 
 // One workgroup: J = scale * sum of the pair values + alpha * the quantisation term.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn bank_value(@builtin(local_invocation_index) lid: u32) {
     var pair = 0.0;
-    for (var r = lid; r < p.rows; r += 256u) {
+    for (var r = lid; r < p.rows; r += WORKGROUP) {
         pair += rowsums[r].x;
     }
     var quant = 0.0;
     let per_row = quant_kind() == 4u || quant_kind() == 5u;
     if per_row {
-        for (var r = lid; r < p.rows; r += 256u) {
+        for (var r = lid; r < p.rows; r += WORKGROUP) {
             quant += quant_term(r, 0u).x;
         }
     } else {
-        for (var e = lid; e < p.rows * p.bits; e += 256u) {
+        for (var e = lid; e < p.rows * p.bits; e += WORKGROUP) {
             quant += quant_term(e / p.bits, e % p.bits).x;
         }
     }
-    partial[lid] = vec4<f32>(pair, quant, 0.0, 0.0);
-    tree_sum(lid);
+    partial4[lid] = vec4<f32>(pair, quant, 0.0, 0.0);
+    tree_sum4(lid);
     if lid == 0u {
         let count = select(f32(p.rows * p.bits), f32(p.rows), per_row);
-        result[0] = pair_scale() * partial[0].x + p.f0 * partial[0].y / count;
+        result[0] = pair_scale() * partial4[0].x + p.f0 * partial4[0].y / count;
     }
 }
 
@@ -295,7 +289,7 @@ fn label_classes() -> u32 {
 }
 
 // One invocation per (a, x): theta_ax over the first p.bits columns and s_ax.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn dtsh_prep(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -321,7 +315,7 @@ fn dtsh_prep(
 }
 
 // One invocation per anchor: its number of similar items.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn dtsh_counts(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -355,7 +349,7 @@ fn triplet(a: u32, pos: u32, neg: u32) -> vec2<f32> {
 }
 
 // One invocation per (a, x): dtheta_ax and the values of the triplets whose positive is x.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn dtsh_rows(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -401,7 +395,7 @@ fn dtsh_rows(
 }
 
 // One invocation per element (i, c): ((dtheta + dtheta^T) U)_ic + lambda d/du mean((u - sign u)^2).
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn dtsh_grad(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -425,22 +419,22 @@ fn dtsh_grad(
 }
 
 // One workgroup: J = the triplet values' sum + lambda mean((u - sign u)^2).
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn dtsh_value(@builtin(local_invocation_index) lid: u32) {
     let n = p.rows;
     var value = 0.0;
-    for (var e = lid; e < n * n; e += 256u) {
+    for (var e = lid; e < n * n; e += WORKGROUP) {
         value += work[3u * n * n + e];
     }
     var quant = 0.0;
-    for (var e = lid; e < n * p.bits; e += 256u) {
+    for (var e = lid; e < n * p.bits; e += WORKGROUP) {
         let v = u[(e / p.bits) * p.cols + e % p.bits];
         let z = v - sign(v);
         quant += z * z;
     }
-    partial[lid] = vec4<f32>(value, quant, 0.0, 0.0);
-    tree_sum(lid);
+    partial4[lid] = vec4<f32>(value, quant, 0.0, 0.0);
+    tree_sum4(lid);
     if lid == 0u {
-        result[0] = partial[0].x + p.f1 * partial[0].y / f32(n * p.bits);
+        result[0] = partial4[0].x + p.f1 * partial4[0].y / f32(n * p.bits);
     }
 }

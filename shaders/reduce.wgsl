@@ -1,7 +1,9 @@
 // Sums: of every element (two passes of `sum_partial`), of each row and of each column.
 // Each is a workgroup tree reduction in workgroup memory with a fixed summation order, so a
-// result does not depend on scheduling.
+// result does not depend on scheduling; the sums use the first component of the prologue's
+// `partial` pairs.
 
+// The words of the parameter block `p` (binding 0, declared in prologue.wgsl).
 struct Params {
     rows: u32,
     cols: u32,
@@ -10,62 +12,48 @@ struct Params {
     groups: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-var<workgroup> partial: array<f32, 256>;
-
-// Folds partial[0..256] into partial[0]; every invocation of the workgroup must call it.
-fn tree_sum(lid: u32) {
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if lid < s {
-            partial[lid] += partial[lid + s];
-        }
-        workgroupBarrier();
-    }
-}
-
-// out[g] = sum of x[i] for i = g * 256 + lid + j * groups * 256: a grid-stride pass over n
+// out[g] = sum of x[i] for i = (g + j * groups) * WORKGROUP + lid: a grid-stride pass over n
 // elements. With groups = 1 it is the whole sum; with more it leaves one partial per workgroup
 // for a second pass.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn sum_partial(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
     let g = wg.x;
     var acc = 0.0;
-    for (var i = g * 256u + lid; i < p.n; i += p.groups * 256u) {
+    for (var i = g * WORKGROUP + lid; i < p.n; i += p.groups * WORKGROUP) {
         acc += x[i];
     }
-    partial[lid] = acc;
+    partial[lid] = vec2<f32>(acc, 0.0);
     tree_sum(lid);
     if lid == 0u {
-        out[g] = partial[0];
+        out[g] = partial[0].x;
     }
 }
 
 // One workgroup per row (a 2-D grid of rows), striding over the columns.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn row_sums(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let r = wg.y * nwg.x + wg.x;
+    let r = group_index(wg, nwg);
     if r >= p.rows {
         return;
     }
     var acc = 0.0;
-    for (var c = lid; c < p.cols; c += 256u) {
+    for (var c = lid; c < p.cols; c += WORKGROUP) {
         acc += x[r * p.cols + c];
     }
-    partial[lid] = acc;
+    partial[lid] = vec2<f32>(acc, 0.0);
     tree_sum(lid);
     if lid == 0u {
-        out[r] = partial[0];
+        out[r] = partial[0].x;
     }
 }
 
@@ -77,14 +65,14 @@ fn col_sums(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let col = (wg.y * nwg.x + wg.x) * 16u + lid.x;
+    let col = group_index(wg, nwg) * 16u + lid.x;
     var acc = 0.0;
     if col < p.cols {
         for (var r = lid.y; r < p.rows; r += 16u) {
             acc += x[r * p.cols + col];
         }
     }
-    partial[lid.y * 16u + lid.x] = acc;
+    partial[lid.y * 16u + lid.x] = vec2<f32>(acc, 0.0);
     workgroupBarrier();
     for (var s = 8u; s > 0u; s >>= 1u) {
         if lid.y < s {
@@ -93,6 +81,6 @@ fn col_sums(
         workgroupBarrier();
     }
     if lid.y == 0u && col < p.cols {
-        out[col] = partial[lid.x];
+        out[col] = partial[lid.x].x;
     }
 }

@@ -7,6 +7,7 @@
 // [idx: n][perm: n][offsets: u + 1][uniq: u]. With it, scatter-add sums each row's sources in
 // index order without atomics (deterministic), and set_rows lets the last duplicate win.
 
+// The words of the parameter block `p` (binding 0, declared in prologue.wgsl).
 struct Params {
     rows: u32,
     // Columns of the output (slice: the slice length; gather/scatter: the row width).
@@ -24,50 +25,32 @@ struct Params {
     pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read> idx: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-var<workgroup> partial: array<vec2<f32>, 256>;
-
-fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 256u + lid;
-}
-
-// Folds partial[0..256] into partial[0]; every invocation of the workgroup must call it.
-fn tree_sum(lid: u32) {
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if lid < s {
-            partial[lid] += partial[lid + s];
-        }
-        workgroupBarrier();
-    }
-}
-
 // y_i = x_i / max(||x_i||, eps), one workgroup per row.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn row_normalize(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let r = wg.y * nwg.x + wg.x;
+    let r = group_index(wg, nwg);
     if r >= p.rows {
         return;
     }
     let base = r * p.cols;
     var ss = 0.0;
-    for (var c = lid; c < p.cols; c += 256u) {
+    for (var c = lid; c < p.cols; c += WORKGROUP) {
         let v = x[base + c];
         ss += v * v;
     }
     partial[lid] = vec2<f32>(ss, 0.0);
     tree_sum(lid);
     let d = max(sqrt(partial[0].x), p.alpha);
-    for (var c = lid; c < p.cols; c += 256u) {
+    for (var c = lid; c < p.cols; c += WORKGROUP) {
         out[base + c] = x[base + c] / d;
     }
 }
@@ -75,19 +58,19 @@ fn row_normalize(
 // With n = ||x_i|| and y_i = x_i / n: dx_i = (dy_i - y_i <y_i, dy_i>) / n when n > eps, else
 // dy_i / eps (the clamped branch is linear in x). One workgroup per row; the norm and <x, dy>
 // are reduced together.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn row_normalize_bwd(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let r = wg.y * nwg.x + wg.x;
+    let r = group_index(wg, nwg);
     if r >= p.rows {
         return;
     }
     let base = r * p.cols;
     var acc = vec2<f32>(0.0, 0.0);
-    for (var c = lid; c < p.cols; c += 256u) {
+    for (var c = lid; c < p.cols; c += WORKGROUP) {
         let v = x[base + c];
         acc += vec2<f32>(v * v, v * dy[base + c]);
     }
@@ -97,18 +80,18 @@ fn row_normalize_bwd(
     if n > p.alpha {
         // <y, dy> = <x, dy> / n
         let ydy = partial[0].y / n;
-        for (var c = lid; c < p.cols; c += 256u) {
+        for (var c = lid; c < p.cols; c += WORKGROUP) {
             out[base + c] = (dy[base + c] - x[base + c] / n * ydy) / n;
         }
     } else {
-        for (var c = lid; c < p.cols; c += 256u) {
+        for (var c = lid; c < p.cols; c += WORKGROUP) {
             out[base + c] = dy[base + c] / p.alpha;
         }
     }
 }
 
 // out[r, c] = x[r, start + c] for c < cols (= the slice length).
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn slice_cols(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -134,7 +117,7 @@ fn add_prefix_at(i: u32, scale: f32) {
 }
 
 // out[r, start + c] += alpha x[r, c].
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn add_prefix(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -145,7 +128,7 @@ fn add_prefix(
 
 // out[r, start + c] += dy[n_idx] x[r, c]: add_prefix with the scale read from a weight row on
 // the device (dy holds the weights, n_idx the weight's index).
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn add_prefix_weighted(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -155,7 +138,7 @@ fn add_prefix_weighted(
 }
 
 // out[i, c] = x[idx[i], c] for i < n_idx.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn gather_rows(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -172,7 +155,7 @@ fn gather_rows(
 
 // For each distinct target row u: out[uniq[u], c] = sum of x[perm[j], c] over its group, in
 // index order. Rows no index names are left as they are (the caller zero-fills first).
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn scatter_add_rows(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -196,7 +179,7 @@ fn scatter_add_rows(
 
 // For each distinct target row u: out[uniq[u], c] = x[last source of the group, c], so the
 // later of duplicate indices wins.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP)
 fn set_rows(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

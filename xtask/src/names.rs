@@ -1,6 +1,6 @@
 //! The one parser of the names that `metrics.json` and the flags share (`csq`, `full`, ...).
 
-use nhl_train::config::{Method, Mode};
+use nhl_train::config::{Centres, Method, Mode};
 
 /// A config enum from its lowercase name.
 fn parse_lower<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
@@ -16,4 +16,9 @@ pub fn parse_method(s: &str) -> Result<Method, String> {
 /// `--mode` (and each entry of `bench train --modes`).
 pub fn parse_mode(s: &str) -> Result<Mode, String> {
     parse_lower(s).map_err(|e| format!("{e}; expected full, nested, distill, adaptive or single"))
+}
+
+/// `--centres`.
+pub fn parse_centres(s: &str) -> Result<Centres, String> {
+    parse_lower(s).map_err(|e| format!("{e}; expected prefix or independent"))
 }

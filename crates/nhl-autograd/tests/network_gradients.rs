@@ -192,16 +192,4 @@ fn check_ops_f32<B: Backend<Elem = f32>>(b: &B) {
     }
 }
 
-#[test]
-fn network_gradients_on_the_cpu_f32_backend() {
-    check_network_f32(&CpuBackend::<f32>::new());
-    check_ops_f32(&CpuBackend::<f32>::new());
-}
-
-#[test]
-fn network_gradients_on_the_gpu_backend() {
-    if let Some(gpu) = nhl_kernels::gpu::test_backend() {
-        check_network_f32(&gpu);
-        check_ops_f32(&gpu);
-    }
-}
+nhl_kernels::on_every_backend!(check_network_f32, check_ops_f32);

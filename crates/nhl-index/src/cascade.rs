@@ -13,13 +13,13 @@
 use crate::codes::{Codes, CodesView};
 use crate::error::IndexError;
 use crate::hamming::Kernel;
+use crate::index::{HammingIndex, SearchOptions};
 use crate::mih::MultiIndex;
-use crate::search::{check_pair, knn_with, Neighbors};
+use crate::search::{check_pair, knn_with, Neighbors, RangeResult};
 use crate::select::StreamTopK;
 use rayon::prelude::*;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
 
 /// How the prefix stage finds its candidates; both give exactly the same candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,10 +44,14 @@ pub enum PrefixStage {
 }
 
 /// A cascade over a database: the full codes (borrowed) and their prefixes (copied compactly).
+///
+/// As a [`HammingIndex`], its kNN search re-ranks the `candidates` given at construction
+/// ([`CascadeIndex::search`] takes any other number); it has no range search.
 #[derive(Debug)]
 pub struct CascadeIndex<'a> {
     database: CodesView<'a>,
     prefix_bits: usize,
+    candidates: usize,
     prefixes: Codes,
     /// The prefixes one per u32, when they fit (Scan stage, `prefix_bits <= 32`).
     narrow: Option<Vec<u32>>,
@@ -410,26 +414,9 @@ fn narrow_knn(
         .collect()
 }
 
-/// What [`CascadeIndex::report`] measured.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CascadeReport {
-    /// recall@k of the cascade against the exact full-code search.
-    pub recall: f64,
-    /// Seconds of the cascade search for the whole query batch.
-    pub cascade_seconds: f64,
-    /// Seconds of the exact full-code search for the same batch.
-    pub exact_seconds: f64,
-}
-
-impl CascadeReport {
-    /// `exact_seconds / cascade_seconds`.
-    pub fn speedup(&self) -> f64 {
-        self.exact_seconds / self.cascade_seconds.max(f64::MIN_POSITIVE)
-    }
-}
-
 impl<'a> CascadeIndex<'a> {
-    /// Build the prefix copy (and, for [`PrefixStage::MultiIndex`], its hash tables).
+    /// Build the prefix copy (and, for [`PrefixStage::MultiIndex`], its hash tables), for kNN
+    /// searches that re-rank `candidates` codes.
     ///
     /// Errors: `prefix_bits` of 0 or beyond the code length; [`PrefixStage::Buckets`] with more
     /// than 32 prefix bits.
@@ -437,6 +424,7 @@ impl<'a> CascadeIndex<'a> {
         database: CodesView<'a>,
         prefix_bits: usize,
         stage: PrefixStage,
+        candidates: usize,
     ) -> Result<CascadeIndex<'a>, IndexError> {
         let prefixes = database.prefix(prefix_bits)?.to_codes();
         let narrow_codes = || {
@@ -467,6 +455,7 @@ impl<'a> CascadeIndex<'a> {
         Ok(CascadeIndex {
             database,
             prefix_bits,
+            candidates,
             prefixes,
             narrow,
             mih,
@@ -485,12 +474,28 @@ impl<'a> CascadeIndex<'a> {
         self.prefix_bits
     }
 
-    /// The k nearest by the full code among the `candidates` nearest by the prefix.
+    /// The candidates a kNN search through [`HammingIndex::knn`] re-ranks.
+    pub fn candidates(&self) -> usize {
+        self.candidates
+    }
+
+    /// The k nearest by the full code among the `candidates` nearest by the prefix (with the
+    /// best kernel), whatever number of candidates the index was built for.
     ///
     /// Errors: different code lengths, `k == 0`, `k > candidates`; `candidates` above the database
     /// size means the whole database (an exact search).
     pub fn search(
         &self,
+        queries: CodesView<'_>,
+        k: usize,
+        candidates: usize,
+    ) -> Result<Neighbors, IndexError> {
+        self.search_by(Kernel::best(), queries, k, candidates)
+    }
+
+    fn search_by(
+        &self,
+        kernel: Kernel,
         queries: CodesView<'_>,
         k: usize,
         candidates: usize,
@@ -504,7 +509,6 @@ impl<'a> CascadeIndex<'a> {
                 format!("k = {k} with {candidates} candidates from {n} codes (need 1 <= k <= candidates)"),
             ));
         }
-        let kernel = Kernel::best();
         let q_prefix = queries.prefix(self.prefix_bits)?;
         // A view's last word is unmasked: clear the query bits past the prefix, so that narrow
         // distances are prefix distances (at most `prefix_bits`).
@@ -516,7 +520,9 @@ impl<'a> CascadeIndex<'a> {
         };
         // Per query its candidates: database ids, or slots of the grouped copy.
         let first: Vec<Vec<u32>> = match (&self.mih, &self.narrow, &self.buckets) {
-            (Some(mih), _, _) => rows_of(&mih.knn(q_prefix, candidates)?),
+            (Some(mih), _, _) => {
+                rows_of(&mih.knn(q_prefix, candidates, &SearchOptions::with_kernel(kernel))?)
+            }
             (_, Some(narrow), _) => narrow_knn(
                 kernel,
                 &narrow_queries(),
@@ -557,24 +563,33 @@ impl<'a> CascadeIndex<'a> {
             distances: rows.iter().flatten().map(|&(d, _)| d).collect(),
         })
     }
+}
 
-    /// Run the cascade and the exact search on the same queries; time both and measure recall@k.
-    pub fn report(
+impl HammingIndex for CascadeIndex<'_> {
+    /// The k nearest by the full code among the [`CascadeIndex::candidates`] nearest by the
+    /// prefix: approximate, exact when the candidates cover the database.
+    fn knn(
         &self,
         queries: CodesView<'_>,
         k: usize,
-        candidates: usize,
-    ) -> Result<CascadeReport, IndexError> {
-        let start = Instant::now();
-        let exact = knn_with(Kernel::best(), queries, self.database, k)?;
-        let exact_seconds = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        let approx = self.search(queries, k, candidates)?;
-        let cascade_seconds = start.elapsed().as_secs_f64();
-        Ok(CascadeReport {
-            recall: recall_at_k(&approx, &exact)?,
-            cascade_seconds,
-            exact_seconds,
+        options: &SearchOptions,
+    ) -> Result<Neighbors, IndexError> {
+        self.search_by(options.kernel(), queries, k, self.candidates)
+    }
+
+    /// Always [`IndexError::Unsupported`]: the cascade keeps a number of candidates, which bounds
+    /// no radius.
+    fn range(
+        &self,
+        _queries: CodesView<'_>,
+        _radius: u32,
+        _options: &SearchOptions,
+    ) -> Result<RangeResult, IndexError> {
+        Err(IndexError::Unsupported {
+            index: "the cascade",
+            search: "range search",
+            why: "it re-ranks a number of candidates, which bounds no radius; search the full \
+                  codes with the flat index or multi-index hashing",
         })
     }
 }

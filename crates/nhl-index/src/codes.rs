@@ -1,9 +1,10 @@
 //! Packed binary codes and zero-copy prefix views.
 //!
-//! Layout (PROTOCOL.md, the FAISS binary layout): bit `j` of a code lives in byte `j / 8` at bit
-//! position `j % 8`; as little-endian u64 words, bit `j` lives in word `j / 64` at position `j % 64`.
-//! Each code occupies `ceil(bits / 64)` whole words, so every code starts on a word boundary and a
-//! prefix of `b` bits is the first `ceil(b / 64)` words of each code with the last one masked.
+//! Layout (`docs/PROTOCOL.md`, Layout; the FAISS binary layout): bit `j` of a code lives in byte
+//! `j / 8` at bit position `j % 8`; as little-endian u64 words, bit `j` lives in word `j / 64` at
+//! position `j % 64`. Each code occupies `ceil(bits / 64)` whole words, so every code starts on a
+//! word boundary and a prefix of `b` bits is the first `ceil(b / 64)` words of each code with the
+//! last one masked.
 
 use crate::error::IndexError;
 use crate::npy::{self, NpyArray, NpyData};
@@ -48,7 +49,7 @@ pub struct Codes {
 }
 
 impl Codes {
-    /// Codes from the PROTOCOL byte layout: `n` items of `ceil(bits / 8)` bytes each.
+    /// Codes from the byte layout of `docs/PROTOCOL.md`: `n` items of `ceil(bits / 8)` bytes each.
     ///
     /// Bits of the last byte beyond `bits` are ignored (cleared), so `bits` may be any value in
     /// `1..=1024`, not only a multiple of 8.
@@ -142,7 +143,7 @@ impl Codes {
         })
     }
 
-    /// The PROTOCOL byte layout: `n * ceil(bits / 8)` bytes.
+    /// The byte layout of `docs/PROTOCOL.md`: `n * ceil(bits / 8)` bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let per_item = self.bits.div_ceil(8);
         let mut out = Vec::with_capacity(self.n * per_item);
@@ -191,8 +192,9 @@ impl Codes {
         self.view().prefix(bits)
     }
 
-    /// Read codes from a `.npy` file holding uint8 `[n, bytes]` in the PROTOCOL layout. `bits`
-    /// defaults to `8 * bytes`; a smaller value keeps that prefix of every code.
+    /// Read codes from a `.npy` file holding uint8 `[n, bytes]` in the layout of
+    /// `docs/PROTOCOL.md`. `bits` defaults to `8 * bytes`; a smaller value keeps that prefix of
+    /// every code.
     pub fn read_npy(path: &Path, bits: Option<usize>) -> Result<Codes, IndexError> {
         let array = npy::read_npy(path)?;
         let content = |field: &str, expected: String, found: String| IndexError::FileContent {

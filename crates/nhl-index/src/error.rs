@@ -60,6 +60,16 @@ pub enum IndexError {
     /// An instruction-set path was requested that this CPU does not have.
     #[error("instruction set {0} is not available on this CPU")]
     IsaUnavailable(&'static str),
+    /// An index was asked for a kind of search it cannot answer as specified.
+    #[error("{index} does not support {search}: {why}")]
+    Unsupported {
+        /// The index.
+        index: &'static str,
+        /// The kind of search.
+        search: &'static str,
+        /// Why, and what to use instead.
+        why: &'static str,
+    },
 }
 
 impl IndexError {

@@ -1,4 +1,5 @@
-//! Retrieval metrics: mAP@K as PROTOCOL.md defines it, its tie-aware twin, and precision@k.
+//! Retrieval metrics: mAP@K as `docs/PROTOCOL.md` (mAP@K) defines it, its tie-aware twin, and
+//! precision@k.
 //!
 //! For one query, rank the database by Hamming distance, ties by database position. With
 //! `rel(r)` = 1 when the item at rank `r` is relevant and `R_K` = the relevant items in ranks
@@ -111,7 +112,7 @@ impl Packed {
 /// mAP@K (stable order), tie-aware mAP@K and precision@k, averaged over all queries.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetrievalMetrics {
-    /// Mean over queries of AP@K with ties broken by database position (PROTOCOL.md).
+    /// Mean over queries of AP@K with ties broken by database position (`docs/PROTOCOL.md`).
     pub map: f64,
     /// Mean over queries of the expected AP@K over all orders within tied groups.
     pub map_tie_aware: f64,
@@ -337,7 +338,7 @@ pub(crate) fn query_metrics(
     }
 }
 
-/// mAP@K exactly as PROTOCOL.md defines it (stable order: ties by database position), the
+/// mAP@K exactly as `docs/PROTOCOL.md` defines it (stable order: ties by database position), the
 /// tie-aware mAP (exact expected AP over all orders within each tied distance group, McSherry and
 /// Najork 2008), and precision@k for each k in `precision_ks` (stable order). `top_k` `None` means
 /// all (mAP@ALL); a `top_k` above the database size is the same as `None`. Parallel over queries.
@@ -442,7 +443,8 @@ mod tests {
     use super::*;
     use crate::synth::SplitMix64;
 
-    /// AP@K of one explicit ranking (relevance flags in rank order), the PROTOCOL formula.
+    /// AP@K of one explicit ranking (relevance flags in rank order), the formula of
+    /// `docs/PROTOCOL.md`.
     fn ap_of_order(rel_in_order: &[bool], k: usize) -> f64 {
         let (mut hits, mut sum) = (0usize, 0.0);
         for (r, &rel) in rel_in_order.iter().take(k).enumerate() {

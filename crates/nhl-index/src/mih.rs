@@ -21,6 +21,7 @@
 use crate::codes::{Codes, CodesView};
 use crate::error::IndexError;
 use crate::hamming::Kernel;
+use crate::index::{HammingIndex, SearchOptions};
 use crate::search::{check_pair, range_search_with, Neighbors, RangeResult};
 use crate::select::TopKAnyOrder;
 use rayon::prelude::*;
@@ -321,14 +322,7 @@ impl MultiIndex {
         }
     }
 
-    /// Every indexed item within Hamming distance `radius` of each query, in PROTOCOL order
-    /// (distance ascending, ties by database position): identical to
-    /// [`crate::search::range_search`], by probing or scanning as [`MultiIndex::range_plan`] picks.
-    pub fn range(&self, queries: CodesView<'_>, radius: u32) -> Result<RangeResult, IndexError> {
-        Ok(self.range_with(queries, radius, RangeMethod::Auto)?.0)
-    }
-
-    /// [`MultiIndex::range`] with a chosen method, plus what it did.
+    /// [`HammingIndex::range`] with a chosen method (and the best kernel), plus what it did.
     ///
     /// Errors: queries of another code length than the index.
     pub fn range_with(
@@ -337,9 +331,21 @@ impl MultiIndex {
         radius: u32,
         method: RangeMethod,
     ) -> Result<(RangeResult, RangeStats), IndexError> {
+        self.range_by(Kernel::best(), queries, radius, method)
+    }
+
+    /// Every indexed item within Hamming distance `radius` of each query, in the order of
+    /// `docs/PROTOCOL.md` (Order): identical to [`crate::search::range_search`], by probing, by
+    /// scanning, or as [`MultiIndex::range_plan`] picks.
+    fn range_by(
+        &self,
+        kernel: Kernel,
+        queries: CodesView<'_>,
+        radius: u32,
+        method: RangeMethod,
+    ) -> Result<(RangeResult, RangeStats), IndexError> {
         let db = self.codes.view();
         check_pair(&queries, &db)?;
-        let kernel = Kernel::best();
         let method = match method {
             RangeMethod::Auto => self.range_plan(radius),
             chosen => chosen,
@@ -413,15 +419,22 @@ impl MultiIndex {
         Ok((result, RangeStats { method, verified }))
     }
 
-    /// Exact k nearest neighbours (PROTOCOL order), identical to [`crate::search::knn`].
-    pub fn knn(&self, queries: CodesView<'_>, k: usize) -> Result<Neighbors, IndexError> {
-        Ok(self.knn_with_stats(queries, k)?.0)
-    }
-
-    /// [`MultiIndex::knn`] plus the number of candidates whose full distance was computed
-    /// (summed over queries), the measure of how much of the database was touched.
+    /// [`HammingIndex::knn`] (with the best kernel) plus the number of candidates whose full
+    /// distance was computed (summed over queries), the measure of how much of the database was
+    /// touched.
     pub fn knn_with_stats(
         &self,
+        queries: CodesView<'_>,
+        k: usize,
+    ) -> Result<(Neighbors, u64), IndexError> {
+        self.knn_by(Kernel::best(), queries, k)
+    }
+
+    /// Exact k nearest neighbours in the order of `docs/PROTOCOL.md` (Order), identical to
+    /// [`crate::search::knn`], and the full distances computed.
+    fn knn_by(
+        &self,
+        kernel: Kernel,
         queries: CodesView<'_>,
         k: usize,
     ) -> Result<(Neighbors, u64), IndexError> {
@@ -434,7 +447,6 @@ impl MultiIndex {
                 format!("k = {k}, the database has {n} codes (need 1 <= k <= n)"),
             ));
         }
-        let kernel = Kernel::best();
         let m = self.tables.len();
         let max_d = db.bits();
         let mask = db.last_word_mask();
@@ -525,6 +537,38 @@ impl MultiIndex {
             },
             verified,
         ))
+    }
+}
+
+impl HammingIndex for MultiIndex {
+    fn knn(
+        &self,
+        queries: CodesView<'_>,
+        k: usize,
+        options: &SearchOptions,
+    ) -> Result<Neighbors, IndexError> {
+        Ok(self.knn_by(options.kernel(), queries, k)?.0)
+    }
+
+    /// By probing or scanning, as [`MultiIndex::range_plan`] picks.
+    fn range(
+        &self,
+        queries: CodesView<'_>,
+        radius: u32,
+        options: &SearchOptions,
+    ) -> Result<RangeResult, IndexError> {
+        Ok(self.range_with_stats(queries, radius, options)?.0)
+    }
+
+    fn range_with_stats(
+        &self,
+        queries: CodesView<'_>,
+        radius: u32,
+        options: &SearchOptions,
+    ) -> Result<(RangeResult, Option<RangeStats>), IndexError> {
+        let (result, stats) =
+            self.range_by(options.kernel(), queries, radius, RangeMethod::Auto)?;
+        Ok((result, Some(stats)))
     }
 }
 

@@ -8,6 +8,7 @@
 use crate::codes::CodesView;
 use crate::error::IndexError;
 use crate::hamming::Kernel;
+use crate::index::{HammingIndex, SearchOptions};
 use crate::select::{merge_runs, StreamTopK};
 use rayon::prelude::*;
 
@@ -27,7 +28,8 @@ const KNN_QUERY_BLOCK: usize = 256;
 const MIN_SEGMENT: usize = 16 * 1024;
 
 /// The result of a k-nearest-neighbour search: row-major `n_queries x k` ids and distances, each
-/// row in PROTOCOL order (distance ascending, ties by database position ascending).
+/// row in the order of `docs/PROTOCOL.md` (Order: distance ascending, ties by database position
+/// ascending).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Neighbors {
     /// Number of queries.
@@ -53,7 +55,8 @@ impl Neighbors {
 }
 
 /// The result of a range search, in compressed-row form: the items of query `q` are
-/// `offsets[q] .. offsets[q + 1]` of `ids` and `distances`, in PROTOCOL order.
+/// `offsets[q] .. offsets[q + 1]` of `ids` and `distances`, in the order of `docs/PROTOCOL.md`
+/// (Order).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RangeResult {
     /// `n_queries + 1` offsets.
@@ -222,7 +225,8 @@ pub fn range_search(
     range_search_with(Kernel::best(), queries, database, radius)
 }
 
-/// Every database item within Hamming distance `radius` of each query, in PROTOCOL order.
+/// Every database item within Hamming distance `radius` of each query, in the order of
+/// `docs/PROTOCOL.md` (Order).
 pub fn range_search_with(
     kernel: Kernel,
     queries: CodesView<'_>,
@@ -295,4 +299,43 @@ pub fn range_search_with(
         ids,
         distances,
     })
+}
+
+/// The exact scan as a [`HammingIndex`]: [`knn_with`] and [`range_search_with`] over a borrowed
+/// database (any view, such as the prefixes of longer codes), with the kernel of the options.
+#[derive(Clone, Copy, Debug)]
+pub struct FlatIndex<'a> {
+    database: CodesView<'a>,
+}
+
+impl<'a> FlatIndex<'a> {
+    /// An index over `database`; nothing is built or copied.
+    pub fn new(database: CodesView<'a>) -> FlatIndex<'a> {
+        FlatIndex { database }
+    }
+
+    /// The indexed codes.
+    pub fn database(&self) -> CodesView<'a> {
+        self.database
+    }
+}
+
+impl HammingIndex for FlatIndex<'_> {
+    fn knn(
+        &self,
+        queries: CodesView<'_>,
+        k: usize,
+        options: &SearchOptions,
+    ) -> Result<Neighbors, IndexError> {
+        knn_with(options.kernel(), queries, self.database, k)
+    }
+
+    fn range(
+        &self,
+        queries: CodesView<'_>,
+        radius: u32,
+        options: &SearchOptions,
+    ) -> Result<RangeResult, IndexError> {
+        range_search_with(options.kernel(), queries, self.database, radius)
+    }
 }

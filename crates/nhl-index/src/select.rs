@@ -20,9 +20,9 @@ pub(crate) enum FeedWidth {
 
 /// The k nearest of a stream of `(distance, id)` whose ids arrive in ascending order.
 ///
-/// Order: distance ascending, ties by id ascending (PROTOCOL.md). Because ids arrive in ascending
-/// order, an item at distance exactly `t` arriving once `k` items at distance `<= t` are held can
-/// never enter the result, so the scan accepts only `d < limit()`.
+/// Order: distance ascending, ties by id ascending (`docs/PROTOCOL.md`, Order). Because ids arrive
+/// in ascending order, an item at distance exactly `t` arriving once `k` items at distance `<= t`
+/// are held can never enter the result, so the scan accepts only `d < limit()`.
 #[derive(Debug)]
 pub(crate) struct StreamTopK {
     k: usize,

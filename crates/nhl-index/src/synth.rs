@@ -1,4 +1,5 @@
-//! Seeded synthetic codes for tests and benchmarks (the same seed gives the same codes everywhere).
+//! Seeded synthetic codes for tests and benchmarks (the same seed gives the same codes everywhere);
+//! behind the `testing` feature, as nothing here is for users of the crate.
 
 use crate::codes::{words_for, Codes, CodesView};
 use crate::error::IndexError;

@@ -1,5 +1,5 @@
-//! Codes and `.npy` / safetensors files: round trips, the PROTOCOL bit layout, and clear errors
-//! for bad files.
+//! Codes and `.npy` / safetensors files: round trips, the bit layout of `docs/PROTOCOL.md`, and
+//! clear errors for bad files.
 
 use nhl_index::npy::{read_npy, write_npy, NpyArray, NpyData};
 use nhl_index::synth::random_codes;

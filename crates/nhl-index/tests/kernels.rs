@@ -90,11 +90,19 @@ fn extreme_codes_give_zero_and_full_distances() {
 }
 
 #[test]
-fn best_isa_is_cached_and_available() {
-    let first = Isa::best();
-    assert!(first.is_available());
-    assert_eq!(Isa::best(), first);
-    assert_eq!(Isa::from_name(first.name()), Some(first));
+fn best_isa_is_the_most_preferred_available_path() {
+    let available = Isa::available();
+    // The portable path always exists and is the last resort.
+    assert_eq!(available.last(), Some(&Isa::Portable));
+    assert_eq!(available.first(), Some(&Isa::best()));
+    // Twice: the second answer comes from the cache.
+    assert_eq!(Isa::best(), available[0]);
+    assert_eq!(Kernel::best().isa(), Isa::best());
+    for isa in Isa::ALL {
+        assert_eq!(Isa::from_name(isa.name()), Some(isa));
+        assert_eq!(isa.to_string(), isa.name());
+    }
+    assert_eq!(Isa::from_name("sse9"), None);
 }
 
 #[test]

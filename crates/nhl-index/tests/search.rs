@@ -6,16 +6,18 @@ use nhl_index::hamming::{Isa, Kernel};
 use nhl_index::mih::{MultiIndex, RangeMethod};
 use nhl_index::search::{knn, knn_with, range_search, range_search_with, Neighbors};
 use nhl_index::synth::{nested_cluster_codes, random_codes, replicate_with_noise};
-use nhl_index::{Codes, CodesView, IndexError};
+use nhl_index::{Codes, CodesView, FlatIndex, HammingIndex, IndexError, SearchOptions};
 
-/// Distance from the PROTOCOL bytes, bit by bit: independent of every kernel.
+/// Distance from the bytes of `docs/PROTOCOL.md` (Layout), bit by bit: independent of every
+/// kernel.
 fn bitwise_distance(a: &[u8], b: &[u8], bits: usize) -> u32 {
     (0..bits)
         .filter(|&j| (a[j / 8] >> (j % 8)) & 1 != (b[j / 8] >> (j % 8)) & 1)
         .count() as u32
 }
 
-/// Every (distance, id) of each query, sorted by (distance, id): the PROTOCOL ranking.
+/// Every (distance, id) of each query, sorted by (distance, id): the ranking of `docs/PROTOCOL.md`
+/// (Order).
 fn brute_rankings(queries: CodesView<'_>, db: CodesView<'_>) -> Vec<Vec<(u32, u32)>> {
     let bits = db.bits();
     let qb = queries.to_codes().to_bytes();
@@ -177,7 +179,7 @@ fn multi_index_hashing_returns_exactly_the_brute_force_neighbours() {
         for m in ms {
             let index = MultiIndex::new(db.view(), m).unwrap();
             for k in [1, 10, 100, db.len()] {
-                let got = index.knn(q.view(), k).unwrap();
+                let got = index.knn(q.view(), k, &SearchOptions::default()).unwrap();
                 assert_knn_exact(&got, &brute, k, &format!("{name} m={m:?} k={k}"));
             }
         }
@@ -276,7 +278,8 @@ fn multi_index_range_probes_small_radii_and_scans_large_ones() {
                 within(&brute, radius),
                 "{name} r={radius}"
             );
-            assert_eq!(got, index.range(q.view(), radius).unwrap());
+            let options = SearchOptions::default();
+            assert_eq!(got, index.range(q.view(), radius, &options).unwrap());
             if expected == RangeMethod::Probe {
                 // Sublinear: far fewer full distances than a scan's 20 x 20,000.
                 assert!(
@@ -300,7 +303,7 @@ fn multi_index_hashing_touches_few_codes_on_clustered_data() {
 }
 
 #[test]
-fn cascade_with_every_candidate_is_exact_and_recall_is_reported_correctly() {
+fn cascade_with_every_candidate_is_exact_and_recall_is_computed_correctly() {
     let q = nested_cluster_codes(30, 128, 20, 0.02, 0.35, 8, 9).unwrap();
     let db = nested_cluster_codes(5000, 128, 20, 0.02, 0.35, 8, 10).unwrap();
     let exact = knn(q.view(), db.view(), 10).unwrap();
@@ -310,12 +313,17 @@ fn cascade_with_every_candidate_is_exact_and_recall_is_reported_correctly() {
         (PrefixStage::Buckets, &[8, 16, 32]),
     ] {
         for &prefix in prefixes {
-            let index = CascadeIndex::new(db.view(), prefix, stage).unwrap();
-            // All candidates: the cascade is the exact search.
+            let index = CascadeIndex::new(db.view(), prefix, stage, db.len()).unwrap();
+            // All candidates: the cascade is the exact search, directly and as an index.
             assert_eq!(
                 index.search(q.view(), 10, db.len()).unwrap(),
                 exact,
                 "{stage:?} {prefix}"
+            );
+            assert_eq!(
+                index.knn(q.view(), 10, &SearchOptions::default()).unwrap(),
+                exact,
+                "{stage:?} {prefix} as an index"
             );
             for candidates in [10, 50, 200, 1000] {
                 let got = index.search(q.view(), 10, candidates).unwrap();
@@ -354,9 +362,6 @@ fn cascade_with_every_candidate_is_exact_and_recall_is_reported_correctly() {
                 }
                 let recall = recall_at_k(&got, &exact).unwrap();
                 assert!((recall - hits as f64 / (q.len() * 10) as f64).abs() < 1e-12);
-                let report = index.report(q.view(), 10, candidates).unwrap();
-                assert!((report.recall - recall).abs() < 1e-12);
-                assert!(report.cascade_seconds > 0.0 && report.exact_seconds > 0.0);
             }
         }
     }
@@ -392,21 +397,70 @@ fn bad_arguments_are_errors_not_panics() {
     assert!(MultiIndex::new(db.view(), Some(65)).is_err());
     assert!(MultiIndex::new(db.view(), Some(4))
         .unwrap()
-        .knn(q.view(), 11)
+        .knn(q.view(), 11, &SearchOptions::default())
         .is_err());
     assert!(MultiIndex::new(db.view(), Some(4))
         .unwrap()
-        .range(other.view(), 3)
+        .range(other.view(), 3, &SearchOptions::default())
         .is_err());
-    assert!(CascadeIndex::new(db.view(), 80, PrefixStage::Scan).is_err());
-    assert!(CascadeIndex::new(db.view(), 33, PrefixStage::Buckets).is_err());
+    assert!(CascadeIndex::new(db.view(), 80, PrefixStage::Scan, 10).is_err());
+    assert!(CascadeIndex::new(db.view(), 33, PrefixStage::Buckets, 10).is_err());
     assert!(replicate_with_noise(db.view(), 5, 1.5, 0).is_err());
     assert!(replicate_with_noise(db.view().slice(0..0).unwrap(), 5, 0.1, 0).is_err());
-    let c = CascadeIndex::new(db.view(), 16, PrefixStage::Scan).unwrap();
+    let c = CascadeIndex::new(db.view(), 16, PrefixStage::Scan, 3).unwrap();
     assert!(c.search(q.view(), 5, 3).is_err(), "k > candidates");
     assert!(c.search(other.view(), 1, 3).is_err());
+    let options = SearchOptions::default();
+    assert!(c.knn(q.view(), 5, &options).is_err(), "k > candidates");
+    assert!(matches!(
+        c.range(q.view(), 3, &options),
+        Err(IndexError::Unsupported { .. })
+    ));
     let msg = knn(q.view(), db.view(), 11).unwrap_err().to_string();
     assert!(msg.contains("k = 11") && msg.contains("10 codes"), "{msg}");
+}
+
+#[test]
+fn every_index_answers_the_interface_exactly_with_every_kernel() {
+    for (name, q, db) in cases() {
+        let brute = brute_rankings(q.view(), db.view());
+        let bits = db.bits();
+        let prefix = bits.min(16);
+        let indexes: Vec<(&str, Box<dyn HammingIndex + '_>)> = vec![
+            ("flat", Box::new(FlatIndex::new(db.view()))),
+            ("mih", Box::new(MultiIndex::new(db.view(), None).unwrap())),
+            (
+                // Every code a candidate: the cascade is exact.
+                "cascade",
+                Box::new(
+                    CascadeIndex::new(db.view(), prefix, PrefixStage::Scan, db.len()).unwrap(),
+                ),
+            ),
+        ];
+        for isa in Isa::available() {
+            let options = SearchOptions::with_kernel(Kernel::new(isa).unwrap());
+            for (index_name, index) in &indexes {
+                let what = format!("{name} {index_name} {isa}");
+                for k in [1, 10] {
+                    let got = index.knn(q.view(), k, &options).unwrap();
+                    assert_knn_exact(&got, &brute, k, &format!("{what} k={k}"));
+                }
+                for radius in [0, bits as u32 / 4] {
+                    match index.range_with_stats(q.view(), radius, &options) {
+                        Ok((got, stats)) => {
+                            assert_eq!(rows_of_range(&got), within(&brute, radius), "{what}");
+                            assert_eq!(stats.is_some(), *index_name == "mih", "{what}");
+                            assert_eq!(got, index.range(q.view(), radius, &options).unwrap());
+                        }
+                        Err(e) => {
+                            assert_eq!(*index_name, "cascade", "{what}: {e}");
+                            assert!(matches!(e, IndexError::Unsupported { .. }), "{what}: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -436,9 +490,9 @@ fn cascade_stages_agree_on_heavily_tied_prefixes() {
     // 70 queries: two full blocks of the bucket stage's batched scan and a partial one.
     let q = replicate_with_noise(base.view(), 70, 0.03, 5).unwrap();
     for prefix in [4, 8, 16, 24, 32] {
-        let scan = CascadeIndex::new(db.view(), prefix, PrefixStage::Scan).unwrap();
+        let scan = CascadeIndex::new(db.view(), prefix, PrefixStage::Scan, 10).unwrap();
         for stage in [PrefixStage::Buckets, PrefixStage::MultiIndex] {
-            let other = CascadeIndex::new(db.view(), prefix, stage).unwrap();
+            let other = CascadeIndex::new(db.view(), prefix, stage, 10).unwrap();
             // 12 base codes with 1% noise: few distinct short prefixes.
             if stage == PrefixStage::Buckets && prefix <= 16 {
                 assert!(other.grouped(), "prefix {prefix}");
@@ -458,9 +512,9 @@ fn cascade_stages_agree_on_heavily_tied_prefixes() {
 fn bucket_stage_scans_when_prefixes_are_mostly_distinct() {
     let db = random_codes(5000, 128, 6).unwrap();
     let q = random_codes(20, 128, 7).unwrap();
-    let buckets = CascadeIndex::new(db.view(), 32, PrefixStage::Buckets).unwrap();
+    let buckets = CascadeIndex::new(db.view(), 32, PrefixStage::Buckets, 300).unwrap();
     assert!(!buckets.grouped());
-    let scan = CascadeIndex::new(db.view(), 32, PrefixStage::Scan).unwrap();
+    let scan = CascadeIndex::new(db.view(), 32, PrefixStage::Scan, 300).unwrap();
     assert_eq!(
         buckets.search(q.view(), 10, 300).unwrap(),
         scan.search(q.view(), 10, 300).unwrap()

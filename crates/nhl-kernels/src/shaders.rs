@@ -1,7 +1,8 @@
 //! The one registry of WGSL sources. Every shader is compiled into the binary with
-//! `include_str!` (no run-time file reads) and specialised only through WGSL `override`
-//! constants, whose values are listed here so that the naga test checks every specialisation
-//! the GPU backend builds.
+//! `include_str!` (no run-time file reads), behind the shared `shaders/prologue.wgsl` (the
+//! parameter binding, grid indexing, the workgroup tree sum, the stable tanh) joined at compile
+//! time with `concat!`, and specialised only through WGSL `override` constants, whose values are
+//! listed here so that the naga test checks every specialisation the GPU backend builds.
 
 use crate::backend::{Binary, Unary};
 
@@ -54,16 +55,25 @@ impl Shader {
         }
     }
 
-    /// The WGSL source.
+    /// The WGSL source the GPU backend compiles: `prologue.wgsl`, then the family's own file.
     pub const fn source(self) -> &'static str {
+        // The prologue and one file of `shaders/`, joined at compile time.
+        macro_rules! with_prologue {
+            ($file:literal) => {
+                concat!(
+                    include_str!("../../../shaders/prologue.wgsl"),
+                    include_str!(concat!("../../../shaders/", $file))
+                )
+            };
+        }
         match self {
-            Shader::Matmul => include_str!("../../../shaders/matmul.wgsl"),
-            Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
-            Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
-            Shader::Rows => include_str!("../../../shaders/rows.wgsl"),
-            Shader::Adam => include_str!("../../../shaders/adam.wgsl"),
-            Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
-            Shader::Pairs => include_str!("../../../shaders/pairs.wgsl"),
+            Shader::Matmul => with_prologue!("matmul.wgsl"),
+            Shader::Elementwise => with_prologue!("elementwise.wgsl"),
+            Shader::Reduce => with_prologue!("reduce.wgsl"),
+            Shader::Rows => with_prologue!("rows.wgsl"),
+            Shader::Adam => with_prologue!("adam.wgsl"),
+            Shader::Loss => with_prologue!("loss.wgsl"),
+            Shader::Pairs => with_prologue!("pairs.wgsl"),
         }
     }
 

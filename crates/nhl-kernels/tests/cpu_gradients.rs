@@ -457,7 +457,7 @@ fn csq_case(n: usize, width: usize, bits: usize) -> (Vec<f64>, Vec<f64>, Vec<u32
     (u, targets, idx)
 }
 
-/// CSQ written out element by element (NHL-SPEC 5.1), in f64.
+/// CSQ written out element by element (docs/METHOD.md 5.1), in f64.
 fn csq_by_hand(u: &[f64], width: usize, bits: usize, targets: &[f64], idx: &[u32]) -> f64 {
     let n = idx.len();
     let mut total = 0.0;

@@ -609,26 +609,7 @@ fn check_errors<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
     Ok(())
 }
 
-macro_rules! on_every_backend {
-    ($($check:ident),* $(,)?) => {$(
-        mod $check {
-            #[test]
-            fn cpu_f32() -> anyhow::Result<()> {
-                super::$check(&nhl_kernels::cpu::CpuBackend::<f32>::new())
-            }
-
-            #[test]
-            fn gpu() -> anyhow::Result<()> {
-                match nhl_kernels::gpu::test_backend() {
-                    Some(b) => super::$check(&b),
-                    None => Ok(()),
-                }
-            }
-        }
-    )*};
-}
-
-on_every_backend!(
+nhl_kernels::on_every_backend!(
     check_matmul,
     check_unary,
     check_binary,

@@ -85,7 +85,20 @@ impl std::fmt::Display for Method {
     }
 }
 
-/// How the lengths are trained (NHL-SPEC section 4).
+/// Which hash centres a run of CSQ, SHCIR or MDSH uses (docs/PROTOCOL.md, "CSQ hash centres").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Centres {
+    /// One centre per class for the longest length, the shorter centres its prefixes
+    /// ([`crate::targets::csq_prefix_centres`]): the protocol default.
+    #[default]
+    Prefix,
+    /// The reference's centres, drawn independently for every length
+    /// ([`crate::targets::csq_centres`]); a comparison with the reference's own code uses them.
+    Independent,
+}
+
+/// How the lengths are trained (docs/METHOD.md section 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -112,7 +125,7 @@ impl Mode {
     }
 }
 
-/// All settings of a run; [`TrainConfig::default`] is the protocol default (PROTOCOL.md).
+/// All settings of a run; [`TrainConfig::default`] is the protocol default (docs/PROTOCOL.md).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Base loss.
@@ -137,7 +150,7 @@ pub struct TrainConfig {
     pub beta: f32,
     /// Seed of initialisation, shuffling and any random targets.
     pub seed: u64,
-    /// Replicates the reference's leftover gradient (NHL-SPEC section 9, Q3): with the weighting
+    /// Replicates the reference's leftover gradient (docs/METHOD.md section 9, Q3): with the weighting
     /// on, the hash layer also receives the unweighted gradient of the longest length's
     /// objective. Off by default; the backbone is never affected.
     #[serde(default)]
@@ -147,10 +160,10 @@ pub struct TrainConfig {
     /// it beside the final model's figures, never instead of them.
     #[serde(default)]
     pub eval_every: usize,
-    /// CSQ, SHCIR and MDSH: prefix-consistent centres ([`crate::targets::csq_prefix_centres`]),
-    /// our variant, instead of the reference's independent centres per length.
+    /// CSQ's hash centres: prefix-consistent (the protocol default) or the reference's
+    /// independent centres per length.
     #[serde(default)]
-    pub prefix_centres: bool,
+    pub centres: Centres,
     /// The loss's hyper-parameters that differ from their defaults (`--loss-param name=value`),
     /// checked against the method's table by [`crate::losses::params::LossParams::resolve`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -173,7 +186,7 @@ impl Default for TrainConfig {
             seed: 0,
             reference_grad_leak: false,
             eval_every: 0,
-            prefix_centres: false,
+            centres: Centres::Prefix,
             loss_params: BTreeMap::new(),
         }
     }

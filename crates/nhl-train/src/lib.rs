@@ -4,7 +4,7 @@
 //!
 //! One forward pass projects the backbone features to the longest code once; the `b`-bit code
 //! is its first `b` columns. Every length's loss is evaluated on its prefix, the per-length
-//! output gradients are weighted (NHL-SPEC section 2, exactly, through batch Gram matrices) and
+//! output gradients are weighted (docs/METHOD.md section 2, exactly, through batch Gram matrices) and
 //! summed into one gradient of the longest code, and one backward pass updates everything.
 //!
 //! ```no_run

@@ -1,4 +1,4 @@
-//! Retrieval quality of every code length (PROTOCOL.md, "mAP@K"): mAP@ALL with the stable tie
+//! Retrieval quality of every code length (docs/PROTOCOL.md, "mAP@K"): mAP@ALL with the stable tie
 //! order, the tie-aware mAP beside it, and precision at a few cut-offs.
 
 use nhl_index::eval::{evaluate, Labels};

@@ -1,5 +1,5 @@
-//! Per-class target codes of the centre-based losses: CSQ hash centres (NHL-SPEC 5.1) and DPN
-//! target vectors (NHL-SPEC 5.2), and the per-item targets of multi-label data.
+//! Per-class target codes of the centre-based losses: CSQ hash centres (docs/METHOD.md 5.1) and DPN
+//! target vectors (docs/METHOD.md 5.2), and the per-item targets of multi-label data.
 //!
 //! Every matrix is row-major `f32` with entries in {-1, +1}. Random parts come from
 //! [`SplitMix64`] streams keyed by the run seed, the method and the code length, so a run is
@@ -58,15 +58,15 @@ fn hamming(a: &[f32], b: &[f32]) -> usize {
     a.iter().zip(b).filter(|(x, y)| x != y).count()
 }
 
-/// CSQ hash centres, `n_classes x bits` (NHL-SPEC 5.1).
+/// CSQ hash centres, `n_classes x bits` (docs/METHOD.md 5.1), independent per length: the
+/// reference's centres (`--centres independent`).
 ///
 /// For a power-of-two `bits`, the rows of `[H_b; -H_b]` in order: class `c` gets row `c`, so
 /// any two of the first `2b` centres are at Hamming distance `b/2` (or `b` for `c` and `c + b`).
-/// When `2b < n_classes` the remaining classes get random balanced rows (exactly `b/2` entries
-/// -1), redrawn up to 20 times until the minimum pairwise Hamming distance over all classes
-/// exceeds `b/4` and the mean reaches `b/2`, else the last draw is kept. For any other `bits`
-/// the centres are i.i.d. random signs (the NHL reference does this for lengths outside
-/// 8..128; Hadamard rows exist for every power of two, so those use them).
+/// When `2b < n_classes` the remaining classes get random balanced rows (exactly `b/2` entries -1),
+/// redrawn up to 20 times until the minimum pairwise Hamming distance over all classes exceeds
+/// `b/4` and the mean reaches `b/2`, else the last draw is kept. For any other `bits` the centres are i.i.d. random signs (the NHL reference does this for lengths
+/// outside 8..128; Hadamard rows exist for every power of two, so those use them).
 pub fn csq_centres(bits: usize, n_classes: usize, seed: u64) -> Vec<f32> {
     let mut rng = rng(seed, Stream::CsqFill, bits, 0);
     if !bits.is_power_of_two() {
@@ -76,54 +76,76 @@ pub fn csq_centres(bits: usize, n_classes: usize, seed: u64) -> Vec<f32> {
     }
     let h = hadamard(bits);
     let stacked = h.iter().copied().chain(h.iter().map(|x| -x));
-    let mut centres: Vec<f32> = stacked.take(n_classes.min(2 * bits) * bits).collect();
-    if n_classes > 2 * bits {
-        let fixed = centres.len();
-        for _attempt in 0..20 {
-            centres.truncate(fixed);
-            for _ in 2 * bits..n_classes {
-                centres.extend(balanced(&mut rng, bits, bits / 2));
-            }
-            if well_separated(&centres, bits) {
-                break;
-            }
+    let centres: Vec<f32> = stacked.take(n_classes.min(2 * bits) * bits).collect();
+    fill_balanced(centres, bits, n_classes, &mut rng)
+}
+
+/// Completes `centres` (`2 bits` rows so far) to `n_classes` rows of random balanced vectors
+/// (exactly `bits/2` entries -1), redrawn up to 20 times until the minimum pairwise Hamming
+/// distance over all classes exceeds `bits/4` and the mean reaches `bits/2`, else keeping the
+/// last draw, as the reference does. Returns `centres` unchanged when it already has every class.
+fn fill_balanced(
+    mut centres: Vec<f32>,
+    bits: usize,
+    n_classes: usize,
+    rng: &mut SplitMix64,
+) -> Vec<f32> {
+    let fixed = centres.len() / bits;
+    if n_classes <= fixed {
+        return centres;
+    }
+    for _attempt in 0..20 {
+        centres.truncate(fixed * bits);
+        for _ in fixed..n_classes {
+            centres.extend(balanced(rng, bits, bits / 2));
+        }
+        if well_separated(&centres, bits) {
+            break;
         }
     }
     centres
 }
 
-/// Prefix-consistent CSQ centres (our variant, NHL-SPEC 5.1 note and section 11): one centre per
-/// class for the longest length `lengths.last()`, whose first `b` entries serve every shorter
-/// length `b`, so the lengths never pull a class towards different targets on shared bits.
+/// The protocol's default CSQ centres, prefix-consistent across lengths (docs/PROTOCOL.md,
+/// "CSQ hash centres"): one centre per class for the longest length `B = lengths.last()`, whose
+/// first `b` entries are the centre of every shorter length `b`, so the lengths never pull a class
+/// towards different targets on shared bits.
 ///
-/// With `b0 = lengths[0]`: class `c` gets `s_c H_B[c]`, with `s_c = +1` for `c < b0`, else -1.
-/// Since `H_B[r][j]` depends only on the low bits of `r` shared with `j`, the `b0`-bit prefix of
-/// row `c` is `H_b0[c mod b0]`, so the `b0`-bit prefixes are exactly the standard centres
-/// `[H_b0; -H_b0]` of [`csq_centres`]; and at every longer length `b >= 2 b0` the `b`-bit prefixes
-/// are `n_classes` distinct signed rows of `H_b`, pairwise orthogonal (distance `b/2`), just as
-/// the standard centres are. (Taking row `c mod b0` instead would make every longer centre a
-/// repetition of its `b0`-bit prefix, so the extra bits would carry no new class structure.)
-/// When that construction does not apply (a length that is not a power of two, or more than
-/// `2 b0` or `B` classes) the prefixes of the standard longest-length centres are used.
+/// Class `c` gets `(-1)^popcount(floor(c / s)) H_B[c mod B]` with block `s = min(8, b0)`, `b0`
+/// the shortest length (the protocol's `s = 8` whenever `b0 >= 8`; a shorter `b0` takes `s = b0`,
+/// without which classes `c` and `c + b0` would share a `b0`-bit centre). Since `H_B[r][j]`
+/// depends only on the bits of `r` shared with `j`, the `b0`-bit prefixes of the first `2 b0`
+/// classes are a signed reordering of `[H_b0; -H_b0]` (exactly the standard centres for
+/// `b0 = 8`), and at every length `b` each prefix is a signed row of `H_b`, so classes stay as far
+/// apart as the standard centres keep them. Classes `c` and `c + B` are antipodal; past `2 B`
+/// classes the random balanced fill of [`csq_centres`] completes the longest centres. Lengths
+/// that are not powers of two fall back to the prefixes of [`csq_centres`] of the longest length.
 /// Returns `n_classes x B`.
 pub fn csq_prefix_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec<f32> {
     let (Some(&b0), Some(&longest)) = (lengths.first(), lengths.last()) else {
         return Vec::new();
     };
-    let fits = n_classes <= 2 * b0 && n_classes <= longest;
-    if !(fits && lengths.iter().all(|b| b.is_power_of_two())) {
+    if !lengths.iter().all(|b| b.is_power_of_two()) {
         return csq_centres(longest, n_classes, seed);
     }
+    let block = b0.min(8);
     let h = hadamard(longest);
-    (0..n_classes)
+    let signed: Vec<f32> = (0..n_classes.min(2 * longest))
         .flat_map(|c| {
-            let sign = if c < b0 { 1.0 } else { -1.0 };
-            h[c * longest..(c + 1) * longest]
+            let sign = if (c / block).count_ones() % 2 == 0 {
+                1.0
+            } else {
+                -1.0
+            };
+            let row = c % longest;
+            h[row * longest..(row + 1) * longest]
                 .iter()
                 .map(move |v| sign * v)
                 .collect::<Vec<f32>>()
         })
-        .collect()
+        .collect();
+    let mut rng = rng(seed, Stream::CsqFill, longest, 0);
+    fill_balanced(signed, longest, n_classes, &mut rng)
 }
 
 /// The first `bits` columns of a `rows x width` matrix.
@@ -149,7 +171,7 @@ fn well_separated(centres: &[f32], bits: usize) -> bool {
     pairs == 0 || (4 * min > bits && 2 * sum >= bits * pairs)
 }
 
-/// DPN target vectors, `n_classes x bits` (NHL-SPEC 5.2): each class independently gets a random
+/// DPN target vectors, `n_classes x bits` (docs/METHOD.md 5.2): each class independently gets a random
 /// ±1 vector with exactly `floor(bits * p)` entries -1 (`p = 0.5` in the reference). The reference
 /// draws 20 times and keeps the last draw without any test, which is one draw in distribution, so
 /// one seeded draw is made.
@@ -441,7 +463,48 @@ mod tests {
                 }
             }
         }
-        // Too many classes for the shortest length: the standard longest centres, prefixed.
-        assert_eq!(csq_prefix_centres(&[4, 16], 10, 3), csq_centres(16, 10, 3));
+    }
+
+    /// The protocol's rule `(-1)^popcount(floor(c/8)) H_B[c mod B]`, entry by entry, for more
+    /// classes than the longest length holds, and the balanced fill past `2 B` classes.
+    #[test]
+    fn prefix_centres_follow_the_protocol_rule_for_any_class_count() {
+        let (lengths, b) = ([8usize, 16, 32], 32usize);
+        let classes = 2 * b + 5;
+        let centres = csq_prefix_centres(&lengths, classes, 4);
+        assert_eq!(centres.len(), classes * b);
+        let h = hadamard(b);
+        for c in 0..2 * b {
+            let sign = if (c / 8).count_ones() % 2 == 0 {
+                1.0
+            } else {
+                -1.0
+            };
+            let row: Vec<f32> = h[(c % b) * b..(c % b + 1) * b]
+                .iter()
+                .map(|v| sign * v)
+                .collect();
+            assert_eq!(&centres[c * b..(c + 1) * b], &row[..], "class {c}");
+        }
+        // Every signed Hadamard row is used once: the first 2B classes are all distinct.
+        let rows: Vec<&[f32]> = centres.chunks_exact(b).collect();
+        for i in 0..2 * b {
+            for j in i + 1..2 * b {
+                assert_ne!(rows[i], rows[j], "classes {i} and {j}");
+            }
+        }
+        // Past 2B classes: balanced rows (b/2 entries -1).
+        for row in &rows[2 * b..] {
+            assert_eq!(row.iter().filter(|&&v| v < 0.0).count(), b / 2);
+        }
+    }
+
+    /// A shortest length below 8 takes its own length as the sign block, so classes `c` and
+    /// `c + b0` still get opposite `b0`-bit centres instead of equal ones.
+    #[test]
+    fn prefix_centres_keep_short_lengths_apart() {
+        let centres = csq_prefix_centres(&[4, 16], 8, 1);
+        let short = prefix_columns(&centres, 16, 4);
+        assert_eq!(short, csq_centres(4, 8, 1));
     }
 }

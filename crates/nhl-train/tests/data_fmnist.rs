@@ -1,4 +1,4 @@
-//! The Fashion-MNIST protocols pick exactly the items PROTOCOL.md names, and bad IDX files give
+//! The Fashion-MNIST protocols pick exactly the items docs/PROTOCOL.md names, and bad IDX files give
 //! errors that name the file.
 
 use std::path::{Path, PathBuf};

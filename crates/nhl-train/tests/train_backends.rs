@@ -1,5 +1,5 @@
-//! Short training runs: reproducibility with a fixed seed, the same loss curve on the CPU and
-//! GPU backends, and every method and mode end to end.
+//! Short training runs: reproducibility with a fixed seed on every backend, the same loss curve
+//! on the CPU and GPU backends, and every method and mode end to end.
 
 use nhl_index::eval::Labels;
 use nhl_kernels::cpu::CpuBackend;
@@ -46,29 +46,39 @@ fn run<B: HashingOps<Elem = f32>>(
     train(backend, split, config, &mut |_| {}).expect("training runs")
 }
 
+/// The same seed trains a bit-identical model: codes, parameters and losses.
+fn assert_same_model(what: &str, a: &TrainOutcome, b: &TrainOutcome) {
+    assert_eq!(a.loss_per_epoch, b.loss_per_epoch, "{what}: losses");
+    for (x, y) in a.codes.iter().zip(&b.codes) {
+        assert_eq!(
+            x.query.to_bytes(),
+            y.query.to_bytes(),
+            "{what}: {} bits",
+            x.bits
+        );
+        assert_eq!(
+            x.database.to_bytes(),
+            y.database.to_bytes(),
+            "{what}: {} bits",
+            x.bits
+        );
+    }
+    assert_eq!(a.params, b.params, "{what}: parameters");
+}
+
 #[test]
-fn the_same_seed_gives_bit_identical_codes_on_the_cpu() {
+fn the_thread_count_changes_nothing_and_the_seed_changes_the_model() {
     let split = small_split();
     let config = small_config(Method::Csq, Mode::Full);
     let cpu = CpuBackend::<f32>::new();
     let a = run(&cpu, &split, &config);
-    // A different thread count must not change anything either.
+    // A different thread count must not change anything.
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .unwrap();
     let b = pool.install(|| run(&cpu, &split, &config));
-    assert_eq!(a.loss_per_epoch, b.loss_per_epoch);
-    for (x, y) in a.codes.iter().zip(&b.codes) {
-        assert_eq!(x.query.to_bytes(), y.query.to_bytes(), "{} bits", x.bits);
-        assert_eq!(
-            x.database.to_bytes(),
-            y.database.to_bytes(),
-            "{} bits",
-            x.bits
-        );
-    }
-    assert_eq!(a.params, b.params);
+    assert_same_model("one thread", &a, &b);
     let other = run(&cpu, &split, &TrainConfig { seed: 1, ..config });
     assert_ne!(a.params, other.params, "another seed gives another model");
 }
@@ -286,16 +296,19 @@ fn validations_report_each_lengths_best() {
     }
 }
 
-#[test]
-fn cpu_and_gpu_give_the_same_loss_curve() {
-    let Some(gpu) = nhl_kernels::gpu::test_backend() else {
-        return;
-    };
+/// On `b`, the same seed trains a bit-identical model twice, and its loss curve and codes follow
+/// the `CpuBackend<f32>` run's (on the CPU itself that is a third identical run).
+fn trains_reproducibly_like_the_cpu<B: HashingOps<Elem = f32>>(b: &B) {
     let split = small_split();
     for mode in [Mode::Full, Mode::Nested] {
         let config = small_config(Method::Csq, mode);
         let cpu = run(&CpuBackend::<f32>::new(), &split, &config);
-        let dev = run(&gpu, &split, &config);
+        let dev = run(b, &split, &config);
+        assert_same_model(
+            &format!("{mode:?} twice on {}", b.name()),
+            &dev,
+            &run(b, &split, &config),
+        );
         for (e, (c, g)) in cpu
             .loss_per_epoch
             .iter()
@@ -304,7 +317,8 @@ fn cpu_and_gpu_give_the_same_loss_curve() {
         {
             assert!(
                 (c - g).abs() <= 1e-3 * c.abs() + 1e-4,
-                "{mode:?} epoch {e}: cpu {c} gpu {g}"
+                "{mode:?} epoch {e}: cpu {c}, {} {g}",
+                b.name()
             );
         }
         // Float summation order differs, so a few codes near zero may flip; nearly all agree.
@@ -320,6 +334,8 @@ fn cpu_and_gpu_give_the_same_loss_curve() {
         );
     }
 }
+
+nhl_kernels::on_every_backend!(trains_reproducibly_like_the_cpu);
 
 /// Outside the adaptive modes a training step reads nothing back: the objectives stay on the
 /// device and are downloaded once per 16 steps, so the host waits far less often than it steps;

@@ -332,8 +332,9 @@ fn cascade_rows(
             (PrefixStage::Scan, "scan"),
             (PrefixStage::MultiIndex, "mih"),
         ] {
-            let index = CascadeIndex::new(database.view(), prefix, stage)?;
-            for candidates in [100, 500, 1000, 2000, 5000] {
+            const CANDIDATES: [usize; 5] = [100, 500, 1000, 2000, 5000];
+            let index = CascadeIndex::new(database.view(), prefix, stage, CANDIDATES[0])?;
+            for candidates in CANDIDATES {
                 // MIH's candidate selection verifies whole buckets of tied prefixes: beyond a
                 // thousand candidates it only gets slower.
                 if stage == PrefixStage::MultiIndex && candidates > 1000 {

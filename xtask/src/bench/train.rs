@@ -21,10 +21,10 @@ use crate::backend_choice::BackendChoice;
 use crate::cpu_clock::process_cpu_ns;
 use crate::names::{parse_method, parse_mode};
 
-/// Seconds per epoch of the PyTorch reference on the `fmnist` protocol with 2 CPU threads
-/// (NHL-SPEC section 11, as measured by the author): `nested` and `full`.
-const REFERENCE_NESTED_EPOCH: f64 = 0.5;
-const REFERENCE_FULL_EPOCH: f64 = 1.2;
+/// Seconds per epoch of the PyTorch reference on the `fmnist` protocol with 2 CPU threads: the
+/// training seconds of 30 epochs in docs/METHOD.md section 11 (20 s `nested`, 36 s `full`) / 30.
+const REFERENCE_NESTED_EPOCH: f64 = 20.0 / 30.0;
+const REFERENCE_FULL_EPOCH: f64 = 36.0 / 30.0;
 
 /// Options of `cargo xtask bench train`.
 #[derive(clap::Args)]

@@ -17,7 +17,7 @@ use nhl_index::Codes;
 /// Write packed codes as a FAISS binary index (IndexBinaryFlat, or IndexBinaryIDMap with --ids).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Codes: uint8 `[n, bytes]` `.npy` in the PROTOCOL layout.
+    /// Codes: uint8 `[n, bytes]` `.npy` in the docs/PROTOCOL.md layout.
     #[arg(long, value_name = "CODES.npy")]
     pub codes: PathBuf,
     /// User IDs: int64 `[n]` `.npy`, one per row of CODES.npy, all different.

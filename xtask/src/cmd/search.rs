@@ -1,12 +1,12 @@
 //! `cargo xtask search`: Hamming k-nearest-neighbour, range or cascade search over packed codes
-//! stored as uint8 `[n, bytes]` `.npy` files (the PROTOCOL / FAISS layout).
+//! stored as uint8 `[n, bytes]` `.npy` files (the layout of `docs/PROTOCOL.md`, FAISS's).
 //!
 //! Outputs in `--out`:
 //! * kNN and cascade: `ids.npy` (int64 `[nq, k]`) and `distances.npy` (int32 `[nq, k]`), each row
-//!   in PROTOCOL order (distance ascending, ties by database position).
+//!   in the order of `docs/PROTOCOL.md` (distance ascending, ties by database position).
 //! * `--radius R`: every item within distance R. `counts.npy` (int64 `[nq]`) holds each query's
 //!   number of results; `ids.npy` / `distances.npy` are `[nq, max count]`, row q holding its
-//!   results in PROTOCOL order followed by `-1` padding.
+//!   results in that order followed by `-1` padding.
 //! * `search.json`: `n_database`, `n_queries`, `bits`, `k` (null for a range search), `threads`,
 //!   `isa`, `search_seconds` (the search alone, codes already in memory), `search_cpu_seconds`
 //!   (the CPU time of all threads during it, null where unknown), `qps`; plus `mode`, and
@@ -20,8 +20,8 @@ use anyhow::{bail, Context};
 use nhl_index::cascade::{recall_at_k, CascadeIndex, PrefixStage};
 use nhl_index::mih::{MultiIndex, RangeMethod};
 use nhl_index::npy::{write_npy, NpyArray, NpyData};
-use nhl_index::search::{knn, range_search};
-use nhl_index::{Codes, Isa};
+use nhl_index::search::knn;
+use nhl_index::{Codes, FlatIndex, HammingIndex, Isa, SearchOptions};
 use serde_json::json;
 
 use crate::cpu_clock::timed;
@@ -141,26 +141,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "threads": threads,
         "isa": Isa::best().name(),
     });
-    let mih = if args.mih {
+    // One index from the flags; every search below goes through its interface.
+    let index: Box<dyn HammingIndex + '_> = if args.mih {
         let (index, seconds, _) =
             timed(|| pool.install(|| MultiIndex::new(database.view(), args.mih_substrings)));
         let index = index.context("--mih: building the multi-index")?;
         summary["mih"] = json!({"substrings": index.substrings(), "index_seconds": seconds});
-        Some(index)
+        Box::new(index)
+    } else if let Some((prefix_bits, candidates)) = cascade {
+        let index = CascadeIndex::new(database.view(), prefix_bits, PrefixStage::Scan, candidates)
+            .with_context(|| format!("--cascade {prefix_bits}:{candidates}"))?;
+        summary["cascade"] = json!({"prefix_bits": prefix_bits, "candidates": candidates});
+        Box::new(index)
     } else {
-        None
+        Box::new(FlatIndex::new(database.view()))
     };
+    let options = SearchOptions::default();
     let (search_seconds, search_cpu);
     let (ids, distances, width);
     if let Some(radius) = args.radius {
-        let (result, seconds, cpu) = timed(|| {
-            pool.install(|| match &mih {
-                Some(index) => index
-                    .range_with(queries.view(), radius, RangeMethod::Auto)
-                    .map(|(r, stats)| (r, Some(stats))),
-                None => range_search(queries.view(), database.view(), radius).map(|r| (r, None)),
-            })
-        });
+        let (result, seconds, cpu) =
+            timed(|| pool.install(|| index.range_with_stats(queries.view(), radius, &options)));
         let (result, stats) = result?;
         (search_seconds, search_cpu) = (seconds, cpu);
         if let Some(stats) = stats {
@@ -200,37 +201,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary["radius"] = json!(radius);
         summary["max_count"] = json!(width);
     } else {
-        let result = if let Some((prefix_bits, candidates)) = cascade {
-            let index = CascadeIndex::new(database.view(), prefix_bits, PrefixStage::Scan)
-                .with_context(|| format!("--cascade {prefix_bits}:{candidates}"))?;
-            let (found, seconds, cpu) =
-                timed(|| pool.install(|| index.search(queries.view(), args.k, candidates)));
-            let found = found?;
-            (search_seconds, search_cpu) = (seconds, cpu);
+        let (found, seconds, cpu) =
+            timed(|| pool.install(|| index.knn(queries.view(), args.k, &options)));
+        let found = found?;
+        (search_seconds, search_cpu) = (seconds, cpu);
+        if cascade.is_some() {
             // Not timed: the exact search only measures the cascade's recall.
             let exact = pool.install(|| knn(queries.view(), database.view(), args.k))?;
             summary["mode"] = json!("cascade");
-            summary["cascade"] = json!({
-                "prefix_bits": prefix_bits,
-                "candidates": candidates,
-                "recall_at_k": recall_at_k(&found, &exact)?,
-            });
-            found
+            summary["cascade"]["recall_at_k"] = json!(recall_at_k(&found, &exact)?);
         } else {
-            let (found, seconds, cpu) = timed(|| {
-                pool.install(|| match &mih {
-                    Some(index) => index.knn(queries.view(), args.k),
-                    None => knn(queries.view(), database.view(), args.k),
-                })
-            });
-            let found = found?;
-            (search_seconds, search_cpu) = (seconds, cpu);
             summary["mode"] = json!("knn");
-            found
-        };
+        }
         width = args.k;
-        ids = result.ids.iter().map(|&i| i64::from(i)).collect();
-        distances = result.distances.iter().map(|&d| i64::from(d)).collect();
+        ids = found.ids.iter().map(|&i| i64::from(i)).collect();
+        distances = found.distances.iter().map(|&d| i64::from(d)).collect();
         summary["k"] = json!(args.k);
     }
     write_npy(

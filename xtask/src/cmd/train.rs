@@ -15,7 +15,7 @@ use nhl_index::npy::{write_npy, NpyArray, NpyData};
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::{Backend, HashingOps};
 use nhl_train::checkpoint::{self, CheckpointMeta};
-use nhl_train::config::{Method, Mode, TrainConfig};
+use nhl_train::config::{Centres, Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit};
 use nhl_train::losses::params::{parse_assignment, LossParams};
 use nhl_train::metrics::{evaluate_lengths, LengthMetrics, PRECISION_KS};
@@ -25,7 +25,7 @@ use nhl_train::report::{
 use nhl_train::run_dir::{default_out_dir, RunDir};
 
 use crate::backend_choice::BackendChoice;
-use crate::names::{parse_method, parse_mode};
+use crate::names::{parse_centres, parse_method, parse_mode};
 use nhl_train::trainer::{train, validate, validate_config, Progress, TrainOutcome};
 
 /// `QUERY,TRAIN`.
@@ -110,17 +110,18 @@ pub struct Args {
     /// reporting, selected on the queries) beside the final figures; 0 = off.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub eval_every: usize,
-    /// CSQ: prefix-consistent centres (each length's centres are prefixes of the longest's; our
-    /// variant, not the reference's independent centres).
-    #[arg(long)]
-    pub prefix_centres: bool,
-    /// Replicate the reference's leftover hash-layer gradient (NHL-SPEC Q3) in the weighted modes.
+    /// Hash centres of CSQ, SHCIR and MDSH: prefix (one centre per class for the longest code, the
+    /// shorter centres its prefixes; the protocol default) or independent (the reference's, drawn
+    /// per length).
+    #[arg(long, default_value = "prefix", value_parser = parse_centres)]
+    pub centres: Centres,
+    /// Replicate the reference's leftover hash-layer gradient (docs/METHOD.md Q3) in the weighted modes.
     #[arg(long)]
     pub reference_grad_leak: bool,
     /// auto (a hardware GPU, else the CPU), cpu, or gpu (wgpu, software adapters allowed).
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
-    /// Output directory; must not exist or be empty. Default: runs/<UTC YYYYmmdd-HHMMSS>.
+    /// Output directory; must not exist or be empty. Default: `runs/<UTC YYYYmmdd-HHMMSS>`.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
@@ -145,7 +146,7 @@ fn config(args: &Args) -> anyhow::Result<TrainConfig> {
         distill_weight: args.distill_weight,
         reference_grad_leak: args.reference_grad_leak,
         eval_every: args.eval_every,
-        prefix_centres: args.prefix_centres,
+        centres: args.centres,
         loss_params,
         ..TrainConfig::default()
     })

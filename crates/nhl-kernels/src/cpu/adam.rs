@@ -1,8 +1,9 @@
 //! The elementwise Adam update as a loop the compiler vectorises, compiled once for the baseline
 //! instruction set and once for AVX2. Both builds perform the same IEEE operations in the same
 //! order (Rust never fuses a multiply and an add on its own), so results do not depend on which
-//! one runs.
+//! one runs (a NaN's sign and payload aside, see [`super::isa`]).
 
+use super::isa::Isa;
 use crate::real::Real;
 
 /// One step's Adam constants in the element type (`bias_t = 1 - beta_t^step`).
@@ -26,11 +27,27 @@ pub(super) fn adam_update<T: Real>(
     v: &mut [T],
     g: &[T],
 ) {
+    adam_update_on(Isa::best(), c, p, m, v, g)
+}
+
+/// [`adam_update`] with its loop built for `isa`.
+pub(super) fn adam_update_on<T: Real>(
+    isa: Isa,
+    c: AdamConsts<T>,
+    p: &mut [T],
+    m: &mut [T],
+    v: &mut [T],
+    g: &[T],
+) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is available, which is all `adam_update_avx2` is compiled for.
+    if isa.is_avx2() {
+        // SAFETY: an `Isa` says AVX2 only when the CPU has it, which is all `adam_update_avx2`
+        // needs.
         return unsafe { adam_update_avx2(c, p, m, v, g) };
     }
+    // Elsewhere the baseline build is the only one.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     adam_update_body(c, p, m, v, g)
 }
 

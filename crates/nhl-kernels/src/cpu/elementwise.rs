@@ -1,12 +1,14 @@
 //! The elementwise maps of the CPU backend: the output is written in place of a fresh
 //! allocation, in parallel chunks when large, and each chunk's loop is compiled once for the
 //! baseline instruction set and once for AVX2. The two builds perform the same IEEE operations
-//! (Rust never fuses a multiply and an add on its own), so results do not depend on which runs.
+//! (Rust never fuses a multiply and an add on its own), so results do not depend on which runs
+//! (a NaN's sign and payload aside, see [`super::isa`]).
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::isa::Isa;
 use super::PAR_MIN;
 
 /// Elements per parallel task (maps of at least [`PAR_MIN`] elements run in parallel chunks).
@@ -18,8 +20,17 @@ where
     T: Copy + Send + Sync,
     F: Fn(T) -> T + Sync,
 {
+    map_on(Isa::best(), x, f)
+}
+
+/// [`map`] with its loop built for `isa`.
+pub(super) fn map_on<T, F>(isa: Isa, x: &[T], f: F) -> Vec<T>
+where
+    T: Copy + Send + Sync,
+    F: Fn(T) -> T + Sync,
+{
     fill(x.len(), |start, out| {
-        map_chunk(out, &x[start..start + out.len()], &f)
+        map_chunk(isa, out, &x[start..start + out.len()], &f)
     })
 }
 
@@ -32,10 +43,22 @@ where
     T: Copy + Send + Sync,
     F: Fn(T, T) -> T + Sync,
 {
+    zip_map_on(Isa::best(), x, y, f)
+}
+
+/// [`zip_map`] with its loop built for `isa`.
+///
+/// # Panics
+/// When the lengths differ.
+pub(super) fn zip_map_on<T, F>(isa: Isa, x: &[T], y: &[T], f: F) -> Vec<T>
+where
+    T: Copy + Send + Sync,
+    F: Fn(T, T) -> T + Sync,
+{
     assert_eq!(x.len(), y.len(), "zip_map operands of one length");
     fill(x.len(), |start, out| {
         let end = start + out.len();
-        zip_chunk(out, &x[start..end], &y[start..end], &f)
+        zip_chunk(isa, out, &x[start..end], &y[start..end], &f)
     })
 }
 
@@ -57,12 +80,15 @@ fn fill<T: Send>(n: usize, body: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) -
     out
 }
 
-fn map_chunk<T: Copy, F: Fn(T) -> T>(out: &mut [MaybeUninit<T>], x: &[T], f: &F) {
+fn map_chunk<T: Copy, F: Fn(T) -> T>(isa: Isa, out: &mut [MaybeUninit<T>], x: &[T], f: &F) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is available, which is all `map_avx2` is compiled for.
+    if isa.is_avx2() {
+        // SAFETY: an `Isa` says AVX2 only when the CPU has it, which is all `map_avx2` needs.
         return unsafe { map_avx2(out, x, f) };
     }
+    // Elsewhere the baseline build is the only one.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     map_body(out, x, f)
 }
 
@@ -79,12 +105,21 @@ fn map_body<T: Copy, F: Fn(T) -> T>(out: &mut [MaybeUninit<T>], x: &[T], f: &F) 
     }
 }
 
-fn zip_chunk<T: Copy, F: Fn(T, T) -> T>(out: &mut [MaybeUninit<T>], x: &[T], y: &[T], f: &F) {
+fn zip_chunk<T: Copy, F: Fn(T, T) -> T>(
+    isa: Isa,
+    out: &mut [MaybeUninit<T>],
+    x: &[T],
+    y: &[T],
+    f: &F,
+) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is available, which is all `zip_avx2` is compiled for.
+    if isa.is_avx2() {
+        // SAFETY: an `Isa` says AVX2 only when the CPU has it, which is all `zip_avx2` needs.
         return unsafe { zip_avx2(out, x, y, f) };
     }
+    // Elsewhere the baseline build is the only one.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     zip_body(out, x, y, f)
 }
 

@@ -7,6 +7,7 @@
 
 mod adam;
 mod elementwise;
+pub(crate) mod isa;
 pub mod lanes;
 pub mod scalar;
 
@@ -694,3 +695,7 @@ fn row_norms<T: Real>(x: &CpuBuf<T>) -> Vec<T> {
         })
         .collect()
 }
+
+// After `specialise_unary!`, which the checks use to build each op's loop as the backend does.
+#[cfg(test)]
+mod isa_bits;

@@ -2,15 +2,17 @@
 //! are a fixed sequence of arithmetic and selects ([`Real::tanh_lanes`], the branch-free
 //! [`scalar::bce_and_grad`]), compiled once for the baseline instruction set and once for AVX2.
 //! Both builds perform the same IEEE operations in the same order (Rust never fuses a multiply
-//! and an add on its own), so the result does not depend on which one runs.
+//! and an add on its own), so the result does not depend on which one runs (a NaN's sign and
+//! payload aside, see [`crate::cpu::isa`]).
 
 use crate::backend::Unary;
+use crate::cpu::isa::Isa;
 use crate::cpu::scalar;
 use crate::real::Real;
 
 /// The inputs of one batch of the fused CSQ objective: row `r` uses the first `bits` of the
 /// `width` outputs of row `r` of `u` and the target row `idx[r]` of `targets` (`bits` wide).
-pub(super) struct CsqBatch<'a, T> {
+pub(crate) struct CsqBatch<'a, T> {
     pub u: &'a [T],
     pub width: usize,
     pub targets: &'a [T],
@@ -24,7 +26,7 @@ pub(super) struct CsqBatch<'a, T> {
 /// `v = tanh(u_j)`, `p = (v + 1) / 2`, `t = (h_j + 1) / 2` and `a = |v| - 1`: `bce[j] = BCE(p, t)`,
 /// `quant[j] = a^2` and `grad[j] = inv (dBCE/dp / 2 + 2 lambda a sign(v)) (1 - v^2)`, the
 /// gradient of `inv * (sum BCE + lambda sum a^2)` with respect to `u_j`.
-pub(super) struct CsqTerms<'a, T> {
+pub(crate) struct CsqTerms<'a, T> {
     pub grad: &'a mut [T],
     pub bce: &'a mut [T],
     pub quant: &'a mut [T],
@@ -37,12 +39,24 @@ pub(super) struct CsqTerms<'a, T> {
 ///
 /// # Panics
 /// When a slice is shorter than the shapes say or an index is out of range (callers check both).
-pub(super) fn csq_rows<T: Real>(batch: &CsqBatch<'_, T>, out: CsqTerms<'_, T>) {
+pub(crate) fn csq_rows<T: Real>(batch: &CsqBatch<'_, T>, out: CsqTerms<'_, T>) {
+    csq_rows_on(Isa::best(), batch, out)
+}
+
+/// [`csq_rows`] with its loop built for `isa`.
+///
+/// # Panics
+/// As [`csq_rows`].
+pub(crate) fn csq_rows_on<T: Real>(isa: Isa, batch: &CsqBatch<'_, T>, out: CsqTerms<'_, T>) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is available, which is all `csq_rows_avx2` is compiled for.
+    if isa.is_avx2() {
+        // SAFETY: an `Isa` says AVX2 only when the CPU has it, which is all `csq_rows_avx2`
+        // needs.
         return unsafe { csq_rows_avx2(batch, out) };
     }
+    // Elsewhere the baseline build is the only one.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     csq_rows_body(batch, out)
 }
 

@@ -14,7 +14,7 @@
 mod bank;
 mod bank_cpu;
 mod cpu;
-mod csq_row;
+pub(crate) mod csq_row;
 mod gpu;
 mod pairs_gpu;
 mod triplet_cpu;

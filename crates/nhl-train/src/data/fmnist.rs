@@ -1,4 +1,4 @@
-//! The Fashion-MNIST protocols of PROTOCOL.md.
+//! The Fashion-MNIST protocols of docs/PROTOCOL.md.
 //!
 //! The t10k pair is compiled into the binary with `include_bytes!` (4.4 MB): the default protocol
 //! then runs from any working directory and from an installed binary, with no file to find and no
@@ -20,9 +20,9 @@ pub const DEFAULT_FMNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 /// Fashion-MNIST has ten classes.
 const N_CLASSES: usize = 10;
-/// Queries taken from the head of every class (PROTOCOL.md).
+/// Queries taken from the head of every class (docs/PROTOCOL.md).
 const QUERY_PER_CLASS: usize = 100;
-/// Training items taken per class (PROTOCOL.md).
+/// Training items taken per class (docs/PROTOCOL.md).
 const TRAIN_PER_CLASS: usize = 500;
 
 const T10K_IMAGES: &str = "t10k-images-idx3-ubyte";
@@ -39,7 +39,7 @@ static EMBEDDED_T10K_LABELS: &[u8] = include_bytes!(concat!(
     "/../../data/t10k-labels-idx1-ubyte.gz"
 ));
 
-/// A named benchmark split (PROTOCOL.md, "Data").
+/// A named benchmark split (docs/PROTOCOL.md, "Data").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
     /// The t10k file only: 1,000 queries, 5,000 train, 9,000 database. Embedded.

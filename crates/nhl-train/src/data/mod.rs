@@ -1,7 +1,7 @@
 //! Data sets and their query / train / database splits.
 //!
 //! Two kinds of sources feed a [`Split`]:
-//! - the Fashion-MNIST protocols of PROTOCOL.md ([`Protocol`], [`load_protocol`]), read from IDX
+//! - the Fashion-MNIST protocols of docs/PROTOCOL.md ([`Protocol`], [`load_protocol`]), read from IDX
 //!   files ([`idx`]); `fmnist-t10k` is compiled into the binary, so it needs no file at all;
 //! - the user's own arrays in `.npy` or safetensors files ([`user`]).
 //!

@@ -6,7 +6,7 @@ use nhl_kernels::{Backend, Unary};
 
 use super::params::LossParams;
 use super::{Bank, DelayedPair, LengthLoss, MomentumHead};
-use crate::config::TrainConfig;
+use crate::config::{Centres, TrainConfig};
 use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::model::NestedHashModel;
@@ -34,7 +34,7 @@ impl<B: Backend> LossSet<B> {
     ) -> Result<Self, TrainError> {
         let params = LossParams::resolve(config.method, &config.loss_params)?;
         let code_bits = model.code_bits();
-        let long_centres = (config.prefix_centres && config.method.uses_hash_centres())
+        let long_centres = (config.centres == Centres::Prefix && config.method.uses_hash_centres())
             .then(|| csq_prefix_centres(bits, train.n_classes(), config.seed));
         let lengths = bits
             .iter()

@@ -1,0 +1,54 @@
+"""Markdown rows of mean (sample sd) over seeds, per code length, from the run directories that
+tools/runs/seeds.sh writes (OUT_DIR/seed-S/metrics.json): final mAP@ALL with the stable tie order,
+the tie-aware mAP, and the training seconds.
+
+    python3 tools/runs/table.py LABEL=OUT_DIR [LABEL=OUT_DIR ...]
+"""
+
+import json
+import os
+import statistics
+import sys
+
+
+def load(out):
+    runs = []
+    for name in sorted(os.listdir(out)):
+        path = os.path.join(out, name, "metrics.json")
+        if name.startswith("seed-") and os.path.isfile(path):
+            with open(path) as f:
+                runs.append(json.load(f))
+    return runs
+
+
+def cell(values):
+    if len(values) > 1:
+        return f"{statistics.mean(values):.4f} ({statistics.stdev(values):.4f})"
+    return f"{values[0]:.4f}"
+
+
+def main():
+    header = None
+    for arg in sys.argv[1:]:
+        label, out = arg.split("=", 1)
+        runs = load(out)
+        if not runs:
+            print(f"| {label} | no runs |")
+            continue
+        bits = [int(b) for b in runs[0]["bits"]]
+        if header is None:
+            header = bits
+            cols = " | ".join(str(b) for b in bits)
+            print(f"| run (seeds) | {cols} | mean over lengths | training s |")
+            print("|---" * (len(bits) + 3) + "|")
+        seeds = ",".join(str(r["seed"]) for r in runs)
+        stable = [cell([r["map"][str(b)] for r in runs]) for b in bits]
+        tie = [cell([r["map_tie_aware"][str(b)] for r in runs]) for b in bits]
+        avg = cell([statistics.mean(r["map"][str(b)] for b in bits) for r in runs])
+        secs = cell([r["train_seconds"] for r in runs])
+        print(f"| {label} ({seeds}) | " + " | ".join(stable) + f" | {avg} | {secs} |")
+        print(f"| {label}, tie-aware | " + " | ".join(tie) + " | | |")
+
+
+if __name__ == "__main__":
+    main()
