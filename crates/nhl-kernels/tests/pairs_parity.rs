@@ -67,10 +67,12 @@ fn losses() -> Vec<BankLoss> {
     ]
 }
 
+/// One bank case: batch rows, batch width, bank rows, bank width, lengths, classes.
+type BankCase = (usize, usize, usize, usize, &'static [usize], usize);
+
 fn check_bank<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
     let r = Ref::new();
-    // (batch, batch width, bank rows, bank width, lengths, classes)
-    let cases: [(usize, usize, usize, usize, &[usize], usize); 3] = [
+    let cases: [BankCase; 3] = [
         (1, 3, 1, 3, &[3], 1),
         (13, 20, 300, 21, &[3, 7, 20], 5),
         (64, 16, 517, 16, &[8, 16], 10),
@@ -226,23 +228,4 @@ fn check_errors<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
     Ok(())
 }
 
-macro_rules! on_every_backend {
-    ($($check:ident),* $(,)?) => {$(
-        mod $check {
-            #[test]
-            fn cpu_f32() -> anyhow::Result<()> {
-                super::$check(&nhl_kernels::cpu::CpuBackend::<f32>::new())
-            }
-
-            #[test]
-            fn gpu() -> anyhow::Result<()> {
-                match nhl_kernels::gpu::test_backend() {
-                    Some(b) => super::$check(&b),
-                    None => Ok(()),
-                }
-            }
-        }
-    )*};
-}
-
-on_every_backend!(check_bank, check_dtsh, check_errors);
+nhl_kernels::on_every_backend!(check_bank, check_dtsh, check_errors);

@@ -73,6 +73,19 @@ impl Method {
         }
     }
 
+    /// The distillation weight `lambda_D` of a run that does not set one (docs/METHOD.md section
+    /// 3): 1 (the protocol's), except 0.1 (the reference's command-line default) for the losses
+    /// built on the bank likelihood (DHN, DBDH, DPSH). Their gradient is linear in the bank's
+    /// codes, so it vanishes near the zero codes training starts from, where the scale-free
+    /// distillation's gradient is largest; at weight 1 the distillation wins that start and
+    /// collapses the short codes onto one code (docs/METHOD.md Q16).
+    pub fn default_distill_weight(self) -> f32 {
+        match self {
+            Method::Dhn | Method::Dbdh | Method::Dpsh => 0.1,
+            _ => 1.0,
+        }
+    }
+
     /// Every method's name, comma-separated, for messages.
     pub fn names() -> String {
         Method::ALL.map(Method::name).join(", ")

@@ -234,10 +234,10 @@ fn multi_label_data_trains_every_method_but_shcir() {
         };
         let result = train(&cpu, &split, &config, &mut |_| {});
         if method == Method::Shcir {
-            let e = result
-                .err()
-                .expect("shcir refuses multi-label data")
-                .to_string();
+            let Err(e) = result else {
+                panic!("shcir refuses multi-label data");
+            };
+            let e = e.to_string();
             assert!(
                 e.contains("--method")
                     && e.contains("shcir")

@@ -92,6 +92,7 @@ fn time_interleaved<B: HashingOps<Elem = f32>>(
             method,
             mode,
             epochs,
+            distill_weight: method.default_distill_weight(),
             ..TrainConfig::default()
         })
         .collect();

@@ -104,8 +104,9 @@ pub struct Args {
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
     /// Weight of the cascade distillation term (modes distill and full).
-    #[arg(long, default_value_t = TrainConfig::default().distill_weight)]
-    pub distill_weight: f32,
+    /// Default: the method's (1, or 0.1 for dhn, dbdh and dpsh; docs/METHOD.md Q16).
+    #[arg(long)]
+    pub distill_weight: Option<f32>,
     /// Also evaluate mAP@ALL every N epochs and report each length's best (the reference's
     /// reporting, selected on the queries) beside the final figures; 0 = off.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -143,7 +144,9 @@ fn config(args: &Args) -> anyhow::Result<TrainConfig> {
         batch_size: args.batch_size,
         lr: args.lr,
         seed: args.seed,
-        distill_weight: args.distill_weight,
+        distill_weight: args
+            .distill_weight
+            .unwrap_or_else(|| args.method.default_distill_weight()),
         reference_grad_leak: args.reference_grad_leak,
         eval_every: args.eval_every,
         centres: args.centres,

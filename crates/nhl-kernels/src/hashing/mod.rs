@@ -29,6 +29,9 @@ use crate::error::KernelError;
 /// threshold `beta`, the `K` weights.
 pub type WeightRule = fn(&[f64], usize, f64) -> Vec<f64>;
 
+/// A `1 x 1` objective and its gradient with respect to the codes it was computed from.
+pub type ObjectiveAndGrad<Buf> = (Buf, Buf);
+
 /// The hashing-specific fused ops, on any [`Backend`] that implements them.
 ///
 /// Every op reads its inputs in place and returns new buffers, except
@@ -88,7 +91,7 @@ pub trait HashingOps: Backend {
         bank: &Self::Buf,
         bank_labels: &Self::Buf,
         loss: &BankLoss,
-    ) -> Result<Vec<(Self::Buf, Self::Buf)>, KernelError>;
+    ) -> Result<Vec<ObjectiveAndGrad<Self::Buf>>, KernelError>;
 
     /// DTSH's triplet objective of one length and its gradient (docs/METHOD.md 5.9).
     ///
