@@ -335,7 +335,45 @@ fn trains_reproducibly_like_the_cpu<B: HashingOps<Elem = f32>>(b: &B) {
     }
 }
 
-nhl_kernels::on_every_backend!(trains_reproducibly_like_the_cpu);
+/// Every method trains on `b` in `full` (distillation, weighting and every length's loss) and in
+/// `single` (one length per model), with the loss curve of the `CpuBackend<f32>` run: the fused
+/// kernels, the tapes and the losses' state (banks, MDSH's momentum model from epoch 1,
+/// HashNet's continuation step at epoch 1) on the device.
+fn every_method_trains_like_the_cpu<B: HashingOps<Elem = f32>>(b: &B) {
+    let split = small_split();
+    for method in Method::ALL {
+        for mode in [Mode::Full, Mode::Single] {
+            let config = TrainConfig {
+                loss_params: match method {
+                    Method::Mdsh => [("pair_from".to_string(), 1.0)].into(),
+                    Method::Hashnet => [("step".to_string(), 1.0)].into(),
+                    _ => Default::default(),
+                },
+                distill_weight: method.default_distill_weight(),
+                ..small_config(method, mode)
+            };
+            let cpu = run(&CpuBackend::<f32>::new(), &split, &config);
+            let dev = run(b, &split, &config);
+            for (e, (c, g)) in cpu
+                .loss_per_epoch
+                .iter()
+                .zip(&dev.loss_per_epoch)
+                .enumerate()
+            {
+                assert!(
+                    g.is_finite() && (c - g).abs() <= 1e-2 * c.abs() + 1e-3,
+                    "{method} {mode:?} epoch {e}: cpu {c}, {} {g}",
+                    b.name()
+                );
+            }
+        }
+    }
+}
+
+nhl_kernels::on_every_backend!(
+    trains_reproducibly_like_the_cpu,
+    every_method_trains_like_the_cpu
+);
 
 /// Outside the adaptive modes a training step reads nothing back: the objectives stay on the
 /// device and are downloaded once per 16 steps, so the host waits far less often than it steps;
