@@ -6,7 +6,7 @@
 //!
 //! * [`kernels`]: the backend trait, the wgpu backend and the CPU reference backend.
 //! * [`autograd`]: the minimal reverse-mode tape.
-//! * [`train`]: data, model, losses, NHL weighting and distillation, training loop.
+//! * [`train`]: data, model, losses, NHL weighting and distillation, training loop, encoder.
 //! * [`index`]: packed codes, SIMD Hamming search, mAP.
 #![deny(missing_docs)]
 

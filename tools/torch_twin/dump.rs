@@ -22,7 +22,7 @@ use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::{Backend, Shape};
 use nhl_train::checkpoint::{save, CheckpointMeta};
 use nhl_train::config::{Method, Mode, TrainConfig};
-use nhl_train::data::{load_protocol, Protocol, Split};
+use nhl_train::data::{load_protocol, Protocol, Split, INPUT_SCALING};
 use nhl_train::losses::params::LossParams;
 use nhl_train::losses::{BatchContext, LengthLoss};
 use nhl_train::model::NamedParam;
@@ -153,6 +153,12 @@ impl<'a> Run<'a> {
 }
 
 fn write(path: &Path, config: &TrainConfig, params: &[NamedParam]) -> anyhow::Result<()> {
+    // The backbone weight is `[hidden, input_dim]`.
+    let input_dim = params
+        .iter()
+        .find(|p| p.name == "backbone.weight")
+        .map(|p| p.shape[1])
+        .context("no backbone.weight among the parameters")?;
     let meta = CheckpointMeta {
         bits: config.bits.clone(),
         method: config.method,
@@ -160,6 +166,8 @@ fn write(path: &Path, config: &TrainConfig, params: &[NamedParam]) -> anyhow::Re
         hidden: config.hidden,
         seed: config.seed,
         loss_params: LossParams::resolve(config.method, &config.loss_params)?.to_map(),
+        input_dim,
+        input_scaling: INPUT_SCALING,
     };
     save(
         path,

@@ -24,10 +24,12 @@ enum Command {
     Train(cmd::train::Args),
     /// Recompute the metrics of a finished run from its saved codes.
     Eval(cmd::eval::Args),
-    /// Hamming k-nearest-neighbour or range search over packed codes in .npy files.
+    /// Hamming k-nearest-neighbour or range search over packed codes in .npy or FAISS files.
     Search(cmd::search::Args),
     /// Write packed codes as a FAISS binary index file (IndexBinaryFlat, or IndexBinaryIDMap with --ids).
     Export(cmd::export::Args),
+    /// Hash new items with a trained model: features (.npy or safetensors) to packed codes.
+    Encode(cmd::encode::Args),
     /// Benchmarks: `search` and `train` (the criterion benches run with `cargo bench`).
     Bench(bench::Args),
 }
@@ -39,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Search(args) => cmd::search::run(args),
         Command::Export(args) => cmd::export::run(args),
+        Command::Encode(args) => cmd::encode::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -9,13 +9,21 @@
 //!
 //! recall@k = (1 / n_queries) * sum_q |cascade ids(q) ∩ exact ids(q)| / k, against
 //! [`crate::search::knn`] on the full codes.
+//!
+//! A search restricted to some rows ([`SearchOptions::allowed`]) filters in the prefix stage:
+//! every stage picks its candidates among the allowed rows only (the scans test the rows' bits
+//! in their selection, multi-index hashing verifies only allowed candidates, and the bucket
+//! stage counts and takes only the allowed positions of each group), so the `k` results come
+//! from allowed rows, and with `candidates = n` the restricted cascade equals the restricted
+//! exact search.
 
+use crate::allow::AllowedRows;
 use crate::codes::{Codes, CodesView};
 use crate::error::IndexError;
-use crate::hamming::Kernel;
+use crate::hamming::{EveryRow, Kernel};
 use crate::index::{HammingIndex, SearchOptions};
 use crate::mih::MultiIndex;
-use crate::search::{check_pair, knn_with, Neighbors, RangeResult};
+use crate::search::{check_pair, knn_allowed, Neighbors, RangeResult};
 use crate::select::StreamTopK;
 use rayon::prelude::*;
 use std::cmp::Reverse;
@@ -70,6 +78,17 @@ struct Buckets {
     ids: Vec<u32>,
     /// The full code of each slot (code `s` is that of database item `ids[s]`).
     codes: Codes,
+}
+
+/// The groups as a search restricted to some rows sees them: a group holds only its allowed
+/// positions. Built once per search (one pass over the grouped positions, not over the codes).
+struct GroupFilter<'r> {
+    /// The allowed database positions.
+    rows: &'r AllowedRows,
+    /// The groups with at least one allowed position: the only ones the key scan reports.
+    groups: AllowedRows,
+    /// The allowed positions of each group.
+    sizes: Vec<u32>,
 }
 
 /// One query's walk over the prefix groups in [`Buckets::nearest`]: the groups found so far by
@@ -135,6 +154,37 @@ impl Buckets {
         &self.ids[self.offsets[g] as usize..self.offsets[g + 1] as usize]
     }
 
+    /// The groups restricted to the positions of `rows`.
+    fn restrict<'r>(&self, rows: &'r AllowedRows) -> GroupFilter<'r> {
+        let sizes: Vec<u32> = (0..self.offsets.len() - 1)
+            .map(|g| {
+                let group = self.group(g).iter();
+                group.filter(|&&id| rows.contains(id as usize)).count() as u32
+            })
+            .collect();
+        let groups = sizes.iter().map(|&size| size > 0).collect::<Vec<bool>>();
+        GroupFilter {
+            rows,
+            groups: AllowedRows::from_mask(&groups),
+            sizes,
+        }
+    }
+
+    /// The positions of group `g` the search may return.
+    fn size(&self, g: usize, filter: Option<&GroupFilter<'_>>) -> usize {
+        filter.map_or(self.group(g).len(), |f| f.sizes[g] as usize)
+    }
+
+    /// The slots of group `g` whose positions the search may return, ascending.
+    fn allowed_slots<'s>(
+        &'s self,
+        g: usize,
+        filter: Option<&'s GroupFilter<'_>>,
+    ) -> impl Iterator<Item = u32> + 's {
+        self.slots(g)
+            .filter(move |&s| filter.is_none_or(|f| f.rows.contains(self.ids[s as usize] as usize)))
+    }
+
     /// The `k` best `(distance, id)` of query `q` among the candidate `slots`, in rank order
     /// (ties by id). Slots come in runs of consecutive ones (whole groups), whose codes are
     /// contiguous in the grouped copy: each run is one SIMD distance scan, not a scattered read
@@ -163,20 +213,23 @@ impl Buckets {
         best.into_sorted()
     }
 
-    /// Per query (its prefix code), the slots of the first `count` positions in (prefix
-    /// distance, position) order, as a set (any order).
+    /// Per query (its prefix code), the slots of the first `count` positions (of `filter`'s
+    /// allowed ones, if given) in (prefix distance, position) order, as a set (any order).
     ///
     /// The groups are ranked by one threshold scan of the keys for all the queries: a group is
     /// reported while its distance is below the query's limit, which drops to `D + 1` as soon as
     /// the groups found at distances `<= D` hold `count` positions (groups are weighted by their
     /// size, a kNN whose items are whole groups). So only the few groups near each query leave
-    /// the scan, instead of one distance per group and query.
+    /// the scan, instead of one distance per group and query. With a filter, groups count their
+    /// allowed positions only, and groups with none are not reported (the scan tests the groups'
+    /// bits).
     fn nearest(
         &self,
         kernel: Kernel,
         queries: &[&[u64]],
         max_distance: usize,
         count: usize,
+        filter: Option<&GroupFilter<'_>>,
     ) -> Vec<Vec<u32>> {
         let mut shells: Vec<Shells> = queries
             .iter()
@@ -189,34 +242,34 @@ impl Buckets {
             .collect();
         let mut limits = vec![max_distance as u32 + 1; queries.len()];
         let keys = self.keys.view();
-        kernel.filter(
-            queries,
-            &keys,
-            0,
-            keys.len(),
-            &mut limits,
-            &mut |i, g, d| {
-                let s = &mut shells[i];
-                let (d, size) = (d as usize, self.group(g).len());
-                // Reported only below the limit, so the group counts towards `covered`.
-                s.reported.push((d as u32, g as u32));
-                s.weight[d] += size;
-                s.covered += size;
-                while s.limit > 1 && s.covered - s.weight[s.limit - 1] >= count {
-                    s.covered -= s.weight[s.limit - 1];
-                    s.limit -= 1;
-                }
-                s.limit as u32
-            },
-        );
-        shells.iter().map(|s| self.take(s, count)).collect()
+        let mut sink = |i: usize, g: usize, d: u32| {
+            let s = &mut shells[i];
+            let (d, size) = (d as usize, self.size(g, filter));
+            // Reported only below the limit, so the group counts towards `covered`.
+            s.reported.push((d as u32, g as u32));
+            s.weight[d] += size;
+            s.covered += size;
+            while s.limit > 1 && s.covered - s.weight[s.limit - 1] >= count {
+                s.covered -= s.weight[s.limit - 1];
+                s.limit -= 1;
+            }
+            s.limit as u32
+        };
+        match filter {
+            None => kernel.filter(queries, &keys, 0, keys.len(), &mut limits, &mut sink),
+            Some(f) => {
+                let all = 0..keys.len();
+                kernel.filter_allowed(queries, &keys, all, &f.groups, &mut limits, &mut sink)
+            }
+        }
+        shells.iter().map(|s| self.take(s, count, filter)).collect()
     }
 
-    /// The slots of the first `count` positions of the groups in `shells`, nearest shell first;
-    /// the last shell needed gives its smallest positions (a heap merge of its groups). Every
-    /// group below the final limit was reported, which covers `count` positions (or the whole
-    /// database).
-    fn take(&self, shells: &Shells, count: usize) -> Vec<u32> {
+    /// The slots of the first `count` positions (allowed ones, with a filter) of the groups in
+    /// `shells`, nearest shell first; the last shell needed gives its smallest positions (a heap
+    /// merge of its groups). Every group below the final limit was reported, which covers
+    /// `count` positions (or every position the search may return).
+    fn take(&self, shells: &Shells, count: usize, filter: Option<&GroupFilter<'_>>) -> Vec<u32> {
         // The groups below the final limit by distance, ascending within each (a counting sort
         // of the reports, which come in ascending group order).
         let limit = shells.limit.min(shells.weight.len());
@@ -243,37 +296,43 @@ impl Buckets {
             if need == 0 {
                 break;
             }
-            let size: usize = shell.iter().map(|&g| self.group(g as usize).len()).sum();
+            let size: usize = shell.iter().map(|&g| self.size(g as usize, filter)).sum();
             if size <= need {
                 for &g in shell {
-                    out.extend(self.slots(g as usize));
+                    out.extend(self.allowed_slots(g as usize, filter));
                 }
             } else if shell.len() == 1 {
                 // The last shell is one group: its first positions (slots ascend with them).
-                out.extend(self.slots(shell[0] as usize).take(need));
+                out.extend(self.allowed_slots(shell[0] as usize, filter).take(need));
             } else if size <= LAST_SHELL_SELECT * need {
                 // The last shell, not much larger than needed: its `need` smallest positions by a
                 // selection over all of them, cheaper than a heap pop per position.
                 let start = out.len();
                 for &g in shell {
-                    out.extend(self.slots(g as usize));
+                    out.extend(self.allowed_slots(g as usize, filter));
                 }
                 out[start..].select_nth_unstable_by_key(need - 1, |&s| self.ids[s as usize]);
                 out.truncate(start + need);
             } else {
-                // The last shell: its `need` smallest positions, by a heap merge of its groups.
-                let mut heap: BinaryHeap<Reverse<(u32, u32, u32)>> = shell
+                // The last shell: its `need` smallest positions, by a heap merge of its groups,
+                // each an iterator of its slots in ascending position order.
+                let mut groups: Vec<_> = shell
                     .iter()
-                    .map(|&g| Reverse((self.group(g as usize)[0], g, 0)))
+                    .map(|&g| self.allowed_slots(g as usize, filter))
                     .collect();
+                let mut heap: BinaryHeap<Reverse<(u32, u32, usize)>> = BinaryHeap::new();
+                for (at, slots) in groups.iter_mut().enumerate() {
+                    if let Some(slot) = slots.next() {
+                        heap.push(Reverse((self.ids[slot as usize], slot, at)));
+                    }
+                }
                 while out.len() < count {
-                    let Some(Reverse((_, g, at))) = heap.pop() else {
+                    let Some(Reverse((_, slot, at))) = heap.pop() else {
                         break;
                     };
-                    let first = self.offsets[g as usize];
-                    out.push(first + at);
-                    if let Some(&next) = self.group(g as usize).get(at as usize + 1) {
-                        heap.push(Reverse((next, g, at + 1)));
+                    out.push(slot);
+                    if let Some(next) = groups[at].next() {
+                        heap.push(Reverse((self.ids[next as usize], next, at)));
                     }
                 }
             }
@@ -381,13 +440,15 @@ fn rerank_ids(
     best.into_sorted()
 }
 
-/// Exact top `k` by distance among narrow codes (ties by position), ids only, per query.
+/// Exact top `k` by distance among narrow codes (ties by position; of the positions of `allowed`
+/// only, if given), ids only, per query.
 fn narrow_knn(
     kernel: Kernel,
     queries: &[u32],
     db: &[u32],
     max_distance: usize,
     k: usize,
+    allowed: Option<&AllowedRows>,
 ) -> Vec<Vec<u32>> {
     let width = StreamTopK::feed_width();
     queries
@@ -402,7 +463,11 @@ fn narrow_knn(
                 let out = &mut buf[..chunk.len()];
                 for (&q, sel) in block.iter().zip(selectors.iter_mut()) {
                     kernel.distances32(q, chunk, out);
-                    sel.feed(out, b * NARROW_DB_BLOCK, width);
+                    let base = b * NARROW_DB_BLOCK;
+                    match allowed {
+                        None => sel.feed(out, base, width, EveryRow),
+                        Some(a) => sel.feed(out, base, width, a.bits()),
+                    }
                 }
             }
             selectors.into_iter().map(|sel| {
@@ -490,15 +555,18 @@ impl<'a> CascadeIndex<'a> {
         k: usize,
         candidates: usize,
     ) -> Result<Neighbors, IndexError> {
-        self.search_by(Kernel::best(), queries, k, candidates)
+        self.search_by(Kernel::best(), queries, k, candidates, None)
     }
 
+    /// The cascade's kNN, among the rows of `allowed` (if given): `min(k, allowed rows)`
+    /// results from `min(candidates, allowed rows)` candidates.
     fn search_by(
         &self,
         kernel: Kernel,
         queries: CodesView<'_>,
         k: usize,
         candidates: usize,
+        allowed: Option<&AllowedRows>,
     ) -> Result<Neighbors, IndexError> {
         check_pair(&queries, &self.database)?;
         let n = self.database.len();
@@ -508,6 +576,19 @@ impl<'a> CascadeIndex<'a> {
                 "k",
                 format!("k = {k} with {candidates} candidates from {n} codes (need 1 <= k <= candidates)"),
             ));
+        }
+        if let Some(allowed) = allowed {
+            allowed.check_rows(n)?;
+        }
+        let count = allowed.map_or(n, AllowedRows::count);
+        let (k, candidates) = (k.min(count), candidates.min(count));
+        if k == 0 {
+            return Ok(Neighbors {
+                n_queries: queries.len(),
+                k,
+                ids: Vec::new(),
+                distances: Vec::new(),
+            });
         }
         let q_prefix = queries.prefix(self.prefix_bits)?;
         // A view's last word is unmasked: clear the query bits past the prefix, so that narrow
@@ -521,7 +602,9 @@ impl<'a> CascadeIndex<'a> {
         // Per query its candidates: database ids, or slots of the grouped copy.
         let first: Vec<Vec<u32>> = match (&self.mih, &self.narrow, &self.buckets) {
             (Some(mih), _, _) => {
-                rows_of(&mih.knn(q_prefix, candidates, &SearchOptions::with_kernel(kernel))?)
+                let mut options = SearchOptions::with_kernel(kernel);
+                options.allowed = allowed;
+                rows_of(&mih.knn(q_prefix, candidates, &options)?)
             }
             (_, Some(narrow), _) => narrow_knn(
                 kernel,
@@ -529,23 +612,27 @@ impl<'a> CascadeIndex<'a> {
                 narrow,
                 self.prefix_bits,
                 candidates,
+                allowed,
             ),
             (_, _, Some(buckets)) => {
+                let filter = allowed.map(|a| buckets.restrict(a));
                 let ids: Vec<usize> = (0..q_prefix.len()).collect();
                 ids.par_chunks(BUCKETS_QUERY_BLOCK)
                     .flat_map_iter(|block| {
                         // Every qi < len has a code.
                         let qs: Vec<&[u64]> =
                             block.iter().filter_map(|&qi| q_prefix.code(qi)).collect();
-                        buckets.nearest(kernel, &qs, self.prefix_bits, candidates)
+                        let max_distance = self.prefix_bits;
+                        buckets.nearest(kernel, &qs, max_distance, candidates, filter.as_ref())
                     })
                     .collect()
             }
-            (None, None, None) => rows_of(&knn_with(
+            (None, None, None) => rows_of(&knn_allowed(
                 kernel,
                 q_prefix,
                 self.prefixes.view(),
                 candidates,
+                allowed,
             )?),
         };
         let rows: Vec<Vec<(u32, u32)>> = (0..queries.len())
@@ -572,9 +659,15 @@ impl HammingIndex for CascadeIndex<'_> {
         &self,
         queries: CodesView<'_>,
         k: usize,
-        options: &SearchOptions,
+        options: &SearchOptions<'_>,
     ) -> Result<Neighbors, IndexError> {
-        self.search_by(options.kernel(), queries, k, self.candidates)
+        self.search_by(
+            options.kernel(),
+            queries,
+            k,
+            self.candidates,
+            options.allowed,
+        )
     }
 
     /// Always [`IndexError::Unsupported`]: the cascade keeps a number of candidates, which bounds
@@ -583,7 +676,7 @@ impl HammingIndex for CascadeIndex<'_> {
         &self,
         _queries: CodesView<'_>,
         _radius: u32,
-        _options: &SearchOptions,
+        _options: &SearchOptions<'_>,
     ) -> Result<RangeResult, IndexError> {
         Err(IndexError::Unsupported {
             index: "the cascade",
@@ -601,8 +694,9 @@ fn rows_of(neighbors: &Neighbors) -> Vec<Vec<u32>> {
 }
 
 /// recall@k of `found` against `exact`: the mean over queries of the fraction of the exact ids
-/// that `found` also returns. (An item tied with the exact k-th neighbour but of a larger database
-/// position counts as a miss, as in FAISS's recall.)
+/// that `found` also returns (1 when there are no queries, or no neighbours to find: a search
+/// restricted to no rows). An item tied with the exact k-th neighbour but of a larger database
+/// position counts as a miss, as in FAISS's recall.
 pub fn recall_at_k(found: &Neighbors, exact: &Neighbors) -> Result<f64, IndexError> {
     if found.n_queries != exact.n_queries || found.k != exact.k {
         return Err(IndexError::Shape {
@@ -612,7 +706,7 @@ pub fn recall_at_k(found: &Neighbors, exact: &Neighbors) -> Result<f64, IndexErr
             ),
         });
     }
-    if found.n_queries == 0 {
+    if found.n_queries == 0 || found.k == 0 {
         return Ok(1.0);
     }
     let mut hits = 0usize;

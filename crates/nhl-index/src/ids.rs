@@ -3,7 +3,13 @@
 
 use crate::error::IndexError;
 use crate::npy::{read_npy, NpyData};
+use std::collections::HashMap;
 use std::path::Path;
+
+/// The ID of the padding of result rows shorter than the others (a range search, or a kNN
+/// search restricted to fewer rows than `k`): -1, as in FAISS's search results. A row that
+/// carries it could not be told from the padding ([`check_not_padding`]).
+pub const PADDING: i64 = -1;
 
 /// Two rows that carry the same ID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,4 +89,47 @@ pub fn read_ids_npy(path: &Path, rows: usize) -> Result<Vec<i64>, IndexError> {
     }
     check_ids(path, "ids", &ids, rows)?;
     Ok(ids)
+}
+
+/// Check that no row carries [`PADDING`], for results padded with it; errors name `path`,
+/// `field` and the row.
+pub fn check_not_padding(path: &Path, field: &str, ids: &[i64]) -> Result<(), IndexError> {
+    match ids.iter().position(|&id| id == PADDING) {
+        Some(row) => Err(IndexError::FileContent {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            expected: format!(
+                "IDs other than {PADDING}, which pads results shorter than the others"
+            ),
+            found: format!("ID {PADDING} at row {row}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The rows that carry the IDs `wanted`, given the ID of every row (`ids`, all different), in
+/// the order of `wanted`. Errors name `path` (the file `wanted` came from), `field`, and the
+/// first wanted ID that no row carries, with its entry.
+pub fn rows_of(
+    ids: &[i64],
+    wanted: &[i64],
+    path: &Path,
+    field: &str,
+) -> Result<Vec<usize>, IndexError> {
+    let row_of: HashMap<i64, usize> = ids.iter().copied().zip(0..).collect();
+    wanted
+        .iter()
+        .enumerate()
+        .map(|(entry, id)| {
+            row_of
+                .get(id)
+                .copied()
+                .ok_or_else(|| IndexError::FileContent {
+                    path: path.to_path_buf(),
+                    field: field.to_string(),
+                    expected: format!("IDs of database rows ({} rows)", ids.len()),
+                    found: format!("ID {id} at entry {entry}, which no database row carries"),
+                })
+        })
+        .collect()
 }

@@ -7,7 +7,9 @@
 //! * [`HammingIndex`]: k-nearest-neighbour and range search, ties broken by database position,
 //!   with [`SearchOptions`]; implemented by [`FlatIndex`] (the exact scan of [`search`]),
 //!   [`mih::MultiIndex`] (multi-index hashing, exact and sublinear) and
-//!   [`cascade::CascadeIndex`] (rank by a short prefix, re-rank by the full code).
+//!   [`cascade::CascadeIndex`] (rank by a short prefix, re-rank by the full code). A search can
+//!   be restricted to some database rows ([`AllowedRows`], [`SearchOptions::allowing`]), tested
+//!   inside the kernels' candidate test.
 //! * [`hamming`]: distance kernels for AVX-512 VPOPCNTDQ, AVX2, `popcnt`, NEON and portable
 //!   `count_ones`, chosen once at run time ([`Isa::best`]).
 //! * [`eval`]: mAP@K (stable and tie-aware) and precision@k; [`npy`]: `.npy` files.
@@ -16,7 +18,7 @@
 //!
 //! ```
 //! use nhl_index::mih::MultiIndex;
-//! use nhl_index::{Codes, FlatIndex, HammingIndex, SearchOptions};
+//! use nhl_index::{AllowedRows, Codes, FlatIndex, HammingIndex, SearchOptions};
 //! // Three 16-bit codes, two bytes each (bit j in byte j / 8 at position j % 8).
 //! let db = Codes::from_bytes(3, 16, &[0b0000_0001, 0, 0b0000_0011, 0, 0xff, 0xff])?;
 //! let q = Codes::from_bytes(1, 16, &[0b0000_0001, 0])?;
@@ -36,10 +38,18 @@
 //! // The 8-bit prefixes, without copying.
 //! let short = FlatIndex::new(db.prefix(8)?).knn(q.prefix(8)?, 3, &options)?;
 //! assert_eq!(short.distances_of(0), &[0, 1, 7]);
+//! // Only rows 1 and 2 may be returned, by every index.
+//! let allowed = AllowedRows::from_rows(3, [1, 2])?;
+//! let filtered = options.allowing(&allowed);
+//! for index in &indexes {
+//!     let hits = index.knn(q.view(), 1, &filtered)?;
+//!     assert_eq!((hits.ids_of(0), hits.distances_of(0)), (&[1][..], &[1][..]));
+//! }
 //! # Ok::<(), nhl_index::IndexError>(())
 //! ```
 #![deny(missing_docs)]
 
+mod allow;
 mod atomic;
 pub mod cascade;
 mod codes;
@@ -56,6 +66,7 @@ mod select;
 #[cfg(any(test, feature = "testing"))]
 pub mod synth;
 
+pub use allow::AllowedRows;
 pub use codes::{Codes, CodesView, MAX_BITS};
 pub use error::IndexError;
 pub use hamming::{Isa, Kernel};

@@ -17,12 +17,17 @@
 //! = r + 1`). So probing those balls and verifying every candidate with the full distance finds
 //! exactly the items within `r`. The balls grow as `C(len, s)`; when the probes and candidates
 //! would cost more than a scan, the search scans instead (see [`MultiIndex::range_plan`]).
+//!
+//! A search restricted to some rows ([`SearchOptions::allowed`]) verifies only the allowed
+//! candidates the probes bring, and its stopping rule counts only them, so it returns exactly
+//! the flat scan's restricted results.
 
+use crate::allow::AllowedRows;
 use crate::codes::{Codes, CodesView};
 use crate::error::IndexError;
 use crate::hamming::Kernel;
 use crate::index::{HammingIndex, SearchOptions};
-use crate::search::{check_pair, range_search_with, Neighbors, RangeResult};
+use crate::search::{check_pair, range_allowed, Neighbors, RangeResult};
 use crate::select::TopKAnyOrder;
 use rayon::prelude::*;
 
@@ -331,30 +336,36 @@ impl MultiIndex {
         radius: u32,
         method: RangeMethod,
     ) -> Result<(RangeResult, RangeStats), IndexError> {
-        self.range_by(Kernel::best(), queries, radius, method)
+        self.range_by(Kernel::best(), queries, radius, method, None)
     }
 
-    /// Every indexed item within Hamming distance `radius` of each query, in the order of
-    /// `docs/PROTOCOL.md` (Order): identical to [`crate::search::range_search`], by probing, by
-    /// scanning, or as [`MultiIndex::range_plan`] picks.
+    /// Every indexed item (of `allowed`, if given) within Hamming distance `radius` of each
+    /// query, in the order of `docs/PROTOCOL.md` (Order): identical to
+    /// [`crate::search::range_search`], by probing, by scanning, or as
+    /// [`MultiIndex::range_plan`] picks.
     fn range_by(
         &self,
         kernel: Kernel,
         queries: CodesView<'_>,
         radius: u32,
         method: RangeMethod,
+        allowed: Option<&AllowedRows>,
     ) -> Result<(RangeResult, RangeStats), IndexError> {
         let db = self.codes.view();
         check_pair(&queries, &db)?;
+        if let Some(allowed) = allowed {
+            allowed.check_rows(db.len())?;
+        }
         let method = match method {
             RangeMethod::Auto => self.range_plan(radius),
             chosen => chosen,
         };
         if method == RangeMethod::Scan {
-            let result = range_search_with(kernel, queries, db, radius)?;
+            let result = range_allowed(kernel, queries, db, radius, allowed)?;
             let verified = (queries.len() * db.len()) as u64;
             return Ok((result, RangeStats { method, verified }));
         }
+        let admits = |id: u32| allowed.is_none_or(|a| a.contains(id as usize));
         let n = db.len();
         let mask = db.last_word_mask();
         let radii = self.probe_radii(radius);
@@ -383,6 +394,9 @@ impl MultiIndex {
                                     let slot = &mut stamp[id as usize];
                                     if *slot != gen {
                                         *slot = gen;
+                                        if !admits(id) {
+                                            continue;
+                                        }
                                         verified += 1;
                                         if let Some(c) = db.code(id as usize) {
                                             let d = kernel.distance(q, c, mask);
@@ -427,16 +441,18 @@ impl MultiIndex {
         queries: CodesView<'_>,
         k: usize,
     ) -> Result<(Neighbors, u64), IndexError> {
-        self.knn_by(Kernel::best(), queries, k)
+        self.knn_by(Kernel::best(), queries, k, None)
     }
 
-    /// Exact k nearest neighbours in the order of `docs/PROTOCOL.md` (Order), identical to
-    /// [`crate::search::knn`], and the full distances computed.
+    /// Exact k nearest neighbours (among `allowed`, if given: `min(k, allowed rows)` of them) in
+    /// the order of `docs/PROTOCOL.md` (Order), identical to [`crate::search::knn`], and the full
+    /// distances computed.
     fn knn_by(
         &self,
         kernel: Kernel,
         queries: CodesView<'_>,
         k: usize,
+        allowed: Option<&AllowedRows>,
     ) -> Result<(Neighbors, u64), IndexError> {
         let db = self.codes.view();
         check_pair(&queries, &db)?;
@@ -447,6 +463,20 @@ impl MultiIndex {
                 format!("k = {k}, the database has {n} codes (need 1 <= k <= n)"),
             ));
         }
+        if let Some(allowed) = allowed {
+            allowed.check_rows(n)?;
+        }
+        let k = allowed.map_or(k, |a| k.min(a.count()));
+        if k == 0 {
+            let none = Neighbors {
+                n_queries: queries.len(),
+                k,
+                ids: Vec::new(),
+                distances: Vec::new(),
+            };
+            return Ok((none, 0));
+        }
+        let admits = |id: usize| allowed.is_none_or(|a| a.contains(id));
         let m = self.tables.len();
         let max_d = db.bits();
         let mask = db.last_word_mask();
@@ -482,7 +512,7 @@ impl MultiIndex {
                             probes += binomial(table.len, s);
                             if probes > n as u64 {
                                 for (id, slot) in stamp.iter_mut().enumerate() {
-                                    if *slot != gen {
+                                    if *slot != gen && admits(id) {
                                         *slot = gen;
                                         verified += 1;
                                         if let Some(c) = db.code(id) {
@@ -497,6 +527,9 @@ impl MultiIndex {
                                     let slot = &mut stamp[id as usize];
                                     if *slot != gen {
                                         *slot = gen;
+                                        if !admits(id as usize) {
+                                            continue;
+                                        }
                                         verified += 1;
                                         if let Some(c) = db.code(id as usize) {
                                             top.offer(kernel.distance(q, c, mask), id);
@@ -545,9 +578,11 @@ impl HammingIndex for MultiIndex {
         &self,
         queries: CodesView<'_>,
         k: usize,
-        options: &SearchOptions,
+        options: &SearchOptions<'_>,
     ) -> Result<Neighbors, IndexError> {
-        Ok(self.knn_by(options.kernel(), queries, k)?.0)
+        Ok(self
+            .knn_by(options.kernel(), queries, k, options.allowed)?
+            .0)
     }
 
     /// By probing or scanning, as [`MultiIndex::range_plan`] picks.
@@ -555,7 +590,7 @@ impl HammingIndex for MultiIndex {
         &self,
         queries: CodesView<'_>,
         radius: u32,
-        options: &SearchOptions,
+        options: &SearchOptions<'_>,
     ) -> Result<RangeResult, IndexError> {
         Ok(self.range_with_stats(queries, radius, options)?.0)
     }
@@ -564,10 +599,15 @@ impl HammingIndex for MultiIndex {
         &self,
         queries: CodesView<'_>,
         radius: u32,
-        options: &SearchOptions,
+        options: &SearchOptions<'_>,
     ) -> Result<(RangeResult, Option<RangeStats>), IndexError> {
-        let (result, stats) =
-            self.range_by(options.kernel(), queries, radius, RangeMethod::Auto)?;
+        let (result, stats) = self.range_by(
+            options.kernel(),
+            queries,
+            radius,
+            RangeMethod::Auto,
+            options.allowed,
+        )?;
         Ok((result, Some(stats)))
     }
 }

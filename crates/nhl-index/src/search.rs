@@ -4,7 +4,12 @@
 //! Inside a task the database is walked in blocks small enough to stay in cache, and each block is
 //! compared with every query of the query block before moving on, so one database block is read
 //! from memory once per query block rather than once per query.
+//!
+//! A search restricted to some rows ([`crate::AllowedRows`], through [`FlatIndex`] and
+//! [`SearchOptions`]) runs the same scans with the rows' bits tested inside the kernels'
+//! threshold test ([`Kernel::filter_allowed`]), range search included.
 
+use crate::allow::AllowedRows;
 use crate::codes::CodesView;
 use crate::error::IndexError;
 use crate::hamming::Kernel;
@@ -34,7 +39,8 @@ const MIN_SEGMENT: usize = 16 * 1024;
 pub struct Neighbors {
     /// Number of queries.
     pub n_queries: usize,
-    /// Neighbours per query.
+    /// Neighbours per query: the `k` asked for, or the number of allowed rows when a search
+    /// restricted to fewer rows than that returns them all.
     pub k: usize,
     /// Database positions, `n_queries * k`.
     pub ids: Vec<u32>,
@@ -146,6 +152,20 @@ pub fn knn_with(
     database: CodesView<'_>,
     k: usize,
 ) -> Result<Neighbors, IndexError> {
+    knn_allowed(kernel, queries, database, k, None)
+}
+
+/// The `min(k, allowed rows)` nearest allowed rows of every query ([`knn_with`] when `allowed`
+/// is `None`).
+///
+/// Errors: as [`knn_with`], and `allowed` over another number of rows than the database.
+pub(crate) fn knn_allowed(
+    kernel: Kernel,
+    queries: CodesView<'_>,
+    database: CodesView<'_>,
+    k: usize,
+    allowed: Option<&AllowedRows>,
+) -> Result<Neighbors, IndexError> {
     check_pair(&queries, &database)?;
     if k == 0 || k > database.len() {
         return Err(IndexError::arg(
@@ -156,7 +176,19 @@ pub fn knn_with(
             ),
         ));
     }
+    if let Some(allowed) = allowed {
+        allowed.check_rows(database.len())?;
+    }
+    let k = allowed.map_or(k, |a| k.min(a.count()));
     let nq = queries.len();
+    if k == 0 {
+        return Ok(Neighbors {
+            n_queries: nq,
+            k,
+            ids: Vec::new(),
+            distances: Vec::new(),
+        });
+    }
     let max_d = database.bits();
     let n_qblocks = nq.div_ceil(KNN_QUERY_BLOCK);
     let segs = segments(n_qblocks, database.len());
@@ -175,14 +207,21 @@ pub fn knn_with(
             // `queries.code` is Some for every qi < nq.
             let qs: Vec<&[u64]> = q_range.clone().filter_map(|qi| queries.code(qi)).collect();
             let mut limits: Vec<u32> = selectors.iter().map(StreamTopK::limit).collect();
+            let mut sink = |i: usize, id: usize, d: u32| {
+                let sel = &mut selectors[i];
+                sel.push(d, id as u32);
+                sel.limit()
+            };
             let mut start = seg.start;
             while start < seg.end {
                 let len = block.min(seg.end - start);
-                kernel.filter(&qs, &database, start, len, &mut limits, &mut |i, id, d| {
-                    let sel = &mut selectors[i];
-                    sel.push(d, id as u32);
-                    sel.limit()
-                });
+                match allowed {
+                    None => kernel.filter(&qs, &database, start, len, &mut limits, &mut sink),
+                    Some(a) => {
+                        let rows = start..start + len;
+                        kernel.filter_allowed(&qs, &database, rows, a, &mut limits, &mut sink)
+                    }
+                }
                 start += len;
             }
             selectors
@@ -233,7 +272,26 @@ pub fn range_search_with(
     database: CodesView<'_>,
     radius: u32,
 ) -> Result<RangeResult, IndexError> {
+    range_allowed(kernel, queries, database, radius, None)
+}
+
+/// Every allowed row within Hamming distance `radius` of each query ([`range_search_with`] when
+/// `allowed` is `None`). With a filter, each task runs one threshold scan of its segment for its
+/// queries at the fixed limit `radius + 1`, the rows' bits tested in the kernel.
+///
+/// Errors: as [`range_search_with`], and `allowed` over another number of rows than the
+/// database.
+pub(crate) fn range_allowed(
+    kernel: Kernel,
+    queries: CodesView<'_>,
+    database: CodesView<'_>,
+    radius: u32,
+    allowed: Option<&AllowedRows>,
+) -> Result<RangeResult, IndexError> {
     check_pair(&queries, &database)?;
+    if let Some(allowed) = allowed {
+        allowed.check_rows(database.len())?;
+    }
     let nq = queries.len();
     let max_d = database.bits();
     let r = (radius as usize).min(max_d);
@@ -251,6 +309,17 @@ pub fn range_search_with(
             // Per query, one bucket of ids per distance 0..=r: a counting sort as we scan.
             let mut buckets: Vec<Vec<Vec<u32>>> =
                 q_range.clone().map(|_| vec![Vec::new(); r + 1]).collect();
+            if let Some(a) = allowed {
+                let qs: Vec<&[u64]> = q_range.clone().filter_map(|qi| queries.code(qi)).collect();
+                // `r <= max_d <= 1024`, so the limit fits.
+                let limit = r as u32 + 1;
+                let mut limits = vec![limit; qs.len()];
+                kernel.filter_allowed(&qs, &database, seg, a, &mut limits, &mut |i, id, d| {
+                    buckets[i][d as usize].push(id as u32);
+                    limit
+                });
+                return by_distance(buckets);
+            }
             let mut buf = vec![0u32; block];
             let mut start = seg.start;
             while start < seg.end {
@@ -267,15 +336,7 @@ pub fn range_search_with(
                 }
                 start += len;
             }
-            buckets
-                .into_iter()
-                .map(|b| {
-                    b.into_iter()
-                        .enumerate()
-                        .flat_map(|(d, ids)| ids.into_iter().map(move |id| (d as u32, id)))
-                        .collect()
-                })
-                .collect()
+            by_distance(buckets)
         })
         .collect();
     let mut offsets = Vec::with_capacity(nq + 1);
@@ -301,8 +362,22 @@ pub fn range_search_with(
     })
 }
 
+/// Per query, its buckets of ids by distance as one `(distance, id)` list in that order.
+fn by_distance(buckets: Vec<Vec<Vec<u32>>>) -> Vec<Vec<(u32, u32)>> {
+    buckets
+        .into_iter()
+        .map(|b| {
+            b.into_iter()
+                .enumerate()
+                .flat_map(|(d, ids)| ids.into_iter().map(move |id| (d as u32, id)))
+                .collect()
+        })
+        .collect()
+}
+
 /// The exact scan as a [`HammingIndex`]: [`knn_with`] and [`range_search_with`] over a borrowed
-/// database (any view, such as the prefixes of longer codes), with the kernel of the options.
+/// database (any view, such as the prefixes of longer codes), with the kernel and the allowed
+/// rows of the options.
 #[derive(Clone, Copy, Debug)]
 pub struct FlatIndex<'a> {
     database: CodesView<'a>,
@@ -325,17 +400,23 @@ impl HammingIndex for FlatIndex<'_> {
         &self,
         queries: CodesView<'_>,
         k: usize,
-        options: &SearchOptions,
+        options: &SearchOptions<'_>,
     ) -> Result<Neighbors, IndexError> {
-        knn_with(options.kernel(), queries, self.database, k)
+        knn_allowed(options.kernel(), queries, self.database, k, options.allowed)
     }
 
     fn range(
         &self,
         queries: CodesView<'_>,
         radius: u32,
-        options: &SearchOptions,
+        options: &SearchOptions<'_>,
     ) -> Result<RangeResult, IndexError> {
-        range_search_with(options.kernel(), queries, self.database, radius)
+        range_allowed(
+            options.kernel(),
+            queries,
+            self.database,
+            radius,
+            options.allowed,
+        )
     }
 }

@@ -5,6 +5,8 @@
 //! items are held, a candidate is rejected by one comparison against `t`, which is what the scan
 //! loop does for almost every code.
 
+use crate::hamming::Rows;
+
 /// Vector width of the threshold test in [`StreamTopK::feed`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FeedWidth {
@@ -71,18 +73,19 @@ impl StreamTopK {
         }
     }
 
-    /// Feed the distances of codes `base .. base + dist.len()` (ids ascending), with the
-    /// threshold test compiled for the widest vectors this CPU has (chosen once per search).
+    /// Feed the distances of codes `base .. base + dist.len()` (ids ascending), of which only
+    /// the positions of `rows` may enter, with the threshold test compiled for the widest vectors
+    /// this CPU has (chosen once per search).
     #[inline]
-    pub(crate) fn feed(&mut self, dist: &[u32], base: usize, width: FeedWidth) {
+    pub(crate) fn feed<R: Rows>(&mut self, dist: &[u32], base: usize, width: FeedWidth, rows: R) {
         match width {
             // SAFETY: `FeedWidth::detect` only returns these when the CPU has the features.
             #[cfg(target_arch = "x86_64")]
-            FeedWidth::Avx512 => unsafe { self.feed_avx512(dist, base) },
+            FeedWidth::Avx512 => unsafe { self.feed_avx512(dist, base, rows) },
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
-            FeedWidth::Avx2 => unsafe { self.feed_avx2(dist, base) },
-            _ => self.feed_baseline(dist, base),
+            FeedWidth::Avx2 => unsafe { self.feed_avx2(dist, base, rows) },
+            _ => self.feed_baseline(dist, base, rows),
         }
     }
 
@@ -102,22 +105,30 @@ impl StreamTopK {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn feed_avx2(&mut self, dist: &[u32], base: usize) {
-        self.feed_baseline(dist, base)
+    fn feed_avx2<R: Rows>(&mut self, dist: &[u32], base: usize, rows: R) {
+        self.feed_baseline(dist, base, rows)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    fn feed_avx512(&mut self, dist: &[u32], base: usize) {
-        self.feed_baseline(dist, base)
+    fn feed_avx512<R: Rows>(&mut self, dist: &[u32], base: usize, rows: R) {
+        self.feed_baseline(dist, base, rows)
     }
 
+    /// Sixteen codes at a time: those with no allowed position are skipped, the others tested
+    /// with a vectorised `any(d < limit)`, and only then code by code against the limit and
+    /// their bit.
     #[inline(always)]
-    fn feed_baseline(&mut self, dist: &[u32], base: usize) {
+    fn feed_baseline<R: Rows>(&mut self, dist: &[u32], base: usize, rows: R) {
         let mut limit = self.limit();
         let mut chunks = dist.chunks_exact(16);
         let mut offset = base;
         for chunk in &mut chunks {
+            let allowed = rows.window(offset) & 0xffff;
+            if allowed == 0 {
+                offset += 16;
+                continue;
+            }
             // A vectorised any(d < limit) lets the common case (nothing enters) skip 16 codes at
             // once. Signed compares because baseline x86-64 (SSE2) has no unsigned one; distances
             // and limits are at most 1025, so the cast is exact.
@@ -127,7 +138,7 @@ impl StreamTopK {
                 .fold(0u32, |acc, &d| acc | u32::from((d as i32) < lim));
             if any != 0 {
                 for (j, &d) in chunk.iter().enumerate() {
-                    if d < limit {
+                    if d < limit && allowed >> j & 1 != 0 {
                         self.push(d, (offset + j) as u32);
                         limit = self.limit();
                     }
@@ -136,7 +147,7 @@ impl StreamTopK {
             offset += 16;
         }
         for (j, &d) in chunks.remainder().iter().enumerate() {
-            if d < limit {
+            if d < limit && rows.contains(offset + j) {
                 self.push(d, (offset + j) as u32);
                 limit = self.limit();
             }

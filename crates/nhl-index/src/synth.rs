@@ -1,6 +1,7 @@
 //! Seeded synthetic codes for tests and benchmarks (the same seed gives the same codes everywhere);
 //! behind the `testing` feature, as nothing here is for users of the crate.
 
+use crate::allow::AllowedRows;
 use crate::codes::{words_for, Codes, CodesView};
 use crate::error::IndexError;
 
@@ -122,4 +123,25 @@ pub fn replicate_with_noise(
         data.extend_from_slice(&code);
     }
     Codes::from_words(n, bits, data)
+}
+
+/// `round(fraction * n)` of `n` rows, chosen uniformly at random (a partial Fisher-Yates
+/// shuffle), as allowed rows.
+///
+/// Errors: `fraction` outside `0..=1`.
+pub fn random_allowed(n: usize, fraction: f64, seed: u64) -> Result<AllowedRows, IndexError> {
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(IndexError::arg(
+            "fraction",
+            format!("{fraction} is not a fraction of the rows"),
+        ));
+    }
+    let count = ((fraction * n as f64).round() as usize).min(n);
+    let mut rows: Vec<usize> = (0..n).collect();
+    let mut rng = SplitMix64::new(seed);
+    for i in 0..count {
+        let j = i + rng.below((n - i) as u64) as usize;
+        rows.swap(i, j);
+    }
+    AllowedRows::from_rows(n, rows[..count].iter().copied())
 }

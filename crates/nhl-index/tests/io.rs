@@ -1,7 +1,7 @@
 //! Codes and `.npy` / safetensors files: round trips, the bit layout of `docs/PROTOCOL.md`, and
 //! clear errors for bad files.
 
-use nhl_index::npy::{read_npy, write_npy, NpyArray, NpyData};
+use nhl_index::npy::{read_mask_npy, read_npy, write_npy, NpyArray, NpyData};
 use nhl_index::synth::random_codes;
 use nhl_index::{Codes, IndexError};
 use std::path::PathBuf;
@@ -212,6 +212,29 @@ fn bad_files_are_clear_errors() {
     random_codes(4, 64, 1).unwrap().write_npy(&codes).unwrap();
     let msg = Codes::read_npy(&codes, Some(65)).unwrap_err().to_string();
     assert!(msg.contains("65 bits") && msg.contains("64-bit"), "{msg}");
+}
+
+/// Bool arrays are masks: read as uint8 0 / 1 by `read_mask_npy` only, so that unpacked bits
+/// are never taken for packed codes.
+#[test]
+fn bool_arrays_read_as_uint8_zero_or_one_where_a_mask_may_be() {
+    let path = tmp("bool", "mask.npy");
+    std::fs::write(&path, npy_with("|b1", "False", "(4,)", &[1, 0, 0, 1])).unwrap();
+    let array = read_mask_npy(&path).unwrap();
+    assert_eq!(array.shape, vec![4]);
+    assert_eq!(array.data, NpyData::U8(vec![1, 0, 0, 1]));
+    let msg = read_npy(&path).unwrap_err().to_string();
+    assert!(
+        msg.contains("mask.npy") && msg.contains("\"|b1\" is not supported"),
+        "{msg}"
+    );
+    let bits = tmp("bool", "bits.npy");
+    std::fs::write(&bits, npy_with("|b1", "False", "(2, 8)", &[1; 16])).unwrap();
+    let msg = Codes::read_npy(&bits, None).unwrap_err().to_string();
+    assert!(
+        msg.contains("bits.npy") && msg.contains("not supported"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! Every instruction-set path equals the portable `count_ones` path, for every width 1..=1024,
-//! for full views and prefix views (codes farther apart than their width), and for every tail.
+//! for full views and prefix views (codes farther apart than their width), and for every tail;
+//! the threshold scans restricted to some rows report exactly the allowed codes the unrestricted
+//! reference reports under the same limits.
 
 use nhl_index::hamming::{distance, Isa, Kernel};
-use nhl_index::synth::{random_codes, SplitMix64};
-use nhl_index::Codes;
+use nhl_index::synth::{random_allowed, random_codes, SplitMix64};
+use nhl_index::{AllowedRows, Codes};
 
 /// Distances of each query to codes `start..start + len` by the reference path and by `isa`.
 fn compare(isa: Isa, queries: &Codes, db: &Codes, bits: usize, start: usize, len: usize) {
@@ -284,14 +286,14 @@ impl RuleState {
 /// Per query, the (position, distance) hits in the order the sink saw them.
 type Hits = Vec<Vec<(usize, u32)>>;
 
-/// The hits of `Kernel::filter` over codes `start .. start + len` beside those of a brute-force
-/// scan under the same limit rule.
+/// The hits of `Kernel::filter` over codes `rows` (of `Kernel::filter_allowed` when `allowed` is
+/// given) beside those of a brute-force scan of the (allowed) codes under the same limit rule.
 fn filter_and_brute_force(
     kernel: &Kernel,
     qs: &[&[u64]],
     dv: &nhl_index::CodesView<'_>,
-    start: usize,
-    len: usize,
+    rows: std::ops::Range<usize>,
+    allowed: Option<&AllowedRows>,
     rule: Rule,
     width: u32,
 ) -> (Hits, Hits) {
@@ -300,7 +302,10 @@ fn filter_and_brute_force(
     let mut want = vec![Vec::new(); nq];
     for (i, q) in qs.iter().enumerate() {
         let mut limit = limit0[i];
-        for j in start..start + len {
+        for j in rows
+            .clone()
+            .filter(|&j| allowed.is_none_or(|a| a.contains(j)))
+        {
             let d = distance(q, dv.code(j).unwrap(), dv.last_word_mask());
             if d < limit {
                 want[i].push((j, d));
@@ -310,10 +315,14 @@ fn filter_and_brute_force(
     }
     let (mut state, mut limits) = RuleState::new(rule, width, nq);
     let mut got = vec![Vec::new(); nq];
-    kernel.filter(qs, dv, start, len, &mut limits, &mut |i, j, d| {
+    let mut sink = |i: usize, j: usize, d: u32| {
         got[i].push((j, d));
         state.next(i, d)
-    });
+    };
+    match allowed {
+        None => kernel.filter(qs, dv, rows.start, rows.len(), &mut limits, &mut sink),
+        Some(a) => kernel.filter_allowed(qs, dv, rows, a, &mut limits, &mut sink),
+    }
     (got, want)
 }
 
@@ -371,8 +380,9 @@ fn filter_exhaustive(isa: Isa) {
             for rule in rules {
                 for start in [0, 3] {
                     for len in 0..=73 {
+                        let rows = start..start + len;
                         let (got, want) =
-                            filter_and_brute_force(&kernel, &qs, &dv, start, len, rule, width);
+                            filter_and_brute_force(&kernel, &qs, &dv, rows, None, rule, width);
                         assert_eq!(
                             got, want,
                             "{isa}, {bits} of {full} bits, {nq} queries, {rule:?}, codes \
@@ -521,8 +531,9 @@ fn avx2_fastscan_filter_every_width() {
                 let queries = near_queries(&db, nq, case as u64);
                 let (qv, dv) = (queries.prefix(bits).unwrap(), db.prefix(bits).unwrap());
                 let qs: Vec<&[u64]> = (0..nq).map(|i| qv.code(i).unwrap()).collect();
+                let rows = start..start + len;
                 let (got, want) =
-                    filter_and_brute_force(&kernel, &qs, &dv, start, len, rule, width);
+                    filter_and_brute_force(&kernel, &qs, &dv, rows, None, rule, width);
                 assert_eq!(
                     got, want,
                     "{bits} of {full} bits, {nq} queries, {rule:?}, codes {start}..+{len}"
@@ -552,4 +563,95 @@ fn avx2_knn_equals_portable() {
     knn_equals_portable("avx2_knn_equals_portable", Isa::Avx2, &cases, |db, seed| {
         near_queries(db, 45, seed)
     });
+}
+
+/// The sets of allowed rows the filtered scans are tested with, over `n` rows: none, 1%, 50%
+/// and every row (seeded, uniformly at random), and runs of 40 allowed and 70 disallowed rows
+/// (whole blocks of each, and blocks cut by a run's end).
+fn allowed_sets(n: usize, seed: u64) -> Vec<(&'static str, AllowedRows)> {
+    let runs = AllowedRows::from_rows(n, (0..n).filter(|r| r % 110 < 40)).unwrap();
+    vec![
+        ("0%", random_allowed(n, 0.0, seed).unwrap()),
+        ("1%", random_allowed(n, 0.01, seed).unwrap()),
+        ("50%", random_allowed(n, 0.5, seed).unwrap()),
+        ("100%", random_allowed(n, 1.0, seed).unwrap()),
+        ("runs", runs),
+    ]
+}
+
+/// `Kernel::filter_allowed` of every path this CPU has against the code-by-code reference over
+/// the allowed codes: the shapes of the fused scans (64-bit codes and their prefixes, 128-bit
+/// codes and their prefixes) and two they leave to the per-query scan; query counts that take
+/// the AVX2 few-query scans (1, 5) and the fast scan or AVX-512 chunks (33); lengths across
+/// blocks of 8 and 32 codes and superblocks of 256, from an aligned and an unaligned start; 0%,
+/// 1%, 50% and 100% of the rows allowed, and runs; kNN-style, fixed and shrinking limits.
+#[test]
+fn every_isa_filter_allowed_reports_exactly_the_allowed_hits() {
+    for isa in Isa::ALL {
+        if !isa.is_available() {
+            skip_notice(
+                "every_isa_filter_allowed_reports_exactly_the_allowed_hits",
+                isa,
+            );
+            continue;
+        }
+        let kernel = Kernel::new(isa).unwrap();
+        for (full, bits) in [
+            (64, 64),
+            (64, 13),
+            (128, 128),
+            (128, 100),
+            (128, 64),
+            (128, 37),
+            (256, 64),
+            (192, 192),
+        ] {
+            let n = 3 + 600;
+            let db = random_codes(n, full, 41 + bits as u64).unwrap();
+            let dv = db.prefix(bits).unwrap();
+            let width = bits as u32;
+            for (name, allowed) in allowed_sets(n, bits as u64) {
+                for nq in [1, 5, 33] {
+                    let queries = near_queries(&db, nq, 17 + nq as u64);
+                    let qv = queries.prefix(bits).unwrap();
+                    let qs: Vec<&[u64]> = (0..nq).map(|i| qv.code(i).unwrap()).collect();
+                    for rule in [Rule::TopK(5), Rule::Fixed(width / 2), Rule::Shrink(width)] {
+                        for rows in [0..n, 3..n, 7..300, 40..41, 9..9] {
+                            let (got, want) = filter_and_brute_force(
+                                &kernel,
+                                &qs,
+                                &dv,
+                                rows.clone(),
+                                Some(&allowed),
+                                rule,
+                                width,
+                            );
+                            assert_eq!(
+                                got, want,
+                                "{isa}, {bits} of {full} bits, {name} allowed, {nq} queries, \
+                                 {rule:?}, codes {rows:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "one allowed bit per code of db")]
+fn filter_allowed_over_another_number_of_rows_is_a_caller_bug() {
+    let db = random_codes(10, 64, 1).unwrap();
+    let q = db.view().code(0).unwrap();
+    let allowed = AllowedRows::all(11);
+    let mut limits = [65];
+    Kernel::best().filter_allowed(
+        &[q],
+        &db.view(),
+        0..10,
+        &allowed,
+        &mut limits,
+        &mut |_, _, _| 65,
+    );
 }

@@ -1,9 +1,26 @@
 //! `model.safetensors`: the trained parameters and what produced them.
 //!
 //! Every parameter is a rank-2 F32 tensor under its model name (`backbone.weight`, ...; in mode
-//! `single` one model per length, prefixed `b{bits}.`). The safetensors metadata carries the
-//! format version, the lengths, method, mode, hidden width, seed and the loss's hyper-parameters
-//! as strings, so a checkpoint can be checked against the model it is loaded into.
+//! `single` one model per length, prefixed `b{bits}.`). The safetensors metadata carries, as
+//! strings, the format version, what training used (lengths, method, mode, hidden width, seed,
+//! the loss's hyper-parameters) and what encoding new items needs besides the tensors (input
+//! width, input scaling), so that a checkpoint can be checked against the model it is loaded into
+//! and used on its own.
+//!
+//! | key | value |
+//! |---|---|
+//! | `format_version` | `2` ([`FORMAT_VERSION`]) |
+//! | `bits` | the code lengths, increasing, comma-separated (`8,16,32,64,128`) |
+//! | `method`, `mode` | the base loss and NHL mode (`csq`, `full`, ...) |
+//! | `hidden` | the backbone's hidden width |
+//! | `seed` | the run seed |
+//! | `loss_params` | the loss's hyper-parameters, `name=value,...` (optional: empty when absent) |
+//! | `input_dim` | features per item |
+//! | `input_scaling` | how stored features become inputs ([`InputScaling`], `uint8/255`) |
+//!
+//! Version 1 lacks the last two keys. It is still read: its input width is that of the
+//! `backbone.weight` tensor, and its scaling is `uint8/255`, the only rule version 1 was ever
+//! written with.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -13,12 +30,16 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::config::{Method, Mode};
+use crate::data::InputScaling;
 use crate::error::TrainError;
 use crate::model::NamedParam;
 use crate::run_dir::write_atomic;
+use crate::safetensors_header::read_header;
 
-/// Version of the layout written by [`save`]; [`load`] refuses any other.
-pub const FORMAT_VERSION: &str = "1";
+/// Version of the layout written by [`save`]; [`load`] reads it and [`FORMAT_VERSION_1`].
+pub const FORMAT_VERSION: &str = "2";
+/// The previous version, read with the input width and scaling it implies.
+pub const FORMAT_VERSION_1: &str = "1";
 
 /// What a checkpoint was trained with.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +57,12 @@ pub struct CheckpointMeta {
     /// The loss's hyper-parameters by name (stored as `name=value,...`; empty in a checkpoint
     /// written without them).
     pub loss_params: BTreeMap<String, f64>,
+
+    // What encoding needs besides the tensors.
+    /// Features per item (the backbone's input width).
+    pub input_dim: usize,
+    /// How stored features become inputs.
+    pub input_scaling: InputScaling,
 }
 
 /// A loaded checkpoint.
@@ -51,6 +78,26 @@ impl Checkpoint {
     /// The parameter called `name`.
     pub fn get(&self, name: &str) -> Option<&NamedParam> {
         self.params.iter().find(|p| p.name == name)
+    }
+
+    /// Checks that every `(name, shape)` is present with that shape; errors name `path`, the
+    /// file the checkpoint came from.
+    pub fn expect(&self, path: &Path, expected: &[(&str, [usize; 2])]) -> Result<(), TrainError> {
+        for &(name, shape) in expected {
+            let param = self.get(name).ok_or_else(|| TrainError::TensorMissing {
+                path: path.to_path_buf(),
+                tensor: name.into(),
+            })?;
+            if param.shape != shape {
+                return Err(TrainError::TensorShape {
+                    path: path.to_path_buf(),
+                    tensor: name.into(),
+                    expected: shape.to_vec(),
+                    found: param.shape.to_vec(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -94,7 +141,7 @@ pub fn save<'a>(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let bits: Vec<String> = meta.bits.iter().map(usize::to_string).collect();
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format_version".to_string(), FORMAT_VERSION.to_string()),
         ("bits".to_string(), bits.join(",")),
         ("method".to_string(), enum_name(&meta.method)),
@@ -104,6 +151,14 @@ pub fn save<'a>(
         (
             "loss_params".to_string(),
             loss_params_text(&meta.loss_params),
+        ),
+    ]);
+    // What encoding needs besides the tensors.
+    metadata.extend([
+        ("input_dim".to_string(), meta.input_dim.to_string()),
+        (
+            "input_scaling".to_string(),
+            meta.input_scaling.name().to_string(),
         ),
     ]);
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| format(e.to_string()))?;
@@ -161,10 +216,18 @@ fn sorted_header(mut bytes: Vec<u8>) -> Result<Vec<u8>, String> {
 /// Reads a checkpoint written by [`save`], checking the metadata and that every tensor is a
 /// rank-2 F32 matrix.
 pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
-    let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
+    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => TrainError::NotFound {
+            path: path.to_path_buf(),
+            hint: "a model.safetensors written by `cargo xtask train`, or its run directory".into(),
+        },
+        _ => TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
     })?;
+    // Named errors for a file cut short or padded, before the parser's own.
+    read_header(path, &mut &bytes[..], bytes.len() as u64)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| TrainError::CheckpointFormat {
         path: path.to_path_buf(),
         what: e.to_string(),
@@ -193,23 +256,35 @@ pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
         expected: expected.into(),
         found: found.into(),
     };
-    let version = field("format_version", FORMAT_VERSION)?;
-    if version != FORMAT_VERSION {
-        return Err(meta_err("format_version", FORMAT_VERSION, version));
+    let versions = format!(
+        "{FORMAT_VERSION} or {FORMAT_VERSION_1} (a checkpoint written by `cargo xtask train`)"
+    );
+    let version = field("format_version", &versions)?;
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
+        return Err(meta_err("format_version", &versions, version));
     }
     let parse_num = |key: &'static str| -> Result<u64, TrainError> {
         let s = field(key, "an integer")?;
         s.parse().map_err(|_| meta_err(key, "an integer", s))
     };
+    let parse_width = |key: &'static str| -> Result<usize, TrainError> {
+        let expected = "a positive integer";
+        let s = field(key, expected)?;
+        s.parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| meta_err(key, expected, s))
+    };
     fn parse_enum<T: DeserializeOwned>(s: &str) -> Option<T> {
         serde_json::from_value(serde_json::Value::String(s.into())).ok()
     }
-    let bits_s = field("bits", "comma-separated lengths")?;
+    let lengths = "comma-separated lengths, each in 1..=1024";
+    let bits_s = field("bits", lengths)?;
     let bits = bits_s
         .split(',')
-        .map(str::parse)
-        .collect::<Result<Vec<usize>, _>>()
-        .map_err(|_| meta_err("bits", "comma-separated lengths", bits_s))?;
+        .map(|b| b.parse().ok().filter(|b| (1..=1024).contains(b)))
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| meta_err("bits", lengths, bits_s))?;
     let methods = Method::names();
     let method_s = field("method", &methods)?;
     let method = parse_enum(method_s).ok_or_else(|| meta_err("method", &methods, method_s))?;
@@ -221,14 +296,8 @@ pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
         Some(text) => parse_loss_params(text)
             .ok_or_else(|| meta_err("loss_params", "comma-separated name=value pairs", text))?,
     };
-    let meta = CheckpointMeta {
-        bits,
-        method,
-        mode,
-        hidden: parse_num("hidden")? as usize,
-        seed: parse_num("seed")?,
-        loss_params,
-    };
+    let hidden = parse_width("hidden")?;
+    let seed = parse_num("seed")?;
     let mut params = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
@@ -258,6 +327,40 @@ pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
         });
     }
     params.sort_by(|a, b| a.name.cmp(&b.name));
+
+    // What encoding needs besides the tensors: recorded from version 2, implied in version 1.
+    let (input_dim, input_scaling) = if version == FORMAT_VERSION_1 {
+        let width = params
+            .iter()
+            .find(|p| p.name.ends_with("backbone.weight"))
+            .map(|p| p.shape[1])
+            .filter(|&d| d > 0)
+            .ok_or_else(|| {
+                meta_err(
+                    "input_dim",
+                    "a positive integer, or (format version 1) a backbone.weight tensor with \
+                     columns to read it from",
+                    "neither",
+                )
+            })?;
+        (width, InputScaling::Uint8Unit)
+    } else {
+        let scaling_s = field("input_scaling", "a scaling rule")?;
+        let names: Vec<&str> = InputScaling::ALL.iter().map(|s| s.name()).collect();
+        let scaling = InputScaling::from_name(scaling_s)
+            .ok_or_else(|| meta_err("input_scaling", &names.join(" or "), scaling_s))?;
+        (parse_width("input_dim")?, scaling)
+    };
+    let meta = CheckpointMeta {
+        bits,
+        method,
+        mode,
+        hidden,
+        seed,
+        loss_params,
+        input_dim,
+        input_scaling,
+    };
     Ok(Checkpoint { meta, params })
 }
 
@@ -267,20 +370,7 @@ pub fn load_expecting(
     expected: &[(&str, [usize; 2])],
 ) -> Result<Checkpoint, TrainError> {
     let ckpt = load(path)?;
-    for &(name, shape) in expected {
-        let param = ckpt.get(name).ok_or_else(|| TrainError::TensorMissing {
-            path: path.to_path_buf(),
-            tensor: name.into(),
-        })?;
-        if param.shape != shape {
-            return Err(TrainError::TensorShape {
-                path: path.to_path_buf(),
-                tensor: name.into(),
-                expected: shape.to_vec(),
-                found: param.shape.to_vec(),
-            });
-        }
-    }
+    ckpt.expect(path, expected)?;
     Ok(ckpt)
 }
 
@@ -300,6 +390,8 @@ mod tests {
             hidden: 3,
             seed: 42,
             loss_params: BTreeMap::from([("m".into(), 1.0), ("p".into(), 0.1 + 0.2)]),
+            input_dim: 5,
+            input_scaling: InputScaling::Uint8Unit,
         }
     }
 
@@ -427,5 +519,102 @@ mod tests {
             .to_string()
             .contains("bad.safetensors"));
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A file with the given metadata and one `backbone.weight` tensor of shape `[2, 3]`.
+    fn write_with_metadata(path: &Path, md: &[(&str, &str)]) {
+        let w: Vec<u8> = (0..6u8).flat_map(|i| f32::from(i).to_le_bytes()).collect();
+        let view = TensorView::new(Dtype::F32, vec![2, 3], &w).unwrap();
+        let md: HashMap<String, String> = md
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let bytes = safetensors::serialize([("backbone.weight", view)], Some(md)).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    const V1: [(&str, &str); 6] = [
+        ("format_version", "1"),
+        ("bits", "8,16"),
+        ("method", "csq"),
+        ("mode", "full"),
+        ("hidden", "2"),
+        ("seed", "7"),
+    ];
+
+    /// Version 1 lacks the input keys: the width comes from `backbone.weight`, the scaling is
+    /// the one rule version 1 had. Version 2 must state both.
+    #[test]
+    fn version_1_is_read_with_its_implied_input_and_version_2_must_state_it() {
+        let path = temp("v1.safetensors");
+        write_with_metadata(&path, &V1);
+        let ckpt = load(&path).unwrap();
+        assert_eq!(ckpt.meta.input_dim, 3);
+        assert_eq!(ckpt.meta.input_scaling, InputScaling::Uint8Unit);
+
+        let mut v2 = V1.to_vec();
+        v2[0] = ("format_version", "2");
+        write_with_metadata(&path, &v2);
+        let e = load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("v1.safetensors") && e.contains("\"input_scaling\"") && e.contains("none"),
+            "{e}"
+        );
+        v2.push(("input_scaling", "uint8/127"));
+        write_with_metadata(&path, &v2);
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("uint8/127") && e.contains("uint8/255"), "{e}");
+        v2.pop();
+        v2.push(("input_scaling", "uint8/255"));
+        write_with_metadata(&path, &v2);
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("\"input_dim\"") && e.contains("none"), "{e}");
+        v2.push(("input_dim", "0"));
+        write_with_metadata(&path, &v2);
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("\"input_dim\"") && e.contains("positive"), "{e}");
+        v2.pop();
+        v2.push(("input_dim", "9"));
+        write_with_metadata(&path, &v2);
+        assert_eq!(load(&path).unwrap().meta.input_dim, 9);
+        v2[1] = ("bits", "0,8");
+        write_with_metadata(&path, &v2);
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("\"bits\"") && e.contains("1..=1024"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// Someone else's safetensors file, a future version, and a file cut short: each named.
+    #[test]
+    fn foreign_newer_and_truncated_files_are_named() {
+        let path = temp("foreign.safetensors");
+        write_with_metadata(&path, &[]);
+        let e = load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("foreign.safetensors")
+                && e.contains("\"format_version\"")
+                && e.contains("cargo xtask train")
+                && e.contains("found none"),
+            "{e}"
+        );
+        let mut v3 = V1.to_vec();
+        v3[0] = ("format_version", "3");
+        write_with_metadata(&path, &v3);
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("found 3"), "{e}");
+
+        save(&path, &meta(), [("hash.weight", [2, 2], &[1.0f32; 4][..])]).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("foreign.safetensors")
+                && e.contains("truncated")
+                && e.contains("tensor data"),
+            "{e}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("not found"), "{e}");
     }
 }

@@ -249,6 +249,18 @@ pub enum TrainError {
         /// The shape found (for a save: `[number of values]`).
         found: Vec<usize>,
     },
+
+    // Encoding with a trained model.
+    /// Features handed to an encoder are not whole rows of its model's input width.
+    #[error("features: {len} values are not whole rows of {dim}, the input width of {model}")]
+    FeatureLength {
+        /// The model's checkpoint file.
+        model: PathBuf,
+        /// Values given.
+        len: usize,
+        /// The model's input width.
+        dim: usize,
+    },
 }
 
 impl From<KernelError> for TrainError {

@@ -22,6 +22,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod encoder;
 pub mod error;
 pub mod losses;
 pub mod metrics;
@@ -30,6 +31,7 @@ pub mod nhl;
 pub mod optim;
 pub mod report;
 pub mod run_dir;
+mod safetensors_header;
 pub mod step_phases;
 pub mod targets;
 pub mod trainer;

@@ -1,10 +1,13 @@
 //! The protocol's model: an MLP backbone `Linear(d -> hidden) + ReLU` and one nested hash layer
 //! `Linear(hidden -> B)` whose first `b` outputs are the `b`-bit code.
 
+use std::path::Path;
+
 use nhl_autograd::{ParamId, Params, Tape, Tensor};
 use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::{Backend, KernelError, Real, Shape};
 
+use crate::checkpoint::Checkpoint;
 use crate::error::TrainError;
 
 /// A parameter copied to the host: what a run reports and a checkpoint stores.
@@ -26,6 +29,7 @@ pub struct NestedHashModel<B: Backend> {
     b1: ParamId,
     w2: ParamId,
     b2: ParamId,
+    input_dim: usize,
     code_bits: usize,
 }
 
@@ -40,6 +44,17 @@ pub struct Forward<B: Backend> {
 fn upload<B: Backend>(backend: &B, data: Vec<f64>, shape: Shape) -> Result<B::Buf, KernelError> {
     let data: Vec<B::Elem> = data.into_iter().map(B::Elem::from_f64).collect();
     backend.upload(&data, shape)
+}
+
+/// The widths of a model: `Linear(input_dim -> hidden) + ReLU`, then `Linear(hidden -> code_bits)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelDims {
+    /// Features per item.
+    pub input_dim: usize,
+    /// Backbone hidden width.
+    pub hidden: usize,
+    /// Width of the hash layer (the longest code).
+    pub code_bits: usize,
 }
 
 impl<B: Backend> NestedHashModel<B> {
@@ -82,13 +97,80 @@ impl<B: Backend> NestedHashModel<B> {
             b1,
             w2,
             b2,
+            input_dim,
             code_bits,
         })
+    }
+
+    /// The model stored in `ckpt` under the names `{prefix}backbone.weight`, ... (the prefix is
+    /// `b{bits}.` for a model of a `single` run, empty otherwise), whose tensors must have the
+    /// shapes `dims` gives; errors name `path`, the file the checkpoint came from.
+    pub fn from_checkpoint(
+        backend: &B,
+        ckpt: &Checkpoint,
+        path: &Path,
+        prefix: &str,
+        dims: ModelDims,
+    ) -> Result<Self, TrainError> {
+        let ModelDims {
+            input_dim,
+            hidden,
+            code_bits,
+        } = dims;
+        let mut params = Params::new();
+        let mut add = |name: &str, shape: [usize; 2]| -> Result<ParamId, TrainError> {
+            let full = format!("{prefix}{name}");
+            ckpt.expect(path, &[(full.as_str(), shape)])?;
+            let stored = ckpt.get(&full).ok_or_else(|| TrainError::TensorMissing {
+                path: path.to_path_buf(),
+                tensor: full.clone(),
+            })?;
+            let data = stored.data.iter().map(|&v| f64::from(v)).collect();
+            Ok(params.add(name, upload(backend, data, Shape::new(shape[0], shape[1]))?)?)
+        };
+        let w1 = add("backbone.weight", [hidden, input_dim])?;
+        let b1 = add("backbone.bias", [1, hidden])?;
+        let w2 = add("hash.weight", [code_bits, hidden])?;
+        let b2 = add("hash.bias", [1, code_bits])?;
+        Ok(Self {
+            params,
+            w1,
+            b1,
+            w2,
+            b2,
+            input_dim,
+            code_bits,
+        })
+    }
+
+    /// Features per item.
+    pub fn input_dim(&self) -> usize {
+        self.input_dim
     }
 
     /// Width of the hash layer (the longest code).
     pub fn code_bits(&self) -> usize {
         self.code_bits
+    }
+
+    /// The hash layer's real outputs `u = relu(x W1^T + b1) W2^T + b2` (`rows x code_bits`,
+    /// row-major) of the `rows` items of `x` (`rows x input_dim`, row-major), computed by
+    /// [`forward`](Self::forward) without recording gradients: bit `j` of an item's code is
+    /// `u_j > 0`. Evaluation after training and the encoder both go through it, so that the same
+    /// parameters on the same backend give the same codes.
+    pub fn outputs(
+        &self,
+        backend: &B,
+        x: &[B::Elem],
+        rows: usize,
+    ) -> Result<Vec<B::Elem>, TrainError> {
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        let tape = Tape::new(backend);
+        let x = backend.upload(x, Shape::new(rows, self.input_dim))?;
+        let fwd = tape.no_grad(|| self.forward(&tape, &tape.constant(x)))?;
+        Ok(backend.download(fwd.codes.value())?)
     }
 
     /// `h = relu(x W1^T + b1)`, `u = h W2^T + b2`, recorded on `tape`.

@@ -10,6 +10,7 @@ use nhl_kernels::{HashingOps, Real, Shape};
 
 use crate::config::{Method, Mode, TrainConfig};
 use crate::data::{Dataset, Split};
+use crate::encoder::ENCODE_BATCH;
 use crate::error::TrainError;
 use crate::losses::params::LossParams;
 use crate::losses::{BatchContext, LossSet};
@@ -21,8 +22,6 @@ use crate::step_phases::{Phase, PhaseClock, StepPhases};
 use crate::targets::target_rows;
 use crate::weighting::GradientProducts;
 
-/// Rows encoded per forward pass at evaluation (bounds device memory, not results).
-const ENCODE_CHUNK: usize = 2048;
 /// Stream separation for the shuffling generator, so that it never replays the init draws.
 const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4521;
 
@@ -565,17 +564,11 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
 
     /// The hash layer's real outputs (`n x B`, row-major) for every item of `set`.
     fn outputs(&self, set: &Dataset) -> Result<Vec<f32>, TrainError> {
-        let be = self.backend;
-        let tape = Tape::new(be);
         let mut out = Vec::with_capacity(set.len() * self.model.code_bits());
-        for start in (0..set.len()).step_by(ENCODE_CHUNK) {
-            let end = (start + ENCODE_CHUNK).min(set.len());
-            let x = be.upload(
-                &set.features[start * set.dim..end * set.dim],
-                Shape::new(end - start, set.dim),
-            )?;
-            let u = tape.no_grad(|| self.model.forward(&tape, &tape.constant(x)))?;
-            out.extend(be.download(u.codes.value())?);
+        for start in (0..set.len()).step_by(ENCODE_BATCH) {
+            let end = (start + ENCODE_BATCH).min(set.len());
+            let x = &set.features[start * set.dim..end * set.dim];
+            out.extend(self.model.outputs(self.backend, x, end - start)?);
         }
         Ok(out)
     }

@@ -4,15 +4,16 @@
 //!
 //! Every figure is measured in this one process, side by side, on codes generated from `--seed`.
 //! `--write-codes DIR` also saves the random codes as `.npy` so that `benches/faiss_compare.py`
-//! can time FAISS `IndexBinaryFlat` on exactly the same data.
+//! can time FAISS `IndexBinaryFlat` on exactly the same data. `--allow-fraction` adds the cost of
+//! restricting the kNN search to a random subset of the rows (see [`filter_cost`]).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use nhl_index::cascade::{recall_at_k, CascadeIndex, PrefixStage};
 use nhl_index::search::{knn_with, Neighbors};
-use nhl_index::synth::{nested_cluster_codes, random_codes, replicate_with_noise};
-use nhl_index::{Codes, Isa, Kernel};
+use nhl_index::synth::{nested_cluster_codes, random_allowed, random_codes, replicate_with_noise};
+use nhl_index::{Codes, FlatIndex, HammingIndex, Isa, Kernel, SearchOptions};
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -55,6 +56,15 @@ pub struct Args {
     /// Repetitions per measurement; the fastest is reported.
     #[arg(long, default_value_t = 2)]
     pub repeat: usize,
+    /// Fractions of the rows a filtered kNN search may return (e.g. `0.01,0.5`): each is timed
+    /// against the same search without a filter, for every size, length, thread count, path and
+    /// k above (none: no filter benchmark).
+    #[arg(long, value_delimiter = ',', value_name = "F")]
+    pub allow_fraction: Vec<f64>,
+    /// Rounds of the filter benchmark: each round runs every setting once, in a rotating order,
+    /// and each setting reports its median.
+    #[arg(long, default_value_t = 7)]
+    pub rounds: usize,
     /// Seed of the random codes.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -185,6 +195,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         }));
                     }
                 }
+                if !args.allow_fraction.is_empty() {
+                    for &isa in &isas {
+                        for &k in &args.k {
+                            let kernel = Kernel::new(isa)?;
+                            let cost = filter_cost(&args, &pool, kernel, k, &database, &queries)?;
+                            results.extend(cost);
+                        }
+                    }
+                }
                 // One query streams the whole database once: its speed against the read bandwidth.
                 let one = queries.view().slice(0..1)?;
                 let kernel = Kernel::best();
@@ -222,6 +241,98 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+/// The cost of a filter: the exact kNN restricted to `round(f n)` random rows for every
+/// `--allow-fraction` `f`, beside the same search without a filter, on `pool` with `kernel`.
+/// `--rounds` rounds each run every setting once, starting one setting later each round, so
+/// that every setting meets the machine's slow and fast moments alike; each setting reports
+/// the median of its wall and CPU seconds, and the ratio of each to the unfiltered search's.
+fn filter_cost(
+    args: &Args,
+    pool: &rayon::ThreadPool,
+    kernel: Kernel,
+    k: usize,
+    database: &Codes,
+    queries: &Codes,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let n = database.len();
+    let sets = args
+        .allow_fraction
+        .iter()
+        .map(|&f| Ok((f, random_allowed(n, f, args.seed ^ 0xa110)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let flat = FlatIndex::new(database.view());
+    let plain = SearchOptions::with_kernel(kernel);
+    // Setting 0: no filter; setting i: the fraction i - 1.
+    let options: Vec<SearchOptions<'_>> = std::iter::once(plain)
+        .chain(sets.iter().map(|(_, allowed)| plain.allowing(allowed)))
+        .collect();
+    let mut wall = vec![Vec::new(); options.len()];
+    let mut cpu = vec![Vec::new(); options.len()];
+    for round in 0..args.rounds.max(1) {
+        for turn in 0..options.len() {
+            let s = (round + turn) % options.len();
+            let (found, seconds, cpu_seconds) =
+                timed_once(|| pool.install(|| flat.knn(queries.view(), k, &options[s])));
+            found?;
+            wall[s].push(seconds);
+            cpu[s].extend(cpu_seconds);
+        }
+    }
+    let wall: Vec<f64> = wall.iter_mut().map(|w| median(w)).collect();
+    let cpu: Vec<Option<f64>> = cpu
+        .iter_mut()
+        .map(|c| (!c.is_empty()).then(|| median(c)))
+        .collect();
+    let bits = database.bits();
+    let threads = pool.current_num_threads();
+    println!(
+        "  filter cost, {n} x {bits} bits, k = {k}, {threads} thread(s), {}, median of {} rounds:",
+        kernel.isa(),
+        args.rounds.max(1)
+    );
+    println!(
+        "  {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "allowed", "seconds", "ratio", "cpu s", "cpu ratio", "qps"
+    );
+    let mut out = Vec::new();
+    for (s, fraction) in std::iter::once(None)
+        .chain(sets.iter().map(|&(f, _)| Some(f)))
+        .enumerate()
+    {
+        let ratio = wall[s] / wall[0];
+        let cpu_ratio = cpu[s].zip(cpu[0]).map(|(c, base)| c / base);
+        let show =
+            |x: Option<f64>, digits: usize| x.map_or("-".into(), |x| format!("{x:.digits$}"));
+        println!(
+            "  {:>8} {:>10.4} {ratio:>10.3} {:>10} {:>10} {:>10.1}",
+            fraction.map_or("none".into(), |f| format!("{:.0}%", 100.0 * f)),
+            wall[s],
+            show(cpu[s], 4),
+            show(cpu_ratio, 3),
+            queries.len() as f64 / wall[s]
+        );
+        out.push(json!({
+            "kind": "filter", "n": n, "bits": bits, "k": k, "threads": threads,
+            "isa": kernel.isa().name(), "queries": queries.len(), "rounds": args.rounds.max(1),
+            "allow_fraction": fraction, "allowed_rows": fraction.map(|_| sets[s - 1].1.count()),
+            "median_seconds": wall[s], "median_cpu_seconds": cpu[s],
+            "ratio": ratio, "cpu_ratio": cpu_ratio,
+        }));
+    }
+    Ok(out)
 }
 
 /// The cascade's speed-up over the exact 128-bit scan and its recall@10, single-threaded by

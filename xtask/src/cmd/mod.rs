@@ -1,5 +1,6 @@
-//! The commands users run: `train`, `eval`, `search`, `export`.
+//! The commands users run: `train`, `eval`, `search`, `export`, `encode`.
 
+pub mod encode;
 pub mod eval;
 pub mod export;
 pub mod search;

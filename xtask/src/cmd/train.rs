@@ -16,7 +16,9 @@ use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::{Backend, HashingOps};
 use nhl_train::checkpoint::{self, CheckpointMeta};
 use nhl_train::config::{Centres, Method, Mode, TrainConfig};
-use nhl_train::data::{load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit};
+use nhl_train::data::{
+    load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit, INPUT_SCALING,
+};
 use nhl_train::losses::params::{parse_assignment, LossParams};
 use nhl_train::metrics::{evaluate_lengths, LengthMetrics, PRECISION_KS};
 use nhl_train::report::{
@@ -296,6 +298,8 @@ fn write_run(
             hidden: config.hidden,
             seed: config.seed,
             loss_params: metrics.loss_params.clone(),
+            input_dim: split.train.dim,
+            input_scaling: INPUT_SCALING,
         },
         outcome
             .params

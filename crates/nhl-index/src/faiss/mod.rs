@@ -102,6 +102,18 @@ enum Kind {
     Float,
 }
 
+/// Whether `head`, the first bytes of a file, starts with the fourcc of a FAISS index class (one
+/// this module can name): how a caller tells a FAISS index file from another format.
+///
+/// ```
+/// use nhl_index::faiss::has_index_fourcc;
+/// assert!(has_index_fourcc(b"IBxF\x40\0\0\0"));
+/// assert!(!has_index_fourcc(b"\x93NUMPY\x01\0"));
+/// ```
+pub fn has_index_fourcc(head: &[u8]) -> bool {
+    KNOWN.iter().any(|(code, _, _)| head.starts_with(&code[..]))
+}
+
 /// The fourcc as text, with bytes outside printable ASCII as `\xNN`.
 pub(crate) fn printable(code: Fourcc) -> String {
     code.iter()

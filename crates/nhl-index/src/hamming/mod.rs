@@ -32,7 +32,9 @@ mod x86;
 pub use isa::Isa;
 pub use portable::distance;
 pub use raw::Sink;
+pub(crate) use raw::{EveryRow, RowBits, Rows};
 
+use crate::allow::AllowedRows;
 use crate::codes::CodesView;
 use crate::error::IndexError;
 use raw::{Filter, KernelFns, RawCodes};
@@ -124,62 +126,104 @@ impl Kernel {
         limits: &mut [u32],
         sink: Sink<'_>,
     ) {
+        self.run_filter(db, start..start + len, None, queries, limits, sink)
+    }
+
+    /// [`Kernel::filter`] over codes `rows` of `db` that reports only the codes `allowed` has:
+    /// each code's bit is ANDed with its query's threshold test where that test is made (a block
+    /// of codes at a time in the fused scans), and a block whose codes are all disallowed is not
+    /// scanned. Positions, and `allowed`'s rows, are those of `db`.
+    ///
+    /// # Panics
+    /// As [`Kernel::filter`], and when `allowed` is not over the `db.len()` rows of `db`.
+    pub fn filter_allowed(
+        &self,
+        queries: &[&[u64]],
+        db: &CodesView<'_>,
+        rows: std::ops::Range<usize>,
+        allowed: &AllowedRows,
+        limits: &mut [u32],
+        sink: Sink<'_>,
+    ) {
+        assert_eq!(allowed.rows(), db.len(), "one allowed bit per code of db");
+        self.run_filter(db, rows, Some(allowed.bits()), queries, limits, sink)
+    }
+
+    fn run_filter(
+        &self,
+        db: &CodesView<'_>,
+        rows: std::ops::Range<usize>,
+        allow: Option<RowBits<'_>>,
+        queries: &[&[u64]],
+        limits: &mut [u32],
+        sink: Sink<'_>,
+    ) {
         assert_eq!(queries.len(), limits.len(), "one limit per query");
         assert!(
             queries.iter().all(|q| q.len() >= db.words()),
             "a query has fewer words than the codes"
         );
-        let codes = RawCodes::of(db, start, len);
-        if len == 0 {
+        let codes = RawCodes::of(db, rows.start, rows.len());
+        if rows.is_empty() {
             return;
         }
+        let mut scan = Filter {
+            queries,
+            codes,
+            base: rows.start,
+            limits,
+            sink,
+            allow,
+        };
         if let Some(fused) = self.fns.filter {
-            let scan = Filter {
-                queries,
-                codes,
-                base: start,
-                limits: &mut *limits,
-                sink: &mut *sink,
-            };
             // SAFETY: `Kernel::new` only installs a fused scan whose CPU features it checked.
-            if unsafe { fused(scan) } {
+            if unsafe { fused(scan.reborrow()) } {
                 return;
             }
         }
-        self.filter_by_scan(queries, db, start, len, limits, sink)
+        match allow {
+            None => self.filter_by_scan(scan, EveryRow),
+            Some(bits) => self.filter_by_scan(scan, bits),
+        }
     }
 
-    /// [`Kernel::filter`] through [`Kernel::distances`]: each query's distances to a chunk of
-    /// codes, then the threshold test sixteen at a time (a vectorised `any`, then the rare hits).
-    fn filter_by_scan(
-        &self,
-        queries: &[&[u64]],
-        db: &CodesView<'_>,
-        start: usize,
-        len: usize,
-        limits: &mut [u32],
-        sink: Sink<'_>,
-    ) {
+    /// [`Kernel::filter`] through the per-code scan: each query's distances to a chunk of codes,
+    /// then the threshold test sixteen at a time (sixteen codes none of which `rows` has are
+    /// skipped; then a vectorised `any`, then the rare hits, each tested against `rows`).
+    fn filter_by_scan<R: Rows>(&self, f: Filter<'_>, rows: R) {
         const CHUNK: usize = 256;
+        let Filter {
+            queries,
+            codes,
+            base,
+            limits,
+            sink,
+            ..
+        } = f;
         let mut buf = [0u32; CHUNK];
-        let mut c0 = start;
-        while c0 < start + len {
-            let m = CHUNK.min(start + len - c0);
+        let mut done = 0;
+        while done < codes.len() {
+            let m = CHUNK.min(codes.len() - done);
+            let chunk_codes = codes.skip(done).take(m);
+            let c0 = base + done;
             for (i, (q, limit)) in queries.iter().zip(limits.iter_mut()).enumerate() {
                 let dist = &mut buf[..m];
-                self.distances(q, db, c0, dist);
+                // SAFETY: `Kernel::new` checked the CPU features of `isa`; every query has at
+                // least `codes.words()` words (checked by the caller) and `dist` one slot per code.
+                unsafe { (self.fns.scan)(q, chunk_codes, dist) };
                 for (b, chunk) in dist.chunks(16).enumerate() {
-                    let lim = *limit;
-                    if chunk.iter().fold(false, |any, &d| any | (d < lim)) {
+                    let (lim, allowed) = (*limit, rows.window(c0 + 16 * b));
+                    if allowed & 0xffff != 0 && chunk.iter().fold(false, |any, &d| any | (d < lim))
+                    {
                         for (j, &d) in chunk.iter().enumerate() {
-                            if d < *limit {
+                            if d < *limit && allowed >> j & 1 != 0 {
                                 *limit = sink(i, c0 + 16 * b + j, d);
                             }
                         }
                     }
                 }
             }
-            c0 += m;
+            done += m;
         }
     }
 

@@ -4,7 +4,7 @@
 //! with the instruction they enable.
 
 #[cfg(target_arch = "x86_64")]
-use super::raw::Filter;
+use super::raw::{Filter, Rows};
 use super::raw::{KernelFns, RawCodes};
 
 /// The entry points of the portable path: every one is safe, and needs no CPU feature.
@@ -89,9 +89,13 @@ pub(super) fn filter(f: Filter<'_>) {
         base,
         limits,
         sink,
+        allow,
     } = f;
     let (db, stride, words, mask) = (codes.data(), codes.stride(), codes.words(), codes.mask());
     for j in 0..codes.len() {
+        if allow.is_some_and(|bits| !bits.contains(base + j)) {
+            continue;
+        }
         let c = &db[j * stride..j * stride + words];
         for (i, (q, limit)) in queries.iter().zip(limits.iter_mut()).enumerate() {
             let d = distance(q, c, mask);

@@ -1,6 +1,6 @@
 //! What the raw kernels of every instruction-set path take: a run of codes ([`RawCodes`]) and,
-//! for the threshold scan, its queries, limits and sink ([`Filter`]); and the signatures of the
-//! entry points one path provides ([`KernelFns`]).
+//! for the threshold scan, its queries, limits, sink and the rows it may report ([`Filter`],
+//! [`Rows`]); and the signatures of the entry points one path provides ([`KernelFns`]).
 
 use crate::codes::CodesView;
 
@@ -107,11 +107,78 @@ impl<'a> RawCodes<'a> {
             ..self
         }
     }
+
+    /// The first `count <= len` codes.
+    #[inline(always)]
+    pub(crate) fn take(self, count: usize) -> Self {
+        assert!(count <= self.len, "take of {count} of {} codes", self.len);
+        RawCodes { len: count, ..self }
+    }
+}
+
+/// The positions a threshold scan may report: every one ([`EveryRow`]) or those whose bit is set
+/// ([`RowBits`]). The scans are generic over it, so that a scan without a filter compiles with no
+/// test of a bit at all, and a filtered one tests a block's bits with one AND.
+pub(crate) trait Rows: Copy {
+    /// Bit `i` set when position `pos + i` may be reported (`i < 64`).
+    fn window(self, pos: usize) -> u64;
+
+    /// Whether position `pos` may be reported.
+    #[inline(always)]
+    fn contains(self, pos: usize) -> bool {
+        self.window(pos) & 1 != 0
+    }
+}
+
+/// Every position may be reported: the scan without a filter.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EveryRow;
+
+impl Rows for EveryRow {
+    #[inline(always)]
+    fn window(self, _pos: usize) -> u64 {
+        u64::MAX
+    }
+}
+
+/// A bitmap of positions: bit `p % 64` of word `p / 64` is set when position `p` may be reported;
+/// positions past the words are not.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowBits<'a> {
+    words: &'a [u64],
+}
+
+impl<'a> RowBits<'a> {
+    /// The bitmap in `words`.
+    pub(crate) fn new(words: &'a [u64]) -> Self {
+        RowBits { words }
+    }
+}
+
+impl Rows for RowBits<'_> {
+    #[inline(always)]
+    fn window(self, pos: usize) -> u64 {
+        let (w, shift) = (pos / 64, pos % 64);
+        let word = |i: usize| self.words.get(i).copied().unwrap_or(0);
+        let low = word(w) >> shift;
+        if shift == 0 {
+            low
+        } else {
+            low | word(w + 1) << (64 - shift)
+        }
+    }
+
+    #[inline(always)]
+    fn contains(self, pos: usize) -> bool {
+        self.words
+            .get(pos / 64)
+            .is_some_and(|&w| w >> (pos % 64) & 1 != 0)
+    }
 }
 
 /// One multi-query threshold scan: for each code `j` of `codes` in ascending order and each query
-/// `i`, `sink(i, base + j, d)` exactly when `d = d(queries[i], code j) < limits[i]`, after which
-/// `limits[i]` takes the value the sink returned.
+/// `i`, `sink(i, base + j, d)` exactly when `d = d(queries[i], code j) < limits[i]` and `allow`
+/// (if any) has position `base + j`, after which `limits[i]` takes the value the sink returned.
 ///
 /// Every query has at least `codes.words()` words, and there is one limit per query: the raw
 /// filters may rely on it ([`crate::Kernel::filter`] checks it).
@@ -129,6 +196,8 @@ pub(crate) struct Filter<'a> {
     pub(crate) limits: &'a mut [u32],
     /// Told of every code below its query's threshold.
     pub(crate) sink: Sink<'a>,
+    /// The positions that may be reported (`None`: every one).
+    pub(crate) allow: Option<RowBits<'a>>,
 }
 
 impl<'a> Filter<'a> {
@@ -142,6 +211,7 @@ impl<'a> Filter<'a> {
             base: self.base,
             limits: &mut *self.limits,
             sink: &mut *self.sink,
+            allow: self.allow,
         }
     }
 

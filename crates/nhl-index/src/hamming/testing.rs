@@ -1,17 +1,21 @@
 //! What the emulated-lane tests of [`super::lanescan`] and [`super::fastscan`] share: the
-//! code-by-code reference of a threshold scan, biased random words and the threshold rules.
+//! code-by-code reference of a threshold scan, biased random words, the threshold rules and the
+//! allowed-row patterns.
 
 use super::portable::distance;
-use super::raw::RawCodes;
+use super::raw::{RawCodes, RowBits, Rows};
 use crate::synth::SplitMix64;
 
 /// Per query, the codes in ascending order whose distance is below the query's limit at their
-/// turn, the limit becoming `next(query, d)` after each hit.
+/// turn and whose position `base + j` is in `allow` (if given), the limit becoming
+/// `next(query, d)` after each hit.
 pub(super) fn reference(
     qs: &[&[u64]],
     codes: RawCodes<'_>,
     limit0: &[u32],
     next: impl Fn(usize, u32) -> u32,
+    base: usize,
+    allow: Option<RowBits<'_>>,
 ) -> Vec<Vec<(usize, u32)>> {
     let (db, stride, words, mask) = (codes.data(), codes.stride(), codes.words(), codes.mask());
     qs.iter()
@@ -20,6 +24,9 @@ pub(super) fn reference(
             let mut limit = limit0[i];
             let mut hits = Vec::new();
             for j in 0..codes.len() {
+                if allow.is_some_and(|bits| !bits.contains(base + j)) {
+                    continue;
+                }
                 let d = distance(&q[..words], &db[j * stride..j * stride + words], mask);
                 if d < limit {
                     hits.push((j, d));
@@ -66,5 +73,41 @@ pub(super) fn limit_rules(width: u32, nq: usize) -> [(&'static str, Next, Vec<u3
             Box::new(move |i, d| if i % 2 == 1 { width + 1 } else { d + 1 }),
             (0..nq as u32).map(|i| i % (width + 2)).collect(),
         ),
+    ]
+}
+
+/// The allowed-row patterns the filtered scans are tested with, as bitmaps over positions
+/// `0..rows` (name, words; `None`: no filter): about half the rows, about one in sixteen, runs
+/// of allowed and disallowed rows (whole blocks of each, and blocks cut by a run's end), and no
+/// row at all.
+pub(super) fn allow_patterns(
+    rng: &mut SplitMix64,
+    rows: usize,
+) -> Vec<(&'static str, Option<Vec<u64>>)> {
+    let words = rows.div_ceil(64) + 1;
+    let mut random = |sparse: bool| -> Vec<u64> {
+        (0..words)
+            .map(|_| {
+                let x = rng.next_u64() & rng.next_u64();
+                if sparse {
+                    x & rng.next_u64() & rng.next_u64()
+                } else {
+                    x | rng.next_u64()
+                }
+            })
+            .collect()
+    };
+    let half = random(false);
+    let sparse = random(true);
+    let mut runs = vec![0u64; words];
+    for p in (0..64 * words).filter(|p| p % 90 < 37) {
+        runs[p / 64] |= 1 << (p % 64);
+    }
+    vec![
+        ("every", None),
+        ("half", Some(half)),
+        ("sparse", Some(sparse)),
+        ("runs", Some(runs)),
+        ("none", Some(vec![0; words])),
     ]
 }

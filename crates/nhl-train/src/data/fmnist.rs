@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use nhl_index::eval::Labels;
 
+use super::features::INPUT_SCALING;
 use super::idx::{parse_pair, read_pair, IdxPair};
 use super::{Dataset, Split};
 use crate::error::TrainError;
@@ -158,7 +159,8 @@ fn blocks(classes: &[Vec<usize>], from: usize, to: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Pixel bytes / 255 and labels of the items `indices` of each `(pair, indices)` part, in order.
+/// Pixel bytes / 255 ([`INPUT_SCALING`]) and labels of the items `indices` of each
+/// `(pair, indices)` part, in order.
 fn gather(parts: &[(&IdxPair, &[usize])]) -> Dataset {
     let dim = parts.first().map_or(0, |(pair, _)| pair.dim);
     let n: usize = parts.iter().map(|(_, idx)| idx.len()).sum();
@@ -169,7 +171,7 @@ fn gather(parts: &[(&IdxPair, &[usize])]) -> Dataset {
             features.extend(
                 pair.pixels[i * dim..(i + 1) * dim]
                     .iter()
-                    .map(|&p| f32::from(p) / 255.0),
+                    .map(|&p| INPUT_SCALING.u8(p)),
             );
             labels.push(u32::from(pair.labels[i]));
         }

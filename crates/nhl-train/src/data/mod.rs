@@ -7,12 +7,14 @@
 //!
 //! Every split is deterministic: no random numbers decide which item lands in which set.
 
+pub mod features;
 pub mod fmnist;
 pub mod idx;
 pub mod user;
 
 use nhl_index::eval::Labels;
 
+pub use features::{InputScaling, INPUT_SCALING};
 pub use fmnist::{load_protocol, Protocol};
 pub use user::{load_user, UserSource, UserSplit};
 

@@ -4,10 +4,10 @@
 //! - `DATA.safetensors` with two tensors, `features` and `labels`;
 //! - `FEATURES.npy,LABELS.npy` (two paths joined by a comma).
 //!
-//! Features: rank 2 `[n, dim]`, float32, float16, float64 or uint8 (uint8 is scaled by 1/255, as
-//! the image protocols do); every value finite. Labels: class indices `[n]` (uint8, int32, int64),
-//! or a multi-hot matrix `[n, C]` of 0/1 (uint8, int32, int64, float32); two items are relevant
-//! when they share a class.
+//! Features: rank 2 `[n, dim]`, float32, float16, float64 or uint8, read by [`INPUT_SCALING`]
+//! (uint8 is scaled by 1/255, as the image protocols do); every value finite. Labels: class
+//! indices `[n]` (uint8, int32, int64), or a multi-hot matrix `[n, C]` of 0/1 (uint8, int32,
+//! int64, float32); two items are relevant when they share a class.
 //!
 //! A split is either one source cut by sizes ([`UserSplit::Sizes`]: the first `query` items are
 //! the queries, the next `train` items the training set, and the database is every item that is
@@ -21,6 +21,7 @@ use nhl_index::eval::Labels;
 use nhl_index::npy::{read_npy, NpyArray, NpyData};
 use safetensors::{Dtype, SafeTensors};
 
+use super::features::INPUT_SCALING;
 use super::{Dataset, Split};
 use crate::error::TrainError;
 
@@ -285,30 +286,6 @@ fn le_chunks<T, const N: usize>(raw: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
         .collect()
 }
 
-/// IEEE half-precision bits to f32 (exact: every f16 is an f32).
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
-    let exp = u32::from((h >> 10) & 0x1f);
-    let man = u32::from(h & 0x3ff);
-    match exp {
-        // Zero and subnormals: man * 2^-24.
-        0 => sign * man as f32 * f32::from_bits(0x3380_0000),
-        0x1f => f32::from_bits(u32::from(h & 0x8000) << 16 | 0x7f80_0000 | man << 13),
-        _ => f32::from_bits(u32::from(h & 0x8000) << 16 | (exp + 112) << 23 | man << 13),
-    }
-}
-
-fn dtype_name(data: &NpyData) -> &'static str {
-    match data {
-        NpyData::U8(_) => "uint8",
-        NpyData::I32(_) => "int32",
-        NpyData::I64(_) => "int64",
-        NpyData::U16F16(_) => "float16",
-        NpyData::F32(_) => "float32",
-        NpyData::F64(_) => "float64",
-    }
-}
-
 /// Features as f32 `[n, dim]`, checked for rank, size and finiteness.
 fn to_features(array: NpyArray, path: &Path) -> Result<(Vec<f32>, usize, usize), TrainError> {
     let content = |expected: &str, found: String| TrainError::Content {
@@ -329,12 +306,13 @@ fn to_features(array: NpyArray, path: &Path) -> Result<(Vec<f32>, usize, usize),
             format!("shape {:?}", array.shape),
         ));
     }
-    let dtype = dtype_name(&array.data);
+    let dtype = array.data.dtype_name();
+    let s = INPUT_SCALING;
     let values: Vec<f32> = match array.data {
-        NpyData::F32(v) => v,
-        NpyData::F64(v) => v.into_iter().map(|x| x as f32).collect(),
-        NpyData::U16F16(v) => v.into_iter().map(f16_to_f32).collect(),
-        NpyData::U8(v) => v.into_iter().map(|x| f32::from(x) / 255.0).collect(),
+        NpyData::F32(v) => v.into_iter().map(|x| s.f32(x)).collect(),
+        NpyData::F64(v) => v.into_iter().map(|x| s.f64(x)).collect(),
+        NpyData::U16F16(v) => v.into_iter().map(|x| s.f16(x)).collect(),
+        NpyData::U8(v) => v.into_iter().map(|x| s.u8(x)).collect(),
         NpyData::I32(_) | NpyData::I64(_) => {
             return Err(content(
                 "dtype float32, float16, float64 or uint8",
@@ -361,7 +339,7 @@ fn to_raw_labels(array: NpyArray, path: &Path) -> Result<RawLabels, TrainError> 
         expected,
         found,
     };
-    let dtype = dtype_name(&array.data);
+    let dtype = array.data.dtype_name();
     match array.shape.as_slice() {
         [_] => match array.data {
             NpyData::U8(v) => Ok(RawLabels::Indices(v.into_iter().map(i64::from).collect())),

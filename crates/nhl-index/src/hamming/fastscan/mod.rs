@@ -30,7 +30,7 @@ pub(super) mod avx2;
 #[cfg(test)]
 mod tests;
 
-use super::raw::{Filter, Sink};
+use super::raw::{EveryRow, Filter, Rows, Sink};
 
 /// Thirty-two u8 lanes in two halves of sixteen, with the semantics of the AVX2 byte operations
 /// (shuffles and unpacks act within each half), for [`filter`].
@@ -329,15 +329,17 @@ struct Chunk<'c> {
 struct Sliced<const NB: usize> {
     /// Nibble `j` of block `b` at `rows + 32 (NB j + b)`.
     rows: *const u8,
-    /// `keep[b]`: a bit per existing code of block `b`.
+    /// `keep[b]`: a bit per code of block `b` that may be reported (it exists and is allowed).
     keep: [u32; NB],
     /// The position reported for the first code of block 0.
     code0: usize,
 }
 
 /// Every query of `chunk` against the `NB` sliced `blocks`. The threshold `min(limit, cap)` fits
-/// a byte because a distance is at most `cap - 1`; on a hit, the blocks' codes are walked in
-/// ascending order, each tested against the limit as the sink leaves it (whatever it returns).
+/// a byte because a distance is at most `cap - 1`; the test of all `32 NB` codes at once only
+/// selects the blocks worth a closer look, and on a hit the blocks' codes are walked in ascending
+/// order, each block's lanes below the limit as the sink leaves it (whatever it returns) ANDed
+/// with its `keep` bits.
 /// `ahead`: bytes to prefetch, shared out among the queries.
 ///
 /// # Safety
@@ -408,19 +410,35 @@ unsafe fn scan_blocks<L: Lanes32, const NB: usize>(
 /// [`QCHUNK`] queries take turns on the superblock, each query meeting it in registers. Blocks
 /// left over (fewer than a superblock, a partial last block, or a last code whose unused second
 /// word lies past `db`) are sliced one at a time, the last from a zero-padded copy, its missing
-/// codes masked out.
+/// codes masked out. With a filter, each block's allowed codes are its `keep` bits, and a
+/// superblock or leftover block with none is neither sliced nor scanned.
 ///
 /// # Safety
 /// The CPU has `L`'s features; the codes are `W` words (`f.codes.words() == W`), and `PACKED`
 /// exactly when `W == 1` and the stride is 1, else the stride is at least 2.
 #[inline(always)]
 unsafe fn filter<L: Lanes32, const W: usize, const PACKED: bool>(f: Filter<'_>) {
+    match f.allow {
+        // SAFETY: the caller's contract.
+        None => unsafe { scan::<L, W, PACKED, EveryRow>(f, EveryRow) },
+        // SAFETY: the caller's contract.
+        Some(bits) => unsafe { scan::<L, W, PACKED, _>(f, bits) },
+    }
+}
+
+/// [`filter`] reporting only the positions of `rows`.
+///
+/// # Safety
+/// As [`filter`].
+#[inline(always)]
+unsafe fn scan<L: Lanes32, const W: usize, const PACKED: bool, R: Rows>(f: Filter<'_>, rows: R) {
     let Filter {
         queries: qs,
         codes,
         base,
         limits,
         sink,
+        ..
     } = f;
     let (db, stride, mask, n) = (codes.data(), codes.stride(), codes.mask(), codes.len());
     if n == 0 {
@@ -474,6 +492,13 @@ unsafe fn filter<L: Lanes32, const W: usize, const PACKED: bool>(f: Filter<'_>) 
     // Query `i`'s tables at `tables + 512 i`.
     let tables = all_tables.as_ptr().cast::<u8>();
     for s in 0..supers {
+        let mut keep = [0u32; SUPER];
+        for (b, k) in keep.iter_mut().enumerate() {
+            *k = rows.window(base + BLOCK * (SUPER * s + b)) as u32;
+        }
+        if keep == [0; SUPER] {
+            continue;
+        }
         for b in 0..SUPER {
             let first = BLOCK * (SUPER * s + b);
             // SAFETY: block SUPER s + b < full is in bounds (see `in_bounds`); its rows go to
@@ -508,7 +533,7 @@ unsafe fn filter<L: Lanes32, const W: usize, const PACKED: bool>(f: Filter<'_>) 
             };
             let blocks = Sliced {
                 rows: sliced,
-                keep: [u32::MAX; SUPER],
+                keep,
                 code0: base + BLOCK * SUPER * s,
             };
             let ahead = if c == 0 { ahead } else { None };
@@ -519,8 +544,11 @@ unsafe fn filter<L: Lanes32, const W: usize, const PACKED: bool>(f: Filter<'_>) 
     for b in SUPER * supers..blocks {
         let first = BLOCK * b;
         let valid = (n - first).min(BLOCK);
-        // Lanes 0 .. valid.
-        let keep = (u64::MAX >> (64 - valid)) as u32;
+        // Lanes 0 .. valid, those allowed.
+        let keep = (rows.window(base + first) & (u64::MAX >> (64 - valid))) as u32;
+        if keep == 0 {
+            continue;
+        }
         if b < full {
             // SAFETY: block b < full is in bounds; its rows fit `sliced` (row = 32 bytes).
             unsafe {

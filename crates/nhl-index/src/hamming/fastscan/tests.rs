@@ -3,8 +3,8 @@
 //! CPU has AVX2, every lane operation of the AVX2 implementation against the emulation.
 
 use super::*;
-use crate::hamming::raw::RawCodes;
-use crate::hamming::testing::{limit_rules, reference, words_for};
+use crate::hamming::raw::{RawCodes, RowBits};
+use crate::hamming::testing::{allow_patterns, limit_rules, reference, words_for};
 use crate::hamming::Isa;
 use crate::synth::SplitMix64;
 use std::cell::Cell;
@@ -191,10 +191,15 @@ fn fastscan_logic_on_emulated_lanes() {
                     .map(|_| words_for(&mut rng, words, &centre))
                     .collect();
                 let qs: Vec<&[u64]> = q_words.iter().map(Vec::as_slice).collect();
-                for (name, next, limit0) in &limit_rules(width, nq) {
+                let base = 1000;
+                let patterns = allow_patterns(&mut rng, base + n);
+                for ((name, next, limit0), (pattern, bitmap)) in limit_rules(width, nq)
+                    .iter()
+                    .flat_map(|rule| patterns.iter().map(move |p| (rule, p)))
+                {
                     let codes = RawCodes::new(&alloc[..db_words], n, words, stride, mask);
-                    let want = reference(&qs, codes, limit0, next);
-                    let base = 1000;
+                    let allow = bitmap.as_deref().map(RowBits::new);
+                    let want = reference(&qs, codes, limit0, next, base, allow);
                     let mut got = vec![Vec::new(); nq];
                     let mut limits = limit0.clone();
                     let scan = Filter {
@@ -206,12 +211,13 @@ fn fastscan_logic_on_emulated_lanes() {
                             got[i].push((j - base, d));
                             next(i, d)
                         },
+                        allow,
                     };
                     filter_emulated(scan, &alloc);
                     assert_eq!(
                         got, want,
                         "words {words}, stride {stride}, mask {mask:x}, n {n}, {nq} queries, \
-                         rule {name}"
+                         rule {name}, allowed {pattern}"
                     );
                 }
             }
@@ -241,6 +247,7 @@ fn fastscan_full_distance_passes_width_plus_one() {
                     got.push((j, d));
                     width + 1
                 },
+                allow: None,
             };
             filter_emulated(scan, &alloc);
             let want: Vec<(usize, u32)> = (0..n).map(|j| (j, width)).collect();

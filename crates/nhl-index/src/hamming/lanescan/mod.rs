@@ -11,7 +11,7 @@ pub(super) mod avx512;
 #[cfg(test)]
 mod tests;
 
-use super::raw::{Filter, Sink};
+use super::raw::{EveryRow, Filter, Rows, Sink};
 
 /// Eight u64 lanes and the few operations of the eight-lane threshold scan ([`filter`]).
 ///
@@ -55,6 +55,8 @@ const QCHUNK: usize = 32;
 /// Groups of eight codes per block of [`filter`]: each query meets the block's `8 * U` codes with
 /// one broadcast of each query word and one threshold compare (on the lane-wise minimum).
 const BLOCK_GROUPS: usize = 4;
+// A block's codes have one bit each in a u32 (`block_filter`'s `keep`).
+const _: () = assert!(8 * BLOCK_GROUPS <= 32);
 
 /// A chunk of at most [`QCHUNK`] queries as [`block_filter`] meets them.
 struct Chunk<'c, const W: usize> {
@@ -84,10 +86,13 @@ unsafe fn load_group<L: Lanes8, const W: usize, const S: usize>(
     mv: L::V,
 ) -> [L::V; W] {
     let first = 8 * S * g;
+    // Plain loops here and in every function of the scan, not `array::from_fn`: a closure does
+    // not inherit the caller's target features, so its intrinsics could become calls.
     // The S vectors of the group's 8 S words: a full load where all eight words are readable, a
     // masked load of the readable ones, zero past the end (then no word is touched).
-    let v: [L::V; S] = std::array::from_fn(|k| {
-        if avail >= 8 * (k + 1) {
+    let mut v = [mv; S];
+    for (k, vk) in v.iter_mut().enumerate() {
+        *vk = if avail >= 8 * (k + 1) {
             // SAFETY: words first + 8k .. first + 8k + 8 are readable (avail >= 8k + 8).
             unsafe { L::load(p.add(first + 8 * k)) }
         } else if avail > 8 * k {
@@ -96,10 +101,11 @@ unsafe fn load_group<L: Lanes8, const W: usize, const S: usize>(
         } else {
             // SAFETY: only the CPU features are needed, which the caller checked.
             unsafe { L::splat(0) }
-        }
-    });
-    let mut x: [L::V; W] = std::array::from_fn(|w| {
-        if S == 1 {
+        };
+    }
+    let mut x = [mv; W];
+    for (w, xw) in x.iter_mut().enumerate() {
+        *xw = if S == 1 {
             v[0]
         } else if w == 0 {
             // SAFETY: as above. S = 2: vector k holds codes 4k .. 4k + 4, two words each.
@@ -107,8 +113,8 @@ unsafe fn load_group<L: Lanes8, const W: usize, const S: usize>(
         } else {
             // SAFETY: as above.
             unsafe { L::odd(v[0], v[S - 1]) }
-        }
-    });
+        };
+    }
     // SAFETY: as above.
     x[W - 1] = unsafe { L::and(x[W - 1], mv) };
     x
@@ -124,35 +130,42 @@ unsafe fn group_distances<L: Lanes8, const W: usize, const U: usize>(
     x: &[[L::V; W]; U],
     q: [L::V; W],
 ) -> [L::V; U] {
-    std::array::from_fn(|u| {
+    let mut out = [q[0]; U];
+    for (o, xu) in out.iter_mut().zip(x) {
         // SAFETY: the caller checked the CPU features.
         unsafe {
-            let mut d = L::xor_popcnt(x[u][0], q[0]);
+            *o = L::xor_popcnt(xu[0], q[0]);
             for w in 1..W {
-                d = L::add(d, L::xor_popcnt(x[u][w], q[w]));
+                *o = L::add(*o, L::xor_popcnt(xu[w], q[w]));
             }
-            d
         }
-    })
+    }
+    out
 }
 
 /// One block of `U` groups of eight codes (`x`, code `8 u + l` of the block in lane `l` of
 /// `x[u]`), whose first code is reported as `code0`, against every query of `chunk`; only the
-/// first `valid` codes of the block exist (`valid == 8 U`, or `U == 1`). Per query: the `8 U`
-/// distances, their lane-wise minimum compared with the query's limit, and on a hit the block's
-/// codes in ascending order against the limit as it changes.
+/// codes whose bit `8 u + l` is set in `keep` may be reported (those that exist and are
+/// allowed). Per query: the `8 U` distances, their lane-wise minimum compared with the query's
+/// limit (lanes where no group may report are cleared, the rest only select the blocks worth a
+/// closer look), and on a hit the block's codes in ascending order against the limit as it
+/// changes, each group's lanes below the limit ANDed with its bits of `keep`.
 ///
 /// # Safety
 /// The CPU has `L`'s features.
 #[inline(always)]
 unsafe fn block_filter<L: Lanes8, const W: usize, const U: usize>(
     x: &[[L::V; W]; U],
-    valid: usize,
+    keep: u32,
     chunk: &mut Chunk<'_, W>,
     code0: usize,
     sink: Sink<'_>,
 ) {
-    let keep: u8 = if valid >= 8 { 0xff } else { (1u8 << valid) - 1 };
+    let mut group_keep = [0u8; U];
+    for (u, k) in group_keep.iter_mut().enumerate() {
+        *k = (keep >> (8 * u)) as u8;
+    }
+    let any_lane = group_keep.iter().fold(0u8, |m, &k| m | k);
     let Chunk {
         words: qw,
         lim,
@@ -162,22 +175,23 @@ unsafe fn block_filter<L: Lanes8, const W: usize, const U: usize>(
     for (i, limit_i) in limits.iter_mut().enumerate() {
         // SAFETY: the caller checked the CPU features.
         let (d, hit) = unsafe {
-            let q: [L::V; W] = std::array::from_fn(|w| L::splat(qw[w][i]));
+            let mut q = [L::splat(0); W];
+            for (qv, qw_w) in q.iter_mut().zip(qw.iter()) {
+                *qv = L::splat(qw_w[i]);
+            }
             let d = group_distances::<L, W, U>(x, q);
             let mut m = d[0];
             for &du in &d[1..] {
                 m = L::min(m, du);
             }
-            (d, L::lt_mask(m, L::splat(lim[i])) & keep)
+            (d, L::lt_mask(m, L::splat(lim[i])) & any_lane)
         };
         if hit != 0 {
             // The block's codes in ascending order, each against the limit at its turn: per
             // group, the lanes below the current limit as a mask; after each hit only the later
             // lanes, against the limit the sink returned (whatever it is).
             let mut limit = *limit_i;
-            for (u, &du) in d.iter().enumerate() {
-                let lanes = valid.saturating_sub(8 * u).min(8);
-                let in_group = (0xffu16 >> (8 - lanes)) as u8;
+            for (u, (&du, &in_group)) in d.iter().zip(&group_keep).enumerate() {
                 // SAFETY: the caller checked the CPU features.
                 let below = |limit: u32| unsafe { L::lt_mask(du, L::splat(u64::from(limit))) };
                 let mut m = below(limit) & in_group;
@@ -205,13 +219,28 @@ unsafe fn block_filter<L: Lanes8, const W: usize, const U: usize>(
 /// walked in blocks of `8 U` codes: each block is loaded and de-interleaved once (word 0 and word 1
 /// of eight codes in separate vectors, lane `l` = code `l`, so a 128-bit distance is two popcounts
 /// added vertically with no horizontal sum), then every query of the chunk meets it in registers.
-/// The last partial group of eight is read with masked loads, so there is no scalar tail.
+/// The last partial group of eight is read with masked loads, so there is no scalar tail. With
+/// a filter, a block or group whose codes are all disallowed is neither loaded nor tested.
 ///
 /// # Safety
 /// The CPU has `L`'s features; the codes are `W` words, `S` apart (`f.codes.words() == W`,
 /// `f.codes.stride() == S`).
 #[inline(always)]
 unsafe fn filter<L: Lanes8, const W: usize, const S: usize>(f: Filter<'_>) {
+    match f.allow {
+        // SAFETY: the caller's contract.
+        None => unsafe { scan::<L, W, S, EveryRow>(f, EveryRow) },
+        // SAFETY: the caller's contract.
+        Some(bits) => unsafe { scan::<L, W, S, _>(f, bits) },
+    }
+}
+
+/// [`filter`] reporting only the positions of `rows`.
+///
+/// # Safety
+/// As [`filter`].
+#[inline(always)]
+unsafe fn scan<L: Lanes8, const W: usize, const S: usize, R: Rows>(f: Filter<'_>, rows: R) {
     const U: usize = BLOCK_GROUPS;
     let Filter {
         queries: qs,
@@ -219,6 +248,7 @@ unsafe fn filter<L: Lanes8, const W: usize, const S: usize>(f: Filter<'_>) {
         base,
         limits,
         sink,
+        ..
     } = f;
     let (db, mask, n) = (codes.data(), codes.mask(), codes.len());
     if n == 0 {
@@ -248,17 +278,26 @@ unsafe fn filter<L: Lanes8, const W: usize, const S: usize>(f: Filter<'_>) {
             chunk.lim[i] = u64::from(chunk.limits[i]);
         }
         for b in 0..blocks {
+            let keep = (rows.window(base + 8 * U * b) & (u64::MAX >> (64 - 8 * U))) as u32;
+            if keep == 0 {
+                continue;
+            }
             // Groups U b .. U b + U are below `full`, so each has its 8 S words in `db` (`avail` =
             // 8 S is what the load reads), and the CPU features were checked.
-            let x: [[L::V; W]; U] = std::array::from_fn(|u| {
+            let mut x = [[mv; W]; U];
+            for (u, xu) in x.iter_mut().enumerate() {
                 // SAFETY: see above.
-                unsafe { load_group::<L, W, S>(p, U * b + u, 8 * S, mv) }
-            });
+                *xu = unsafe { load_group::<L, W, S>(p, U * b + u, 8 * S, mv) };
+            }
             // SAFETY: the CPU features were checked.
-            unsafe { block_filter::<L, W, U>(&x, 8 * U, &mut chunk, base + 8 * U * b, &mut *sink) };
+            unsafe { block_filter::<L, W, U>(&x, keep, &mut chunk, base + 8 * U * b, &mut *sink) };
         }
         for g in U * blocks..groups {
             let valid = (n - 8 * g).min(8);
+            let keep = (rows.window(base + 8 * g) & (0xff >> (8 - valid))) as u32;
+            if keep == 0 {
+                continue;
+            }
             // Code 8 g exists, so its first word 8 S g < len.
             let avail = len - 8 * S * g;
             // SAFETY: the words 8 S g .. len are in `db` and avail >= 1; lanes past `avail` are
@@ -266,7 +305,7 @@ unsafe fn filter<L: Lanes8, const W: usize, const S: usize>(f: Filter<'_>) {
             // contract), so only those codes are tested.
             let x = [unsafe { load_group::<L, W, S>(p, g, avail, mv) }];
             // SAFETY: the CPU features were checked.
-            unsafe { block_filter::<L, W, 1>(&x, valid, &mut chunk, base + 8 * g, &mut *sink) };
+            unsafe { block_filter::<L, W, 1>(&x, keep, &mut chunk, base + 8 * g, &mut *sink) };
         }
     }
 }

@@ -3,8 +3,8 @@
 //! VPOPCNTDQ, every lane operation of the AVX-512 implementation against the emulation.
 
 use super::*;
-use crate::hamming::raw::RawCodes;
-use crate::hamming::testing::{limit_rules, reference, words_for};
+use crate::hamming::raw::{RawCodes, RowBits};
+use crate::hamming::testing::{allow_patterns, limit_rules, reference, words_for};
 use crate::hamming::Isa;
 use crate::synth::SplitMix64;
 use std::cell::Cell;
@@ -125,9 +125,14 @@ fn avx512_fused_logic_on_emulated_lanes() {
                     .map(|_| words_for(&mut rng, words, &centre))
                     .collect();
                 let qs: Vec<&[u64]> = q_words.iter().map(Vec::as_slice).collect();
+                let patterns = allow_patterns(&mut rng, 1000 + n);
                 for (name, next, limit0) in &limit_rules(width, nq) {
-                    let want = reference(&qs, codes, limit0, next);
-                    for base in [0, 1000] {
+                    for (base, (pattern, bitmap)) in [0, 1000]
+                        .into_iter()
+                        .flat_map(|base| patterns.iter().map(move |p| (base, p)))
+                    {
+                        let allow = bitmap.as_deref().map(RowBits::new);
+                        let want = reference(&qs, codes, limit0, next, base, allow);
                         let mut got = vec![Vec::new(); nq];
                         let mut limits = limit0.clone();
                         filter_emulated(Filter {
@@ -139,11 +144,12 @@ fn avx512_fused_logic_on_emulated_lanes() {
                                 got[i].push((j - base, d));
                                 next(i, d)
                             },
+                            allow,
                         });
                         assert_eq!(
                             got, want,
                             "words {words}, stride {stride}, mask {mask:x}, n {n}, {nq} \
-                             queries, rule {name}, base {base}"
+                             queries, rule {name}, base {base}, allowed {pattern}"
                         );
                     }
                 }

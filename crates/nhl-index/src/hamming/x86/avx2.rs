@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::super::fastscan;
 use super::super::portable;
-use super::super::raw::{Filter, KernelFns, RawCodes};
+use super::super::raw::{EveryRow, Filter, KernelFns, RawCodes, Rows};
 
 /// The AVX2 path.
 pub(in crate::hamming) const FNS: KernelFns = KernelFns {
@@ -229,20 +229,22 @@ fn byte_counts(xlo: __m256i, xhi: __m256i, qlo: __m256i, qhi: __m256i) -> __m256
 /// the first `8 * (n / 8)` codes and returns how many that is. Per group of eight codes the
 /// nibbles are split once for all queries; per query, the byte counts of both words are added
 /// vertically before a single `vpsadbw`, and the eight distances are tested against the query's
-/// limit with one compare.
+/// limit with one compare. Only the positions of `rows` are reported: a group with none is
+/// skipped, and on a hit each code's bit is tested with its distance.
 ///
 /// # Safety
 /// AVX2 is available; the codes are two words each, packed back to back (`words == stride ==
 /// 2`). Fewer than [`FASTSCAN_MIN_QUERIES_128`] queries (more would panic).
 #[inline]
 #[target_feature(enable = "avx2,popcnt")]
-unsafe fn fused128(f: Filter<'_>) -> usize {
+unsafe fn fused128<R: Rows>(f: Filter<'_>, rows: R) -> usize {
     let Filter {
         queries: qs,
         codes,
         base,
         limits,
         sink,
+        ..
     } = f;
     let (db, mask, n) = (codes.data(), codes.mask(), codes.len());
     let zero = _mm256_setzero_si256();
@@ -277,6 +279,10 @@ unsafe fn fused128(f: Filter<'_>) -> usize {
         let ahead = p.wrapping_add(16 * (g + PREFETCH_GROUPS)).cast::<i8>();
         _mm_prefetch::<_MM_HINT_T0>(ahead);
         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+        let allowed = rows.window(base + 8 * g) as u8;
+        if allowed == 0 {
+            continue;
+        }
         // SAFETY: the eight codes of group g < n / 8 are the 4 vectors from word 16 g, inside
         // `db`.
         let v = unsafe {
@@ -324,7 +330,7 @@ unsafe fn fused128(f: Filter<'_>) -> usize {
                 unsafe { _mm256_storeu_si256(dist.as_mut_ptr().cast(), d) };
                 for (j, &lane) in code_lane.iter().enumerate() {
                     let dj = dist[lane];
-                    if dj < *limit {
+                    if dj < *limit && allowed >> j & 1 != 0 {
                         *limit = sink(i, base + 8 * g + j, dj);
                     }
                 }
@@ -345,19 +351,21 @@ unsafe fn fused128(f: Filter<'_>) -> usize {
 ///
 /// `MASKED`: whether `mask` may clear bits (a prefix shorter than 64 bits); full 64-bit
 /// codes skip the two ANDs per group, a tenth of a scan that runs near the memory's speed.
+/// Only the positions of `rows` are reported, as in [`fused128`].
 ///
 /// # Safety
 /// AVX2 is available; the codes are one word each, packed back to back (`words == stride ==
 /// 1`). Fewer than [`FASTSCAN_MIN_QUERIES_64`] queries (more would panic).
 #[inline]
 #[target_feature(enable = "avx2,popcnt")]
-unsafe fn fused64<const MASKED: bool>(f: Filter<'_>) -> usize {
+unsafe fn fused64<const MASKED: bool, R: Rows>(f: Filter<'_>, rows: R) -> usize {
     let Filter {
         queries: qs,
         codes,
         base,
         limits,
         sink,
+        ..
     } = f;
     let (db, mask, n) = (codes.data(), codes.mask(), codes.len());
     let zero = _mm256_setzero_si256();
@@ -378,6 +386,10 @@ unsafe fn fused64<const MASKED: bool>(f: Filter<'_>) -> usize {
         // As in fused128: the hardware prefetcher alone falls short of the read bandwidth
         // for a scan this light, so ask for the line PREFETCH_LINES_64 ahead.
         _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(8 * (g + PREFETCH_LINES_64)).cast::<i8>());
+        let allowed = rows.window(base + 8 * g) as u8;
+        if allowed == 0 {
+            continue;
+        }
         // SAFETY: the eight codes of group g < n / 8 are the 2 vectors from word 8 g, inside
         // `db`.
         let mut v = unsafe { [load(p, 2 * g), load(p, 2 * g + 1)] };
@@ -406,7 +418,7 @@ unsafe fn fused64<const MASKED: bool>(f: Filter<'_>) -> usize {
                 for (j, &dj) in dist.iter().enumerate() {
                     // A distance is at most 64.
                     let dj = dj as u32;
-                    if dj < *limit {
+                    if dj < *limit && allowed >> j & 1 != 0 {
                         *limit = sink(i, base + 8 * g + j, dj);
                     }
                 }
@@ -447,13 +459,19 @@ unsafe fn filter(mut f: Filter<'_>) -> bool {
     let done = match shape {
         // SAFETY: the caller's `FilterFn` contract (AVX2), with the code shape and the number of
         // queries checked here.
-        (2, 2) if few < FASTSCAN_MIN_QUERIES_128 => unsafe { fused128(f.reborrow()) },
+        (2, 2) if few < FASTSCAN_MIN_QUERIES_128 => unsafe {
+            match f.allow {
+                None => fused128(f.reborrow(), EveryRow),
+                Some(bits) => fused128(f.reborrow(), bits),
+            }
+        },
         // SAFETY: as above.
         (1, 1) if few < FASTSCAN_MIN_QUERIES_64 => unsafe {
-            if f.codes.mask() == u64::MAX {
-                fused64::<false>(f.reborrow())
-            } else {
-                fused64::<true>(f.reborrow())
+            match (f.codes.mask() == u64::MAX, f.allow) {
+                (true, None) => fused64::<false, _>(f.reborrow(), EveryRow),
+                (false, None) => fused64::<true, _>(f.reborrow(), EveryRow),
+                (true, Some(bits)) => fused64::<false, _>(f.reborrow(), bits),
+                (false, Some(bits)) => fused64::<true, _>(f.reborrow(), bits),
             }
         },
         // SAFETY: the caller's `FilterFn` contract (AVX2).
