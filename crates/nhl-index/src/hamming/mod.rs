@@ -39,6 +39,10 @@ use crate::codes::CodesView;
 use crate::error::IndexError;
 use raw::{Filter, KernelFns, RawCodes};
 
+/// A filter that allows fewer than one row in this many of a scan's range is served by copying
+/// the allowed codes together and scanning them without a filter ([`Kernel::filter_allowed`]).
+const SPARSE_FILTER: usize = 16;
+
 /// A resolved kernel: an instruction-set path whose availability has been checked.
 #[derive(Clone, Copy)]
 pub struct Kernel {
@@ -132,7 +136,9 @@ impl Kernel {
     /// [`Kernel::filter`] over codes `rows` of `db` that reports only the codes `allowed` has:
     /// each code's bit is ANDed with its query's threshold test where that test is made (a block
     /// of codes at a time in the fused scans), and a block whose codes are all disallowed is not
-    /// scanned. Positions, and `allowed`'s rows, are those of `db`.
+    /// scanned. A sparse filter (under one row in 16 of `rows` allowed) instead copies the
+    /// allowed codes into one run, once for all the queries, and scans that without a filter.
+    /// Positions, and `allowed`'s rows, are those of `db`.
     ///
     /// # Panics
     /// As [`Kernel::filter`], and when `allowed` is not over the `db.len()` rows of `db`.
@@ -167,6 +173,12 @@ impl Kernel {
         if rows.is_empty() {
             return;
         }
+        if let Some(bits) = allow {
+            let allowed: Vec<usize> = bits.positions(rows.clone()).collect();
+            if allowed.len() * SPARSE_FILTER < rows.len() {
+                return self.filter_gathered(&allowed, codes, rows.start, queries, limits, sink);
+            }
+        }
         let mut scan = Filter {
             queries,
             codes,
@@ -185,6 +197,43 @@ impl Kernel {
             None => self.filter_by_scan(scan, EveryRow),
             Some(bits) => self.filter_by_scan(scan, bits),
         }
+    }
+
+    /// A sparse filter's scan: the allowed codes (at `positions`, ascending, counted from `base`
+    /// as the codes' first one) are copied into one contiguous run, once for all the queries, and
+    /// scanned without a filter, the sink told their own positions. Copying a few codes costs
+    /// far less than testing every code of the range only to drop most of them.
+    fn filter_gathered(
+        &self,
+        positions: &[usize],
+        codes: RawCodes<'_>,
+        base: usize,
+        queries: &[&[u64]],
+        limits: &mut [u32],
+        sink: Sink<'_>,
+    ) {
+        let (words, stride) = (codes.words(), codes.stride());
+        let mut gathered = Vec::with_capacity(positions.len() * words);
+        for &p in positions {
+            let at = (p - base) * stride;
+            gathered.extend_from_slice(&codes.data()[at..at + words]);
+        }
+        let mut own_position = |query: usize, at: usize, d: u32| sink(query, positions[at], d);
+        let mut scan = Filter {
+            queries,
+            codes: RawCodes::new(&gathered, positions.len(), words, words, codes.mask()),
+            base: 0,
+            limits,
+            sink: &mut own_position,
+            allow: None,
+        };
+        if let Some(fused) = self.fns.filter {
+            // SAFETY: `Kernel::new` only installs a fused scan whose CPU features it checked.
+            if unsafe { fused(scan.reborrow()) } {
+                return;
+            }
+        }
+        self.filter_by_scan(scan, EveryRow)
     }
 
     /// [`Kernel::filter`] through the per-code scan: each query's distances to a chunk of codes,

@@ -120,6 +120,9 @@ impl<'a> RawCodes<'a> {
 /// ([`RowBits`]). The scans are generic over it, so that a scan without a filter compiles with no
 /// test of a bit at all, and a filtered one tests a block's bits with one AND.
 pub(crate) trait Rows: Copy {
+    /// Whether every position may be reported: scans then skip the per-code tests at compile time.
+    const EVERY: bool = false;
+
     /// Bit `i` set when position `pos + i` may be reported (`i < 64`).
     fn window(self, pos: usize) -> u64;
 
@@ -135,6 +138,8 @@ pub(crate) trait Rows: Copy {
 pub(crate) struct EveryRow;
 
 impl Rows for EveryRow {
+    const EVERY: bool = true;
+
     #[inline(always)]
     fn window(self, _pos: usize) -> u64 {
         u64::MAX
@@ -152,6 +157,24 @@ impl<'a> RowBits<'a> {
     /// The bitmap in `words`.
     pub(crate) fn new(words: &'a [u64]) -> Self {
         RowBits { words }
+    }
+
+    /// The positions of `range` that are set, in ascending order.
+    pub(crate) fn positions(
+        self,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = usize> + 'a {
+        range.clone().step_by(64).flat_map(move |start| {
+            let left = range.end - start;
+            let mut bits = self.window(start) & if left < 64 { (1 << left) - 1 } else { u64::MAX };
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let at = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    start + at
+                })
+            })
+        })
     }
 }
 

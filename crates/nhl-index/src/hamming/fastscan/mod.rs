@@ -339,14 +339,15 @@ struct Sliced<const NB: usize> {
 /// a byte because a distance is at most `cap - 1`; the test of all `32 NB` codes at once only
 /// selects the blocks worth a closer look, and on a hit the blocks' codes are walked in ascending
 /// order, each block's lanes below the limit as the sink leaves it (whatever it returns) ANDed
-/// with its `keep` bits.
+/// with its `keep` bits. `R` says whether `keep` can exclude a code: then the selecting test
+/// looks at `keep` too.
 /// `ahead`: bytes to prefetch, shared out among the queries.
 ///
 /// # Safety
 /// The CPU has `L`'s features; `blocks.rows` holds `chunk.nibbles` rows of `NB` blocks; the
 /// tables of the chunk's queries hold `chunk.nibbles` positions.
 #[inline(always)]
-unsafe fn scan_blocks<L: Lanes32, const NB: usize>(
+unsafe fn scan_blocks<L: Lanes32, const NB: usize, R: Rows>(
     chunk: &mut Chunk<'_>,
     blocks: Sliced<NB>,
     ahead: Option<(*const u8, usize)>,
@@ -372,12 +373,25 @@ unsafe fn scan_blocks<L: Lanes32, const NB: usize>(
         // SAFETY: the caller's contract; query i < QCHUNK has its tables at 512 i.
         let (acc, hit) = unsafe {
             let acc = distances::<L, NB>(sliced, chunk.tables.add(512 * i), nibbles);
-            let thr = L::splat((*limit).min(cap) as u8);
-            let mut any = L::sub_sat(thr, acc[0]);
-            for &a in &acc[1..] {
-                any = L::or(any, L::sub_sat(thr, a));
-            }
-            (acc, !L::is_zero(any))
+            let hit = if R::EVERY {
+                let thr = L::splat((*limit).min(cap) as u8);
+                let mut any = L::sub_sat(thr, acc[0]);
+                for &a in &acc[1..] {
+                    any = L::or(any, L::sub_sat(thr, a));
+                }
+                !L::is_zero(any)
+            } else {
+                // With a filter, a block whose hits are all disallowed is no hit: few allowed
+                // rows leave the limit loose, and a vector test blind to `keep` would send
+                // most blocks down the code-by-code walk below.
+                let thr = (*limit).min(cap);
+                let mut any = 0;
+                for (&a, &k) in acc.iter().zip(&keep) {
+                    any |= below::<L>(a, thr) & k;
+                }
+                any != 0
+            };
+            (acc, hit)
         };
         if !hit {
             continue;
@@ -538,7 +552,7 @@ unsafe fn scan<L: Lanes32, const W: usize, const PACKED: bool, R: Rows>(f: Filte
             };
             let ahead = if c == 0 { ahead } else { None };
             // SAFETY: `sliced` now holds `nibbles` rows of SUPER blocks.
-            unsafe { scan_blocks::<L, SUPER>(&mut chunk, blocks, ahead, &mut *sink) };
+            unsafe { scan_blocks::<L, SUPER, R>(&mut chunk, blocks, ahead, &mut *sink) };
         }
     }
     for b in SUPER * supers..blocks {
@@ -588,7 +602,7 @@ unsafe fn scan<L: Lanes32, const W: usize, const PACKED: bool, R: Rows>(f: Filte
                 code0: base + first,
             };
             // SAFETY: `sliced` holds `nibbles` rows of one block.
-            unsafe { scan_blocks::<L, 1>(&mut chunk, block, None, &mut *sink) };
+            unsafe { scan_blocks::<L, 1, R>(&mut chunk, block, None, &mut *sink) };
         }
     }
 }
