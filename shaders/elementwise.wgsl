@@ -62,6 +62,7 @@ fn unary_fwd(v: f32) -> f32 {
     if OP == 9u { return sigmoid(v); }
     if OP == 10u { return p.alpha * v; }
     if OP == 11u { return v + p.alpha; }
+    if OP == 13u { return sqrt(v); }
     // 12: Clamp
     return min(max(v, p.alpha), p.beta);
 }
@@ -80,6 +81,7 @@ fn unary_grad(v: f32) -> f32 {
     if OP == 9u { let s = sigmoid(v); return s * (1.0 - s); }
     if OP == 10u { return p.alpha; }
     if OP == 11u { return 1.0; }
+    if OP == 13u { return 0.5 / sqrt(v); }
     // 12: Clamp, PyTorch's rule: the gradient passes at the bounds too.
     return select(0.0, 1.0, p.alpha <= v && v <= p.beta);
 }

@@ -23,7 +23,8 @@ use nhl_kernels::{Backend, Shape};
 use nhl_train::checkpoint::{save, CheckpointMeta};
 use nhl_train::config::{Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Protocol, Split, INPUT_SCALING};
-use nhl_train::losses::LengthLoss;
+use nhl_train::losses::params::LossParams;
+use nhl_train::losses::{BatchContext, LengthLoss};
 use nhl_train::model::NamedParam;
 use nhl_train::model::NestedHashModel;
 use nhl_train::optim::Adam;
@@ -74,7 +75,10 @@ struct Run<'a> {
     adam: Adam<CpuBackend<f32>>,
     loss: LengthLoss<CpuBackend<f32>>,
     features: <CpuBackend<f32> as Backend>::Buf,
+    /// Multi-hot labels of the training set (`N x C`).
+    labels: <CpuBackend<f32> as Backend>::Buf,
     rows: Vec<u32>,
+    bits: usize,
 }
 
 impl<'a> Run<'a> {
@@ -83,15 +87,22 @@ impl<'a> Run<'a> {
         let bits = config.bits[0];
         let model = NestedHashModel::new(be, train.dim, config.hidden, bits, config.seed)?;
         let adam = Adam::new(be, &model.params, config.lr, config.weight_decay)?;
-        let loss = LengthLoss::new(be, config.method, bits, train, config.seed, None)?;
+        let params = LossParams::resolve(config.method, &config.loss_params)?;
+        let loss = LengthLoss::new(be, &params, bits, train, config.seed, None)?;
         let features = be.upload(&train.features, Shape::new(train.len(), train.dim))?;
+        let labels = be.upload(
+            &train.label_matrix(),
+            Shape::new(train.len(), train.n_classes()),
+        )?;
         Ok(Self {
             be,
             model,
             adam,
             loss,
             features,
+            labels,
             rows: target_rows(&train.labels),
+            bits,
         })
     }
 
@@ -104,7 +115,15 @@ impl<'a> Run<'a> {
         let tape = Tape::new(be);
         let x = tape.constant(be.gather_rows(&self.features, &idx)?);
         let fwd = self.model.forward(&tape, &x)?;
-        let Some(fused) = self.loss.fused(be, fwd.codes.value(), &rows) else {
+        let labels = be.gather_rows(&self.labels, &idx)?;
+        let ctx = BatchContext {
+            idx: &idx,
+            target_rows: &rows,
+            labels: &labels,
+            bank: None,
+            epoch: 0,
+        };
+        let Some(fused) = self.loss.fused(be, fwd.codes.value(), self.bits, &ctx) else {
             bail!("CSQ has a fused objective");
         };
         let (loss, d) = fused?;
@@ -146,6 +165,7 @@ fn write(path: &Path, config: &TrainConfig, params: &[NamedParam]) -> anyhow::Re
         mode: config.mode,
         hidden: config.hidden,
         seed: config.seed,
+        loss_params: LossParams::resolve(config.method, &config.loss_params)?.to_map(),
         input_dim,
         input_scaling: INPUT_SCALING,
     };

@@ -11,7 +11,7 @@ fn parse_lower<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
 
 /// `--method`.
 pub fn parse_method(s: &str) -> Result<Method, String> {
-    parse_lower(s).map_err(|e| format!("{e}; expected csq, dpn, dsh or dhn"))
+    parse_lower(s).map_err(|e| format!("{e}; expected one of {}", Method::names()))
 }
 
 /// `--mode` (and each entry of `bench train --modes`).

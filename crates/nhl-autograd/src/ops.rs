@@ -77,6 +77,10 @@ impl<B: Backend> Tape<'_, B> {
     pub fn sigmoid(&self, x: &Tensor<B>) -> R<B> {
         self.unary(Unary::Sigmoid, x)
     }
+    /// `sqrt x`.
+    pub fn sqrt(&self, x: &Tensor<B>) -> R<B> {
+        self.unary(Unary::Sqrt, x)
+    }
     /// `min(max(x, lo), hi)`.
     pub fn clamp(&self, x: &Tensor<B>, lo: f64, hi: f64) -> R<B> {
         self.unary(Unary::Clamp { lo, hi }, x)

@@ -115,6 +115,7 @@ fn every_unary_op() {
         (Unary::LogCosh, -3.0, 3.0),
         (Unary::Square, -2.0, 2.0),
         (Unary::Sigmoid, -4.0, 4.0),
+        (Unary::Sqrt, 0.2, 3.0),
         (Unary::Scale(0.37), -1.0, 1.0),
         (Unary::AddScalar(-2.5), -1.0, 1.0),
         (Unary::Clamp { lo: -1.0, hi: 1.0 }, -2.0, 2.0),

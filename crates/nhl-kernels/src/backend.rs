@@ -113,6 +113,8 @@ pub enum Unary {
     Square,
     /// `1 / (1 + e^-x)`; `f'(x) = s(1 - s)`.
     Sigmoid,
+    /// `sqrt(x)` for `x >= 0`; `f'(x) = 1 / (2 sqrt(x))` (infinite at 0).
+    Sqrt,
     /// `alpha * x`.
     Scale(f64),
     /// `x + c`.

@@ -33,5 +33,5 @@ pub mod testing;
 
 pub use backend::{AdamStep, Backend, Binary, Reduce, Shape, Unary};
 pub use error::KernelError;
-pub use hashing::HashingOps;
+pub use hashing::{BankLoss, BankPair, HashingOps, Quantisation, COSINE_EPS};
 pub use real::Real;

@@ -38,6 +38,9 @@ pub trait Real:
     fn tanh_lanes(self) -> Self;
     /// Natural logarithm for vectorised loops, as [`Real::tanh_lanes`] is for `tanh`.
     fn ln_lanes(self) -> Self;
+    /// `e^self` for `self <= 0` in vectorised loops: `f32` uses [`crate::cpu::lanes::exp_neg`],
+    /// `f64` the exact library function.
+    fn exp_neg_lanes(self) -> Self;
     /// Square root.
     fn sqrt(self) -> Self;
     /// Absolute value.
@@ -79,7 +82,7 @@ pub trait Real:
 }
 
 macro_rules! impl_real {
-    ($t:ty, $gemm:path, $tanh_lanes:path, $ln_lanes:path) => {
+    ($t:ty, $gemm:path, $tanh_lanes:path, $ln_lanes:path, $exp_neg_lanes:path) => {
         impl Real for $t {
             #[inline(always)]
             fn from_f64(x: f64) -> Self {
@@ -107,6 +110,10 @@ macro_rules! impl_real {
             #[inline(always)]
             fn ln_lanes(self) -> Self {
                 $ln_lanes(self)
+            }
+            #[inline(always)]
+            fn exp_neg_lanes(self) -> Self {
+                $exp_neg_lanes(self)
             }
             #[inline(always)]
             fn sqrt(self) -> Self {
@@ -149,6 +156,7 @@ impl_real!(
     f32,
     matrixmultiply::sgemm,
     crate::cpu::lanes::tanh,
-    crate::cpu::lanes::ln
+    crate::cpu::lanes::ln,
+    crate::cpu::lanes::exp_neg
 );
-impl_real!(f64, matrixmultiply::dgemm, f64::tanh, f64::ln);
+impl_real!(f64, matrixmultiply::dgemm, f64::tanh, f64::ln, f64::exp);

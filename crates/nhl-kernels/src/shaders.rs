@@ -23,11 +23,14 @@ pub enum Shader {
     /// `loss.wgsl`: the fused hashing ops: the per-length objectives (CSQ, SP distillation)
     /// with their gradients, the prefix pair dots and the dominance weights.
     Loss,
+    /// `pairs.wgsl`: the pairwise objectives, against a memory bank (DSH, DHN, DBDH, DPSH,
+    /// MDSH's pair term) and DTSH's triplets within the batch.
+    Pairs,
 }
 
 impl Shader {
     /// Every shader in the registry.
-    pub const fn all() -> [Shader; 6] {
+    pub const fn all() -> [Shader; 7] {
         [
             Shader::Matmul,
             Shader::Elementwise,
@@ -35,6 +38,7 @@ impl Shader {
             Shader::Rows,
             Shader::Adam,
             Shader::Loss,
+            Shader::Pairs,
         ]
     }
 
@@ -47,6 +51,7 @@ impl Shader {
             Shader::Rows => "rows.wgsl",
             Shader::Adam => "adam.wgsl",
             Shader::Loss => "loss.wgsl",
+            Shader::Pairs => "pairs.wgsl",
         }
     }
 
@@ -68,6 +73,7 @@ impl Shader {
             Shader::Rows => with_prologue!("rows.wgsl"),
             Shader::Adam => with_prologue!("adam.wgsl"),
             Shader::Loss => with_prologue!("loss.wgsl"),
+            Shader::Pairs => with_prologue!("pairs.wgsl"),
         }
     }
 
@@ -76,12 +82,12 @@ impl Shader {
     pub const fn overrides(self) -> &'static [(&'static str, &'static [f64])] {
         const BOOLS: &[f64] = &[0.0, 1.0];
         const OPS: &[f64] = &[
-            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0,
+            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0,
         ];
         match self {
             Shader::Matmul => &[("TRANS_A", BOOLS), ("TRANS_B", BOOLS), ("HAS_BIAS", BOOLS)],
             Shader::Elementwise => &[("OP", OPS)],
-            Shader::Reduce | Shader::Rows | Shader::Adam | Shader::Loss => &[],
+            Shader::Reduce | Shader::Rows | Shader::Adam | Shader::Loss | Shader::Pairs => &[],
         }
     }
 }
@@ -102,6 +108,7 @@ pub const fn unary_code(op: Unary) -> u32 {
         Unary::Scale(_) => 10,
         Unary::AddScalar(_) => 11,
         Unary::Clamp { .. } => 12,
+        Unary::Sqrt => 13,
     }
 }
 
@@ -137,6 +144,7 @@ mod tests {
             Unary::Scale(2.0),
             Unary::AddScalar(1.0),
             Unary::Clamp { lo: -1.0, hi: 1.0 },
+            Unary::Sqrt,
         ];
         for op in unary {
             assert!(ops.contains(&(unary_code(op) as f64)), "{op:?}");

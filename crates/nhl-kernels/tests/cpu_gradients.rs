@@ -141,7 +141,7 @@ fn matmul_backward_every_transpose() {
 
 #[test]
 fn every_unary_backward() {
-    let ops: [(Unary, f64, f64); 13] = [
+    let ops: [(Unary, f64, f64); 14] = [
         (Unary::Relu, -1.0, 1.0),
         (Unary::Tanh, -2.0, 2.0),
         (Unary::Abs, -1.0, 1.0),
@@ -152,6 +152,7 @@ fn every_unary_backward() {
         (Unary::LogCosh, -4.0, 4.0),
         (Unary::Square, -2.0, 2.0),
         (Unary::Sigmoid, -6.0, 6.0),
+        (Unary::Sqrt, 0.2, 3.0),
         (Unary::Scale(-1.7), -1.0, 1.0),
         (Unary::AddScalar(0.3), -1.0, 1.0),
         (Unary::Clamp { lo: -0.5, hi: 0.25 }, -1.0, 1.0),

@@ -118,6 +118,7 @@ fn unary_ops() -> Vec<(Unary, f64, f64)> {
         (Unary::LogCosh, -20.0, 20.0),
         (Unary::Square, -3.0, 3.0),
         (Unary::Sigmoid, -20.0, 20.0),
+        (Unary::Sqrt, 0.01, 5.0),
         (Unary::Scale(1.7), -3.0, 3.0),
         (Unary::AddScalar(-0.3), -3.0, 3.0),
         (Unary::Clamp { lo: -0.5, hi: 0.7 }, -2.0, 2.0),

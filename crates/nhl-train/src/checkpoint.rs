@@ -2,9 +2,10 @@
 //!
 //! Every parameter is a rank-2 F32 tensor under its model name (`backbone.weight`, ...; in mode
 //! `single` one model per length, prefixed `b{bits}.`). The safetensors metadata carries, as
-//! strings, the format version, what training used (lengths, method, mode, hidden width, seed)
-//! and what encoding new items needs besides the tensors (input width, input scaling), so that a
-//! checkpoint can be checked against the model it is loaded into and used on its own.
+//! strings, the format version, what training used (lengths, method, mode, hidden width, seed,
+//! the loss's hyper-parameters) and what encoding new items needs besides the tensors (input
+//! width, input scaling), so that a checkpoint can be checked against the model it is loaded into
+//! and used on its own.
 //!
 //! | key | value |
 //! |---|---|
@@ -13,6 +14,7 @@
 //! | `method`, `mode` | the base loss and NHL mode (`csq`, `full`, ...) |
 //! | `hidden` | the backbone's hidden width |
 //! | `seed` | the run seed |
+//! | `loss_params` | the loss's hyper-parameters, `name=value,...` (optional: empty when absent) |
 //! | `input_dim` | features per item |
 //! | `input_scaling` | how stored features become inputs ([`InputScaling`], `uint8/255`) |
 //!
@@ -20,7 +22,7 @@
 //! `backbone.weight` tensor, and its scaling is `uint8/255`, the only rule version 1 was ever
 //! written with.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use safetensors::tensor::TensorView;
@@ -40,7 +42,7 @@ pub const FORMAT_VERSION: &str = "2";
 pub const FORMAT_VERSION_1: &str = "1";
 
 /// What a checkpoint was trained with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointMeta {
     /// Code lengths, increasing.
     pub bits: Vec<usize>,
@@ -52,6 +54,9 @@ pub struct CheckpointMeta {
     pub hidden: usize,
     /// Run seed.
     pub seed: u64,
+    /// The loss's hyper-parameters by name (stored as `name=value,...`; empty in a checkpoint
+    /// written without them).
+    pub loss_params: BTreeMap<String, f64>,
 
     // What encoding needs besides the tensors.
     /// Features per item (the backbone's input width).
@@ -143,6 +148,10 @@ pub fn save<'a>(
         ("mode".to_string(), enum_name(&meta.mode)),
         ("hidden".to_string(), meta.hidden.to_string()),
         ("seed".to_string(), meta.seed.to_string()),
+        (
+            "loss_params".to_string(),
+            loss_params_text(&meta.loss_params),
+        ),
     ]);
     // What encoding needs besides the tensors.
     metadata.extend([
@@ -156,6 +165,24 @@ pub fn save<'a>(
     let bytes = sorted_header(bytes).map_err(format)?;
     write_atomic(path, &bytes)?;
     Ok(())
+}
+
+/// `name=value` pairs in name order, comma-separated (Rust's shortest round-trip formatting of
+/// each value, so that [`parse_loss_params`] reads back the same numbers).
+fn loss_params_text(params: &BTreeMap<String, f64>) -> String {
+    let pairs: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    pairs.join(",")
+}
+
+/// The inverse of [`loss_params_text`]; `None` when an entry is not `name=number`.
+fn parse_loss_params(text: &str) -> Option<BTreeMap<String, f64>> {
+    text.split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 /// The serialised file with the keys of its JSON header in sorted order, so that the same
@@ -258,12 +285,17 @@ pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
         .map(|b| b.parse().ok().filter(|b| (1..=1024).contains(b)))
         .collect::<Option<Vec<usize>>>()
         .ok_or_else(|| meta_err("bits", lengths, bits_s))?;
-    let method_s = field("method", "csq, dpn, dsh or dhn")?;
-    let method =
-        parse_enum(method_s).ok_or_else(|| meta_err("method", "csq, dpn, dsh or dhn", method_s))?;
+    let methods = Method::names();
+    let method_s = field("method", &methods)?;
+    let method = parse_enum(method_s).ok_or_else(|| meta_err("method", &methods, method_s))?;
     let mode_s = field("mode", "a mode name")?;
     let mode = parse_enum(mode_s)
         .ok_or_else(|| meta_err("mode", "full, nested, distill, adaptive or single", mode_s))?;
+    let loss_params = match metadata.get("loss_params") {
+        None => BTreeMap::new(),
+        Some(text) => parse_loss_params(text)
+            .ok_or_else(|| meta_err("loss_params", "comma-separated name=value pairs", text))?,
+    };
     let hidden = parse_width("hidden")?;
     let seed = parse_num("seed")?;
     let mut params = Vec::new();
@@ -325,6 +357,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
         mode,
         hidden,
         seed,
+        loss_params,
         input_dim,
         input_scaling,
     };
@@ -356,6 +389,7 @@ mod tests {
             mode: Mode::Single,
             hidden: 3,
             seed: 42,
+            loss_params: BTreeMap::from([("m".into(), 1.0), ("p".into(), 0.1 + 0.2)]),
             input_dim: 5,
             input_scaling: InputScaling::Uint8Unit,
         }
@@ -460,6 +494,16 @@ mod tests {
             "{e}"
         );
 
+        md.insert("loss_params".into(), "alpha=x".into());
+        std::fs::write(
+            &path,
+            safetensors::serialize([("w", view.clone())], Some(md.clone())).unwrap(),
+        )
+        .unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("loss_params") && e.contains("alpha=x"), "{e}");
+
+        md.remove("loss_params");
         md.insert("method".into(), "sgd".into());
         std::fs::write(
             &path,

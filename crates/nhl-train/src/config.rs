@@ -1,12 +1,16 @@
-//! What a training run is asked to do: method, NHL mode, lengths and optimiser settings.
+//! What a training run is asked to do: method, NHL mode, lengths, the loss's hyper-parameters
+//! and optimiser settings.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The base hashing loss (docs/METHOD.md section 5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The base hashing loss (docs/METHOD.md section 5); its hyper-parameters are listed by
+/// [`crate::losses::params::specs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
-    /// Central similarity quantisation (Hadamard centres, BCE on `tanh`), lambda = 1e-4.
+    /// Central similarity quantisation: BCE of `tanh(u)` against Hadamard hash centres.
     Csq,
     /// Deep polarisation network: hinge `max(0, m - u * t)` against class target vectors.
     Dpn,
@@ -14,9 +18,87 @@ pub enum Method {
     Dsh,
     /// Deep hashing network: pairwise likelihood against a memory bank plus log-cosh quantisation.
     Dhn,
+    /// Deep balanced discrete hashing: DHN's likelihood on clamped codes plus a bit-balance term.
+    Dbdh,
+    /// Deep pairwise-supervised hashing: DHN's likelihood plus a sign quantisation term.
+    Dpsh,
+    /// HashNet: class-balanced pairwise likelihood of `tanh(scale u)` within the batch, the
+    /// scale growing with the epochs (continuation).
+    Hashnet,
+    /// Deep Cauchy hashing: Cauchy cross-entropy of cosine distances within the batch.
+    Dch,
+    /// Deep triplet supervised hashing: triplet likelihood within the batch.
+    Dtsh,
+    /// LCDSH: pairwise likelihood within the batch plus agreement with the sign codes' similarity.
+    Lcdsh,
+    /// SHCIR: softmax over cosine similarities to class centres, single-label data only.
+    Shcir,
+    /// MDSH: multi-label BCE over cosine similarities to class centres, and a delayed pair term
+    /// against a bank of a momentum model's codes.
+    Mdsh,
 }
 
-/// Which CSQ hash centres a run uses (docs/PROTOCOL.md, "CSQ hash centres").
+impl Method {
+    /// Every method, in the order the documents list them.
+    pub const ALL: [Method; 12] = [
+        Method::Csq,
+        Method::Dpn,
+        Method::Dsh,
+        Method::Dhn,
+        Method::Dbdh,
+        Method::Dpsh,
+        Method::Hashnet,
+        Method::Dch,
+        Method::Dtsh,
+        Method::Lcdsh,
+        Method::Shcir,
+        Method::Mdsh,
+    ];
+
+    /// The lowercase name of the flags, `metrics.json` and checkpoints (`csq`, `hashnet`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Csq => "csq",
+            Method::Dpn => "dpn",
+            Method::Dsh => "dsh",
+            Method::Dhn => "dhn",
+            Method::Dbdh => "dbdh",
+            Method::Dpsh => "dpsh",
+            Method::Hashnet => "hashnet",
+            Method::Dch => "dch",
+            Method::Dtsh => "dtsh",
+            Method::Lcdsh => "lcdsh",
+            Method::Shcir => "shcir",
+            Method::Mdsh => "mdsh",
+        }
+    }
+
+    /// The distillation weight `lambda_D` of a run that does not set one (docs/METHOD.md section
+    /// 3): 1 (the protocol's), except 0.1 (the reference's command-line default) for the losses
+    /// built on the bank likelihood (DHN, DBDH, DPSH). Their gradient is linear in the bank's
+    /// codes, so it vanishes near the zero codes training starts from, where the scale-free
+    /// distillation's gradient is largest; at weight 1 the distillation wins that start and
+    /// collapses the short codes onto one code (docs/METHOD.md Q16).
+    pub fn default_distill_weight(self) -> f32 {
+        match self {
+            Method::Dhn | Method::Dbdh | Method::Dpsh => 0.1,
+            _ => 1.0,
+        }
+    }
+
+    /// Every method's name, comma-separated, for messages.
+    pub fn names() -> String {
+        Method::ALL.map(Method::name).join(", ")
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which hash centres a run of CSQ, SHCIR or MDSH uses (docs/PROTOCOL.md, "CSQ hash centres").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Centres {
@@ -95,6 +177,10 @@ pub struct TrainConfig {
     /// independent centres per length.
     #[serde(default)]
     pub centres: Centres,
+    /// The loss's hyper-parameters that differ from their defaults (`--loss-param name=value`),
+    /// checked against the method's table by [`crate::losses::params::LossParams::resolve`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub loss_params: BTreeMap<String, f64>,
 }
 
 impl Default for TrainConfig {
@@ -114,6 +200,7 @@ impl Default for TrainConfig {
             reference_grad_leak: false,
             eval_every: 0,
             centres: Centres::Prefix,
+            loss_params: BTreeMap::new(),
         }
     }
 }

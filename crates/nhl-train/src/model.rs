@@ -204,6 +204,35 @@ impl<B: Backend> NestedHashModel<B> {
         Ok(())
     }
 
+    /// A copy with parameters of its own (not shared with `self`): MDSH's momentum model starts as
+    /// one.
+    pub fn duplicate(&self, backend: &B) -> Result<Self, TrainError> {
+        let mut params = Params::new();
+        for (_, p) in self.params.iter() {
+            let copy = backend.upload(&backend.download(&p.value)?, backend.shape(&p.value))?;
+            params.add(&p.name, copy)?;
+        }
+        Ok(Self { params, ..*self })
+    }
+
+    /// Moves every parameter towards `source`'s: `p <- p + (1 - momentum) (p_source - p)`, that is
+    /// `momentum p + (1 - momentum) p_source` (a momentum model's update), in place.
+    pub fn follow(
+        &mut self,
+        backend: &B,
+        source: &NestedHashModel<B>,
+        momentum: f64,
+    ) -> Result<(), TrainError> {
+        let ids: Vec<ParamId> = self.params.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            let target = &source.params.get(id).value;
+            let p = self.params.get_mut(id);
+            let step = backend.binary(nhl_kernels::Binary::Sub, target, &p.value)?;
+            backend.add_prefix_scaled(&mut p.value, 0, &step, (1.0 - momentum) as f32)?;
+        }
+        Ok(())
+    }
+
     /// Every parameter copied to the host, names prefixed with `prefix`.
     pub fn export(&self, backend: &B, prefix: &str) -> Result<Vec<NamedParam>, TrainError> {
         self.params

@@ -1,5 +1,5 @@
 //! Every length's objective and output gradient from the one shared output, with the
-//! long-to-short cascade self-distillation (docs/METHOD.md section 3). The dominance weights that
+//! long-to-short cascade self-distillation (NHL-SPEC section 3). The dominance weights that
 //! combine the gradients are in [`crate::weighting`].
 
 use nhl_autograd::Tape;
@@ -7,7 +7,7 @@ use nhl_kernels::{Backend, HashingOps, KernelError, Shape};
 use rayon::prelude::*;
 
 use crate::error::TrainError;
-use crate::losses::{BatchContext, LengthLoss};
+use crate::losses::{bank_terms, BatchContext, LengthLoss};
 
 /// The floor of the row norms in the distillation's Gram normalisation.
 const SP_EPS: f32 = 1e-12;
@@ -20,13 +20,14 @@ pub struct LengthGradients<B: Backend> {
     pub d: Vec<B::Buf>,
 }
 
-/// `J_k` and `D_k` of every length `bits[k]` from the shared output `codes` (`n x B`), by the
-/// fused kernels: [`HashingOps::csq_objective`] for CSQ (the other losses on a small tape of
-/// their own) and [`HashingOps::sp_distill`], each reading its prefix of `U` in place.
+/// `J_k` and `D_k` of every length `bits[k]` from the shared output `codes` (`n x B`): the
+/// memory-bank terms of all lengths at once ([`bank_terms`]), the rest of each length's loss by a
+/// fused kernel where it has one ([`LengthLoss::fused`]) or on a small tape of its own, and the
+/// distillation by [`HashingOps::sp_distill`], each reading its prefix of `U` in place.
 ///
 /// `J_k` depends only on `U_k` (the first `b_k` columns) and on a detached `U_{k+1}`, so `D_k` is
-/// exact without `K` backward passes (docs/METHOD.md 2.4). With `distill_weight = Some(lambda_D)`,
-/// `J_k` adds `lambda_D SP(U_k, sg(U_{k+1}))` for every `k < K` (section 3).
+/// exact without `K` backward passes (docs/METHOD.md 2.4). With `distill_weight =
+/// Some(lambda_D)`, `J_k` adds `lambda_D SP(U_k, sg(U_{k+1}))` for every `k < K` (section 3).
 pub fn length_gradients<B: HashingOps>(
     be: &B,
     losses: &[LengthLoss<B>],
@@ -42,6 +43,7 @@ pub fn length_gradients<B: HashingOps>(
         }
         .into());
     }
+    let banked = bank_terms(be, losses, bits, codes, ctx)?;
     // Each length's objective and gradients are independent of the others' (the teacher is read,
     // never written): on a backend that runs parallel calls in parallel they are computed on
     // rayon's pool, then combined in length order exactly as one thread would.
@@ -56,9 +58,19 @@ pub fn length_gradients<B: HashingOps>(
     };
     let mut objectives = be.zeros(Shape::new(1, bits.len()))?;
     let mut d = Vec::with_capacity(bits.len());
-    for (k, terms) in terms.into_iter().enumerate() {
-        let mut dk = terms.grad;
-        be.add_prefix_scaled(&mut objectives, k, &terms.base, 1.0)?;
+    for (k, (terms, bank)) in terms.into_iter().zip(banked).enumerate() {
+        let mut dk = None;
+        for (j, g) in terms.own.into_iter().chain(bank) {
+            be.add_prefix_scaled(&mut objectives, k, &j, 1.0)?;
+            match &mut dk {
+                None => dk = Some(g),
+                Some(sum) => be.add_prefix_scaled(sum, 0, &g, 1.0)?,
+            }
+        }
+        let mut dk = dk.ok_or_else(|| KernelError::Shape {
+            op: "length_gradients",
+            detail: format!("the loss of length {} has no term", bits[k]),
+        })?;
         if let (Some(weight), Some((sp, dsp))) = (distill_weight, terms.distill) {
             be.add_prefix_scaled(&mut objectives, k, &sp, weight as f32)?;
             be.add_prefix_scaled(&mut dk, 0, &dsp, weight as f32)?;
@@ -70,10 +82,9 @@ pub fn length_gradients<B: HashingOps>(
 
 /// One length's terms before they are combined.
 struct LengthTerms<B: Backend> {
-    /// The base objective `L_k` (`1 x 1`).
-    base: B::Buf,
-    /// `dL_k / dU_k` (`n x b_k`).
-    grad: B::Buf,
+    /// The base objective without its memory-bank term and the gradient `dL_k / dU_k`
+    /// (`n x b_k`); `None` for a loss that is all bank term.
+    own: Option<(B::Buf, B::Buf)>,
     /// With distillation and `k < K`: `SP(U_k, sg(U_{k+1}))` and its gradient.
     distill: Option<(B::Buf, B::Buf)>,
 }
@@ -90,29 +101,29 @@ fn length_terms<B: HashingOps>(
     distill_weight: Option<f64>,
 ) -> Result<LengthTerms<B>, TrainError> {
     let b = bits[k];
-    let (j, dk) = match loss.fused(be, codes, ctx.target_rows) {
-        Some(fused) => fused?,
+    let own = match loss.fused(be, codes, b, ctx) {
+        Some(fused) => Some(fused?),
         None => {
             let tape = Tape::new(be);
             let leaf = tape.leaf(prefix(be, codes, b)?);
-            let j = loss.eval(&tape, &leaf, ctx)?;
-            let grads = tape.backward(&j)?;
-            let dk = match grads.get(&leaf) {
-                Some(g) => g.clone(),
-                None => be.zeros(leaf.shape())?,
-            };
-            (j.value().clone(), dk)
+            match loss.eval_terms(&tape, &leaf, ctx, false)? {
+                Some(j) => {
+                    let grads = tape.backward(&j)?;
+                    let dk = match grads.get(&leaf) {
+                        Some(g) => g.clone(),
+                        None => be.zeros(leaf.shape())?,
+                    };
+                    Some((j.value().clone(), dk))
+                }
+                None => None,
+            }
         }
     };
     let distill = match (distill_weight, bits.get(k + 1)) {
         (Some(_), Some(&teacher)) => Some(be.sp_distill(codes, b, teacher, SP_EPS)?),
         _ => None,
     };
-    Ok(LengthTerms {
-        base: j,
-        grad: dk,
-        distill,
-    })
+    Ok(LengthTerms { own, distill })
 }
 
 /// The first `bits` columns of `codes` as their own buffer (the whole buffer when it is that wide).
@@ -188,66 +199,112 @@ mod tests {
         tape.scale(&tape.sum_all(&tape.square(&diff)?)?, 1.0 / (n * n))
     }
 
-    /// The fused path (CSQ and SP kernels) gives the tape path's objectives and `D_k`, for CSQ
-    /// (both fused) and DPN (base loss on a tape, SP fused), with and without distillation.
+    /// The training path (fused CSQ, DTSH, bank and SP kernels, the rest on small tapes) gives
+    /// the tape path's objectives and `D_k` for every method, on single-label and multi-label
+    /// data, with and without distillation, at epochs before and after MDSH's pair term starts.
     #[test]
     fn fused_objectives_equal_the_tape_objectives() {
         use crate::config::Method;
         use crate::data::Dataset;
+        use crate::losses::params::LossParams;
+        use crate::losses::Bank;
         use nhl_index::eval::Labels;
 
         let cpu = CpuBackend::<f64>::new();
-        let (items, n, bits) = (12usize, 9usize, [4usize, 8, 16]);
-        let train = Dataset {
-            features: vec![0.0; items],
-            dim: 1,
-            labels: Labels::Single((0..items as u32).map(|i| i % 4).collect()),
-            n_classes: 4,
+        let (items, n, classes, bits) = (12usize, 9usize, 4usize, [4usize, 8, 16]);
+        let multi = Labels::Multi {
+            n_classes: classes,
+            rows: (0..items)
+                .map(|i| match i % 5 {
+                    0 => vec![],
+                    1 => vec![0, 3],
+                    r => vec![r as u32 - 1],
+                })
+                .collect(),
         };
+        let single = Labels::Single((0..items as u32).map(|i| i % classes as u32).collect());
         let batch = [3, 0, 11, 5, 5, 7, 1, 9, 2];
-        let idx = cpu.upload_idx(&batch).unwrap();
-        let rows = crate::targets::target_rows(&train.labels);
-        let target_rows = cpu.upload_idx(&batch.map(|i| rows[i as usize])).unwrap();
-        let labels = cpu.zeros(Shape::new(n, 4)).unwrap();
-        let ctx = BatchContext {
-            idx: &idx,
-            target_rows: &target_rows,
-            labels: &labels,
-            bank: None,
-        };
         let codes = cpu
             .upload(&random_vec(77, n * 16, -2.0, 2.0), Shape::new(n, 16))
             .unwrap();
-        for method in [Method::Csq, Method::Dpn] {
-            let losses: Vec<_> = bits
+        for labels in [single, multi] {
+            let train = Dataset {
+                features: vec![0.0; items],
+                dim: 1,
+                labels,
+                n_classes: classes,
+            };
+            let label_rows = train.label_matrix();
+            let batch_labels: Vec<f64> = batch
                 .iter()
-                .map(|&b| LengthLoss::new(&cpu, method, b, &train, 5, None).unwrap())
+                .flat_map(|&i| label_rows[i * classes..(i + 1) * classes].to_vec())
+                .map(f64::from)
                 .collect();
-            for distill in [None, Some(0.75)] {
-                let fused = length_gradients(&cpu, &losses, &bits, &codes, &ctx, distill).unwrap();
-                let tape = tape_gradients(&cpu, &losses, &bits, &codes, &ctx, distill).unwrap();
-                let what = format!("{method:?} distill {distill:?}");
-                let objectives = cpu.download(&fused.objectives).unwrap();
-                assert!(
-                    objectives.iter().all(|&j| j > 0.0),
-                    "{what}: {objectives:?}"
-                );
-                assert_close(
-                    &format!("{what} objectives"),
-                    &objectives,
-                    &cpu.download(&tape.objectives).unwrap(),
-                    1e-14,
-                    1e-12,
-                );
-                for (k, (f, t)) in fused.d.iter().zip(&tape.d).enumerate() {
-                    assert_eq!(cpu.shape(f), Shape::new(n, bits[k]));
+            let idx = cpu.upload_idx(&batch.map(|i| i as u32)).unwrap();
+            let rows = crate::targets::target_rows(&train.labels);
+            let target_rows = cpu.upload_idx(&batch.map(|i| rows[i])).unwrap();
+            let labels = cpu.upload(&batch_labels, Shape::new(n, classes)).unwrap();
+            let mut bank = Bank::new(&cpu, items, 16, classes).unwrap();
+            let all: Vec<u32> = (0..items as u32).collect();
+            let bank_labels: Vec<f64> = label_rows.iter().map(|&v| f64::from(v)).collect();
+            bank.update(
+                &cpu,
+                &cpu.upload_idx(&all).unwrap(),
+                &cpu.upload(
+                    &random_vec(78, items * 16, -1.5, 1.5),
+                    Shape::new(items, 16),
+                )
+                .unwrap(),
+                &cpu.upload(&bank_labels, Shape::new(items, classes))
+                    .unwrap(),
+            )
+            .unwrap();
+            for method in Method::ALL {
+                if method == Method::Shcir && matches!(train.labels, Labels::Multi { .. }) {
+                    continue;
+                }
+                let params = LossParams::defaults(method);
+                let losses: Vec<_> = bits
+                    .iter()
+                    .map(|&b| LengthLoss::new(&cpu, &params, b, &train, 5, None).unwrap())
+                    .collect();
+                for (epoch, distill) in [(0, None), (9, Some(0.75)), (25, None)] {
+                    let ctx = BatchContext {
+                        idx: &idx,
+                        target_rows: &target_rows,
+                        labels: &labels,
+                        bank: Some(&bank),
+                        epoch,
+                    };
+                    let fused =
+                        length_gradients(&cpu, &losses, &bits, &codes, &ctx, distill).unwrap();
+                    let tape = tape_gradients(&cpu, &losses, &bits, &codes, &ctx, distill).unwrap();
+                    let what = format!(
+                        "{method} epoch {epoch} distill {distill:?} multi {}",
+                        matches!(train.labels, Labels::Multi { .. })
+                    );
+                    let objectives = cpu.download(&fused.objectives).unwrap();
+                    assert!(
+                        objectives.iter().all(|j| j.is_finite()),
+                        "{what}: {objectives:?}"
+                    );
                     assert_close(
-                        &format!("{what} D_{k}"),
-                        &cpu.download(f).unwrap(),
-                        &cpu.download(t).unwrap(),
-                        1e-15,
+                        &format!("{what} objectives"),
+                        &objectives,
+                        &cpu.download(&tape.objectives).unwrap(),
+                        1e-13,
                         1e-11,
                     );
+                    for (k, (f, t)) in fused.d.iter().zip(&tape.d).enumerate() {
+                        assert_eq!(cpu.shape(f), Shape::new(n, bits[k]));
+                        assert_close(
+                            &format!("{what} D_{k}"),
+                            &cpu.download(f).unwrap(),
+                            &cpu.download(t).unwrap(),
+                            1e-14,
+                            1e-10,
+                        );
+                    }
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The record of a run: `metrics.json` (read back by `cargo xtask eval`) and `report.svg`, a
 //! hand-drawn two-panel figure (mAP against code length; loss against epoch).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -110,6 +111,9 @@ pub struct RunMetrics {
     /// The full training configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<TrainConfig>,
+    /// Every hyper-parameter of the loss by name, defaults included.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub loss_params: BTreeMap<String, f64>,
     /// mAP@ALL per length at every validation during training (`--eval-every`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validations: Vec<ValidationRecord>,
@@ -512,6 +516,7 @@ mod tests {
             n_train: Some(5000),
             n_database: Some(9000),
             config: Some(TrainConfig::default()),
+            loss_params: BTreeMap::from([("lambda".into(), 1e-4)]),
             validations: vec![ValidationRecord {
                 epoch: 2,
                 map: NumMap(vec![(8, 0.4), (16, 0.5)]),

@@ -229,12 +229,7 @@ impl<B: HashingOps<Elem = f32>> ModelRun<'_, B> {
             tensors.extend("adam.m.", [download(be, name, m)?]);
             tensors.extend("adam.v.", [download(be, name, v)?]);
         }
-        if let Some(bank) = &self.bank {
-            tensors.extend("bank.", bank.save_state(be)?);
-        }
-        for (bits, loss) in self.bits.iter().zip(&self.losses) {
-            tensors.extend(&format!("loss.{bits}."), loss.save_state(be)?);
-        }
+        tensors.extend("loss.", self.losses.save_state(be)?);
         Ok(tensors)
     }
 
@@ -265,13 +260,8 @@ impl<B: HashingOps<Elem = f32>> ModelRun<'_, B> {
             tensors.restore(be, &format!("adam.v.{name}"), v)?;
         }
         self.adam.set_step_count(state.position.adam_step);
-        if let Some(bank) = &mut self.bank {
-            bank.load_state(be, &StateTensors::from(tensors.with_prefix("bank.")))?;
-        }
-        for (bits, loss) in self.bits.iter().zip(&mut self.losses) {
-            let own = StateTensors::from(tensors.with_prefix(&format!("loss.{bits}.")));
-            loss.load_state(be, &own)?;
-        }
+        let own = StateTensors::from(tensors.with_prefix("loss."));
+        self.losses.load_state(be, &own)?;
         self.shuffle = SplitMix64::new(state.position.shuffle);
         self.monitor = state.position.monitor;
         Ok(())

@@ -8,20 +8,21 @@ use nhl_index::Codes;
 use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::{HashingOps, Real, Shape};
 
-use crate::config::{Centres, Method, TrainConfig};
+use crate::config::{Method, TrainConfig};
 use crate::data::{Dataset, Split};
 use crate::divergence::{check_collapse, check_feature_scale, Advice, BatchAt, LossMonitor};
 use crate::encoder::ENCODE_BATCH;
 use crate::error::TrainError;
 use crate::limits::{Footprint, Placement};
-use crate::losses::{Bank, BatchContext, LengthLoss};
+use crate::losses::params::LossParams;
+use crate::losses::{BatchContext, LossSet};
 use crate::metrics::evaluate_lengths;
 use crate::model::{NamedParam, NestedHashModel};
 use crate::nhl::{length_gradients, LengthGradients};
 use crate::optim::Adam;
 use crate::run_loop::{train_resumable, Control, EpochEnd};
 use crate::step_phases::{Phase, PhaseClock, StepPhases};
-use crate::targets::{csq_prefix_centres, target_rows};
+use crate::targets::target_rows;
 use crate::weighting::GradientProducts;
 
 /// Stream separation for the shuffling generator, so that it never replays the init draws.
@@ -164,6 +165,7 @@ pub fn validate_config(config: &TrainConfig) -> Result<(), TrainError> {
     if config.hidden == 0 {
         return Err(config_error("--hidden", "must be at least 1"));
     }
+    LossParams::resolve(config.method, &config.loss_params)?;
     Ok(())
 }
 
@@ -180,6 +182,9 @@ pub fn validate(config: &TrainConfig, split: &Split) -> Result<(), TrainError> {
                 split.train.len()
             ),
         });
+    }
+    if config.method == Method::Shcir {
+        single_positive_class(&split.train)?;
     }
     for (name, set) in [("query", &split.query), ("database", &split.database)] {
         if set.dim != split.train.dim {
@@ -205,6 +210,33 @@ pub struct Checks {
     /// end before the shortest codes separate the items, so this is the caller's choice;
     /// `cargo xtask train` makes it.
     pub collapse: bool,
+}
+
+/// SHCIR's loss takes one positive class per item (docs/METHOD.md 5.11): training data where an
+/// item has another number of classes, or with fewer than two classes, is refused.
+fn single_positive_class(train: &Dataset) -> Result<(), TrainError> {
+    let refuse = |why: String| {
+        Err(config_error(
+            "--method",
+            format!(
+                "shcir cannot train on this data: {why}; its loss compares each item's one \
+                 positive class with the others (a softmax over the class centres), so it needs \
+                 single-label data with at least two classes"
+            ),
+        ))
+    };
+    if train.n_classes() < 2 {
+        return refuse(format!("the data have {} class", train.n_classes()));
+    }
+    if let nhl_index::eval::Labels::Multi { rows, .. } = &train.labels {
+        if let Some((item, classes)) = rows.iter().enumerate().find(|(_, r)| r.len() != 1) {
+            return refuse(format!(
+                "training item {item} has {} classes (multi-label data)",
+                classes.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Trains the model(s) that `config` asks for on `split.train` and encodes the query and
@@ -281,8 +313,7 @@ pub(crate) struct ModelRun<'a, B: HashingOps<Elem = f32>> {
     pub(crate) bits: Vec<usize>,
     pub(crate) model: NestedHashModel<B>,
     pub(crate) adam: Adam<B>,
-    pub(crate) losses: Vec<LengthLoss<B>>,
-    pub(crate) bank: Option<Bank<B>>,
+    pub(crate) losses: LossSet<B>,
     pub(crate) train_features: B::Buf,
     pub(crate) train_labels: B::Buf,
     /// Each training item's row in the losses' target tables.
@@ -309,25 +340,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         let model =
             NestedHashModel::new(backend, train.dim, config.hidden, code_bits, config.seed)?;
         let adam = Adam::new(backend, &model.params, config.lr, config.weight_decay)?;
-        let long_centres = (config.centres == Centres::Prefix && config.method == Method::Csq)
-            .then(|| csq_prefix_centres(bits, train.n_classes(), config.seed));
-        let losses = bits
-            .iter()
-            .map(|&b| {
-                let prefix_of = long_centres.as_deref().map(|c| (c, code_bits));
-                LengthLoss::new(backend, config.method, b, train, config.seed, prefix_of)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let bank = if config.method.needs_bank() {
-            Some(Bank::new(
-                backend,
-                train.len(),
-                code_bits,
-                train.n_classes(),
-            )?)
-        } else {
-            None
-        };
+        let losses = LossSet::new(backend, config, train, bits, &model)?;
         let train_features = backend.upload(&train.features, Shape::new(train.len(), train.dim))?;
         let train_labels = backend.upload(
             &train.label_matrix(),
@@ -340,7 +353,6 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
             model,
             adam,
             losses,
-            bank,
             train_features,
             train_labels,
             target_rows: target_rows(&train.labels),
@@ -392,7 +404,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         let mut pending: Option<(B::Buf, usize)> = None;
         let mut stopped = false;
         for indices in order.chunks(self.config.batch_size).skip(skip) {
-            let objectives = self.step(indices)?;
+            let objectives = self.step(indices, epoch)?;
             let be = self.backend;
             let (slots, used) = match &mut pending {
                 Some(p) => p,
@@ -425,9 +437,9 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         })
     }
 
-    /// One optimiser step on the batch `indices`; returns the `1 x K` objectives `J_k`, still on
-    /// the device.
-    fn step(&mut self, indices: &[u32]) -> Result<B::Buf, TrainError> {
+    /// One optimiser step on the batch `indices` in epoch `epoch` (from 0); returns the `1 x K`
+    /// objectives `J_k`, still on the device.
+    fn step(&mut self, indices: &[u32], epoch: usize) -> Result<B::Buf, TrainError> {
         let be = self.backend;
         let mut clock = PhaseClock::start();
         let n = indices.len();
@@ -441,10 +453,16 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         let x = tape.constant(be.gather_rows(&self.train_features, &idx)?);
         let labels = be.gather_rows(&self.train_labels, &idx)?;
         let fwd = self.model.forward(&tape, &x)?;
-        if let Some(bank) = &mut self.bank {
-            // The reference writes the batch into the bank before the loss reads it.
-            bank.update(be, &idx, fwd.codes.value(), &labels)?;
-        }
+        // The reference writes the batch into the bank before the loss reads it.
+        self.losses.write_batch(
+            be,
+            &self.model,
+            x.value(),
+            &idx,
+            fwd.codes.value(),
+            &labels,
+            epoch,
+        )?;
 
         clock.lap(Phase::Forward);
 
@@ -454,7 +472,8 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
             idx: &idx,
             target_rows: &target_rows,
             labels: &labels,
-            bank: self.bank.as_ref(),
+            bank: self.losses.bank.as_ref(),
+            epoch,
         };
         let distill = self
             .config
@@ -464,7 +483,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         let objectives_of_lengths = || {
             length_gradients(
                 be,
-                &self.losses,
+                &self.losses.lengths,
                 &self.bits,
                 fwd.codes.value(),
                 &ctx,
@@ -674,7 +693,7 @@ mod tests {
                     .collect()
             };
             let before = snapshot(&run);
-            run.step(&[0, 5, 7, 10]).unwrap();
+            run.step(&[0, 5, 7, 10], 0).unwrap();
             let after = snapshot(&run);
             for (i, ((p0, v0), (p1, v1))) in before.iter().zip(&after).enumerate() {
                 assert_eq!(
@@ -682,6 +701,113 @@ mod tests {
                     "{mode:?}: parameter {i} was copied, not updated in place"
                 );
                 assert_ne!(v0, v1, "{mode:?}: parameter {i} did not change");
+            }
+        }
+    }
+
+    /// The bank holds the batch before any loss of the step reads it, as in the reference: after
+    /// a step the batch's rows hold its codes (DBDH's clamped, MDSH's momentum codes), and the
+    /// step's objectives are the losses evaluated against that bank, not against the bank as it
+    /// was before the step.
+    #[test]
+    fn a_step_writes_the_bank_before_the_losses_read_it() {
+        use crate::losses::{Bank, BatchContext};
+        use nhl_kernels::{Backend, Unary};
+
+        let split = Split {
+            name: "tiny".into(),
+            query: tiny_set(3, 1),
+            train: tiny_set(12, 2),
+            database: tiny_set(5, 3),
+        };
+        let cpu = CpuBackend::<f32>::new();
+        let batch = [0u32, 5, 7, 10];
+        for method in [
+            Method::Dsh,
+            Method::Dhn,
+            Method::Dbdh,
+            Method::Dpsh,
+            Method::Mdsh,
+        ] {
+            let config = TrainConfig {
+                method,
+                mode: Mode::Nested,
+                bits: vec![4, 8],
+                hidden: 16,
+                batch_size: 4,
+                loss_params: [("pair_from".to_string(), 0.0)]
+                    .into_iter()
+                    .filter(|_| method == Method::Mdsh)
+                    .collect(),
+                ..TrainConfig::default()
+            };
+            let mut run = ModelRun::new(&cpu, &split, &config, &config.bits).unwrap();
+            // Codes far from zero, so that the bank's contents move every loss.
+            let ids: Vec<_> = run.model.params.iter().map(|(id, _)| id).collect();
+            for id in ids {
+                let p = run.model.params.get_mut(id);
+                if p.name == "hash.weight" {
+                    p.value = cpu.unary(Unary::Scale(100.0), &p.value).unwrap();
+                }
+            }
+            let idx = cpu.upload_idx(&batch).unwrap();
+            let x = cpu.gather_rows(&run.train_features, &idx).unwrap();
+            let labels = cpu.gather_rows(&run.train_labels, &idx).unwrap();
+            let tape = Tape::new(&cpu);
+            let codes = tape
+                .no_grad(|| run.model.forward(&tape, &tape.constant(x.clone())))
+                .unwrap()
+                .codes
+                .value()
+                .clone();
+            let objectives = cpu.download(&run.step(&batch, 0).unwrap()).unwrap();
+            let bank = run.losses.bank.as_ref().unwrap();
+            let written = match method {
+                Method::Dbdh => cpu
+                    .unary(Unary::Clamp { lo: -1.0, hi: 1.0 }, &codes)
+                    .unwrap(),
+                Method::Mdsh => run
+                    .losses
+                    .momentum
+                    .as_ref()
+                    .unwrap()
+                    .codes(&cpu, &x)
+                    .unwrap(),
+                _ => codes.clone(),
+            };
+            assert_eq!(
+                cpu.download(&cpu.gather_rows(&bank.codes, &idx).unwrap())
+                    .unwrap(),
+                cpu.download(&written).unwrap(),
+                "{method}: the bank holds the batch"
+            );
+            let before = Bank::new(&cpu, split.train.len(), 8, 3).unwrap();
+            let value = |bank: &Bank<CpuBackend<f32>>, k: usize| -> f64 {
+                let rows = cpu.upload_idx(&batch.map(|i| i % 3)).unwrap();
+                let ctx = BatchContext {
+                    idx: &idx,
+                    target_rows: &rows,
+                    labels: &labels,
+                    bank: Some(bank),
+                    epoch: 0,
+                };
+                let tape = Tape::new(&cpu);
+                let u = tape.constant(cpu.slice_cols(&codes, 0, config.bits[k]).unwrap());
+                let j = run.losses.lengths[k].eval(&tape, &u, &ctx).unwrap();
+                f64::from(tape.to_vec(&j).unwrap()[0])
+            };
+            for (k, &objective) in objectives.iter().enumerate() {
+                let (after, stale) = (value(bank, k), value(&before, k));
+                let objective = f64::from(objective);
+                assert!(
+                    (objective - after).abs() <= 1e-5 * after.abs(),
+                    "{method} length {k}: the step's {objective} is the loss {after} against the \
+                     bank after the write"
+                );
+                assert!(
+                    (objective - stale).abs() > 1e-3 * stale.abs(),
+                    "{method} length {k}: {objective} is also the loss {stale} before the write"
+                );
             }
         }
     }

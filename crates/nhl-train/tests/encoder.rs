@@ -91,6 +91,7 @@ fn train_and_save<B: HashingOps<Elem = f32>>(
         mode: config.mode,
         hidden: config.hidden,
         seed: config.seed,
+        loss_params: Default::default(),
         input_dim: split.train.dim,
         input_scaling: INPUT_SCALING,
     };

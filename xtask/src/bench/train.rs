@@ -1,23 +1,25 @@
-//! `cargo xtask bench train`: training seconds per epoch of every mode, measured side by side in
-//! one process on one backend, with the ratios the method promises and the reference's times.
+//! `cargo xtask bench train`: training seconds per epoch of every method and mode, measured side
+//! by side in one process on one backend, with the ratios the method promises and the reference's
+//! times.
 //!
-//! Every mode's model (and each of the five models of `single`) is built up front, then the
-//! modes take turns an epoch at a time: epoch 1 of every model, then epoch 2 of every model, and
-//! so on. A slow spell of a shared machine then falls on all modes alike, and the single / full
-//! ratio is taken within each turn, from epochs run seconds apart. A second table splits a step
-//! of each mode into its phases ([`nhl_train::step_phases`]), which shows where `full` spends
-//! the time a single-length step does not.
+//! Every (method, mode) model (and each of the five models of `single`) is built up front, then
+//! they take turns an epoch at a time: epoch 1 of every model, then epoch 2 of every model, and
+//! so on. A slow spell of a shared machine then falls on all of them alike, and the ratios (single
+//! / full of a method, one method's full epoch against the first method's) are taken within each
+//! turn, from epochs run seconds apart. A second table splits a step of each into its phases
+//! ([`nhl_train::step_phases`]), which shows where `full` spends the time a single-length step
+//! does not.
 
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::{Backend, HashingOps};
-use nhl_train::config::{Mode, TrainConfig};
+use nhl_train::config::{Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Protocol, Split};
 use nhl_train::step_phases::{Phase, StepPhases};
 use nhl_train::trainer::EpochRunner;
 
 use crate::backend_choice::BackendChoice;
 use crate::cpu_clock::process_cpu_ns;
-use crate::names::parse_mode;
+use crate::names::{parse_method, parse_mode};
 
 /// Seconds per epoch of the PyTorch reference on the `fmnist` protocol with 2 CPU threads: the
 /// training seconds of 30 epochs in docs/METHOD.md section 11 (20 s `nested`, 36 s `full`) / 30.
@@ -44,6 +46,10 @@ pub struct Args {
         value_parser = parse_mode
     )]
     modes: Vec<Mode>,
+    /// Base losses to time, comma-separated; the others' `full` epochs are compared with the
+    /// first's (e.g. `--method csq,dhn`).
+    #[arg(long, value_delimiter = ',', default_value = "csq", value_parser = parse_method)]
+    method: Vec<Method>,
 }
 
 /// One epoch of one mode (summed over the models of `single`): wall seconds, and CPU seconds of
@@ -73,18 +79,20 @@ struct ModeTimes {
     phases: StepPhases,
 }
 
-/// The epochs of every mode in `modes`, the modes taking turns epoch by epoch.
+/// The epochs of every (method, mode) in `runs`, taking turns epoch by epoch.
 fn time_interleaved<B: HashingOps<Elem = f32>>(
     backend: &B,
     split: &Split,
     epochs: usize,
-    modes: &[Mode],
+    runs: &[(Method, Mode)],
 ) -> anyhow::Result<Vec<ModeTimes>> {
-    let configs: Vec<TrainConfig> = modes
+    let configs: Vec<TrainConfig> = runs
         .iter()
-        .map(|&mode| TrainConfig {
+        .map(|&(method, mode)| TrainConfig {
+            method,
             mode,
             epochs,
+            distill_weight: method.default_distill_weight(),
             ..TrainConfig::default()
         })
         .collect();
@@ -103,9 +111,9 @@ fn time_interleaved<B: HashingOps<Elem = f32>>(
                 .collect::<anyhow::Result<Vec<_>>>()
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut times = vec![Vec::with_capacity(epochs); modes.len()];
+    let mut times = vec![Vec::with_capacity(epochs); runs.len()];
     for epoch in 0..epochs {
-        for ((mode, models), out) in modes.iter().zip(&mut runners).zip(&mut times) {
+        for (((method, mode), models), out) in runs.iter().zip(&mut runners).zip(&mut times) {
             let mut sum = EpochTime {
                 wall: 0.0,
                 cpu: Some(0.0),
@@ -123,7 +131,7 @@ fn time_interleaved<B: HashingOps<Elem = f32>>(
                     model.take_phases();
                 }
             }
-            eprintln!("epoch {}: {mode:?} {:.3} s", epoch + 1, sum.wall);
+            eprintln!("epoch {}: {method} {mode:?} {:.3} s", epoch + 1, sum.wall);
             out.push(sum);
         }
     }
@@ -146,54 +154,67 @@ fn time_interleaved<B: HashingOps<Elem = f32>>(
         .collect())
 }
 
-/// Runs the benchmark and prints the table.
+/// The median over the turns of epochs of `num`'s epoch over `den`'s, in wall and (where known)
+/// CPU time of all threads, with the wall ratio of every turn.
+fn turn_ratios(num: &ModeTimes, den: &ModeTimes) -> (f64, Option<f64>, Vec<f64>) {
+    let pairs = || num.epochs.iter().zip(&den.epochs);
+    let wall: Vec<f64> = pairs().map(|(a, b)| a.wall / b.wall).collect();
+    let cpu: Option<Vec<f64>> = pairs().map(|(a, b)| Some(a.cpu? / b.cpu?)).collect();
+    (median(wall.clone()), cpu.map(median), wall)
+}
+
+/// Runs the benchmark and prints the tables.
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.epochs == 0 {
         anyhow::bail!("--epochs must be at least 1");
     }
-    let modes = args.modes.clone();
+    let runs: Vec<(Method, Mode)> = args
+        .method
+        .iter()
+        .flat_map(|&method| args.modes.iter().map(move |&mode| (method, mode)))
+        .collect();
     let split = load_protocol(args.protocol, None)?;
     let gpu = args.backend.gpu()?;
     let (name, times) = match &gpu {
         Some(gpu) => (
             gpu.adapter().to_string(),
-            time_interleaved(gpu, &split, args.epochs, &modes)?,
+            time_interleaved(gpu, &split, args.epochs, &runs)?,
         ),
         None => {
             let cpu = CpuBackend::<f32>::new();
             (
                 cpu.name(),
-                time_interleaved(&cpu, &split, args.epochs, &modes)?,
+                time_interleaved(&cpu, &split, args.epochs, &runs)?,
             )
         }
     };
-    let wall = |m: usize| median(times[m].epochs.iter().map(|t| t.wall).collect());
-    let cpu = |m: usize| {
-        times[m]
+    let wall = |r: usize| median(times[r].epochs.iter().map(|t| t.wall).collect());
+    let cpu = |r: usize| {
+        times[r]
             .epochs
             .iter()
             .map(|t| t.cpu)
             .collect::<Option<Vec<f64>>>()
             .map(median)
     };
-    let index = |mode: Mode| modes.iter().position(|&m| m == mode);
+    let index = |method: Method, mode: Mode| runs.iter().position(|&r| r == (method, mode));
     println!(
-        "training seconds per epoch, protocol {}, backend {name}; modes interleaved epoch by \
+        "training seconds per epoch, protocol {}, backend {name}; runs interleaved epoch by \
          epoch, median of {} epochs",
         args.protocol,
         times.first().map_or(0, |t| t.epochs.len())
     );
     println!(
-        "{:<10} {:>12} {:>12} {:>14} {:>14}",
-        "mode", "s/epoch", "x nested", "CPU s/epoch", "reference s"
+        "{:<8} {:<10} {:>12} {:>12} {:>14} {:>14}",
+        "method", "mode", "s/epoch", "x nested", "CPU s/epoch", "reference s"
     );
-    for (m, &mode) in modes.iter().enumerate() {
-        let ratio =
-            index(Mode::Nested).map_or("-".to_string(), |n| format!("{:.2}", wall(m) / wall(n)));
-        let cpu = cpu(m).map_or("-".to_string(), |c| format!("{c:.3}"));
-        let reference = match mode {
-            Mode::Nested => format!("{REFERENCE_NESTED_EPOCH:.2}"),
-            Mode::Full => format!("{REFERENCE_FULL_EPOCH:.2}"),
+    for (r, &(method, mode)) in runs.iter().enumerate() {
+        let ratio = index(method, Mode::Nested)
+            .map_or("-".to_string(), |n| format!("{:.2}", wall(r) / wall(n)));
+        let cpu = cpu(r).map_or("-".to_string(), |c| format!("{c:.3}"));
+        let reference = match (method, mode) {
+            (Method::Csq, Mode::Nested) => format!("{REFERENCE_NESTED_EPOCH:.2}"),
+            (Method::Csq, Mode::Full) => format!("{REFERENCE_FULL_EPOCH:.2}"),
             _ => "-".to_string(),
         };
         let label = if mode == Mode::Single {
@@ -202,53 +223,64 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             format!("{mode:?}").to_lowercase()
         };
         println!(
-            "{label:<10} {:>12.3} {ratio:>12} {cpu:>14} {reference:>14}",
-            wall(m)
+            "{method:<8} {label:<10} {:>12.3} {ratio:>12} {cpu:>14} {reference:>14}",
+            wall(r)
         );
     }
-    if let (Some(f), Some(s)) = (index(Mode::Full), index(Mode::Single)) {
-        // The ratio within each turn of epochs, then its median.
-        let ratios: Vec<f64> = times[s]
-            .epochs
-            .iter()
-            .zip(&times[f].epochs)
-            .map(|(s, f)| s.wall / f.wall)
-            .collect();
-        let cpu_ratios: Option<Vec<f64>> = times[s]
-            .epochs
-            .iter()
-            .zip(&times[f].epochs)
-            .map(|(s, f)| Some(s.cpu? / f.cpu?))
-            .collect();
-        let cpu = cpu_ratios.map_or(String::new(), |r| {
-            format!(" ({:.2}x in CPU time of all threads)", median(r))
-        });
-        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}x")).collect();
-        println!(
-            "five single-length models / one full run, median over epochs: {:.2}x{cpu}",
-            median(ratios.clone())
-        );
-        println!("  epoch by epoch: {}", each.join(", "));
+    for &method in &args.method {
+        if let (Some(f), Some(s)) = (index(method, Mode::Full), index(method, Mode::Single)) {
+            let (wall, cpu, each) = turn_ratios(&times[s], &times[f]);
+            let cpu = cpu.map_or(String::new(), |c| {
+                format!(" ({c:.2}x in CPU time of all threads)")
+            });
+            let each: Vec<String> = each.iter().map(|r| format!("{r:.2}x")).collect();
+            println!(
+                "{method}: five single-length models / one full run, median over epochs: \
+                 {wall:.2}x{cpu}"
+            );
+            println!("  epoch by epoch: {}", each.join(", "));
+        }
     }
-    print_phases(&modes, &times);
+    let first = args.method[0];
+    if let Some(base) = index(first, Mode::Full) {
+        for &method in &args.method[1..] {
+            if let Some(f) = index(method, Mode::Full) {
+                let (wall, cpu, each) = turn_ratios(&times[f], &times[base]);
+                let cpu = cpu.map_or(String::new(), |c| format!(" ({c:.2}x in CPU time)"));
+                let each: Vec<String> = each.iter().map(|r| format!("{r:.2}x")).collect();
+                println!(
+                    "{method} full epoch / {first} full epoch, median over epochs: \
+                     {wall:.2}x{cpu}"
+                );
+                println!("  epoch by epoch: {}", each.join(", "));
+            }
+        }
+    }
+    print_phases(&runs, &times);
     Ok(())
 }
 
-/// The mean microseconds of each phase of a step, per mode (for `single`, of one of its models'
+/// The mean microseconds of each phase of a step, per run (for `single`, of one of its models'
 /// steps, the five lengths together).
-fn print_phases(modes: &[Mode], times: &[ModeTimes]) {
+fn print_phases(runs: &[(Method, Mode)], times: &[ModeTimes]) {
     println!("microseconds per step by phase (single: the mean step of its five models)");
     let header: Vec<String> = Phase::ALL
         .iter()
         .map(|p| format!("{:>11}", p.name()))
         .collect();
-    println!("{:<10}{} {:>11}", "mode", header.join(""), "step");
-    for (mode, t) in modes.iter().zip(times) {
+    println!(
+        "{:<8} {:<10}{} {:>11}",
+        "method",
+        "mode",
+        header.join(""),
+        "step"
+    );
+    for ((method, mode), t) in runs.iter().zip(times) {
         let us = t.phases.micros_per_step();
         let cells: Vec<String> = us.iter().map(|v| format!("{v:>11.0}")).collect();
         let label = format!("{mode:?}").to_lowercase();
         println!(
-            "{label:<10}{} {:>11.0}",
+            "{method:<8} {label:<10}{} {:>11.0}",
             cells.join(""),
             us.iter().sum::<f64>()
         );

@@ -5,6 +5,7 @@
 //! nothing is left behind, except a resumable directory when the run was interrupted (see
 //! `train_dir`: checkpoints after every epoch, SIGINT/SIGTERM, `--resume`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -21,6 +22,7 @@ use nhl_train::data::{
     load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit, INPUT_SCALING,
 };
 use nhl_train::limits::{physical_memory, Footprint, Placement};
+use nhl_train::losses::params::{parse_assignment, LossParams};
 use nhl_train::metrics::{evaluate_lengths, LengthMetrics, PRECISION_KS};
 use nhl_train::report::{
     format_table, write_metrics, write_svg, NumMap, RunMetrics, ValidationRecord,
@@ -82,9 +84,13 @@ pub struct Args {
     /// Number of classes of user class-index labels (default: the largest label + 1).
     #[arg(long, value_name = "C")]
     pub classes: Option<usize>,
-    /// Base loss: csq, dpn, dsh or dhn.
+    /// Base loss: csq, dpn, dsh, dhn, dbdh, dpsh, hashnet, dch, dtsh, lcdsh, shcir or mdsh.
     #[arg(long, default_value = "csq", value_parser = parse_method)]
     pub method: Method,
+    /// A hyper-parameter of the loss, NAME=VALUE (repeatable); unset ones keep their defaults
+    /// (docs/METHOD.md section 5). An unknown name or a value out of range lists the method's.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    pub loss_param: Vec<(String, f64)>,
     /// NHL mode: full, nested, distill, adaptive, or single (one model per length).
     #[arg(long, default_value = "full", value_parser = parse_mode)]
     pub mode: Mode,
@@ -107,14 +113,16 @@ pub struct Args {
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
     /// Weight of the cascade distillation term (modes distill and full).
-    #[arg(long, default_value_t = TrainConfig::default().distill_weight)]
-    pub distill_weight: f32,
+    /// Default: the method's (1, or 0.1 for dhn, dbdh and dpsh; docs/METHOD.md Q16).
+    #[arg(long)]
+    pub distill_weight: Option<f32>,
     /// Also evaluate mAP@ALL every N epochs and report each length's best (the reference's
     /// reporting, selected on the queries) beside the final figures; 0 = off.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub eval_every: usize,
-    /// CSQ hash centres: prefix (one centre per class for the longest code, the shorter centres
-    /// its prefixes; the protocol default) or independent (the reference's, drawn per length).
+    /// Hash centres of CSQ, SHCIR and MDSH: prefix (one centre per class for the longest code, the
+    /// shorter centres its prefixes; the protocol default) or independent (the reference's, drawn
+    /// per length).
     #[arg(long, default_value = "prefix", value_parser = parse_centres)]
     pub centres: Centres,
     /// Replicate the reference's leftover hash-layer gradient (docs/METHOD.md Q3) in the weighted modes.
@@ -132,9 +140,15 @@ pub struct Args {
     pub resume: Option<PathBuf>,
 }
 
-/// The training settings the flags ask for.
-fn config(args: &Args) -> TrainConfig {
-    TrainConfig {
+/// The training settings the flags ask for; `--loss-param` names given twice are an error.
+fn config(args: &Args) -> anyhow::Result<TrainConfig> {
+    let mut loss_params = BTreeMap::new();
+    for (name, value) in &args.loss_param {
+        if loss_params.insert(name.clone(), *value).is_some() {
+            bail!("--loss-param {name} is given more than once");
+        }
+    }
+    Ok(TrainConfig {
         method: args.method,
         mode: args.mode,
         bits: args.bits.clone(),
@@ -143,12 +157,15 @@ fn config(args: &Args) -> TrainConfig {
         batch_size: args.batch_size,
         lr: args.lr,
         seed: args.seed,
-        distill_weight: args.distill_weight,
+        distill_weight: args
+            .distill_weight
+            .unwrap_or_else(|| args.method.default_distill_weight()),
         reference_grad_leak: args.reference_grad_leak,
         eval_every: args.eval_every,
         centres: args.centres,
+        loss_params,
         ..TrainConfig::default()
-    }
+    })
 }
 
 /// Loads the split the flags name.
@@ -315,6 +332,7 @@ fn write_run(
             mode: config.mode,
             hidden: config.hidden,
             seed: config.seed,
+            loss_params: metrics.loss_params.clone(),
             input_dim: split.train.dim,
             input_scaling: INPUT_SCALING,
         },
@@ -355,7 +373,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (dir, args, Some(state))
         }
         None => {
-            validate_config(&config(&args))?;
+            validate_config(&config(&args)?)?;
             let out = args
                 .out
                 .clone()
@@ -388,7 +406,8 @@ fn train_and_write(
     state: Option<&TrainState>,
     dir: &mut Option<TrainDir>,
 ) -> anyhow::Result<()> {
-    let config = config(args);
+    let config = config(args)?;
+    let loss_params = LossParams::resolve(config.method, &config.loss_params)?.to_map();
     let split = load_split(args)?;
     validate(&config, &split)?;
     eprintln!(
@@ -433,6 +452,7 @@ fn train_and_write(
         n_train: Some(split.train.len()),
         n_database: Some(split.database.len()),
         config: Some(config.clone()),
+        loss_params,
         validations: outcome
             .validations
             .iter()

@@ -429,3 +429,26 @@ fn an_existing_run_is_not_overwritten() {
         "{}"
     );
 }
+
+#[test]
+fn bad_loss_params_list_the_methods_parameters() {
+    let tmp = Temp::new("lossparam");
+    let e = fails(&tmp, &["--method", "dbdh", "--loss-param", "gamma=2"]);
+    assert!(
+        e.contains("dbdh has no parameter \"gamma\"")
+            && e.contains("alpha in [0, inf)")
+            && e.contains("p in {1, 2}"),
+        "{e}"
+    );
+    let e = fails(&tmp, &["--method", "dbdh", "--loss-param", "p=3"]);
+    assert!(e.contains("p = 3 is outside {1, 2}"), "{e}");
+    let e = fails(&tmp, &["--loss-param", "lambda"]);
+    assert!(e.contains("NAME=VALUE"), "{e}");
+    let e = fails(
+        &tmp,
+        &["--loss-param", "lambda=1", "--loss-param", "lambda=2"],
+    );
+    assert!(e.contains("more than once"), "{e}");
+    let e = fails(&tmp, &["--method", "sgd"]);
+    assert!(e.contains("hashnet") && e.contains("mdsh"), "{e}");
+}

@@ -36,6 +36,14 @@ fn exp_nonpositive(y: f32) -> f32 {
     p * scale
 }
 
+/// `e^y` for `y <= 0`, clamped below at -87 (where `e^y` is below the smallest normal `f32`
+/// and the result is flushed to about 1.6e-38): the exponential of the stable forms
+/// `softplus(x) = max(x, 0) + ln(1 + e^(-|x|))` and `sigmoid`.
+#[inline(always)]
+pub fn exp_neg(y: f32) -> f32 {
+    exp_nonpositive(y.max(-87.0))
+}
+
 /// Hyperbolic tangent. For `|x| < 0.55` the odd Taylor series to `x^19` (truncation below 1e-9
 /// relative); above, `(1 - e) / (1 + e)` with `e = e^(-2|x|) <= 1/3`, which saturates to 1 in
 /// `f32` long before the clamp at `2|x| = 87`. The sign is copied from `x`; NaN stays NaN.
@@ -154,6 +162,24 @@ mod tests {
         assert_eq!(tanh(f32::INFINITY), 1.0);
         assert_eq!(tanh(f32::NEG_INFINITY), -1.0);
         assert_eq!(tanh(-0.0).to_bits(), (-0.0f32).to_bits());
+    }
+
+    #[test]
+    fn exp_neg_is_within_two_ulp_of_f64() {
+        let mut worst = (0.0, 0.0f32);
+        for y in samples()
+            .into_iter()
+            .map(|x| -x.abs())
+            .filter(|&y| y > -87.0)
+        {
+            let err = ulps(exp_neg(y), (y as f64).exp());
+            if err > worst.0 {
+                worst = (err, y);
+            }
+        }
+        assert!(worst.0 <= 2.0, "exp({}) is {} ulp off", worst.1, worst.0);
+        assert_eq!(exp_neg(0.0), 1.0);
+        assert!(exp_neg(-1000.0) < 2e-38 && exp_neg(-1000.0) >= 0.0);
     }
 
     #[test]

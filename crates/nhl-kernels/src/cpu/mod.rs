@@ -98,6 +98,11 @@ macro_rules! specialise_unary {
                 const $o: Unary = Unary::Sigmoid;
                 $body
             }
+            Unary::Sqrt => {
+                #[allow(non_upper_case_globals)]
+                const $o: Unary = Unary::Sqrt;
+                $body
+            }
             Unary::Scale(a) => {
                 let $o = Unary::Scale(a);
                 $body

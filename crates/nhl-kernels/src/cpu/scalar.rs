@@ -49,6 +49,7 @@ pub fn unary<T: Real>(op: Unary, x: T) -> T {
         }
         Unary::Square => x * x,
         Unary::Sigmoid => sigmoid(x),
+        Unary::Sqrt => x.sqrt(),
         Unary::Scale(alpha) => T::from_f64(alpha) * x,
         Unary::AddScalar(c) => x + T::from_f64(c),
         Unary::Clamp { lo, hi } => x.max(T::from_f64(lo)).min(T::from_f64(hi)),
@@ -76,6 +77,7 @@ pub fn unary_grad<T: Real>(op: Unary, x: T) -> T {
             let s = sigmoid(x);
             s * (T::one() - s)
         }
+        Unary::Sqrt => T::one() / (T::from_f64(2.0) * x.sqrt()),
         Unary::Scale(alpha) => T::from_f64(alpha),
         Unary::AddScalar(_) => T::one(),
         Unary::Clamp { lo, hi } => indicator(x >= T::from_f64(lo) && x <= T::from_f64(hi)),

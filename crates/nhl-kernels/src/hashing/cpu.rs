@@ -1,5 +1,8 @@
 //! [`HashingOps`] on the CPU backend, in plain Rust: the reference of the GPU twin in `gpu.rs`.
 
+use super::bank::{bank_dims, triplet_dims, BankLoss};
+use super::bank_cpu::{bank_objectives, BankInputs};
+use super::triplet_cpu::{dtsh_objective, TripletInputs};
 use super::{
     csq_dims, csq_row, pair_dots_dims, sp_dims, weight_index_dims, weights_dims, HashingOps,
     WeightRule,
@@ -52,6 +55,67 @@ impl<T: Real> HashingOps for CpuBackend<T> {
         Ok((
             CpuBuf::new(Shape::scalar(), vec![loss]),
             CpuBuf::new(Shape::new(n, bits), grad),
+        ))
+    }
+
+    fn bank_objectives(
+        &self,
+        u: &CpuBuf<T>,
+        bits: &[usize],
+        labels: &CpuBuf<T>,
+        bank: &CpuBuf<T>,
+        bank_labels: &CpuBuf<T>,
+        loss: &BankLoss,
+    ) -> Result<Vec<(CpuBuf<T>, CpuBuf<T>)>, KernelError> {
+        bank_dims(u.shape, bits, labels.shape, bank.shape, bank_labels.shape)?;
+        let clamped: Vec<T>;
+        let codes = if loss.clamp_unit {
+            clamped = u
+                .data
+                .iter()
+                .map(|&v| v.max(-T::one()).min(T::one()))
+                .collect();
+            &clamped
+        } else {
+            &u.data[..]
+        };
+        let inputs = BankInputs {
+            codes,
+            n: u.shape.rows,
+            width: u.shape.cols,
+            bits,
+            labels: &labels.data,
+            classes: labels.shape.cols,
+            bank: &bank.data,
+            bank_cols: bank.shape.cols,
+            bank_labels: &bank_labels.data,
+            loss: *loss,
+        };
+        Ok(bank_objectives(&inputs, &u.data, bank.shape.rows))
+    }
+
+    fn dtsh_objective(
+        &self,
+        u: &CpuBuf<T>,
+        bits: usize,
+        labels: &CpuBuf<T>,
+        alpha: f64,
+        lambda: f64,
+    ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
+        triplet_dims(u.shape, bits, labels.shape)?;
+        let (loss, grad) = dtsh_objective(&TripletInputs {
+            u: &u.data,
+            n: u.shape.rows,
+            width: u.shape.cols,
+            bits,
+            labels: &labels.data,
+            classes: labels.shape.cols,
+            alpha,
+            lambda,
+        });
+        Ok((
+            CpuBuf::new(Shape::scalar(), vec![loss]),
+            CpuBuf::new(Shape::new(u.shape.rows, bits), grad),
         ))
     }
 

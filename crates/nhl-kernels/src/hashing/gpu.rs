@@ -2,8 +2,10 @@
 //! `shaders/loss.wgsl` (and the weighted prefix add of `shaders/rows.wgsl`). Every op only
 //! records work; nothing is read back.
 
+use super::bank::{bank_dims, triplet_dims, BankLoss};
 use super::{
-    csq_dims, pair_dots_dims, sp_dims, weight_index_dims, weights_dims, HashingOps, WeightRule,
+    csq_dims, pair_dots_dims, pairs_gpu, sp_dims, weight_index_dims, weights_dims, HashingOps,
+    WeightRule,
 };
 use crate::backend::Shape;
 use crate::error::KernelError;
@@ -81,6 +83,37 @@ impl HashingOps for GpuBackend {
             [1, 1, 1],
         )?;
         Ok((loss, grad))
+    }
+
+    fn bank_objectives(
+        &self,
+        codes: &GpuBuf,
+        bits: &[usize],
+        labels: &GpuBuf,
+        bank: &GpuBuf,
+        bank_labels: &GpuBuf,
+        loss: &BankLoss,
+    ) -> Result<Vec<(GpuBuf, GpuBuf)>, KernelError> {
+        bank_dims(
+            codes.shape,
+            bits,
+            labels.shape,
+            bank.shape,
+            bank_labels.shape,
+        )?;
+        pairs_gpu::bank_objectives(self, codes, bits, labels, bank, bank_labels, loss)
+    }
+
+    fn dtsh_objective(
+        &self,
+        codes: &GpuBuf,
+        bits: usize,
+        labels: &GpuBuf,
+        alpha: f64,
+        lambda: f64,
+    ) -> Result<(GpuBuf, GpuBuf), KernelError> {
+        triplet_dims(codes.shape, bits, labels.shape)?;
+        pairs_gpu::dtsh_objective(self, codes, bits, labels, alpha, lambda)
     }
 
     fn prefix_pair_dots(

@@ -1,7 +1,7 @@
 //! The fused ops of nested-hash training, as an extension of the general tensor core:
-//! [`HashingOps`] adds to a [`Backend`] the per-length objectives (CSQ, SP distillation), the
-//! gradient products of the dominance weights, the weights themselves and the weighted gradient
-//! combine. The CPU twin of every op is in `cpu.rs`, the GPU twin in `gpu.rs`, and the shape
+//! [`HashingOps`] adds to a [`Backend`] the per-length objectives (CSQ, SP distillation, the
+//! memory-bank losses of all lengths at once, DTSH's triplets), the gradient products of the
+//! dominance weights, the weights themselves and the weighted gradient combine. The CPU twin of every op is in `cpu.rs`, the GPU twin in `gpu.rs`, and the shape
 //! checks both twins share are here, so that both refuse the same operands with the same error.
 //!
 //! The dominance-weight rule is not defined here. It belongs to training, which writes it once,
@@ -11,9 +11,15 @@
 //! (`dominance_weights` in `shaders/loss.wgsl`), so that a training step reads nothing back;
 //! the twin's parity test compares it with the rule on seeded random products.
 
+mod bank;
+mod bank_cpu;
 mod cpu;
 pub(crate) mod csq_row;
 mod gpu;
+mod pairs_gpu;
+mod triplet_cpu;
+
+pub use bank::{BankLoss, BankPair, Quantisation, COSINE_EPS};
 
 use crate::backend::{Backend, Shape};
 use crate::error::KernelError;
@@ -22,6 +28,9 @@ use crate::error::KernelError;
 /// `i <= j`, in row-major order of the upper triangle, the number of lengths `K` and the
 /// threshold `beta`, the `K` weights.
 pub type WeightRule = fn(&[f64], usize, f64) -> Vec<f64>;
+
+/// A `1 x 1` objective and its gradient with respect to the codes it was computed from.
+pub type ObjectiveAndGrad<Buf> = (Buf, Buf);
 
 /// The hashing-specific fused ops, on any [`Backend`] that implements them.
 ///
@@ -61,6 +70,45 @@ pub trait HashingOps: Backend {
         student_bits: usize,
         teacher_bits: usize,
         eps: f32,
+    ) -> Result<(Self::Buf, Self::Buf), KernelError>;
+
+    /// The memory-bank loss `loss` of every length `bits[k]` at once, with each length's gradient.
+    ///
+    /// `u` is the batch (`n x B`, read in place), `labels` its multi-hot labels (`n x C`),
+    /// `bank` the bank's codes (`N x W`, `W >= bits[K-1]`) and `bank_labels` its labels
+    /// (`N x C`), already holding this batch. Length `k` compares the first `b_k` columns of `u`
+    /// (clamped to `[-1, 1]` when `loss.clamp_unit`) with the first `b_k` columns of every bank
+    /// row, with `s_ij = 1[y_i . Y_j > 0]` ([`BankPair`] defines the pair terms). Returns, per
+    /// length, the `1 x 1` objective `J_k = loss.pair_weight * pair + loss.alpha * quantisation`
+    /// and its gradient `dJ_k/dU_k` (`n x b_k`). Nothing `n x N x b` is ever formed: the inner
+    /// products of all lengths are running sums over column blocks and each gradient is a matrix
+    /// product with the bank (see `bank.rs`).
+    fn bank_objectives(
+        &self,
+        u: &Self::Buf,
+        bits: &[usize],
+        labels: &Self::Buf,
+        bank: &Self::Buf,
+        bank_labels: &Self::Buf,
+        loss: &BankLoss,
+    ) -> Result<Vec<ObjectiveAndGrad<Self::Buf>>, KernelError>;
+
+    /// DTSH's triplet objective of one length and its gradient (docs/METHOD.md 5.9).
+    ///
+    /// `U` is the first `bits` columns of `u` (`n x B`, read in place), `labels` the batch's
+    /// multi-hot labels, `theta = U U^T` and `s_pq = 1[y_p . y_q > 0]`. An anchor `a` qualifies
+    /// with at least one similar and one dissimilar item (itself counts as similar); for each,
+    /// the mean over its similar `p` and dissimilar `q` of `softplus(-t)`,
+    /// `t = clamp(theta_ap - theta_aq - alpha, -100, 50)` (the clamp passes no gradient outside).
+    /// Returns the `1 x 1` `J = mean over qualifying anchors (0 without any) + lambda mean((U -
+    /// sign U)^2)` and `dJ/dU` (`n x bits`).
+    fn dtsh_objective(
+        &self,
+        u: &Self::Buf,
+        bits: usize,
+        labels: &Self::Buf,
+        alpha: f64,
+        lambda: f64,
     ) -> Result<(Self::Buf, Self::Buf), KernelError>;
 
     /// Every pairwise prefix dot product of stacked per-length blocks (the gradient products of

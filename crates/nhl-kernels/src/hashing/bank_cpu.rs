@@ -1,0 +1,550 @@
+//! [`HashingOps::bank_objectives`](super::HashingOps::bank_objectives) on the CPU: one pass over
+//! the bank in fixed chunks of [`CHUNK`] rows. For each chunk, the similarities and the inner
+//! products of every length (running sums over the lengths' column blocks), the per-pair terms
+//! of every length in one vectorised loop, and the chunk's share of each gradient `G_k U[:, :b_k]`
+//! by a matrix product. Chunks run on rayon's pool and are summed in chunk order, so the result
+//! does not depend on the number of threads.
+
+use rayon::prelude::*;
+
+use super::bank::{BankLoss, BankPair, Quantisation, COSINE_EPS};
+use crate::backend::{Shape, Unary};
+use crate::cpu::{scalar, CpuBuf};
+use crate::real::Real;
+
+/// Bank rows per chunk: the unit of parallel work and of the fixed summation order.
+const CHUNK: usize = 256;
+/// Below this many multiply-adds (`n N B`) the chunks run on the calling thread.
+const PAR_MIN: usize = 1 << 18;
+
+/// The operands, read in place.
+pub(super) struct BankInputs<'a, T> {
+    /// The batch codes, clamped when the loss says so: `n x width`.
+    pub codes: &'a [T],
+    pub n: usize,
+    pub width: usize,
+    pub bits: &'a [usize],
+    /// `n x classes`.
+    pub labels: &'a [T],
+    pub classes: usize,
+    /// `N x bank_cols`.
+    pub bank: &'a [T],
+    pub bank_cols: usize,
+    /// `N x classes`.
+    pub bank_labels: &'a [T],
+    pub loss: BankLoss,
+}
+
+/// What one chunk of bank rows contributes.
+struct ChunkSums<T> {
+    /// Length-major, `K x n`: the sum over the chunk's rows of each batch row's pair values.
+    values: Vec<T>,
+    /// Length-major, `K x n`: each batch row's sum of the coefficients of its own code.
+    own: Vec<T>,
+    /// The number of similar pairs.
+    similar: T,
+    /// `G_k U_chunk[:, :b_k]` of every length, `n x b_k` each, one after the other.
+    products: Vec<T>,
+}
+
+/// `C = A B` for row-major slices with explicit strides (`m x k` by `k x n`).
+///
+/// # Safety
+/// The pointers and strides must describe matrices of the stated sizes inside their buffers.
+pub(super) unsafe fn gemm<T: Real>(
+    (m, k, n): (usize, usize, usize),
+    a: *const T,
+    (rsa, csa): (usize, usize),
+    b: *const T,
+    (rsb, csb): (usize, usize),
+    c: &mut [T],
+    rsc: usize,
+) {
+    debug_assert!(c.len() >= (m - 1) * rsc + n || m == 0);
+    // SAFETY: forwarded from the caller; `c` is a writable slice of the stated extent.
+    unsafe {
+        T::gemm(
+            m,
+            k,
+            n,
+            a,
+            rsa as isize,
+            csa as isize,
+            b,
+            rsb as isize,
+            csb as isize,
+            c.as_mut_ptr(),
+            rsc as isize,
+            1,
+        )
+    }
+}
+
+/// The sum of `xs` with eight running partial sums (a loop the compiler vectorises), combined
+/// in a fixed order.
+#[inline(always)]
+pub(super) fn sum_lanes<T: Real>(xs: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    let mut total =
+        ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for &x in chunks.remainder() {
+        total += x;
+    }
+    total
+}
+
+/// `max(x, 0) + ln(1 + e^-|x|)` and `sigmoid(x)` from one exponential.
+#[inline(always)]
+pub(super) fn softplus_sigmoid<T: Real>(x: T) -> (T, T) {
+    let e = (-x.abs()).exp_neg_lanes();
+    let one = T::one();
+    let softplus = x.max(T::zero()) + (one + e).ln_lanes();
+    let sigmoid = if x >= T::zero() { one } else { e } / (one + e);
+    (softplus, sigmoid)
+}
+
+/// The per-pair terms of one batch row against the chunk's rows for one length: the pair
+/// values (into `value`), the coefficients of the bank codes (`g`) and of the row's own code
+/// (`own`). `theta` holds the inner products, `s` the similarities, `own_norm` the row's squared
+/// norm (or, for the cosine, its inverse norm), `bank_aux` the bank rows' squared norms
+/// (contrastive) or inverse norms (cosine).
+struct RowTerms<'a, T> {
+    theta: &'a [T],
+    s: &'a [T],
+    own_norm: T,
+    bank_aux: &'a [T],
+    margin: T,
+}
+
+#[inline(always)]
+fn pair_row<T: Real>(
+    pair: BankPair,
+    r: &RowTerms<'_, T>,
+    value: &mut [T],
+    g: &mut [T],
+    own: &mut [T],
+) {
+    let half = T::from_f64(0.5);
+    let one = T::one();
+    let two = T::from_f64(2.0);
+    // Equal lengths up front, so that the loops below index without bounds checks and vectorise.
+    let c = r.theta.len();
+    let (theta, s, aux) = (&r.theta[..c], &r.s[..c], &r.bank_aux[..c]);
+    let (value, g, own) = (&mut value[..c], &mut g[..c], &mut own[..c]);
+    match pair {
+        BankPair::Contrastive { .. } => {
+            for j in 0..c {
+                let d = r.own_norm + aux[j] - two * theta[j];
+                let hinge = r.margin - d;
+                let push = if hinge > T::zero() { one } else { T::zero() };
+                value[j] = half * (s[j] * d + (one - s[j]) * hinge.max(T::zero()));
+                let coef = half * (s[j] - (one - s[j]) * push);
+                g[j] = -two * coef;
+                own[j] = two * coef;
+            }
+        }
+        BankPair::Likelihood => {
+            for j in 0..c {
+                let t = half * theta[j];
+                let (sp, sig) = softplus_sigmoid(t);
+                value[j] = sp - s[j] * t;
+                g[j] = half * (sig - s[j]);
+                own[j] = T::zero();
+            }
+        }
+        BankPair::CosinePositive => {
+            for j in 0..c {
+                let cos = theta[j] * r.own_norm * aux[j];
+                let (sp, sig) = softplus_sigmoid(half * (one - cos));
+                value[j] = s[j] * sp;
+                // d value / d cos.
+                let q = -half * s[j] * sig;
+                g[j] = q * r.own_norm * aux[j];
+                own[j] = -q * cos;
+            }
+        }
+    }
+}
+
+/// Every batch row's terms of one length against one chunk (see [`pair_row`]); the row sums go
+/// to `values` and `own` (one per batch row).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pair_rows_body<T: Real>(
+    pair: BankPair,
+    theta: &[T],
+    s: &[T],
+    own_norms: &[T],
+    bank_aux: &[T],
+    margin: T,
+    g: &mut [T],
+    scratch: &mut [T],
+    values: &mut [T],
+    own: &mut [T],
+) {
+    let c = bank_aux.len();
+    let (value_row, own_row) = scratch.split_at_mut(c);
+    for i in 0..own_norms.len() {
+        let row = RowTerms {
+            theta: &theta[i * c..(i + 1) * c],
+            s: &s[i * c..(i + 1) * c],
+            own_norm: own_norms[i],
+            bank_aux,
+            margin,
+        };
+        pair_row(pair, &row, value_row, &mut g[i * c..(i + 1) * c], own_row);
+        values[i] = sum_lanes(value_row);
+        own[i] = sum_lanes(own_row);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pair_rows_avx2<T: Real>(
+    pair: BankPair,
+    theta: &[T],
+    s: &[T],
+    own_norms: &[T],
+    bank_aux: &[T],
+    margin: T,
+    g: &mut [T],
+    scratch: &mut [T],
+    values: &mut [T],
+    own: &mut [T],
+) {
+    pair_rows_body(
+        pair, theta, s, own_norms, bank_aux, margin, g, scratch, values, own,
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pair_rows_avx512<T: Real>(
+    pair: BankPair,
+    theta: &[T],
+    s: &[T],
+    own_norms: &[T],
+    bank_aux: &[T],
+    margin: T,
+    g: &mut [T],
+    scratch: &mut [T],
+    values: &mut [T],
+    own: &mut [T],
+) {
+    pair_rows_body(
+        pair, theta, s, own_norms, bank_aux, margin, g, scratch, values, own,
+    )
+}
+
+/// [`pair_rows_body`], compiled for AVX-512 or AVX2 where the CPU has them. Both builds perform the same IEEE
+/// operations in the same order, so the result does not depend on which one runs.
+#[allow(clippy::too_many_arguments)]
+fn pair_rows<T: Real>(
+    pair: BankPair,
+    theta: &[T],
+    s: &[T],
+    own_norms: &[T],
+    bank_aux: &[T],
+    margin: T,
+    g: &mut [T],
+    scratch: &mut [T],
+    values: &mut [T],
+    own: &mut [T],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is available, which is all `pair_rows_avx512` is compiled for.
+        return unsafe {
+            pair_rows_avx512(
+                pair, theta, s, own_norms, bank_aux, margin, g, scratch, values, own,
+            )
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is available, which is all `pair_rows_avx2` is compiled for.
+        return unsafe {
+            pair_rows_avx2(
+                pair, theta, s, own_norms, bank_aux, margin, g, scratch, values, own,
+            )
+        };
+    }
+    pair_rows_body(
+        pair, theta, s, own_norms, bank_aux, margin, g, scratch, values, own,
+    )
+}
+
+/// Per length, per batch row: the squared norm of the row's prefix (contrastive) or the inverse
+/// of its norm floored at [`COSINE_EPS`] (cosine); length-major, `K x n`.
+fn own_norms<T: Real>(inp: &BankInputs<'_, T>, cosine: bool) -> Vec<T> {
+    let mut out = Vec::with_capacity(inp.bits.len() * inp.n);
+    for &b in inp.bits {
+        for i in 0..inp.n {
+            let row = &inp.codes[i * inp.width..i * inp.width + b];
+            let sq: T = row.iter().map(|&v| v * v).sum();
+            out.push(if cosine {
+                T::one() / sq.sqrt().max(T::from_f64(COSINE_EPS))
+            } else {
+                sq
+            });
+        }
+    }
+    out
+}
+
+/// The contribution of bank rows `j0 .. j0 + c`.
+fn chunk<T: Real>(inp: &BankInputs<'_, T>, norms: &[T], j0: usize, c: usize) -> ChunkSums<T> {
+    let (n, k, w) = (inp.n, inp.bits.len(), inp.bank_cols);
+    let bank = &inp.bank[j0 * w..(j0 + c) * w];
+    let mut s = vec![T::zero(); n * c];
+    // SAFETY: labels are n x classes (row stride classes); the chunk's bank labels, read
+    // transposed, are classes x c (row stride 1, column stride classes); s is n x c.
+    unsafe {
+        gemm(
+            (n, inp.classes, c),
+            inp.labels.as_ptr(),
+            (inp.classes, 1),
+            inp.bank_labels[j0 * inp.classes..].as_ptr(),
+            (1, inp.classes),
+            &mut s,
+            c,
+        )
+    };
+    for v in &mut s {
+        *v = if *v > T::zero() { T::one() } else { T::zero() };
+    }
+    let similar = sum_lanes(&s);
+    let cosine = inp.loss.pair == BankPair::CosinePositive;
+    let mut theta = vec![T::zero(); n * c];
+    let mut part = vec![T::zero(); n * c];
+    let mut bank_sq = vec![T::zero(); c];
+    let mut bank_aux = vec![T::zero(); c];
+    let mut g = vec![T::zero(); k * n * c];
+    let mut scratch = vec![T::zero(); 2 * c];
+    let mut values = vec![T::zero(); k * n];
+    let mut own = vec![T::zero(); k * n];
+    let mut lo = 0;
+    for (kk, &b) in inp.bits.iter().enumerate() {
+        // SAFETY: the batch block is n x (b - lo) from column lo (row stride width >= b); the
+        // bank block, read transposed, is (b - lo) x c from column lo (row stride 1, column
+        // stride w >= b); part is n x c.
+        unsafe {
+            gemm(
+                (n, b - lo, c),
+                inp.codes[lo..].as_ptr(),
+                (inp.width, 1),
+                bank[lo..].as_ptr(),
+                (1, w),
+                &mut part,
+                c,
+            )
+        };
+        for (t, &p) in theta.iter_mut().zip(&part) {
+            *t += p;
+        }
+        if inp.loss.pair != BankPair::Likelihood {
+            for (j, sq) in bank_sq.iter_mut().enumerate() {
+                *sq += bank[j * w + lo..j * w + b]
+                    .iter()
+                    .map(|&v| v * v)
+                    .sum::<T>();
+            }
+        }
+        lo = b;
+        for (aux, &sq) in bank_aux.iter_mut().zip(&bank_sq) {
+            *aux = if cosine {
+                T::one() / sq.sqrt().max(T::from_f64(COSINE_EPS))
+            } else {
+                sq
+            };
+        }
+        let margin = match inp.loss.pair {
+            BankPair::Contrastive { margin } => T::from_f64(margin * b as f64),
+            _ => T::zero(),
+        };
+        pair_rows(
+            inp.loss.pair,
+            &theta,
+            &s,
+            &norms[kk * n..(kk + 1) * n],
+            &bank_aux,
+            margin,
+            &mut g[kk * n * c..(kk + 1) * n * c],
+            &mut scratch,
+            &mut values[kk * n..(kk + 1) * n],
+            &mut own[kk * n..(kk + 1) * n],
+        );
+    }
+    let total: usize = inp.bits.iter().sum();
+    let mut products = vec![T::zero(); n * total];
+    let mut offset = 0;
+    for (kk, &b) in inp.bits.iter().enumerate() {
+        // SAFETY: G_k is n x c (row stride c); the chunk's bank prefix is c x b (row stride w,
+        // b <= w); the output block is n x b at `offset` (row stride b).
+        unsafe {
+            gemm(
+                (n, c, b),
+                g[kk * n * c..].as_ptr(),
+                (c, 1),
+                bank.as_ptr(),
+                (w, 1),
+                &mut products[offset..offset + n * b],
+                b,
+            )
+        };
+        offset += n * b;
+    }
+    ChunkSums {
+        values,
+        own,
+        similar,
+        products,
+    }
+}
+
+/// The per-code term's value and its gradient (`n x b`) for codes `u` (row stride `width`).
+pub(super) fn quantisation<T: Real>(
+    quant: Quantisation,
+    u: &[T],
+    n: usize,
+    width: usize,
+    b: usize,
+) -> (T, Vec<T>) {
+    let inv = T::one() / T::from_f64((n * b) as f64);
+    let mut grad = vec![T::zero(); n * b];
+    let mut total = T::zero();
+    let sign = |x: T| scalar::unary(Unary::Sign, x);
+    for i in 0..n {
+        let row = &u[i * width..i * width + b];
+        let out = &mut grad[i * b..(i + 1) * b];
+        match quant {
+            Quantisation::None => {}
+            Quantisation::RowMeanSquare | Quantisation::RowMeanAbs => {
+                let mean = row.iter().copied().sum::<T>() / T::from_f64(b as f64);
+                let (value, slope) = if quant == Quantisation::RowMeanSquare {
+                    (mean * mean, T::from_f64(2.0) * mean)
+                } else {
+                    (mean.abs(), sign(mean))
+                };
+                total += value;
+                out.fill(slope * inv);
+            }
+            Quantisation::AbsGap | Quantisation::LogCosh | Quantisation::SignGap => {
+                for (g, &x) in out.iter_mut().zip(row) {
+                    let (value, slope) = match quant {
+                        Quantisation::AbsGap => {
+                            let gap = T::one() - x.abs();
+                            (gap.abs(), -sign(gap) * sign(x))
+                        }
+                        Quantisation::LogCosh => {
+                            let z = x.abs() - T::one();
+                            (scalar::unary(Unary::LogCosh, z), z.tanh() * sign(x))
+                        }
+                        _ => {
+                            let z = x - sign(x);
+                            (z * z, T::from_f64(2.0) * z)
+                        }
+                    };
+                    total += value;
+                    *g = slope * inv;
+                }
+            }
+        }
+    }
+    let value = match quant {
+        Quantisation::RowMeanSquare | Quantisation::RowMeanAbs => total / T::from_f64(n as f64),
+        _ => total * inv,
+    };
+    (value, grad)
+}
+
+/// Every length's `(J_k, D_k)`; see [`super::HashingOps::bank_objectives`]. `raw` is the batch
+/// before any clamp (`n x width`), for the clamp's gradient mask.
+pub(super) fn bank_objectives<T: Real>(
+    inp: &BankInputs<'_, T>,
+    raw: &[T],
+    bank_rows: usize,
+) -> Vec<(CpuBuf<T>, CpuBuf<T>)> {
+    let (n, k) = (inp.n, inp.bits.len());
+    let cosine = inp.loss.pair == BankPair::CosinePositive;
+    let norms = own_norms(inp, cosine);
+    let chunks: Vec<usize> = (0..bank_rows).step_by(CHUNK).collect();
+    let one = |&j0: &usize| chunk(inp, &norms, j0, CHUNK.min(bank_rows - j0));
+    let longest = inp.bits[k - 1];
+    let sums: Vec<ChunkSums<T>> = if n * bank_rows * longest >= PAR_MIN {
+        chunks.par_iter().map(one).collect()
+    } else {
+        chunks.iter().map(one).collect()
+    };
+    // The chunks' sums, in chunk order.
+    let mut values = vec![T::zero(); k * n];
+    let mut own = vec![T::zero(); k * n];
+    let mut similar = T::zero();
+    let mut products = vec![T::zero(); sums.first().map_or(0, |s| s.products.len())];
+    for s in &sums {
+        for (a, &b) in values.iter_mut().zip(&s.values) {
+            *a += b;
+        }
+        for (a, &b) in own.iter_mut().zip(&s.own) {
+            *a += b;
+        }
+        similar += s.similar;
+        for (a, &b) in products.iter_mut().zip(&s.products) {
+            *a += b;
+        }
+    }
+    let scale = if cosine {
+        T::one() / similar.max(T::one())
+    } else {
+        T::one() / T::from_f64((n * bank_rows) as f64)
+    } * T::from_f64(inp.loss.pair_weight);
+    let alpha = T::from_f64(inp.loss.alpha);
+    let mut out = Vec::with_capacity(k);
+    let mut offset = 0;
+    for (kk, &b) in inp.bits.iter().enumerate() {
+        let (quant, quant_grad) = quantisation(inp.loss.quant, inp.codes, n, inp.width, b);
+        let pair: T = values[kk * n..(kk + 1) * n].iter().copied().sum();
+        let loss = scale * pair + alpha * quant;
+        let mut grad = products[offset..offset + n * b].to_vec();
+        for i in 0..n {
+            let norm = norms[kk * n + i];
+            // The coefficient of the row's own code: 2 sum c (contrastive); for the cosine the
+            // normalisation's backward, only above the norm's floor.
+            let coef = match inp.loss.pair {
+                BankPair::Contrastive { .. } => own[kk * n + i],
+                BankPair::Likelihood => T::zero(),
+                BankPair::CosinePositive => {
+                    if T::one() / norm > T::from_f64(COSINE_EPS) {
+                        own[kk * n + i] * norm * norm
+                    } else {
+                        T::zero()
+                    }
+                }
+            };
+            let row = &inp.codes[i * inp.width..i * inp.width + b];
+            let raw_row = &raw[i * inp.width..i * inp.width + b];
+            let g = &mut grad[i * b..(i + 1) * b];
+            let q = &quant_grad[i * b..(i + 1) * b];
+            for (((gv, &x), &r), &qv) in g.iter_mut().zip(row).zip(raw_row).zip(q) {
+                *gv = scale * (*gv + coef * x) + alpha * qv;
+                if inp.loss.clamp_unit && !(r >= -T::one() && r <= T::one()) {
+                    *gv = T::zero();
+                }
+            }
+        }
+        offset += n * b;
+        out.push((
+            CpuBuf::new(Shape::scalar(), vec![loss]),
+            CpuBuf::new(Shape::new(n, b), grad),
+        ));
+    }
+    out
+}

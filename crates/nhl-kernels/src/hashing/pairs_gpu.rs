@@ -1,0 +1,177 @@
+//! The pairwise objectives of [`HashingOps`](super::HashingOps) on the GPU backend: the memory
+//! bank losses ([`super::HashingOps::bank_objectives`]) and DTSH's triplets
+//! ([`super::HashingOps::dtsh_objective`]), by the kernels of `shaders/pairs.wgsl`. Every op
+//! only records work; nothing is read back.
+
+use super::bank::{BankLoss, BankPair};
+use crate::backend::Shape;
+use crate::error::KernelError;
+use crate::gpu::{kernel, params, u, Access, GpuBackend, GpuBuf, Kernel};
+use crate::shaders::Shader;
+
+use Access::{Read as R, ReadWrite as W};
+
+// Binding numbers follow the `@binding` of the shader's globals.
+static BANK_ROWS: Kernel = kernel(
+    Shader::Pairs,
+    "bank_rows",
+    &[(1, R), (2, R), (3, R), (4, R), (5, W), (6, W)],
+    &[],
+);
+static BANK_GRAD: Kernel = kernel(
+    Shader::Pairs,
+    "bank_grad",
+    &[(1, R), (3, R), (5, W), (6, W), (7, W)],
+    &[],
+);
+static BANK_VALUE: Kernel = kernel(Shader::Pairs, "bank_value", &[(1, R), (6, W), (7, W)], &[]);
+static DTSH_PREP: Kernel = kernel(Shader::Pairs, "dtsh_prep", &[(1, R), (2, R), (5, W)], &[]);
+static DTSH_COUNTS: Kernel = kernel(Shader::Pairs, "dtsh_counts", &[(5, W), (6, W)], &[]);
+static DTSH_ROWS: Kernel = kernel(Shader::Pairs, "dtsh_rows", &[(5, W), (6, W)], &[]);
+static DTSH_GRAD: Kernel = kernel(Shader::Pairs, "dtsh_grad", &[(1, R), (5, W), (7, W)], &[]);
+static DTSH_VALUE: Kernel = kernel(Shader::Pairs, "dtsh_value", &[(1, R), (5, W), (7, W)], &[]);
+
+/// Label classes travel in the top bits of a parameter word.
+const MAX_CLASSES: usize = 1 << 20;
+
+fn classes_fit(op: &'static str, classes: usize) -> Result<(), KernelError> {
+    if classes >= MAX_CLASSES {
+        return Err(KernelError::Shape {
+            op,
+            detail: format!("{classes} label classes (the GPU kernels take fewer than 2^20)"),
+        });
+    }
+    Ok(())
+}
+
+/// [`super::HashingOps::bank_objectives`] after the shared shape checks.
+pub(super) fn bank_objectives(
+    gpu: &GpuBackend,
+    codes: &GpuBuf,
+    bits: &[usize],
+    labels: &GpuBuf,
+    bank: &GpuBuf,
+    bank_labels: &GpuBuf,
+    loss: &BankLoss,
+) -> Result<Vec<(GpuBuf, GpuBuf)>, KernelError> {
+    const OP: &str = "bank_objectives";
+    let classes = labels.shape.cols;
+    classes_fit(OP, classes)?;
+    let (n, n_bank) = (codes.shape.rows, bank.shape.rows);
+    let code = loss.pair.code()
+        | loss.quant.code() << 4
+        | u32::from(loss.clamp_unit) << 8
+        | u(classes) << 12;
+    let coefficients = gpu.alloc(OP, Shape::new(n, n_bank))?;
+    let rowsums = gpu.alloc(OP, Shape::new(n, 4))?;
+    let mut out = Vec::with_capacity(bits.len());
+    for &b in bits {
+        let words = |f0: f64, f1: f64| {
+            params(&[
+                u(n),
+                u(codes.shape.cols),
+                u(n_bank),
+                u(bank.shape.cols),
+                u(b),
+                code,
+                (f0 as f32).to_bits(),
+                (f1 as f32).to_bits(),
+            ])
+        };
+        let margin = match loss.pair {
+            BankPair::Contrastive { margin } => margin * b as f64,
+            _ => 0.0,
+        };
+        gpu.dispatch_rows(
+            &BANK_ROWS,
+            words(margin, 0.0),
+            &[
+                codes.raw(),
+                labels.raw(),
+                bank.raw(),
+                bank_labels.raw(),
+                coefficients.raw(),
+                rowsums.raw(),
+            ],
+            n,
+        )?;
+        let scaled = words(loss.alpha, loss.pair_weight);
+        let grad = gpu.alloc(OP, Shape::new(n, b))?;
+        gpu.dispatch_1d(
+            &BANK_GRAD,
+            &[],
+            scaled,
+            &[
+                codes.raw(),
+                bank.raw(),
+                coefficients.raw(),
+                rowsums.raw(),
+                grad.raw(),
+            ],
+            n * b,
+        )?;
+        let value = gpu.alloc(OP, Shape::scalar())?;
+        gpu.dispatch(
+            &BANK_VALUE,
+            &[],
+            scaled,
+            &[codes.raw(), rowsums.raw(), value.raw()],
+            [1, 1, 1],
+        )?;
+        out.push((value, grad));
+    }
+    Ok(out)
+}
+
+/// [`super::HashingOps::dtsh_objective`] after the shared shape checks.
+pub(super) fn dtsh_objective(
+    gpu: &GpuBackend,
+    codes: &GpuBuf,
+    bits: usize,
+    labels: &GpuBuf,
+    alpha: f64,
+    lambda: f64,
+) -> Result<(GpuBuf, GpuBuf), KernelError> {
+    const OP: &str = "dtsh_objective";
+    let classes = labels.shape.cols;
+    classes_fit(OP, classes)?;
+    let n = codes.shape.rows;
+    let p = params(&[
+        u(n),
+        u(codes.shape.cols),
+        0,
+        0,
+        u(bits),
+        u(classes),
+        (alpha as f32).to_bits(),
+        (lambda as f32).to_bits(),
+    ]);
+    let work = gpu.alloc(OP, Shape::new(4 * n, n))?;
+    let rowsums = gpu.alloc(OP, Shape::new(n, 4))?;
+    let grad = gpu.alloc(OP, Shape::new(n, bits))?;
+    let value = gpu.alloc(OP, Shape::scalar())?;
+    gpu.dispatch_1d(
+        &DTSH_PREP,
+        &[],
+        p,
+        &[codes.raw(), labels.raw(), work.raw()],
+        n * n,
+    )?;
+    gpu.dispatch_1d(&DTSH_COUNTS, &[], p, &[work.raw(), rowsums.raw()], n)?;
+    gpu.dispatch_1d(&DTSH_ROWS, &[], p, &[work.raw(), rowsums.raw()], n * n)?;
+    gpu.dispatch_1d(
+        &DTSH_GRAD,
+        &[],
+        p,
+        &[codes.raw(), work.raw(), grad.raw()],
+        n * bits,
+    )?;
+    gpu.dispatch(
+        &DTSH_VALUE,
+        &[],
+        p,
+        &[codes.raw(), work.raw(), value.raw()],
+        [1, 1, 1],
+    )?;
+    Ok((value, grad))
+}

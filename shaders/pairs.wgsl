@@ -1,0 +1,440 @@
+// Pairwise objectives: the memory-bank losses of one code length (DSH, DHN, DBDH, DPSH and MDSH's
+// pair term, docs/METHOD.md 5.3-5.6 and 5.11) and DTSH's triplets within the batch (5.9).
+//
+// Bank loss of length b, three passes: `bank_rows` (one workgroup per batch row i) computes the
+// similarity, inner product and pair term of (i, j) for every bank row j, writing the gradient's
+// coefficient G[i, j] and the row's sums; `bank_grad` forms dJ/du = scale (G U[:, :b] + own u) +
+// alpha dQ/du; `bank_value` the objective. The codes are read in place (row strides p.cols and
+// p.other_cols), so no prefix is copied.
+
+// The words of the parameter block `p` (binding 0, declared in prologue.wgsl).
+struct Params {
+    // Batch rows n.
+    rows: u32,
+    // Columns of the batch u (its row stride).
+    cols: u32,
+    // Bank rows N.
+    other_rows: u32,
+    // Columns of the bank (its row stride).
+    other_cols: u32,
+    // The code length b.
+    bits: u32,
+    // Bank kernels: pair kind | quantisation << 4 | clamp << 8 | label classes << 12.
+    // Triplet kernels: label classes.
+    code: u32,
+    // bank_rows: the margin m; bank_grad/bank_value: alpha; triplets: alpha.
+    f0: f32,
+    // bank_grad/bank_value: the pair term's weight; triplets: lambda.
+    f1: f32,
+}
+
+@group(0) @binding(1) var<storage, read> u: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<f32>;
+@group(0) @binding(3) var<storage, read> bank: array<f32>;
+@group(0) @binding(4) var<storage, read> bank_labels: array<f32>;
+// Bank: G (n x N). Triplets: theta, s, dtheta and the triplet values (4 n x n blocks).
+@group(0) @binding(5) var<storage, read_write> work: array<f32>;
+// Per batch row: (pair value sum, own-code coefficient sum, similar pairs, unused).
+@group(0) @binding(6) var<storage, read_write> rowsums: array<vec4<f32>>;
+// dJ/du (n x b), or J.
+@group(0) @binding(7) var<storage, read_write> result: array<f32>;
+
+const COSINE_EPS: f32 = 1e-12;
+
+// Four partial sums per invocation (the prologue's `partial` holds two).
+var<workgroup> partial4: array<vec4<f32>, WORKGROUP>;
+
+// Folds partial4[0 .. WORKGROUP] into partial4[0] in a fixed order; every invocation of the
+// workgroup must call it.
+fn tree_sum4(lid: u32) {
+    workgroupBarrier();
+    for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
+        if lid < s {
+            partial4[lid] += partial4[lid + s];
+        }
+        workgroupBarrier();
+    }
+}
+
+fn softplus(x: f32) -> f32 {
+    return max(x, 0.0) + log(1.0 + exp(-abs(x)));
+}
+
+fn sigmoid(x: f32) -> f32 {
+    let e = exp(-abs(x));
+    return select(e, 1.0, x >= 0.0) / (1.0 + e);
+}
+
+fn pair_kind() -> u32 {
+    return p.code & 15u;
+}
+
+fn quant_kind() -> u32 {
+    return (p.code >> 4u) & 15u;
+}
+
+fn classes() -> u32 {
+    return p.code >> 12u;
+}
+
+// Element (i, c) of the batch codes, clamped to [-1, 1] when the loss says so.
+fn code(i: u32, c: u32) -> f32 {
+    let v = u[i * p.cols + c];
+    if ((p.code >> 8u) & 1u) == 1u {
+        return clamp(v, -1.0, 1.0);
+    }
+    return v;
+}
+
+fn own_sq_norm(i: u32) -> f32 {
+    var sq = 0.0;
+    for (var c = 0u; c < p.bits; c++) {
+        let v = code(i, c);
+        sq += v * v;
+    }
+    return sq;
+}
+
+// One workgroup per batch row i; its invocations stride over the bank rows j.
+@compute @workgroup_size(WORKGROUP)
+fn bank_rows(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = wg.y * nwg.x + wg.x;
+    if i >= p.rows {
+        return;
+    }
+    let n_bank = p.other_rows;
+    let nu = own_sq_norm(i);
+    let inv_u = 1.0 / max(sqrt(nu), COSINE_EPS);
+    var acc = vec4<f32>(0.0);
+    for (var j = lid; j < n_bank; j += WORKGROUP) {
+        var shared_labels = 0.0;
+        for (var c = 0u; c < classes(); c++) {
+            shared_labels += labels[i * classes() + c] * bank_labels[j * classes() + c];
+        }
+        let s = select(0.0, 1.0, shared_labels > 0.0);
+        var theta = 0.0;
+        var nb = 0.0;
+        for (var c = 0u; c < p.bits; c++) {
+            let w = bank[j * p.other_cols + c];
+            theta += code(i, c) * w;
+            nb += w * w;
+        }
+        var value = 0.0;
+        var g = 0.0;
+        var own = 0.0;
+        switch pair_kind() {
+            case 0u: {
+                // Contrastive: d = ||u_i - U_j||^2 and the margin's hinge.
+                let d = nu + nb - 2.0 * theta;
+                let hinge = p.f0 - d;
+                value = 0.5 * (s * d + (1.0 - s) * max(hinge, 0.0));
+                let cc = 0.5 * (s - (1.0 - s) * select(0.0, 1.0, hinge > 0.0));
+                g = -2.0 * cc;
+                own = 2.0 * cc;
+            }
+            case 1u: {
+                // Likelihood of t = u_i . U_j / 2.
+                let t = 0.5 * theta;
+                value = softplus(t) - s * t;
+                g = 0.5 * (sigmoid(t) - s);
+            }
+            default: {
+                // Cosine of the similar pairs.
+                let inv_b = 1.0 / max(sqrt(nb), COSINE_EPS);
+                let cosv = theta * inv_u * inv_b;
+                let x = 0.5 * (1.0 - cosv);
+                value = s * softplus(x);
+                let q = -0.5 * s * sigmoid(x);
+                g = q * inv_u * inv_b;
+                own = -q * cosv;
+            }
+        }
+        work[i * n_bank + j] = g;
+        acc += vec4<f32>(value, own, s, 0.0);
+    }
+    partial4[lid] = acc;
+    tree_sum4(lid);
+    if lid == 0u {
+        rowsums[i] = partial4[0];
+    }
+}
+
+// The scale of the pair term: 1 / (n N), or the weight over the similar pairs (cosine).
+fn pair_scale() -> f32 {
+    if pair_kind() == 2u {
+        var similar = 0.0;
+        for (var r = 0u; r < p.rows; r++) {
+            similar += rowsums[r].z;
+        }
+        return p.f1 / max(similar, 1.0);
+    }
+    return p.f1 / (f32(p.rows) * f32(p.other_rows));
+}
+
+fn row_mean(i: u32) -> f32 {
+    var s = 0.0;
+    for (var c = 0u; c < p.bits; c++) {
+        s += code(i, c);
+    }
+    return s / f32(p.bits);
+}
+
+// The quantisation term of element (i, c): (value, d value / d u), before the mean.
+fn quant_term(i: u32, c: u32) -> vec2<f32> {
+    let x = code(i, c);
+    switch quant_kind() {
+        case 1u: {
+            let gap = 1.0 - abs(x);
+            return vec2<f32>(abs(gap), -sign(gap) * sign(x));
+        }
+        case 2u: {
+            let z = abs(x) - 1.0;
+            let a = abs(z);
+            return vec2<f32>(a + log(1.0 + exp(-2.0 * a)) - 0.6931472, stable_tanh(z) * sign(x));
+        }
+        case 3u: {
+            let z = x - sign(x);
+            return vec2<f32>(z * z, 2.0 * z);
+        }
+        case 4u: {
+            let m = row_mean(i);
+            return vec2<f32>(m * m, 2.0 * m);
+        }
+        case 5u: {
+            let m = row_mean(i);
+            return vec2<f32>(abs(m), sign(m));
+        }
+        default: {
+            return vec2<f32>(0.0, 0.0);
+        }
+    }
+}
+
+// One invocation per element (i, c) of dJ/du (n x b).
+@compute @workgroup_size(WORKGROUP)
+fn bank_grad(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = flat_index(wg, nwg, lid);
+    if e >= p.rows * p.bits {
+        return;
+    }
+    let i = e / p.bits;
+    let c = e % p.bits;
+    var product = 0.0;
+    for (var j = 0u; j < p.other_rows; j++) {
+        product += work[i * p.other_rows + j] * bank[j * p.other_cols + c];
+    }
+    var coef = 0.0;
+    switch pair_kind() {
+        case 0u: {
+            coef = rowsums[i].y;
+        }
+        case 2u: {
+            let norm = sqrt(own_sq_norm(i));
+            if norm > COSINE_EPS {
+                coef = rowsums[i].y / (norm * norm);
+            }
+        }
+        default: {}
+    }
+    let inv = 1.0 / f32(p.rows * p.bits);
+    var g = pair_scale() * (product + coef * code(i, c)) + p.f0 * quant_term(i, c).y * inv;
+    if ((p.code >> 8u) & 1u) == 1u {
+        let raw = u[i * p.cols + c];
+        if !(raw >= -1.0 && raw <= 1.0) {
+            g = 0.0;
+        }
+    }
+    result[e] = g;
+}
+
+// One workgroup: J = scale * sum of the pair values + alpha * the quantisation term.
+@compute @workgroup_size(WORKGROUP)
+fn bank_value(@builtin(local_invocation_index) lid: u32) {
+    var pair = 0.0;
+    for (var r = lid; r < p.rows; r += WORKGROUP) {
+        pair += rowsums[r].x;
+    }
+    var quant = 0.0;
+    let per_row = quant_kind() == 4u || quant_kind() == 5u;
+    if per_row {
+        for (var r = lid; r < p.rows; r += WORKGROUP) {
+            quant += quant_term(r, 0u).x;
+        }
+    } else {
+        for (var e = lid; e < p.rows * p.bits; e += WORKGROUP) {
+            quant += quant_term(e / p.bits, e % p.bits).x;
+        }
+    }
+    partial4[lid] = vec4<f32>(pair, quant, 0.0, 0.0);
+    tree_sum4(lid);
+    if lid == 0u {
+        let count = select(f32(p.rows * p.bits), f32(p.rows), per_row);
+        result[0] = pair_scale() * partial4[0].x + p.f0 * partial4[0].y / count;
+    }
+}
+
+// DTSH, four passes. work holds theta (block 0), s (block 1), dtheta (block 2) and the triplet
+// values (block 3), each n x n; rowsums[a].x the number of items similar to anchor a.
+
+fn label_classes() -> u32 {
+    return p.code;
+}
+
+// One invocation per (a, x): theta_ax over the first p.bits columns and s_ax.
+@compute @workgroup_size(WORKGROUP)
+fn dtsh_prep(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let n = p.rows;
+    let e = flat_index(wg, nwg, lid);
+    if e >= n * n {
+        return;
+    }
+    let a = e / n;
+    let x = e % n;
+    var theta = 0.0;
+    for (var c = 0u; c < p.bits; c++) {
+        theta += u[a * p.cols + c] * u[x * p.cols + c];
+    }
+    var shared_labels = 0.0;
+    for (var c = 0u; c < label_classes(); c++) {
+        shared_labels += labels[a * label_classes() + c] * labels[x * label_classes() + c];
+    }
+    work[e] = theta;
+    work[n * n + e] = select(0.0, 1.0, shared_labels > 0.0);
+}
+
+// One invocation per anchor: its number of similar items.
+@compute @workgroup_size(WORKGROUP)
+fn dtsh_counts(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let n = p.rows;
+    let a = flat_index(wg, nwg, lid);
+    if a >= n {
+        return;
+    }
+    var similar = 0.0;
+    for (var x = 0u; x < n; x++) {
+        similar += work[n * n + a * n + x];
+    }
+    rowsums[a] = vec4<f32>(similar, 0.0, 0.0, 0.0);
+}
+
+fn qualifies(a: u32) -> bool {
+    let similar = rowsums[a].x;
+    return similar >= 1.0 && similar < f32(p.rows);
+}
+
+// softplus(-t) and its derivative in t (zero where the clamp of t is active) for the triplet
+// (a, pos, neg).
+fn triplet(a: u32, pos: u32, neg: u32) -> vec2<f32> {
+    let n = p.rows;
+    let r = work[a * n + pos] - work[a * n + neg] - p.f0;
+    let t = clamp(r, -100.0, 50.0);
+    let inside = select(0.0, 1.0, r >= -100.0 && r <= 50.0);
+    return vec2<f32>(softplus(-t), -sigmoid(-t) * inside);
+}
+
+// One invocation per (a, x): dtheta_ax and the values of the triplets whose positive is x.
+@compute @workgroup_size(WORKGROUP)
+fn dtsh_rows(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let n = p.rows;
+    let e = flat_index(wg, nwg, lid);
+    if e >= n * n {
+        return;
+    }
+    let a = e / n;
+    let x = e % n;
+    var d = 0.0;
+    var value = 0.0;
+    if qualifies(a) {
+        var count = 0.0;
+        for (var r = 0u; r < n; r++) {
+            count += select(0.0, 1.0, qualifies(r));
+        }
+        let similar = rowsums[a].x;
+        let weight = 1.0 / (similar * (f32(n) - similar) * count);
+        let s_row = n * n + a * n;
+        if work[s_row + x] > 0.0 {
+            for (var q = 0u; q < n; q++) {
+                if work[s_row + q] <= 0.0 {
+                    let t = triplet(a, x, q);
+                    value += t.x;
+                    d += t.y;
+                }
+            }
+        } else {
+            for (var q = 0u; q < n; q++) {
+                if work[s_row + q] > 0.0 {
+                    d -= triplet(a, q, x).y;
+                }
+            }
+        }
+        d *= weight;
+        value *= weight;
+    }
+    work[2u * n * n + e] = d;
+    work[3u * n * n + e] = value;
+}
+
+// One invocation per element (i, c): ((dtheta + dtheta^T) U)_ic + lambda d/du mean((u - sign u)^2).
+@compute @workgroup_size(WORKGROUP)
+fn dtsh_grad(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let n = p.rows;
+    let e = flat_index(wg, nwg, lid);
+    if e >= n * p.bits {
+        return;
+    }
+    let i = e / p.bits;
+    let c = e % p.bits;
+    let d = 2u * n * n;
+    var g = 0.0;
+    for (var q = 0u; q < n; q++) {
+        g += (work[d + i * n + q] + work[d + q * n + i]) * u[q * p.cols + c];
+    }
+    let v = u[i * p.cols + c];
+    g += p.f1 * 2.0 * (v - sign(v)) / f32(n * p.bits);
+    result[e] = g;
+}
+
+// One workgroup: J = the triplet values' sum + lambda mean((u - sign u)^2).
+@compute @workgroup_size(WORKGROUP)
+fn dtsh_value(@builtin(local_invocation_index) lid: u32) {
+    let n = p.rows;
+    var value = 0.0;
+    for (var e = lid; e < n * n; e += WORKGROUP) {
+        value += work[3u * n * n + e];
+    }
+    var quant = 0.0;
+    for (var e = lid; e < n * p.bits; e += WORKGROUP) {
+        let v = u[(e / p.bits) * p.cols + e % p.bits];
+        let z = v - sign(v);
+        quant += z * z;
+    }
+    partial4[lid] = vec4<f32>(value, quant, 0.0, 0.0);
+    tree_sum4(lid);
+    if lid == 0u {
+        result[0] = partial4[0].x + p.f1 * partial4[0].y / f32(n * p.bits);
+    }
+}
