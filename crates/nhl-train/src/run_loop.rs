@@ -363,8 +363,8 @@ mod tests {
 
     /// A run stopped (mid-epoch, at an epoch's end, in a later model of `single`), saved to a
     /// file, loaded and resumed, maybe stopped and resumed again, ends with the codes,
-    /// parameters, loss history and validations of a run that never stopped: every mode, and a
-    /// loss with a memory bank.
+    /// parameters, loss history and validations of a run that never stopped: every mode, losses
+    /// with a memory bank, MDSH's momentum model and HashNet's epoch-driven scale.
     #[test]
     fn a_resumed_run_ends_as_an_uninterrupted_one() {
         let dir = std::env::temp_dir().join(format!("nhl-resume-{}", std::process::id()));
@@ -378,6 +378,8 @@ mod tests {
             (Method::Csq, Mode::Single),
             (Method::Dsh, Mode::Full),
             (Method::Dhn, Mode::Nested),
+            (Method::Mdsh, Mode::Full),
+            (Method::Hashnet, Mode::Distill),
         ];
         for (method, mode) in cases {
             let config = TrainConfig {
@@ -388,6 +390,12 @@ mod tests {
                 epochs: 3,
                 batch_size: 8,
                 eval_every: 1,
+                // MDSH's pair term from the second epoch, so that its bank and momentum model
+                // are read after a resume.
+                loss_params: [("pair_from".to_string(), 1.0)]
+                    .into_iter()
+                    .filter(|_| method == Method::Mdsh)
+                    .collect(),
                 ..TrainConfig::default()
             };
             let whole =

@@ -123,7 +123,7 @@ fn delayed_pair<B: Backend>(lengths: &[LengthLoss<B>]) -> Option<DelayedPair> {
 }
 
 /// A model's loss state: the memory bank (`bank.codes`, `bank.labels`), MDSH's momentum model
-/// (`momentum.` and its parameter names) and each length's own state (`BITS.`, by position).
+/// (`momentum.` and its parameter names) and each length's own state (`K.`, `K` the length's position).
 impl<B: Backend> LossState<B> for LossSet<B> {
     fn save_state(&self, backend: &B) -> Result<Vec<NamedParam>, TrainError> {
         let mut out = Vec::new();
