@@ -39,6 +39,7 @@ pub mod step_phases;
 pub mod targets;
 pub mod train_state;
 pub mod trainer;
+pub mod validate;
 pub mod weighting;
 
 pub use error::TrainError;

@@ -1,5 +1,5 @@
 //! Every length's objective and output gradient from the one shared output, with the
-//! long-to-short cascade self-distillation (NHL-SPEC section 3). The dominance weights that
+//! long-to-short cascade self-distillation (docs/METHOD.md section 3). The dominance weights that
 //! combine the gradients are in [`crate::weighting`].
 
 use nhl_autograd::Tape;
