@@ -2,7 +2,9 @@
 tools/runs/seeds.sh writes (OUT_DIR/seed-S/metrics.json): final mAP@ALL with the stable tie order,
 the tie-aware mAP, and the training seconds.
 
-    python3 tools/runs/table.py LABEL=OUT_DIR [LABEL=OUT_DIR ...]
+    python3 tools/runs/table.py [--per-seed] LABEL=OUT_DIR [LABEL=OUT_DIR ...]
+
+With --per-seed it prints one row per seed instead (stable ties, three decimals).
 """
 
 import json
@@ -27,7 +29,22 @@ def cell(values):
     return f"{values[0]:.4f}"
 
 
+def per_seed(args):
+    print("| run | seed | final mAP@ALL (8 / 16 / 32 / 64 / 128) | tie-aware | training s |")
+    print("|---|---|---|---|---|")
+    for arg in args:
+        label, out = arg.split("=", 1)
+        for r in load(out):
+            bits = [str(b) for b in r["bits"]]
+            stable = " / ".join(f"{r['map'][b]:.3f}" for b in bits)
+            tie = " / ".join(f"{r['map_tie_aware'][b]:.3f}" for b in bits)
+            print(f"| {label} | {r['seed']} | {stable} | {tie} | {r['train_seconds']:.1f} |")
+
+
 def main():
+    if sys.argv[1:2] == ["--per-seed"]:
+        per_seed(sys.argv[2:])
+        return
     header = None
     for arg in sys.argv[1:]:
         label, out = arg.split("=", 1)
