@@ -13,7 +13,9 @@ use super::elementwise::{map_on, zip_map_on};
 use super::isa::Isa;
 use super::{scalar, PAR_MIN};
 use crate::backend::{Binary, Unary};
+use crate::hashing::bank_cpu::{pair_rows_on, PairChunk, PairSums};
 use crate::hashing::csq_row::{csq_rows_on, CsqBatch, CsqTerms};
+use crate::hashing::BankPair;
 use crate::real::Real;
 use crate::rng::SplitMix64;
 
@@ -332,4 +334,59 @@ fn csq_rows_all<T: Real>() {
 fn csq_rows_give_the_same_bits_on_every_isa() {
     csq_rows_all::<f32>();
     csq_rows_all::<f64>();
+}
+
+/// The memory-bank pair terms of every pair kind in `isa`'s build: the coefficients, then each
+/// row's value and own-code sums.
+fn pair_run<T: Real>(isa: Isa, chunk: &PairChunk<'_, T>) -> Vec<T> {
+    let (n, c) = (chunk.own_norms.len(), chunk.bank_aux.len());
+    let (mut g, mut scratch) = (vec![T::zero(); n * c], vec![T::zero(); 2 * c]);
+    let (mut values, mut own) = (vec![T::zero(); n], vec![T::zero(); n]);
+    let out = PairSums {
+        g: &mut g,
+        scratch: &mut scratch,
+        values: &mut values,
+        own: &mut own,
+    };
+    pair_rows_on(isa, chunk, out);
+    g.into_iter().chain(values).chain(own).collect()
+}
+
+fn pair_rows_all<T: Real>() {
+    let pairs = [
+        BankPair::Contrastive { margin: 0.5 },
+        BankPair::Likelihood,
+        BankPair::CosinePositive,
+    ];
+    for (k, pair) in pairs.into_iter().enumerate() {
+        for (n, c) in [(1, 1), (5, 37), (3, 64)] {
+            let seed = 9500 + 100 * k as u64 + c as u64;
+            let theta = values::<T>(seed, n * c, -20.0, 20.0);
+            let s: Vec<T> = values::<f64>(seed + 1, n * c, 0.0, 1.0)
+                .into_iter()
+                .map(|v| T::from_f64(if v < 0.5 { 0.0 } else { 1.0 }))
+                .collect();
+            let own_norms = values::<T>(seed + 2, n, 0.1, 3.0);
+            let bank_aux = values::<T>(seed + 3, c, 0.1, 3.0);
+            let chunk = PairChunk {
+                pair,
+                theta: &theta,
+                s: &s,
+                own_norms: &own_norms,
+                bank_aux: &bank_aux,
+                margin: T::from_f64(4.0),
+            };
+            let want = pair_run(Isa::BASELINE, &chunk);
+            for isa in isas() {
+                let what = format!("pair rows {pair:?}, {n} x {c}, {isa:?}");
+                assert_same_bits(&what, &pair_run(isa, &chunk), &want);
+            }
+        }
+    }
+}
+
+#[test]
+fn bank_pair_rows_give_the_same_bits_on_every_isa() {
+    pair_rows_all::<f32>();
+    pair_rows_all::<f64>();
 }

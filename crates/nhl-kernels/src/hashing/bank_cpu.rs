@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::bank::{BankLoss, BankPair, Quantisation, COSINE_EPS};
 use crate::backend::{Shape, Unary};
+use crate::cpu::isa::Isa;
 use crate::cpu::{scalar, CpuBuf};
 use crate::real::Real;
 
@@ -172,22 +173,79 @@ fn pair_row<T: Real>(
     }
 }
 
+/// One length's inputs against one chunk of the bank, for [`pair_rows`].
+#[derive(Clone, Copy)]
+pub(crate) struct PairChunk<'a, T> {
+    pub(crate) pair: BankPair,
+    /// `n x c` inner products of the batch rows with the chunk's codes.
+    pub(crate) theta: &'a [T],
+    /// `n x c` similarities.
+    pub(crate) s: &'a [T],
+    /// Per batch row, [`own_norms`]'s entry.
+    pub(crate) own_norms: &'a [T],
+    /// Per chunk row, its squared norm (contrastive) or inverse norm (cosine).
+    pub(crate) bank_aux: &'a [T],
+    /// The contrastive margin, `m b`; zero for the other pairs.
+    pub(crate) margin: T,
+}
+
+/// Where [`pair_rows`] writes: the `n x c` coefficients `g`, a `2 c` scratch row, and per batch
+/// row the sums of the pair values and of the own-code coefficients.
+pub(crate) struct PairSums<'a, T> {
+    pub(crate) g: &'a mut [T],
+    pub(crate) scratch: &'a mut [T],
+    pub(crate) values: &'a mut [T],
+    pub(crate) own: &'a mut [T],
+}
+
 /// Every batch row's terms of one length against one chunk (see [`pair_row`]); the row sums go
-/// to `values` and `own` (one per batch row).
-#[allow(clippy::too_many_arguments)]
+/// to `out.values` and `out.own` (one per batch row). Compiled for the baseline and for AVX2,
+/// the same IEEE operations in the same order in both, so the result does not depend on which
+/// one runs.
+fn pair_rows<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
+    pair_rows_on(Isa::best(), chunk, out)
+}
+
+/// [`pair_rows`] with its loop built for `isa`.
+pub(crate) fn pair_rows_on<T: Real>(isa: Isa, chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
+    #[cfg(target_arch = "x86_64")]
+    if isa.is_avx2() {
+        // SAFETY: an `Isa` says AVX2 only when the CPU has it, which is all `pair_rows_avx2`
+        // is compiled for.
+        return unsafe { pair_rows_avx2(chunk, out) };
+    }
+    // Elsewhere the baseline build is the only one.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+    pair_rows_body(chunk, out)
+}
+
+/// [`pair_rows_body`] compiled with AVX2 enabled.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pair_rows_avx2<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
+    pair_rows_body(chunk, out)
+}
+
 #[inline(always)]
-fn pair_rows_body<T: Real>(
-    pair: BankPair,
-    theta: &[T],
-    s: &[T],
-    own_norms: &[T],
-    bank_aux: &[T],
-    margin: T,
-    g: &mut [T],
-    scratch: &mut [T],
-    values: &mut [T],
-    own: &mut [T],
-) {
+fn pair_rows_body<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
+    let PairChunk {
+        pair,
+        theta,
+        s,
+        own_norms,
+        bank_aux,
+        margin,
+    } = *chunk;
+    let PairSums {
+        g,
+        scratch,
+        values,
+        own,
+    } = out;
     let c = bank_aux.len();
     let (value_row, own_row) = scratch.split_at_mut(c);
     for i in 0..own_norms.len() {
@@ -202,84 +260,6 @@ fn pair_rows_body<T: Real>(
         values[i] = sum_lanes(value_row);
         own[i] = sum_lanes(own_row);
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pair_rows_avx2<T: Real>(
-    pair: BankPair,
-    theta: &[T],
-    s: &[T],
-    own_norms: &[T],
-    bank_aux: &[T],
-    margin: T,
-    g: &mut [T],
-    scratch: &mut [T],
-    values: &mut [T],
-    own: &mut [T],
-) {
-    pair_rows_body(
-        pair, theta, s, own_norms, bank_aux, margin, g, scratch, values, own,
-    )
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pair_rows_avx512<T: Real>(
-    pair: BankPair,
-    theta: &[T],
-    s: &[T],
-    own_norms: &[T],
-    bank_aux: &[T],
-    margin: T,
-    g: &mut [T],
-    scratch: &mut [T],
-    values: &mut [T],
-    own: &mut [T],
-) {
-    pair_rows_body(
-        pair, theta, s, own_norms, bank_aux, margin, g, scratch, values, own,
-    )
-}
-
-/// [`pair_rows_body`], compiled for AVX-512 or AVX2 where the CPU has them. Both builds perform the same IEEE
-/// operations in the same order, so the result does not depend on which one runs.
-#[allow(clippy::too_many_arguments)]
-fn pair_rows<T: Real>(
-    pair: BankPair,
-    theta: &[T],
-    s: &[T],
-    own_norms: &[T],
-    bank_aux: &[T],
-    margin: T,
-    g: &mut [T],
-    scratch: &mut [T],
-    values: &mut [T],
-    own: &mut [T],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F is available, which is all `pair_rows_avx512` is compiled for.
-        return unsafe {
-            pair_rows_avx512(
-                pair, theta, s, own_norms, bank_aux, margin, g, scratch, values, own,
-            )
-        };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is available, which is all `pair_rows_avx2` is compiled for.
-        return unsafe {
-            pair_rows_avx2(
-                pair, theta, s, own_norms, bank_aux, margin, g, scratch, values, own,
-            )
-        };
-    }
-    pair_rows_body(
-        pair, theta, s, own_norms, bank_aux, margin, g, scratch, values, own,
-    )
 }
 
 /// Per length, per batch row: the squared norm of the row's prefix (contrastive) or the inverse
@@ -370,18 +350,21 @@ fn chunk<T: Real>(inp: &BankInputs<'_, T>, norms: &[T], j0: usize, c: usize) -> 
             BankPair::Contrastive { margin } => T::from_f64(margin * b as f64),
             _ => T::zero(),
         };
-        pair_rows(
-            inp.loss.pair,
-            &theta,
-            &s,
-            &norms[kk * n..(kk + 1) * n],
-            &bank_aux,
+        let chunk = PairChunk {
+            pair: inp.loss.pair,
+            theta: &theta,
+            s: &s,
+            own_norms: &norms[kk * n..(kk + 1) * n],
+            bank_aux: &bank_aux,
             margin,
-            &mut g[kk * n * c..(kk + 1) * n * c],
-            &mut scratch,
-            &mut values[kk * n..(kk + 1) * n],
-            &mut own[kk * n..(kk + 1) * n],
-        );
+        };
+        let out = PairSums {
+            g: &mut g[kk * n * c..(kk + 1) * n * c],
+            scratch: &mut scratch,
+            values: &mut values[kk * n..(kk + 1) * n],
+            own: &mut own[kk * n..(kk + 1) * n],
+        };
+        pair_rows(&chunk, out);
     }
     let total: usize = inp.bits.iter().sum();
     let mut products = vec![T::zero(); n * total];

@@ -12,7 +12,7 @@
 //! the twin's parity test compares it with the rule on seeded random products.
 
 mod bank;
-mod bank_cpu;
+pub(crate) mod bank_cpu;
 mod cpu;
 pub(crate) mod csq_row;
 mod gpu;
