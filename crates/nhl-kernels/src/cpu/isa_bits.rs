@@ -13,6 +13,8 @@ use super::elementwise::{map_on, zip_map_on};
 use super::isa::Isa;
 use super::{scalar, PAR_MIN};
 use crate::backend::{Binary, Unary};
+#[cfg(target_arch = "x86_64")]
+use crate::hashing::bank_cpu::pair_rows_avx512;
 use crate::hashing::bank_cpu::{pair_rows_on, PairChunk, PairSums};
 use crate::hashing::csq_row::{csq_rows_on, CsqBatch, CsqTerms};
 use crate::hashing::BankPair;
@@ -352,6 +354,23 @@ fn pair_run<T: Real>(isa: Isa, chunk: &PairChunk<'_, T>) -> Vec<T> {
     g.into_iter().chain(values).chain(own).collect()
 }
 
+/// [`pair_run`] in the AVX-512F build.
+#[cfg(target_arch = "x86_64")]
+fn pair_run_avx512<T: Real>(chunk: &PairChunk<'_, T>) -> Vec<T> {
+    let (n, c) = (chunk.own_norms.len(), chunk.bank_aux.len());
+    let (mut g, mut scratch) = (vec![T::zero(); n * c], vec![T::zero(); 2 * c]);
+    let (mut values, mut own) = (vec![T::zero(); n], vec![T::zero(); n]);
+    let out = PairSums {
+        g: &mut g,
+        scratch: &mut scratch,
+        values: &mut values,
+        own: &mut own,
+    };
+    // SAFETY: the caller checked that the CPU has AVX-512F.
+    unsafe { pair_rows_avx512(chunk, out) };
+    g.into_iter().chain(values).chain(own).collect()
+}
+
 fn pair_rows_all<T: Real>() {
     let pairs = [
         BankPair::Contrastive { margin: 0.5 },
@@ -380,6 +399,11 @@ fn pair_rows_all<T: Real>() {
             for isa in isas() {
                 let what = format!("pair rows {pair:?}, {n} x {c}, {isa:?}");
                 assert_same_bits(&what, &pair_run(isa, &chunk), &want);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                let what = format!("pair rows {pair:?}, {n} x {c}, AVX-512F");
+                assert_same_bits(&what, &pair_run_avx512(&chunk), &want);
             }
         }
     }

@@ -202,8 +202,28 @@ pub(crate) struct PairSums<'a, T> {
 /// to `out.values` and `out.own` (one per batch row). Compiled for the baseline and for AVX2,
 /// the same IEEE operations in the same order in both, so the result does not depend on which
 /// one runs.
+///
+/// Where the CPU has AVX-512F this loop runs in an AVX-512 build, which measured about 10% less
+/// time for a DHN `full` epoch than the AVX2 one (`cargo xtask bench train --method csq,dhn`);
+/// `bank_pair_rows_give_the_same_bits_on_every_isa` (in `cpu::isa_bits`) checks that it gives
+/// the baseline's bits.
 fn pair_rows<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is available, which is all `pair_rows_avx512` is compiled for.
+        return unsafe { pair_rows_avx512(chunk, out) };
+    }
     pair_rows_on(Isa::best(), chunk, out)
+}
+
+/// [`pair_rows_body`] compiled with AVX-512F enabled.
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn pair_rows_avx512<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
+    pair_rows_body(chunk, out)
 }
 
 /// [`pair_rows`] with its loop built for `isa`.
