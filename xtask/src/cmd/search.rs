@@ -129,6 +129,18 @@ fn padded(rows: impl Iterator<Item = Vec<i64>>, n_rows: usize, width: usize) -> 
     out
 }
 
+/// Every query's result rows, named by `name`, and their distances, each padded to `width`.
+fn padded_results<'r>(
+    nq: usize,
+    width: usize,
+    result: impl Fn(usize) -> (&'r [u32], &'r [u32]),
+    name: &dyn Fn(u32) -> i64,
+) -> (Vec<i64>, Vec<i64>) {
+    let ids = (0..nq).map(|q| result(q).0.iter().map(|&row| name(row)).collect());
+    let distances = (0..nq).map(|q| result(q).1.iter().map(|&d| i64::from(d)).collect());
+    (padded(ids, nq, width), padded(distances, nq, width))
+}
+
 /// The database codes, how they were stored, and the user IDs of the rows, if any.
 struct Database {
     codes: Codes,
@@ -293,21 +305,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         let counts: Vec<i64> = (0..nq).map(|q| result.ids_of(q).len() as i64).collect();
         width = counts.iter().copied().max().unwrap_or(0) as usize;
-        ids = padded(
-            (0..nq).map(|q| result.ids_of(q).iter().map(|&row| name(row)).collect()),
+        (ids, distances) = padded_results(
             nq,
             width,
-        );
-        distances = padded(
-            (0..nq).map(|q| {
-                result
-                    .distances_of(q)
-                    .iter()
-                    .map(|&d| i64::from(d))
-                    .collect()
-            }),
-            nq,
-            width,
+            |q| (result.ids_of(q), result.distances_of(q)),
+            &name,
         );
         range_counts = Some(counts);
         summary["mode"] = json!("range");
@@ -330,21 +332,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         // `found.k` is below k only when --allow leaves fewer rows than k.
         width = args.k;
-        ids = padded(
-            (0..nq).map(|q| found.ids_of(q).iter().map(|&row| name(row)).collect()),
+        (ids, distances) = padded_results(
             nq,
             width,
-        );
-        distances = padded(
-            (0..nq).map(|q| {
-                found
-                    .distances_of(q)
-                    .iter()
-                    .map(|&d| i64::from(d))
-                    .collect()
-            }),
-            nq,
-            width,
+            |q| (found.ids_of(q), found.distances_of(q)),
+            &name,
         );
         summary["k"] = json!(args.k);
     }

@@ -64,6 +64,26 @@ fn log_complement<B: Backend>(tape: &Tape<'_, B>, p: &Tensor<B>) -> Result<Tenso
     Ok(tape.log(&tape.add_scalar(&tape.scale(p, -1.0)?, 1.0)?)?)
 }
 
+/// `y log P + w (1 - y) log(1 - P)` elementwise: the labels' log-likelihood under the class
+/// probabilities `P`, the absent classes' terms weighted by `w`.
+fn label_log_likelihood<B: Backend>(
+    tape: &Tape<'_, B>,
+    p: &Tensor<B>,
+    y: &B::Buf,
+    w: f64,
+) -> Result<Tensor<B>, TrainError> {
+    let be = tape.backend();
+    let absent = be.unary(Unary::AddScalar(1.0), &be.unary(Unary::Scale(-1.0), y)?)?;
+    let absent = if w == 1.0 {
+        absent
+    } else {
+        be.unary(Unary::Scale(w), &absent)?
+    };
+    let own = tape.mul(&tape.log(p)?, &tape.constant(y.clone()))?;
+    let rest = tape.mul(&log_complement(tape, p)?, &tape.constant(absent))?;
+    Ok(tape.add(&own, &rest)?)
+}
+
 /// SHCIR: `-mean_i [log P_{i,y_i} + sum_{c != y_i} log(1 - P_ic) / (C - 1)] + lambda mean((|u| -
 /// 1)^2)`, `P` the softmax of [`centre_softmax`]; the labels are one-hot (single-label data, which
 /// training checks before it starts).
@@ -74,17 +94,10 @@ pub(super) fn shcir<B: Backend>(
     ctx: &BatchContext<'_, B>,
     lambda: f64,
 ) -> Result<Tensor<B>, TrainError> {
-    let be = tape.backend();
     let (p, quant) = centre_softmax(tape, u, centres)?;
     let classes = p.shape().cols as f64;
-    let y = ctx.labels;
-    let others = be.unary(
-        Unary::Scale(1.0 / (classes - 1.0)),
-        &be.unary(Unary::AddScalar(1.0), &be.unary(Unary::Scale(-1.0), y)?)?,
-    )?;
-    let own = tape.mul(&tape.log(&p)?, &tape.constant(y.clone()))?;
-    let rest = tape.mul(&log_complement(tape, &p)?, &tape.constant(others))?;
-    let per_item = tape.scale(&tape.row_sums(&tape.add(&own, &rest)?)?, -1.0)?;
+    let likelihood = label_log_likelihood(tape, &p, ctx.labels, 1.0 / (classes - 1.0))?;
+    let per_item = tape.scale(&tape.row_sums(&likelihood)?, -1.0)?;
     Ok(tape.add(&tape.mean_all(&per_item)?, &tape.scale(&quant, lambda)?)?)
 }
 
@@ -97,12 +110,8 @@ pub(super) fn mdsh<B: Backend>(
     ctx: &BatchContext<'_, B>,
     lambda: f64,
 ) -> Result<Tensor<B>, TrainError> {
-    let be = tape.backend();
     let (p, quant) = centre_softmax(tape, u, centres)?;
-    let y = ctx.labels;
-    let not_y = be.unary(Unary::AddScalar(1.0), &be.unary(Unary::Scale(-1.0), y)?)?;
-    let own = tape.mul(&tape.log(&p)?, &tape.constant(y.clone()))?;
-    let rest = tape.mul(&log_complement(tape, &p)?, &tape.constant(not_y))?;
-    let bce = tape.scale(&tape.mean_all(&tape.add(&own, &rest)?)?, -1.0)?;
+    let likelihood = label_log_likelihood(tape, &p, ctx.labels, 1.0)?;
+    let bce = tape.scale(&tape.mean_all(&likelihood)?, -1.0)?;
     Ok(tape.add(&bce, &tape.scale(&quant, lambda)?)?)
 }
