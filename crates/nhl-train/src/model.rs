@@ -173,6 +173,32 @@ impl<B: Backend> NestedHashModel<B> {
         Ok(backend.download(fwd.codes.value())?)
     }
 
+    /// One flag per hidden unit of the backbone: whether it fires, `relu(x W1^T + b1)_j > 0`, for
+    /// at least one of the `rows` items of `x`. A unit that fires for no training item is dead:
+    /// it passes no gradient, so it never learns again, and the codes are built from the units
+    /// left (docs/METHOD.md Q16).
+    pub fn fired_units(
+        &self,
+        backend: &B,
+        x: &[B::Elem],
+        rows: usize,
+    ) -> Result<Vec<bool>, TrainError> {
+        let width = backend.shape(&self.params.get(self.w1).value).rows;
+        let mut fired = vec![false; width];
+        if rows == 0 {
+            return Ok(fired);
+        }
+        let tape = Tape::new(backend);
+        let x = backend.upload(x, Shape::new(rows, self.input_dim))?;
+        let fwd = tape.no_grad(|| self.forward(&tape, &tape.constant(x)))?;
+        for row in backend.download(fwd.features.value())?.chunks_exact(width) {
+            for (flag, &h) in fired.iter_mut().zip(row) {
+                *flag |= h > B::Elem::zero();
+            }
+        }
+        Ok(fired)
+    }
+
     /// `h = relu(x W1^T + b1)`, `u = h W2^T + b2`, recorded on `tape`.
     pub fn forward(&self, tape: &Tape<'_, B>, x: &Tensor<B>) -> Result<Forward<B>, TrainError> {
         let w1 = self.params.leaf(tape, self.w1);
@@ -251,5 +277,72 @@ impl<B: Backend> NestedHashModel<B> {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nhl_kernels::cpu::CpuBackend;
+    use nhl_kernels::rng::SplitMix64;
+    use nhl_kernels::{Backend, Shape};
+
+    use super::NestedHashModel;
+
+    /// Units whose bias is pushed far below any pre-activation never fire; every other unit of
+    /// this backbone fires for some of the random positive inputs, whichever chunk they come in.
+    #[test]
+    fn fired_units_finds_exactly_the_units_that_never_fire() {
+        let cpu = CpuBackend::<f32>::new();
+        let (input_dim, hidden, rows) = (13, 37, 29);
+        let mut model = NestedHashModel::new(&cpu, input_dim, hidden, 8, 5).unwrap();
+        let dead = [0usize, 7, 8, 36];
+        let mut bias = cpu.download(&model.params.get(model.b1).value).unwrap();
+        for &j in &dead {
+            bias[j] = -1e3;
+        }
+        // Every other unit gets a positive bias, so it fires for any input.
+        for (j, b) in bias.iter_mut().enumerate() {
+            if !dead.contains(&j) {
+                *b = b.abs() + 10.0;
+            }
+        }
+        model.params.get_mut(model.b1).value = cpu.upload(&bias, Shape::new(1, hidden)).unwrap();
+        let mut rng = SplitMix64::new(11);
+        let x: Vec<f32> = (0..rows * input_dim)
+            .map(|_| rng.uniform(0.0, 1.0) as f32)
+            .collect();
+        let whole = model.fired_units(&cpu, &x, rows).unwrap();
+        assert_eq!(whole.len(), hidden);
+        for (j, &fired) in whole.iter().enumerate() {
+            assert_eq!(fired, !dead.contains(&j), "unit {j}");
+        }
+        // No rows: nothing fired, one flag per unit all the same.
+        assert_eq!(
+            model.fired_units(&cpu, &[], 0).unwrap(),
+            vec![false; hidden]
+        );
+    }
+
+    /// A unit that fires only for one item is found in any chunk holding that item.
+    #[test]
+    fn a_unit_firing_for_one_item_is_live() {
+        let cpu = CpuBackend::<f32>::new();
+        let (input_dim, hidden) = (3, 5);
+        let mut model = NestedHashModel::new(&cpu, input_dim, hidden, 4, 1).unwrap();
+        // Unit 2 reads feature 0 with weight 1 and bias -0.5: it fires only when x_0 > 0.5.
+        let mut w = vec![0.0f32; hidden * input_dim];
+        w[2 * input_dim] = 1.0;
+        let b = vec![-0.5f32; hidden];
+        model.params.get_mut(model.w1).value =
+            cpu.upload(&w, Shape::new(hidden, input_dim)).unwrap();
+        model.params.get_mut(model.b1).value = cpu.upload(&b, Shape::new(1, hidden)).unwrap();
+        let quiet = [0.1f32, 0.9, 0.9, 0.2, 0.0, 0.0];
+        assert_eq!(
+            model.fired_units(&cpu, &quiet, 2).unwrap(),
+            vec![false; hidden]
+        );
+        let loud = [0.1f32, 0.9, 0.9, 0.7, 0.0, 0.0];
+        let fired = model.fired_units(&cpu, &loud, 2).unwrap();
+        assert_eq!(fired, vec![false, false, true, false, false]);
     }
 }

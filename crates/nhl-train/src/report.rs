@@ -13,6 +13,7 @@ use crate::config::{Method, Mode, TrainConfig};
 use crate::error::TrainError;
 use crate::metrics::LengthMetrics;
 use crate::run_dir::write_atomic;
+use crate::trainer::LiveUnits;
 
 /// A JSON object keyed by numbers (`{"8": .., "16": ..}`) that keeps its keys in the order given,
 /// so the file lists the lengths as the run did rather than in string order ("128" < "16").
@@ -121,6 +122,10 @@ pub struct RunMetrics {
     /// reporting, selected on the query set, so biased upwards; `map` is the honest figure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_best_of_validations: Option<NumMap<f64>>,
+    /// Every model's live backbone units after training (one entry, or one per length in mode
+    /// `single`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backbone_live_units: Vec<LiveUnits>,
 }
 
 /// One validation in `metrics.json`.
@@ -522,6 +527,11 @@ mod tests {
                 map: NumMap(vec![(8, 0.4), (16, 0.5)]),
             }],
             map_best_of_validations: Some(NumMap(vec![(8, 0.4), (16, 0.5)])),
+            backbone_live_units: vec![LiveUnits {
+                bits: 128,
+                live: 60,
+                hidden: 1024,
+            }],
         };
         let lengths: Vec<LengthMetrics> = [8, 16, 32, 64, 128]
             .iter()

@@ -91,6 +91,7 @@ pub fn train_resumable<B: HashingOps<Elem = f32>>(
         loss_per_epoch: vec![0.0; config.epochs],
         params: Vec::new(),
         validations: Vec::new(),
+        live_units: Vec::new(),
     };
     if let Some(p) = resume.map(|s| &s.position) {
         outcome.train_seconds = p.train_seconds;
@@ -111,6 +112,7 @@ pub fn train_resumable<B: HashingOps<Elem = f32>>(
                 run.load_params(&state.tensors, &format!("done.{prefix}"))?;
                 outcome.codes.extend(run.encode(split)?);
                 outcome.params.extend(run.model.export(backend, &prefix)?);
+                outcome.live_units.push(run.live_units(&split.train)?);
                 continue;
             }
             if model_index == first_model {
@@ -172,6 +174,7 @@ pub fn train_resumable<B: HashingOps<Elem = f32>>(
         }
         outcome.codes.extend(codes);
         outcome.params.extend(run.model.export(backend, &prefix)?);
+        outcome.live_units.push(run.live_units(&split.train)?);
     }
     Ok(outcome)
 }

@@ -67,6 +67,31 @@ pub struct TrainOutcome {
     pub params: Vec<NamedParam>,
     /// mAP@ALL at every validation (`config.eval_every`), in training order.
     pub validations: Vec<Validation>,
+    /// Every model's live backbone units after training, in training order.
+    pub live_units: Vec<LiveUnits>,
+}
+
+/// How much of a trained model's backbone is alive: the hidden units that fire for at least one
+/// training item. Losses that kill most of them (DHN and the other bank likelihoods on raw
+/// outputs, docs/METHOD.md Q16) give codes that swing from seed to seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LiveUnits {
+    /// The model's longest code length (in a `single` run, the model of that length).
+    pub bits: usize,
+    /// Hidden units that fire for at least one training item.
+    pub live: usize,
+    /// The backbone's hidden width.
+    pub hidden: usize,
+}
+
+impl LiveUnits {
+    /// Below this fraction of live units a run is reported as having lost most of its backbone.
+    pub const FEW: f64 = 0.25;
+
+    /// Whether fewer than [`Self::FEW`] of the hidden units are alive.
+    pub fn few(&self) -> bool {
+        (self.live as f64) < Self::FEW * self.hidden as f64
+    }
 }
 
 /// mAP@ALL of some lengths after an epoch (during training, on the query set).
@@ -458,6 +483,26 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
     }
 
     /// The hash layer's real outputs (`n x B`, row-major) for every item of `set`.
+    /// The model's [`LiveUnits`] over the items of `set` (the training items).
+    pub(crate) fn live_units(&self, set: &Dataset) -> Result<LiveUnits, TrainError> {
+        let mut fired: Vec<bool> = Vec::new();
+        for start in (0..set.len()).step_by(ENCODE_BATCH) {
+            let end = (start + ENCODE_BATCH).min(set.len());
+            let x = &set.features[start * set.dim..end * set.dim];
+            let chunk = self.model.fired_units(self.backend, x, end - start)?;
+            if fired.is_empty() {
+                fired = chunk;
+            } else {
+                fired.iter_mut().zip(chunk).for_each(|(f, c)| *f |= c);
+            }
+        }
+        Ok(LiveUnits {
+            bits: self.model.code_bits(),
+            live: fired.iter().filter(|&&f| f).count(),
+            hidden: fired.len(),
+        })
+    }
+
     fn outputs(&self, set: &Dataset) -> Result<Vec<f32>, TrainError> {
         let mut out = Vec::with_capacity(set.len() * self.model.code_bits());
         for start in (0..set.len()).step_by(ENCODE_BATCH) {

@@ -170,6 +170,21 @@ fn every_method_and_mode_trains_and_learns() {
             );
             let models = if mode == Mode::Single { 3 } else { 1 };
             assert_eq!(out.params.len(), 4 * models, "{method:?} {mode:?}");
+            // One live-unit count per model, of that model's backbone.
+            let longest: Vec<usize> = out.live_units.iter().map(|u| u.bits).collect();
+            let expected = if mode == Mode::Single {
+                vec![4, 8, 16]
+            } else {
+                vec![16]
+            };
+            assert_eq!(longest, expected, "{method:?} {mode:?}");
+            for units in &out.live_units {
+                assert_eq!(units.hidden, config.hidden, "{method:?} {mode:?}");
+                assert!(
+                    units.live > 0 && units.live <= units.hidden,
+                    "{method:?} {mode:?}: {units:?}"
+                );
+            }
             if mode != Mode::Single {
                 // Nested codes: every shorter code is the prefix of the longest one.
                 let longest = &out.codes[2];

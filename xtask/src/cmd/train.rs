@@ -35,7 +35,7 @@ use crate::names::{parse_centres, parse_method, parse_mode};
 use nhl_train::error::TrainError;
 use nhl_train::run_loop::{train_resumable, Control};
 use nhl_train::train_state::TrainState;
-use nhl_train::trainer::{validate, validate_config, Checks, Progress, TrainOutcome};
+use nhl_train::trainer::{validate, validate_config, Checks, LiveUnits, Progress, TrainOutcome};
 
 /// `QUERY,TRAIN`.
 fn parse_sizes(s: &str) -> Result<(usize, usize), String> {
@@ -463,6 +463,7 @@ fn train_and_write(
             .collect(),
         map_best_of_validations: (!outcome.validations.is_empty())
             .then(|| NumMap(outcome.best_validation_map())),
+        backbone_live_units: outcome.live_units.clone(),
     };
     metrics.set_lengths(&lengths);
     let out = dir.take().context("the run directory is gone")?.finish()?;
@@ -477,9 +478,33 @@ fn train_and_write(
             cells.join(", ")
         );
     }
+    for units in &outcome.live_units {
+        report_live_units(units, outcome.live_units.len() > 1);
+    }
     println!("training: {:.2} s", outcome.train_seconds);
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// One line on how much of a model's backbone is alive, and a warning when most of it died.
+fn report_live_units(units: &LiveUnits, per_length: bool) {
+    let model = if per_length {
+        format!("the {}-bit model's backbone", units.bits)
+    } else {
+        "backbone".to_string()
+    };
+    let share = 100.0 * units.live as f64 / units.hidden.max(1) as f64;
+    println!(
+        "{model}: {} of {} hidden units fire for some training item ({share:.0}%)",
+        units.live, units.hidden
+    );
+    if units.few() {
+        eprintln!(
+            "warning: {model} lost most of its ReLU units during training; the codes rest on the \
+             {} left and will vary from seed to seed (docs/METHOD.md Q16)",
+            units.live
+        );
+    }
 }
 
 /// mAP@ALL, tie-aware mAP and P@{1,10,100} of every length of the outcome.
