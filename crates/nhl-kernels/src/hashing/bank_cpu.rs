@@ -1,13 +1,16 @@
 //! [`HashingOps::bank_objectives`](super::HashingOps::bank_objectives) on the CPU: one pass over
 //! the bank in fixed chunks of [`CHUNK`] rows. For each chunk, the similarities and the inner
 //! products of every length (running sums over the lengths' column blocks), the per-pair terms
-//! of every length in one vectorised loop, and the chunk's share of each gradient `G_k U[:, :b_k]`
-//! by a matrix product. Chunks run on rayon's pool and are summed in chunk order, so the result
-//! does not depend on the number of threads.
+//! of every length in one vectorised loop, and the chunk's share of each gradient `G_k U[:, :b_k]`,
+//! the products by [`super::bank_products`] where the CPU has FMA (the same bits as the matrix
+//! library, without its packing) and by the matrix library elsewhere. Chunks run on rayon's pool,
+//! each thread reusing its working buffers, and are summed in chunk order, so the result does not
+//! depend on the number of threads.
 
 use rayon::prelude::*;
 
 use super::bank::{BankLoss, BankPair, Quantisation, COSINE_EPS};
+use super::bank_products::{self, Fused, Product};
 use crate::backend::{Shape, Unary};
 use crate::cpu::isa::Isa;
 use crate::cpu::{scalar, CpuBuf};
@@ -156,7 +159,6 @@ fn pair_row<T: Real>(
                 let (sp, sig) = softplus_sigmoid(t);
                 value[j] = sp - s[j] * t;
                 g[j] = half * (sig - s[j]);
-                own[j] = T::zero();
             }
         }
         BankPair::CosinePositive => {
@@ -278,7 +280,12 @@ fn pair_rows_body<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
         };
         pair_row(pair, &row, value_row, &mut g[i * c..(i + 1) * c], own_row);
         values[i] = sum_lanes(value_row);
-        own[i] = sum_lanes(own_row);
+        // The likelihood has no own-code term (its `own_row` is not written).
+        own[i] = if pair == BankPair::Likelihood {
+            T::zero()
+        } else {
+            sum_lanes(own_row)
+        };
     }
 }
 
@@ -300,11 +307,44 @@ fn own_norms<T: Real>(inp: &BankInputs<'_, T>, cosine: bool) -> Vec<T> {
     out
 }
 
-/// The contribution of bank rows `j0 .. j0 + c`.
-fn chunk<T: Real>(inp: &BankInputs<'_, T>, norms: &[T], j0: usize, c: usize) -> ChunkSums<T> {
+/// The working buffers of [`chunk`], kept from one chunk to the next on each thread.
+#[derive(Default)]
+struct Scratch<T> {
+    s: Vec<T>,
+    ut: Vec<T>,
+    theta: Vec<T>,
+    part: Vec<T>,
+    bank_sq: Vec<T>,
+    bank_aux: Vec<T>,
+    g: Vec<T>,
+    rows: Vec<T>,
+}
+
+/// `buf` as `len` zeros, reusing its allocation.
+fn zeroed<T: Real>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    buf.clear();
+    buf.resize(len, T::zero());
+    buf
+}
+
+/// `buf` as `len` elements of whatever it held, for a caller that writes every one.
+fn sized<T: Real>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    buf.resize(len, T::zero());
+    &mut buf[..len]
+}
+
+/// The contribution of bank rows `j0 .. j0 + c`, with the products of `fused`'s build where the
+/// CPU has FMA, else by the matrix library.
+fn chunk<T: Real>(
+    inp: &BankInputs<'_, T>,
+    norms: &[T],
+    fused: Option<Fused>,
+    scratch: &mut Scratch<T>,
+    (j0, c): (usize, usize),
+) -> ChunkSums<T> {
     let (n, k, w) = (inp.n, inp.bits.len(), inp.bank_cols);
     let bank = &inp.bank[j0 * w..(j0 + c) * w];
-    let mut s = vec![T::zero(); n * c];
+    let s = sized(&mut scratch.s, n * c);
     // SAFETY: labels are n x classes (row stride classes); the chunk's bank labels, read
     // transposed, are classes x c (row stride 1, column stride classes); s is n x c.
     unsafe {
@@ -314,52 +354,73 @@ fn chunk<T: Real>(inp: &BankInputs<'_, T>, norms: &[T], j0: usize, c: usize) -> 
             (inp.classes, 1),
             inp.bank_labels[j0 * inp.classes..].as_ptr(),
             (1, inp.classes),
-            &mut s,
+            s,
             c,
         )
     };
-    for v in &mut s {
+    for v in s.iter_mut() {
         *v = if *v > T::zero() { T::one() } else { T::zero() };
     }
-    let similar = sum_lanes(&s);
+    let s = &*s;
+    let similar = sum_lanes(s);
     let cosine = inp.loss.pair == BankPair::CosinePositive;
-    let mut theta = vec![T::zero(); n * c];
-    let mut part = vec![T::zero(); n * c];
-    let mut bank_sq = vec![T::zero(); c];
-    let mut bank_aux = vec![T::zero(); c];
-    let mut g = vec![T::zero(); k * n * c];
-    let mut scratch = vec![T::zero(); 2 * c];
+    let norms_needed = inp.loss.pair != BankPair::Likelihood;
+    // The chunk's codes transposed, for the fused inner products and the bank rows' norms.
+    let longest = inp.bits[k - 1];
+    let ut: &[T] = if fused.is_some() || norms_needed {
+        let ut = sized(&mut scratch.ut, longest * c);
+        bank_products::transpose(bank, w, c, longest, ut);
+        ut
+    } else {
+        &[]
+    };
+    let theta = zeroed(&mut scratch.theta, n * c);
+    let bank_sq = zeroed(&mut scratch.bank_sq, c);
+    let bank_aux = zeroed(&mut scratch.bank_aux, c);
+    let g = sized(&mut scratch.g, n * c);
+    let rows = sized(&mut scratch.rows, 2 * c);
     let mut values = vec![T::zero(); k * n];
     let mut own = vec![T::zero(); k * n];
-    let mut lo = 0;
+    let total: usize = inp.bits.iter().sum();
+    let mut products = vec![T::zero(); n * total];
+    let (mut lo, mut offset) = (0, 0);
     for (kk, &b) in inp.bits.iter().enumerate() {
-        // SAFETY: the batch block is n x (b - lo) from column lo (row stride width >= b); the
-        // bank block, read transposed, is (b - lo) x c from column lo (row stride 1, column
-        // stride w >= b); part is n x c.
-        unsafe {
-            gemm(
-                (n, b - lo, c),
-                inp.codes[lo..].as_ptr(),
-                (inp.width, 1),
-                bank[lo..].as_ptr(),
-                (1, w),
-                &mut part,
-                c,
-            )
-        };
-        for (t, &p) in theta.iter_mut().zip(&part) {
-            *t += p;
-        }
-        if inp.loss.pair != BankPair::Likelihood {
-            for (j, sq) in bank_sq.iter_mut().enumerate() {
-                *sq += bank[j * w + lo..j * w + b]
-                    .iter()
-                    .map(|&v| v * v)
-                    .sum::<T>();
+        if let Some(isa) = fused {
+            let block = Product {
+                a: &inp.codes[lo..],
+                a_stride: inp.width,
+                b: &ut[lo * c..],
+                b_stride: c,
+                rows: n,
+                len: b - lo,
+                cols: c,
+            };
+            bank_products::product(isa, &block, theta, true);
+        } else {
+            let part = sized(&mut scratch.part, n * c);
+            // SAFETY: the batch block is n x (b - lo) from column lo (row stride width >= b);
+            // the bank block, read transposed, is (b - lo) x c from column lo (row stride 1,
+            // column stride w >= b); part is n x c.
+            unsafe {
+                gemm(
+                    (n, b - lo, c),
+                    inp.codes[lo..].as_ptr(),
+                    (inp.width, 1),
+                    bank[lo..].as_ptr(),
+                    (1, w),
+                    part,
+                    c,
+                )
+            };
+            for (t, &p) in theta.iter_mut().zip(part.iter()) {
+                *t += p;
             }
         }
+        if norms_needed {
+            bank_products::square_block(ut, c, lo, b, bank_sq);
+        }
         lo = b;
-        for (aux, &sq) in bank_aux.iter_mut().zip(&bank_sq) {
+        for (aux, &sq) in bank_aux.iter_mut().zip(bank_sq.iter()) {
             *aux = if cosine {
                 T::one() / sq.sqrt().max(T::from_f64(COSINE_EPS))
             } else {
@@ -370,39 +431,39 @@ fn chunk<T: Real>(inp: &BankInputs<'_, T>, norms: &[T], j0: usize, c: usize) -> 
             BankPair::Contrastive { margin } => T::from_f64(margin * b as f64),
             _ => T::zero(),
         };
-        let chunk = PairChunk {
+        let terms = PairChunk {
             pair: inp.loss.pair,
-            theta: &theta,
-            s: &s,
+            theta,
+            s,
             own_norms: &norms[kk * n..(kk + 1) * n],
-            bank_aux: &bank_aux,
+            bank_aux,
             margin,
         };
-        let out = PairSums {
-            g: &mut g[kk * n * c..(kk + 1) * n * c],
-            scratch: &mut scratch,
+        let sums = PairSums {
+            g,
+            scratch: rows,
             values: &mut values[kk * n..(kk + 1) * n],
             own: &mut own[kk * n..(kk + 1) * n],
         };
-        pair_rows(&chunk, out);
-    }
-    let total: usize = inp.bits.iter().sum();
-    let mut products = vec![T::zero(); n * total];
-    let mut offset = 0;
-    for (kk, &b) in inp.bits.iter().enumerate() {
-        // SAFETY: G_k is n x c (row stride c); the chunk's bank prefix is c x b (row stride w,
-        // b <= w); the output block is n x b at `offset` (row stride b).
-        unsafe {
-            gemm(
-                (n, c, b),
-                g[kk * n * c..].as_ptr(),
-                (c, 1),
-                bank.as_ptr(),
-                (w, 1),
-                &mut products[offset..offset + n * b],
-                b,
-            )
-        };
+        pair_rows(&terms, sums);
+        // This length's share of the gradient, `G_k U_chunk[:, :b]`, while G_k is in cache.
+        let out = &mut products[offset..offset + n * b];
+        if let Some(isa) = fused {
+            let op = Product {
+                a: g,
+                a_stride: c,
+                b: bank,
+                b_stride: w,
+                rows: n,
+                len: c,
+                cols: b,
+            };
+            bank_products::product(isa, &op, out, false);
+        } else {
+            // SAFETY: G_k is n x c (row stride c); the chunk's bank prefix is c x b (row stride
+            // w, b <= w); the output block is n x b (row stride b).
+            unsafe { gemm((n, c, b), g.as_ptr(), (c, 1), bank.as_ptr(), (w, 1), out, b) };
+        }
         offset += n * b;
     }
     ChunkSums {
@@ -479,13 +540,20 @@ pub(super) fn bank_objectives<T: Real>(
     let (n, k) = (inp.n, inp.bits.len());
     let cosine = inp.loss.pair == BankPair::CosinePositive;
     let norms = own_norms(inp, cosine);
-    let chunks: Vec<usize> = (0..bank_rows).step_by(CHUNK).collect();
-    let one = |&j0: &usize| chunk(inp, &norms, j0, CHUNK.min(bank_rows - j0));
+    let chunks: Vec<(usize, usize)> = (0..bank_rows)
+        .step_by(CHUNK)
+        .map(|j0| (j0, CHUNK.min(bank_rows - j0)))
+        .collect();
+    let fused = Fused::detect();
+    let one = |scratch: &mut Scratch<T>, &range: &(usize, usize)| {
+        chunk(inp, &norms, fused, scratch, range)
+    };
     let longest = inp.bits[k - 1];
     let sums: Vec<ChunkSums<T>> = if n * bank_rows * longest >= PAR_MIN {
-        chunks.par_iter().map(one).collect()
+        chunks.par_iter().map_init(Scratch::default, one).collect()
     } else {
-        chunks.iter().map(one).collect()
+        let mut scratch = Scratch::default();
+        chunks.iter().map(|r| one(&mut scratch, r)).collect()
     };
     // The chunks' sums, in chunk order.
     let mut values = vec![T::zero(); k * n];
