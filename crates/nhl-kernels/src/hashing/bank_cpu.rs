@@ -369,7 +369,7 @@ fn chunk<T: Real>(
     let longest = inp.bits[k - 1];
     let ut: &[T] = if fused.is_some() || norms_needed {
         let ut = sized(&mut scratch.ut, longest * c);
-        bank_products::transpose(bank, w, c, longest, ut);
+        bank_products::transpose(fused, bank, w, c, longest, ut);
         ut
     } else {
         &[]

@@ -199,18 +199,111 @@ fn fma_row<T: Real, const D: usize>(acc: &mut [T; D], a: T, b: &[T; D]) {
 
 /// `ut[d c + j] = bank[j w + d]` for `d < cols`, `j < c`: the first `cols` columns of `c` bank
 /// rows of width `w`, transposed (`cols x c`), so that the inner products run along the bank rows.
-/// In blocks of 16 x 16, so that the writes, a bank row apart in `ut`, fill whole cache lines
-/// while the block's bank rows stay in cache.
-pub(crate) fn transpose<T: Real>(bank: &[T], w: usize, c: usize, cols: usize, ut: &mut [T]) {
+/// With a fused build and 4-byte elements, 8 x 8 blocks by AVX shuffles (which move bits, so the
+/// element type does not matter); otherwise, or at the edges, element by element in blocks of 16
+/// x 16, so that the writes, a bank row apart in `ut`, fill whole cache lines while the block's
+/// bank rows stay in cache.
+pub(crate) fn transpose<T: Real>(
+    isa: Option<Fused>,
+    bank: &[T],
+    w: usize,
+    c: usize,
+    cols: usize,
+    ut: &mut [T],
+) {
+    assert!(ut.len() >= cols * c && bank.len() >= c * w && cols <= w);
+    let mut done = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if isa.is_some() && std::mem::size_of::<T>() == 4 {
+        let bank: &[u32] = bytemuck::cast_slice(bank);
+        let ut: &mut [u32] = bytemuck::cast_slice_mut(ut);
+        // SAFETY: every fused build needs AVX2, which includes AVX.
+        unsafe { transpose_avx(bank, w, c, cols, ut) };
+        done = (c / 8 * 8, cols / 8 * 8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+    // What the blocks left: the last columns of every row, and the last rows' first columns.
+    transpose_scalar(bank, w, (0, c), (done.1, cols), c, ut);
+    transpose_scalar(bank, w, (done.0, c), (0, done.1), c, ut);
+}
+
+/// [`transpose`] of rows `js` and columns `ds`, element by element in blocks of 16 x 16.
+fn transpose_scalar<T: Copy>(
+    bank: &[T],
+    w: usize,
+    js: (usize, usize),
+    ds: (usize, usize),
+    c: usize,
+    ut: &mut [T],
+) {
     const BLOCK: usize = 16;
-    for j0 in (0..c).step_by(BLOCK) {
-        let j1 = (j0 + BLOCK).min(c);
-        for d0 in (0..cols).step_by(BLOCK) {
-            for d in d0..(d0 + BLOCK).min(cols) {
+    for j0 in (js.0..js.1).step_by(BLOCK) {
+        let j1 = (j0 + BLOCK).min(js.1);
+        for d0 in (ds.0..ds.1).step_by(BLOCK) {
+            for d in d0..(d0 + BLOCK).min(ds.1) {
                 let dst = &mut ut[d * c + j0..d * c + j1];
                 for (j, v) in (j0..j1).zip(dst) {
                     *v = bank[j * w + d];
                 }
+            }
+        }
+    }
+}
+
+/// [`transpose`] of the whole 8 x 8 blocks: 8 rows loaded, 24 shuffles, 8 columns stored.
+///
+/// # Safety
+/// The CPU supports AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_avx(bank: &[u32], w: usize, c: usize, cols: usize, ut: &mut [u32]) {
+    use std::arch::x86_64::{
+        __m256, _mm256_loadu_ps, _mm256_permute2f128_ps, _mm256_setzero_ps, _mm256_shuffle_ps,
+        _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+    };
+    for j0 in (0..c / 8 * 8).step_by(8) {
+        for d0 in (0..cols / 8 * 8).step_by(8) {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (k, v) in r.iter_mut().enumerate() {
+                let row = &bank[(j0 + k) * w + d0..][..8];
+                // SAFETY: `row` holds the 8 values read.
+                *v = unsafe { _mm256_loadu_ps(row.as_ptr().cast()) };
+            }
+            let t: [__m256; 8] = [
+                _mm256_unpacklo_ps(r[0], r[1]),
+                _mm256_unpackhi_ps(r[0], r[1]),
+                _mm256_unpacklo_ps(r[2], r[3]),
+                _mm256_unpackhi_ps(r[2], r[3]),
+                _mm256_unpacklo_ps(r[4], r[5]),
+                _mm256_unpackhi_ps(r[4], r[5]),
+                _mm256_unpacklo_ps(r[6], r[7]),
+                _mm256_unpackhi_ps(r[6], r[7]),
+            ];
+            let q: [__m256; 8] = [
+                _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+                _mm256_shuffle_ps::<0xee>(t[0], t[2]),
+                _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+                _mm256_shuffle_ps::<0xee>(t[1], t[3]),
+                _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+                _mm256_shuffle_ps::<0xee>(t[4], t[6]),
+                _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+                _mm256_shuffle_ps::<0xee>(t[5], t[7]),
+            ];
+            let out: [__m256; 8] = [
+                _mm256_permute2f128_ps::<0x20>(q[0], q[4]),
+                _mm256_permute2f128_ps::<0x20>(q[1], q[5]),
+                _mm256_permute2f128_ps::<0x20>(q[2], q[6]),
+                _mm256_permute2f128_ps::<0x20>(q[3], q[7]),
+                _mm256_permute2f128_ps::<0x31>(q[0], q[4]),
+                _mm256_permute2f128_ps::<0x31>(q[1], q[5]),
+                _mm256_permute2f128_ps::<0x31>(q[2], q[6]),
+                _mm256_permute2f128_ps::<0x31>(q[3], q[7]),
+            ];
+            for (k, v) in out.iter().enumerate() {
+                let col = &mut ut[(d0 + k) * c + j0..][..8];
+                // SAFETY: `col` holds the 8 values written.
+                unsafe { _mm256_storeu_ps(col.as_mut_ptr().cast(), *v) };
             }
         }
     }
@@ -321,15 +414,23 @@ mod tests {
 
     #[test]
     fn transpose_and_squares_read_the_chunk_columns() {
+        // Whole 8 x 8 blocks and both edges, with and without the fused build.
+        for (w, c, cols) in [(21, 37, 19), (128, 256, 128), (16, 8, 16), (9, 5, 3)] {
+            let bank = uniform::<f32>(7, c * w);
+            for isa in [None, Fused::detect()] {
+                let mut ut = vec![0.0; cols * c];
+                transpose(isa, &bank, w, c, cols, &mut ut);
+                for j in 0..c {
+                    for d in 0..cols {
+                        assert_eq!(ut[d * c + j], bank[j * w + d], "{isa:?} {c}x{cols}");
+                    }
+                }
+            }
+        }
         let (w, c, cols) = (21, 37, 19);
         let bank = uniform::<f64>(7, c * w);
         let mut ut = vec![0.0; cols * c];
-        transpose(&bank, w, c, cols, &mut ut);
-        for j in 0..c {
-            for d in 0..cols {
-                assert_eq!(ut[d * c + j], bank[j * w + d]);
-            }
-        }
+        transpose(Fused::detect(), &bank, w, c, cols, &mut ut);
         let mut sq = vec![0.5; c];
         square_block(&ut, c, 3, 11, &mut sq);
         for (j, &got) in sq.iter().enumerate() {
