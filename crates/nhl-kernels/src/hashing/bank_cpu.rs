@@ -482,28 +482,37 @@ pub(super) fn quantisation<T: Real>(
     width: usize,
     b: usize,
 ) -> (T, Vec<T>) {
-    let inv = T::one() / T::from_f64((n * b) as f64);
-    let mut grad = vec![T::zero(); n * b];
-    let mut total = T::zero();
+    let (value, grad) = quantisations(quant, u, n, width, &[b])
+        .pop()
+        .expect("one length");
+    (value, grad)
+}
+
+/// [`quantisation`] of every length in `bits` (increasing). An element-wise term is evaluated
+/// once per element of the longest prefix; each length then sums its prefix's values in the
+/// order [`quantisation`] alone would and scales its slopes, so the results are the same.
+fn quantisations<T: Real>(
+    quant: Quantisation,
+    u: &[T],
+    n: usize,
+    width: usize,
+    bits: &[usize],
+) -> Vec<(T, Vec<T>)> {
     let sign = |x: T| scalar::unary(Unary::Sign, x);
-    for i in 0..n {
-        let row = &u[i * width..i * width + b];
-        let out = &mut grad[i * b..(i + 1) * b];
-        match quant {
-            Quantisation::None => {}
-            Quantisation::RowMeanSquare | Quantisation::RowMeanAbs => {
-                let mean = row.iter().copied().sum::<T>() / T::from_f64(b as f64);
-                let (value, slope) = if quant == Quantisation::RowMeanSquare {
-                    (mean * mean, T::from_f64(2.0) * mean)
-                } else {
-                    (mean.abs(), sign(mean))
-                };
-                total += value;
-                out.fill(slope * inv);
-            }
-            Quantisation::AbsGap | Quantisation::LogCosh | Quantisation::SignGap => {
-                for (g, &x) in out.iter_mut().zip(row) {
-                    let (value, slope) = match quant {
+    let longest = bits.last().copied().unwrap_or(0);
+    let elementwise = matches!(
+        quant,
+        Quantisation::AbsGap | Quantisation::LogCosh | Quantisation::SignGap
+    );
+    // Per element of the longest prefix, row-major: the term's value and its slope.
+    let mut terms = Vec::new();
+    if elementwise {
+        terms.reserve(n * longest);
+        for i in 0..n {
+            terms.extend(
+                u[i * width..i * width + longest]
+                    .iter()
+                    .map(|&x| match quant {
                         Quantisation::AbsGap => {
                             let gap = T::one() - x.abs();
                             (gap.abs(), -sign(gap) * sign(x))
@@ -516,18 +525,45 @@ pub(super) fn quantisation<T: Real>(
                             let z = x - sign(x);
                             (z * z, T::from_f64(2.0) * z)
                         }
+                    }),
+            );
+        }
+    }
+    let one_length = |b: usize| {
+        let inv = T::one() / T::from_f64((n * b) as f64);
+        let mut grad = vec![T::zero(); n * b];
+        let mut total = T::zero();
+        for i in 0..n {
+            let row = &u[i * width..i * width + b];
+            let out = &mut grad[i * b..(i + 1) * b];
+            match quant {
+                Quantisation::None => {}
+                Quantisation::RowMeanSquare | Quantisation::RowMeanAbs => {
+                    let mean = row.iter().copied().sum::<T>() / T::from_f64(b as f64);
+                    let (value, slope) = if quant == Quantisation::RowMeanSquare {
+                        (mean * mean, T::from_f64(2.0) * mean)
+                    } else {
+                        (mean.abs(), sign(mean))
                     };
                     total += value;
-                    *g = slope * inv;
+                    out.fill(slope * inv);
+                }
+                Quantisation::AbsGap | Quantisation::LogCosh | Quantisation::SignGap => {
+                    let row_terms = &terms[i * longest..i * longest + b];
+                    for (g, &(value, slope)) in out.iter_mut().zip(row_terms) {
+                        total += value;
+                        *g = slope * inv;
+                    }
                 }
             }
         }
-    }
-    let value = match quant {
-        Quantisation::RowMeanSquare | Quantisation::RowMeanAbs => total / T::from_f64(n as f64),
-        _ => total * inv,
+        let value = match quant {
+            Quantisation::RowMeanSquare | Quantisation::RowMeanAbs => total / T::from_f64(n as f64),
+            _ => total * inv,
+        };
+        (value, grad)
     };
-    (value, grad)
+    bits.iter().map(|&b| one_length(b)).collect()
 }
 
 /// Every length's `(J_k, D_k)`; see [`super::HashingOps::bank_objectives`]. `raw` is the batch
@@ -580,8 +616,8 @@ pub(super) fn bank_objectives<T: Real>(
     let alpha = T::from_f64(inp.loss.alpha);
     let mut out = Vec::with_capacity(k);
     let mut offset = 0;
-    for (kk, &b) in inp.bits.iter().enumerate() {
-        let (quant, quant_grad) = quantisation(inp.loss.quant, inp.codes, n, inp.width, b);
+    let quants = quantisations(inp.loss.quant, inp.codes, n, inp.width, inp.bits);
+    for ((kk, &b), (quant, quant_grad)) in inp.bits.iter().enumerate().zip(quants) {
         let pair: T = values[kk * n..(kk + 1) * n].iter().copied().sum();
         let loss = scale * pair + alpha * quant;
         let mut grad = products[offset..offset + n * b].to_vec();
