@@ -41,6 +41,9 @@ pub trait Real:
     /// `e^self` for `self <= 0` in vectorised loops: `f32` uses [`crate::cpu::lanes::exp_neg`],
     /// `f64` the exact library function.
     fn exp_neg_lanes(self) -> Self;
+    /// `self * a + b` with one rounding (a fused multiply-add): one instruction in a loop built
+    /// for FMA, a library call elsewhere.
+    fn mul_add(self, a: Self, b: Self) -> Self;
     /// Square root.
     fn sqrt(self) -> Self;
     /// Absolute value.
@@ -114,6 +117,10 @@ macro_rules! impl_real {
             #[inline(always)]
             fn exp_neg_lanes(self) -> Self {
                 $exp_neg_lanes(self)
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
             #[inline(always)]
             fn sqrt(self) -> Self {

@@ -607,3 +607,63 @@ fn fused_bce_equals_the_elementwise_rules() {
         }
     }
 }
+
+/// Each binary op and its backward rule, forward and backward, give exactly the scalar rule's
+/// value at every element: on one shape past the parallel threshold (the rows split across
+/// threads), with an equal-shaped, a row, a column and a scalar operand.
+#[test]
+fn binary_ops_apply_the_scalar_rule_at_every_element() {
+    use nhl_kernels::cpu::scalar;
+    let b = B::new();
+    let shape = Shape::new(300, 131);
+    let a = buf(&b, 71, shape, 0.05, 0.95);
+    let dy = buf(&b, 72, shape, -1.0, 1.0);
+    for (k, bshape) in [
+        shape,
+        Shape::new(1, 131),
+        Shape::new(300, 1),
+        Shape::scalar(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let other = buf(&b, 73 + k as u64, bshape, 0.1, 0.9);
+        let at = |r: usize, c: usize| {
+            let r = if bshape.rows == 1 { 0 } else { r };
+            let c = if bshape.cols == 1 { 0 } else { c };
+            other.as_slice()[r * bshape.cols + c]
+        };
+        for op in [
+            Binary::Add,
+            Binary::Sub,
+            Binary::Mul,
+            Binary::Div,
+            Binary::Bce,
+        ] {
+            let y = b.binary(op, &a, &other).unwrap();
+            let (da, db) = b.binary_bwd(op, &a, &other, &dy).unwrap();
+            for i in 0..shape.len() {
+                let (r, c) = (i / shape.cols, i % shape.cols);
+                let (x, z) = (a.as_slice()[i], at(r, c));
+                let (ga, gb) = scalar::binary_grad(op, x, z);
+                let d = dy.as_slice()[i];
+                let what = format!("{op:?} with {bshape} at {i}");
+                assert_eq!(
+                    y.as_slice()[i].to_bits(),
+                    scalar::binary(op, x, z).to_bits(),
+                    "{what}"
+                );
+                assert_eq!(
+                    da.as_slice()[i].to_bits(),
+                    (d * ga).to_bits(),
+                    "{what} d/da"
+                );
+                assert_eq!(
+                    db.as_slice()[i].to_bits(),
+                    (d * gb).to_bits(),
+                    "{what} d/db"
+                );
+            }
+        }
+    }
+}

@@ -16,6 +16,7 @@ use crate::backend::{Binary, Unary};
 #[cfg(target_arch = "x86_64")]
 use crate::hashing::bank_cpu::pair_rows_avx512;
 use crate::hashing::bank_cpu::{pair_rows_on, PairChunk, PairSums};
+use crate::hashing::bank_products::{product, Fused, Product};
 use crate::hashing::csq_row::{csq_rows_on, CsqBatch, CsqTerms};
 use crate::hashing::BankPair;
 use crate::real::Real;
@@ -413,4 +414,80 @@ fn pair_rows_all<T: Real>() {
 fn bank_pair_rows_give_the_same_bits_on_every_isa() {
     pair_rows_all::<f32>();
     pair_rows_all::<f64>();
+}
+
+/// The fused products of the bank pass (`hashing::bank_products`), written and accumulated, in
+/// every fused build this CPU has, against a plain loop of the same `mul_add` chains: whole
+/// register tiles and each kind of edge, with special values in the small cases.
+fn bank_products_all<T: Real>() {
+    let shapes = [
+        (1, 1, 1),
+        (3, 5, 7),
+        (4, 8, 8),
+        (9, 13, 37),
+        (8, 33, 64),
+        (13, 256, 40),
+        (64, 8, 256),
+    ];
+    for (k, (rows, len, cols)) in shapes.into_iter().enumerate() {
+        let seed = 9800 + 10 * k as u64;
+        let (a_stride, b_stride) = (len + 2, cols + 3);
+        // Special values only where they leave most chains finite.
+        let (lo, hi) = if len <= 8 { (-2.0, 2.0) } else { (-1.0, 1.0) };
+        let pick = |seed, n| -> Vec<T> {
+            let v = values::<T>(seed, n, lo, hi);
+            if len <= 8 {
+                v
+            } else {
+                v.into_iter()
+                    .map(|x| {
+                        if x.to_f64().abs() <= 1.0 {
+                            x
+                        } else {
+                            T::zero()
+                        }
+                    })
+                    .collect()
+            }
+        };
+        let a = pick(seed, rows * a_stride);
+        let b = pick(seed + 1, len * b_stride);
+        let init = pick(seed + 2, rows * cols);
+        let op = Product {
+            a: &a,
+            a_stride,
+            b: &b,
+            b_stride,
+            rows,
+            len,
+            cols,
+        };
+        for accumulate in [false, true] {
+            let want: Vec<T> = (0..rows * cols)
+                .map(|e| {
+                    let (i, x) = (e / cols, e % cols);
+                    let chain = (0..len).fold(T::zero(), |acc, t| {
+                        a[i * a_stride + t].mul_add(b[t * b_stride + x], acc)
+                    });
+                    if accumulate {
+                        init[e] + chain
+                    } else {
+                        chain
+                    }
+                })
+                .collect();
+            for isa in Fused::available() {
+                let mut out = init.clone();
+                product(isa, &op, &mut out, accumulate);
+                let what = format!("product {rows}x{len}x{cols}, added {accumulate}, {isa:?}");
+                assert_same_bits(&what, &out, &want);
+            }
+        }
+    }
+}
+
+#[test]
+fn bank_products_give_the_same_bits_on_every_isa() {
+    bank_products_all::<f32>();
+    bank_products_all::<f64>();
 }

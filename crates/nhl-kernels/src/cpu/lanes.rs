@@ -22,9 +22,13 @@ const TANH_SERIES_LIMIT: f32 = 0.55;
 /// `e^y` for `y` in `[-87, 0]` (the caller clamps): `y = n ln 2 + r` with `|r| <= ln 2 / 2`
 /// (Cody-Waite), `e^r` by its degree-7 Taylor polynomial (truncation below 6e-9 relative), then
 /// the exponent of `2^n` written into the bits (`n >= -126`, so the result is a normal number).
+/// `n` is read from the bits of `shifted = n + 1.5 * 2^23`, whose low bits hold `n` (two's
+/// complement): integer operations that vectorise, where a float-to-integer cast (which Rust
+/// defines to saturate) is done one lane at a time.
 #[inline(always)]
 fn exp_nonpositive(y: f32) -> f32 {
-    let n = (y * LOG2_E + ROUND_MAGIC) - ROUND_MAGIC;
+    let shifted = y * LOG2_E + ROUND_MAGIC;
+    let n = shifted - ROUND_MAGIC;
     let r = (y - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
@@ -32,8 +36,18 @@ fn exp_nonpositive(y: f32) -> f32 {
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    p * scale
+    p * pow2(shifted)
+}
+
+/// `2^n` for an integer `n` in `[-126, 127]` given as `shifted = n + ROUND_MAGIC`: the biased
+/// exponent `n + 127` is the low bits of `shifted` less those of `ROUND_MAGIC`, plus 127.
+#[inline(always)]
+fn pow2(shifted: f32) -> f32 {
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUND_MAGIC.to_bits())
+        .wrapping_add(127);
+    f32::from_bits(biased << 23)
 }
 
 /// `e^y` for `y <= 0`, clamped below at -87 (where `e^y` is below the smallest normal `f32`
@@ -162,6 +176,14 @@ mod tests {
         assert_eq!(tanh(f32::INFINITY), 1.0);
         assert_eq!(tanh(f32::NEG_INFINITY), -1.0);
         assert_eq!(tanh(-0.0).to_bits(), (-0.0f32).to_bits());
+    }
+
+    #[test]
+    fn pow2_reads_the_exponent_from_the_shifted_bits() {
+        for n in -126..=127 {
+            let shifted = n as f32 + ROUND_MAGIC;
+            assert_eq!(pow2(shifted), 2f32.powi(n), "2^{n}");
+        }
     }
 
     #[test]

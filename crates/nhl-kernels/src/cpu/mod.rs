@@ -177,8 +177,12 @@ impl<T: Real> CpuBuf<T> {
     }
 
     /// The value broadcast onto position `(r, c)` of a larger matrix.
+    /// Only `[1, cols]`, `[rows, 1]` and `[1, 1]` broadcast ([`check_broadcast`]), so a
+    /// dimension of 1 reads index 0 and any other the index itself (no integer division).
     fn broadcast_at(&self, r: usize, c: usize) -> T {
-        self.at(r % self.shape.rows, c % self.shape.cols)
+        let r = if self.shape.rows == 1 { 0 } else { r };
+        let c = if self.shape.cols == 1 { 0 } else { c };
+        self.at(r, c)
     }
 }
 
@@ -212,17 +216,21 @@ impl<T: Real> CpuBackend<T> {
         CpuBuf::new(x.shape, elementwise::zip_map(&x.data, &y.data, f))
     }
 
-    /// `out[i] = f(i)` over a shape, in parallel when large.
+    /// `out[r, c] = f(r, c)` over a shape, row by row (in parallel when large).
     fn generate(&self, shape: Shape, f: impl Fn(usize, usize) -> T + Sync + Send) -> CpuBuf<T> {
-        let cols = shape.cols.max(1);
-        let out = if shape.len() >= PAR_MIN {
-            (0..shape.len())
-                .into_par_iter()
-                .map(|i| f(i / cols, i % cols))
-                .collect()
-        } else {
-            (0..shape.len()).map(|i| f(i / cols, i % cols)).collect()
+        let mut out = vec![T::zero(); shape.len()];
+        let fill = |(r, row): (usize, &mut [T])| {
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = f(r, c);
+            }
         };
+        if shape.cols > 0 {
+            if shape.len() >= PAR_MIN {
+                out.par_chunks_mut(shape.cols).enumerate().for_each(fill);
+            } else {
+                out.chunks_mut(shape.cols).enumerate().for_each(fill);
+            }
+        }
         CpuBuf::new(shape, out)
     }
 }
@@ -409,7 +417,17 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn unary(&self, op: Unary, x: &CpuBuf<T>) -> Result<CpuBuf<T>, KernelError> {
-        Ok(specialise_unary!(op, |o| self.map(x, move |v| scalar::unary(o, v))))
+        // An op with a parameter is rebuilt inside its closure, which then captures only the
+        // parameter: the variant is known there and the rule's `match` folds away (a captured
+        // `Unary` would be matched again for every element).
+        Ok(match op {
+            Unary::Scale(a) => self.map(x, move |v| scalar::unary(Unary::Scale(a), v)),
+            Unary::AddScalar(c) => self.map(x, move |v| scalar::unary(Unary::AddScalar(c), v)),
+            Unary::Clamp { lo, hi } => {
+                self.map(x, move |v| scalar::unary(Unary::Clamp { lo, hi }, v))
+            }
+            _ => specialise_unary!(op, |o| self.map(x, move |v| scalar::unary(o, v))),
+        })
     }
 
     fn unary_bwd(
@@ -419,11 +437,18 @@ impl<T: Real> Backend for CpuBackend<T> {
         dy: &CpuBuf<T>,
     ) -> Result<CpuBuf<T>, KernelError> {
         same_shape("unary_bwd", x.shape, dy.shape)?;
-        Ok(specialise_unary!(op, |o| self.zip_map(
-            x,
-            dy,
-            move |x, dy| dy * scalar::unary_grad(o, x)
-        )))
+        // As in `unary`, an op with a parameter is rebuilt inside its closure.
+        let grad = |o: Unary, x: T, dy: T| dy * scalar::unary_grad(o, x);
+        Ok(match op {
+            Unary::Scale(a) => self.zip_map(x, dy, move |x, dy| grad(Unary::Scale(a), x, dy)),
+            Unary::AddScalar(c) => {
+                self.zip_map(x, dy, move |x, dy| grad(Unary::AddScalar(c), x, dy))
+            }
+            Unary::Clamp { lo, hi } => {
+                self.zip_map(x, dy, move |x, dy| grad(Unary::Clamp { lo, hi }, x, dy))
+            }
+            _ => specialise_unary!(op, |o| self.zip_map(x, dy, move |x, dy| grad(o, x, dy))),
+        })
     }
 
     fn binary(&self, op: Binary, a: &CpuBuf<T>, b: &CpuBuf<T>) -> Result<CpuBuf<T>, KernelError> {
@@ -445,6 +470,29 @@ impl<T: Real> Backend for CpuBackend<T> {
     ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
         check_broadcast("binary_bwd", a.shape, b.shape)?;
         same_shape("binary_bwd", a.shape, dy.shape)?;
+        if a.shape == b.shape {
+            // Element by element, both partials from one evaluation of the rule.
+            let n = a.data.len();
+            let (mut da, mut db) = (vec![T::zero(); n], vec![T::zero(); n]);
+            let part = |k: usize, (da, db): (&mut [T], &mut [T])| {
+                let at = k * PAR_MIN;
+                let (a, b, dy) = (&a.data[at..], &b.data[at..], &dy.data[at..]);
+                for ((((va, vb), &x), &y), &d) in da.iter_mut().zip(db).zip(a).zip(b).zip(dy) {
+                    let (ga, gb) = scalar::binary_grad(op, x, y);
+                    *va = d * ga;
+                    *vb = d * gb;
+                }
+            };
+            if n >= PAR_MIN {
+                da.par_chunks_mut(PAR_MIN)
+                    .zip(db.par_chunks_mut(PAR_MIN))
+                    .enumerate()
+                    .for_each(|(k, out)| part(k, out));
+            } else {
+                part(0, (&mut da, &mut db));
+            }
+            return Ok((CpuBuf::new(a.shape, da), CpuBuf::new(a.shape, db)));
+        }
         let partial = |which: usize| {
             self.generate(a.shape, move |r, c| {
                 let (ga, gb) = scalar::binary_grad(op, a.at(r, c), b.broadcast_at(r, c));

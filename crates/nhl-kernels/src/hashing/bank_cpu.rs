@@ -1,13 +1,16 @@
 //! [`HashingOps::bank_objectives`](super::HashingOps::bank_objectives) on the CPU: one pass over
 //! the bank in fixed chunks of [`CHUNK`] rows. For each chunk, the similarities and the inner
 //! products of every length (running sums over the lengths' column blocks), the per-pair terms
-//! of every length in one vectorised loop, and the chunk's share of each gradient `G_k U[:, :b_k]`
-//! by a matrix product. Chunks run on rayon's pool and are summed in chunk order, so the result
-//! does not depend on the number of threads.
+//! of every length in one vectorised loop, and the chunk's share of each gradient `G_k U[:, :b_k]`,
+//! the products by [`super::bank_products`] where the CPU has FMA (the same bits as the matrix
+//! library, without its packing) and by the matrix library elsewhere. Chunks run on rayon's pool,
+//! each thread reusing its working buffers, and are summed in chunk order, so the result does not
+//! depend on the number of threads.
 
 use rayon::prelude::*;
 
 use super::bank::{BankLoss, BankPair, Quantisation, COSINE_EPS};
+use super::bank_products::{self, Fused, Product};
 use crate::backend::{Shape, Unary};
 use crate::cpu::isa::Isa;
 use crate::cpu::{scalar, CpuBuf};
@@ -100,6 +103,31 @@ pub(super) fn sum_lanes<T: Real>(xs: &[T]) -> T {
     total
 }
 
+/// `sum_j ln(xs[j])` for factors in `[1, 2]` (the likelihood's `1 + e^-|t|`): eight running
+/// products, each of at most `CHUNK / 8 = 32` factors (so below `2^32`), then one logarithm per
+/// product, where a logarithm per factor was most of the likelihood's cost. In `f32` each product
+/// carries a relative rounding error below `32 * 2^-24`; the result stays within `1e-6 (S + 1)`
+/// of the exact sum `S` of the factors' logarithms (`ln_of_products_is_within_1e_6_of_the_sum_of_
+/// logs`; 1.7e-7 the worst measured). Only the reported objective reads it: the gradient does
+/// not, so training is unchanged to the bit.
+#[inline(always)]
+pub(super) fn ln_of_products<T: Real>(xs: &[T]) -> T {
+    debug_assert!(xs.len() <= CHUNK);
+    let mut acc = [T::one(); 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = *a * x;
+        }
+    }
+    let mut rest = T::one();
+    for &x in chunks.remainder() {
+        rest = rest * x;
+    }
+    acc.iter()
+        .fold(rest.ln_lanes(), |total, a| total + a.ln_lanes())
+}
+
 /// `max(x, 0) + ln(1 + e^-|x|)` and `sigmoid(x)` from one exponential.
 #[inline(always)]
 pub(super) fn softplus_sigmoid<T: Real>(x: T) -> (T, T) {
@@ -151,12 +179,16 @@ fn pair_row<T: Real>(
             }
         }
         BankPair::Likelihood => {
+            // softplus(t) = max(t, 0) + ln(1 + e): `value` takes the first part and `own` the
+            // factor `1 + e`, whose logarithms the caller sums as logarithms of products
+            // ([`ln_of_products`]). The sigmoid is the one of `softplus_sigmoid`.
             for j in 0..c {
                 let t = half * theta[j];
-                let (sp, sig) = softplus_sigmoid(t);
-                value[j] = sp - s[j] * t;
+                let e = (-t.abs()).exp_neg_lanes();
+                let sig = if t >= T::zero() { one } else { e } / (one + e);
+                value[j] = t.max(T::zero()) - s[j] * t;
                 g[j] = half * (sig - s[j]);
-                own[j] = T::zero();
+                own[j] = one + e;
             }
         }
         BankPair::CosinePositive => {
@@ -277,8 +309,14 @@ fn pair_rows_body<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
             margin,
         };
         pair_row(pair, &row, value_row, &mut g[i * c..(i + 1) * c], own_row);
-        values[i] = sum_lanes(value_row);
-        own[i] = sum_lanes(own_row);
+        // The likelihood has no own-code term; its `own_row` holds the factors `1 + e`.
+        if pair == BankPair::Likelihood {
+            values[i] = sum_lanes(value_row) + ln_of_products(own_row);
+            own[i] = T::zero();
+        } else {
+            values[i] = sum_lanes(value_row);
+            own[i] = sum_lanes(own_row);
+        }
     }
 }
 
@@ -300,11 +338,44 @@ fn own_norms<T: Real>(inp: &BankInputs<'_, T>, cosine: bool) -> Vec<T> {
     out
 }
 
-/// The contribution of bank rows `j0 .. j0 + c`.
-fn chunk<T: Real>(inp: &BankInputs<'_, T>, norms: &[T], j0: usize, c: usize) -> ChunkSums<T> {
+/// The working buffers of [`chunk`], kept from one chunk to the next on each thread.
+#[derive(Default)]
+struct Scratch<T> {
+    s: Vec<T>,
+    ut: Vec<T>,
+    theta: Vec<T>,
+    part: Vec<T>,
+    bank_sq: Vec<T>,
+    bank_aux: Vec<T>,
+    g: Vec<T>,
+    rows: Vec<T>,
+}
+
+/// `buf` as `len` zeros, reusing its allocation.
+fn zeroed<T: Real>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    buf.clear();
+    buf.resize(len, T::zero());
+    buf
+}
+
+/// `buf` as `len` elements of whatever it held, for a caller that writes every one.
+fn sized<T: Real>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    buf.resize(len, T::zero());
+    &mut buf[..len]
+}
+
+/// The contribution of bank rows `j0 .. j0 + c`, with the products of `fused`'s build where the
+/// CPU has FMA, else by the matrix library.
+fn chunk<T: Real>(
+    inp: &BankInputs<'_, T>,
+    norms: &[T],
+    fused: Option<Fused>,
+    scratch: &mut Scratch<T>,
+    (j0, c): (usize, usize),
+) -> ChunkSums<T> {
     let (n, k, w) = (inp.n, inp.bits.len(), inp.bank_cols);
     let bank = &inp.bank[j0 * w..(j0 + c) * w];
-    let mut s = vec![T::zero(); n * c];
+    let s = sized(&mut scratch.s, n * c);
     // SAFETY: labels are n x classes (row stride classes); the chunk's bank labels, read
     // transposed, are classes x c (row stride 1, column stride classes); s is n x c.
     unsafe {
@@ -314,52 +385,73 @@ fn chunk<T: Real>(inp: &BankInputs<'_, T>, norms: &[T], j0: usize, c: usize) -> 
             (inp.classes, 1),
             inp.bank_labels[j0 * inp.classes..].as_ptr(),
             (1, inp.classes),
-            &mut s,
+            s,
             c,
         )
     };
-    for v in &mut s {
+    for v in s.iter_mut() {
         *v = if *v > T::zero() { T::one() } else { T::zero() };
     }
-    let similar = sum_lanes(&s);
+    let s = &*s;
+    let similar = sum_lanes(s);
     let cosine = inp.loss.pair == BankPair::CosinePositive;
-    let mut theta = vec![T::zero(); n * c];
-    let mut part = vec![T::zero(); n * c];
-    let mut bank_sq = vec![T::zero(); c];
-    let mut bank_aux = vec![T::zero(); c];
-    let mut g = vec![T::zero(); k * n * c];
-    let mut scratch = vec![T::zero(); 2 * c];
+    let norms_needed = inp.loss.pair != BankPair::Likelihood;
+    // The chunk's codes transposed, for the fused inner products and the bank rows' norms.
+    let longest = inp.bits[k - 1];
+    let ut: &[T] = if fused.is_some() || norms_needed {
+        let ut = sized(&mut scratch.ut, longest * c);
+        bank_products::transpose(fused, bank, w, c, longest, ut);
+        ut
+    } else {
+        &[]
+    };
+    let theta = zeroed(&mut scratch.theta, n * c);
+    let bank_sq = zeroed(&mut scratch.bank_sq, c);
+    let bank_aux = zeroed(&mut scratch.bank_aux, c);
+    let g = sized(&mut scratch.g, n * c);
+    let rows = sized(&mut scratch.rows, 2 * c);
     let mut values = vec![T::zero(); k * n];
     let mut own = vec![T::zero(); k * n];
-    let mut lo = 0;
+    let total: usize = inp.bits.iter().sum();
+    let mut products = vec![T::zero(); n * total];
+    let (mut lo, mut offset) = (0, 0);
     for (kk, &b) in inp.bits.iter().enumerate() {
-        // SAFETY: the batch block is n x (b - lo) from column lo (row stride width >= b); the
-        // bank block, read transposed, is (b - lo) x c from column lo (row stride 1, column
-        // stride w >= b); part is n x c.
-        unsafe {
-            gemm(
-                (n, b - lo, c),
-                inp.codes[lo..].as_ptr(),
-                (inp.width, 1),
-                bank[lo..].as_ptr(),
-                (1, w),
-                &mut part,
-                c,
-            )
-        };
-        for (t, &p) in theta.iter_mut().zip(&part) {
-            *t += p;
-        }
-        if inp.loss.pair != BankPair::Likelihood {
-            for (j, sq) in bank_sq.iter_mut().enumerate() {
-                *sq += bank[j * w + lo..j * w + b]
-                    .iter()
-                    .map(|&v| v * v)
-                    .sum::<T>();
+        if let Some(isa) = fused {
+            let block = Product {
+                a: &inp.codes[lo..],
+                a_stride: inp.width,
+                b: &ut[lo * c..],
+                b_stride: c,
+                rows: n,
+                len: b - lo,
+                cols: c,
+            };
+            bank_products::product(isa, &block, theta, true);
+        } else {
+            let part = sized(&mut scratch.part, n * c);
+            // SAFETY: the batch block is n x (b - lo) from column lo (row stride width >= b);
+            // the bank block, read transposed, is (b - lo) x c from column lo (row stride 1,
+            // column stride w >= b); part is n x c.
+            unsafe {
+                gemm(
+                    (n, b - lo, c),
+                    inp.codes[lo..].as_ptr(),
+                    (inp.width, 1),
+                    bank[lo..].as_ptr(),
+                    (1, w),
+                    part,
+                    c,
+                )
+            };
+            for (t, &p) in theta.iter_mut().zip(part.iter()) {
+                *t += p;
             }
         }
+        if norms_needed {
+            bank_products::square_block(ut, c, lo, b, bank_sq);
+        }
         lo = b;
-        for (aux, &sq) in bank_aux.iter_mut().zip(&bank_sq) {
+        for (aux, &sq) in bank_aux.iter_mut().zip(bank_sq.iter()) {
             *aux = if cosine {
                 T::one() / sq.sqrt().max(T::from_f64(COSINE_EPS))
             } else {
@@ -370,39 +462,39 @@ fn chunk<T: Real>(inp: &BankInputs<'_, T>, norms: &[T], j0: usize, c: usize) -> 
             BankPair::Contrastive { margin } => T::from_f64(margin * b as f64),
             _ => T::zero(),
         };
-        let chunk = PairChunk {
+        let terms = PairChunk {
             pair: inp.loss.pair,
-            theta: &theta,
-            s: &s,
+            theta,
+            s,
             own_norms: &norms[kk * n..(kk + 1) * n],
-            bank_aux: &bank_aux,
+            bank_aux,
             margin,
         };
-        let out = PairSums {
-            g: &mut g[kk * n * c..(kk + 1) * n * c],
-            scratch: &mut scratch,
+        let sums = PairSums {
+            g,
+            scratch: rows,
             values: &mut values[kk * n..(kk + 1) * n],
             own: &mut own[kk * n..(kk + 1) * n],
         };
-        pair_rows(&chunk, out);
-    }
-    let total: usize = inp.bits.iter().sum();
-    let mut products = vec![T::zero(); n * total];
-    let mut offset = 0;
-    for (kk, &b) in inp.bits.iter().enumerate() {
-        // SAFETY: G_k is n x c (row stride c); the chunk's bank prefix is c x b (row stride w,
-        // b <= w); the output block is n x b at `offset` (row stride b).
-        unsafe {
-            gemm(
-                (n, c, b),
-                g[kk * n * c..].as_ptr(),
-                (c, 1),
-                bank.as_ptr(),
-                (w, 1),
-                &mut products[offset..offset + n * b],
-                b,
-            )
-        };
+        pair_rows(&terms, sums);
+        // This length's share of the gradient, `G_k U_chunk[:, :b]`, while G_k is in cache.
+        let out = &mut products[offset..offset + n * b];
+        if let Some(isa) = fused {
+            let op = Product {
+                a: g,
+                a_stride: c,
+                b: bank,
+                b_stride: w,
+                rows: n,
+                len: c,
+                cols: b,
+            };
+            bank_products::product(isa, &op, out, false);
+        } else {
+            // SAFETY: G_k is n x c (row stride c); the chunk's bank prefix is c x b (row stride
+            // w, b <= w); the output block is n x b (row stride b).
+            unsafe { gemm((n, c, b), g.as_ptr(), (c, 1), bank.as_ptr(), (w, 1), out, b) };
+        }
         offset += n * b;
     }
     ChunkSums {
@@ -421,28 +513,37 @@ pub(super) fn quantisation<T: Real>(
     width: usize,
     b: usize,
 ) -> (T, Vec<T>) {
-    let inv = T::one() / T::from_f64((n * b) as f64);
-    let mut grad = vec![T::zero(); n * b];
-    let mut total = T::zero();
+    let (value, grad) = quantisations(quant, u, n, width, &[b])
+        .pop()
+        .expect("one length");
+    (value, grad)
+}
+
+/// [`quantisation`] of every length in `bits` (increasing). An element-wise term is evaluated
+/// once per element of the longest prefix; each length then sums its prefix's values in the
+/// order [`quantisation`] alone would and scales its slopes, so the results are the same.
+fn quantisations<T: Real>(
+    quant: Quantisation,
+    u: &[T],
+    n: usize,
+    width: usize,
+    bits: &[usize],
+) -> Vec<(T, Vec<T>)> {
     let sign = |x: T| scalar::unary(Unary::Sign, x);
-    for i in 0..n {
-        let row = &u[i * width..i * width + b];
-        let out = &mut grad[i * b..(i + 1) * b];
-        match quant {
-            Quantisation::None => {}
-            Quantisation::RowMeanSquare | Quantisation::RowMeanAbs => {
-                let mean = row.iter().copied().sum::<T>() / T::from_f64(b as f64);
-                let (value, slope) = if quant == Quantisation::RowMeanSquare {
-                    (mean * mean, T::from_f64(2.0) * mean)
-                } else {
-                    (mean.abs(), sign(mean))
-                };
-                total += value;
-                out.fill(slope * inv);
-            }
-            Quantisation::AbsGap | Quantisation::LogCosh | Quantisation::SignGap => {
-                for (g, &x) in out.iter_mut().zip(row) {
-                    let (value, slope) = match quant {
+    let longest = bits.last().copied().unwrap_or(0);
+    let elementwise = matches!(
+        quant,
+        Quantisation::AbsGap | Quantisation::LogCosh | Quantisation::SignGap
+    );
+    // Per element of the longest prefix, row-major: the term's value and its slope.
+    let mut terms = Vec::new();
+    if elementwise {
+        terms.reserve(n * longest);
+        for i in 0..n {
+            terms.extend(
+                u[i * width..i * width + longest]
+                    .iter()
+                    .map(|&x| match quant {
                         Quantisation::AbsGap => {
                             let gap = T::one() - x.abs();
                             (gap.abs(), -sign(gap) * sign(x))
@@ -455,18 +556,45 @@ pub(super) fn quantisation<T: Real>(
                             let z = x - sign(x);
                             (z * z, T::from_f64(2.0) * z)
                         }
+                    }),
+            );
+        }
+    }
+    let one_length = |b: usize| {
+        let inv = T::one() / T::from_f64((n * b) as f64);
+        let mut grad = vec![T::zero(); n * b];
+        let mut total = T::zero();
+        for i in 0..n {
+            let row = &u[i * width..i * width + b];
+            let out = &mut grad[i * b..(i + 1) * b];
+            match quant {
+                Quantisation::None => {}
+                Quantisation::RowMeanSquare | Quantisation::RowMeanAbs => {
+                    let mean = row.iter().copied().sum::<T>() / T::from_f64(b as f64);
+                    let (value, slope) = if quant == Quantisation::RowMeanSquare {
+                        (mean * mean, T::from_f64(2.0) * mean)
+                    } else {
+                        (mean.abs(), sign(mean))
                     };
                     total += value;
-                    *g = slope * inv;
+                    out.fill(slope * inv);
+                }
+                Quantisation::AbsGap | Quantisation::LogCosh | Quantisation::SignGap => {
+                    let row_terms = &terms[i * longest..i * longest + b];
+                    for (g, &(value, slope)) in out.iter_mut().zip(row_terms) {
+                        total += value;
+                        *g = slope * inv;
+                    }
                 }
             }
         }
-    }
-    let value = match quant {
-        Quantisation::RowMeanSquare | Quantisation::RowMeanAbs => total / T::from_f64(n as f64),
-        _ => total * inv,
+        let value = match quant {
+            Quantisation::RowMeanSquare | Quantisation::RowMeanAbs => total / T::from_f64(n as f64),
+            _ => total * inv,
+        };
+        (value, grad)
     };
-    (value, grad)
+    bits.iter().map(|&b| one_length(b)).collect()
 }
 
 /// Every length's `(J_k, D_k)`; see [`super::HashingOps::bank_objectives`]. `raw` is the batch
@@ -479,13 +607,20 @@ pub(super) fn bank_objectives<T: Real>(
     let (n, k) = (inp.n, inp.bits.len());
     let cosine = inp.loss.pair == BankPair::CosinePositive;
     let norms = own_norms(inp, cosine);
-    let chunks: Vec<usize> = (0..bank_rows).step_by(CHUNK).collect();
-    let one = |&j0: &usize| chunk(inp, &norms, j0, CHUNK.min(bank_rows - j0));
+    let chunks: Vec<(usize, usize)> = (0..bank_rows)
+        .step_by(CHUNK)
+        .map(|j0| (j0, CHUNK.min(bank_rows - j0)))
+        .collect();
+    let fused = Fused::detect();
+    let one = |scratch: &mut Scratch<T>, &range: &(usize, usize)| {
+        chunk(inp, &norms, fused, scratch, range)
+    };
     let longest = inp.bits[k - 1];
     let sums: Vec<ChunkSums<T>> = if n * bank_rows * longest >= PAR_MIN {
-        chunks.par_iter().map(one).collect()
+        chunks.par_iter().map_init(Scratch::default, one).collect()
     } else {
-        chunks.iter().map(one).collect()
+        let mut scratch = Scratch::default();
+        chunks.iter().map(|r| one(&mut scratch, r)).collect()
     };
     // The chunks' sums, in chunk order.
     let mut values = vec![T::zero(); k * n];
@@ -512,8 +647,8 @@ pub(super) fn bank_objectives<T: Real>(
     let alpha = T::from_f64(inp.loss.alpha);
     let mut out = Vec::with_capacity(k);
     let mut offset = 0;
-    for (kk, &b) in inp.bits.iter().enumerate() {
-        let (quant, quant_grad) = quantisation(inp.loss.quant, inp.codes, n, inp.width, b);
+    let quants = quantisations(inp.loss.quant, inp.codes, n, inp.width, inp.bits);
+    for ((kk, &b), (quant, quant_grad)) in inp.bits.iter().enumerate().zip(quants) {
         let pair: T = values[kk * n..(kk + 1) * n].iter().copied().sum();
         let loss = scale * pair + alpha * quant;
         let mut grad = products[offset..offset + n * b].to_vec();
@@ -550,4 +685,40 @@ pub(super) fn bank_objectives<T: Real>(
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    /// Rows of factors `1 + e` as the likelihood makes them: `e = e^-|t|` for `t` spread over
+    /// the range that matters, with exact 1s and 2s mixed in.
+    fn factors(rng: &mut SplitMix64, len: usize) -> Vec<f64> {
+        (0..len)
+            .map(|_| match (rng.next_f64() * 10.0) as u32 {
+                0 => 1.0,
+                1 => 2.0,
+                _ => 1.0 + (-rng.uniform(0.0, 20.0)).exp(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ln_of_products_is_within_1e_6_of_the_sum_of_logs() {
+        let mut rng = SplitMix64::new(5);
+        let mut worst = 0.0f64;
+        for len in [0, 1, 7, 8, 9, 100, 255, 256] {
+            for _ in 0..300 {
+                let xs = factors(&mut rng, len);
+                let xs32: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
+                let exact: f64 = xs32.iter().map(|&x| (x as f64).ln()).sum();
+                let err = (ln_of_products(&xs32) as f64 - exact).abs() / (exact + 1.0);
+                worst = worst.max(err);
+                let exact: f64 = xs.iter().map(|&x| x.ln()).sum();
+                assert!((ln_of_products(&xs) - exact).abs() <= 1e-13 * (exact + 1.0));
+            }
+        }
+        assert!(worst <= 1e-6, "relative error {worst}");
+    }
 }
