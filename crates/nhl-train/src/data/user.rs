@@ -39,6 +39,16 @@ pub enum UserSource {
     },
 }
 
+impl UserSource {
+    /// The files of the source.
+    pub fn files(&self) -> Vec<&Path> {
+        match self {
+            UserSource::SafeTensors(path) => vec![path],
+            UserSource::Npy { features, labels } => vec![features, labels],
+        }
+    }
+}
+
 impl FromStr for UserSource {
     type Err = TrainError;
 
