@@ -470,6 +470,16 @@ pub struct Outcome {
 /// A campaign stops after this many failures (each one prints a panic message).
 pub const MAX_FAILURES: usize = 10;
 
+/// Cases per campaign: `default`, or the number in the environment variable
+/// `NHL_FUZZ_CASES` (for a longer search than the test suite's; values below `default` are
+/// raised to it, so the suite's count is a floor).
+pub fn cases(default: usize) -> usize {
+    std::env::var("NHL_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .map_or(default, |n| n.max(default))
+}
+
 /// The bytes as hex, the first 256 of them.
 fn hex(bytes: &[u8]) -> String {
     let shown: String = bytes.iter().take(256).map(|b| format!("{b:02x}")).collect();
