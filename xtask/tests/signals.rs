@@ -178,3 +178,123 @@ fn a_killed_run_leaves_nothing_or_a_resumable_directory() {
         assert!(beside.is_empty(), "{beside:?}");
     }
 }
+
+/// A process id that no process has (above the kernel's largest, 2^22).
+const GONE: u32 = 4_000_000_000;
+
+/// Killed between the two renames that replace a resumable directory with the finished run
+/// (where the file system cannot swap two directories at once): no `OUT`, the resumable
+/// directory set aside as `OUT.old-<pid>`, the outputs in `OUT.partial-<pid>`. Made on disk here:
+/// `--resume` puts the directory back, says so, and ends as the run that never stopped.
+#[test]
+fn a_run_directory_left_set_aside_is_put_back_and_resumes() {
+    let tmp = Temp::new("set-aside");
+    let whole = tmp.0.join("whole");
+    let (ok, said) = finish(train(&whole));
+    assert!(ok, "{said}");
+    let out = tmp.0.join("run");
+    let child = train(&out);
+    signal_when_resumable(&child, &out, "INT", Duration::ZERO);
+    let (ok, said) = finish(child);
+    assert!(!ok, "{said}");
+    let old = tmp.0.join(format!("run.old-{GONE}"));
+    std::fs::rename(&out, &old).unwrap();
+    let partial = tmp.0.join(format!("run.partial-{GONE}"));
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::write(partial.join("metrics.json"), b"{").unwrap();
+
+    let (ok, said) = resume(&out);
+    assert!(
+        ok && said.contains(&format!(
+            "--resume {}: was missing: process {GONE} was stopped while replacing it and left \
+             it as {}; put it back",
+            out.display(),
+            old.display()
+        )),
+        "{said}"
+    );
+    same_results(&whole, &out);
+    let beside: Vec<String> = entries(&tmp.0)
+        .into_iter()
+        .filter(|n| n.starts_with("run."))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+}
+
+/// 400 items of 8 features in 4 classes, written in `dir` as `FEATURES.npy,LABELS.npy`; returns
+/// the source and the labels file.
+fn user_data(dir: &Path) -> (String, PathBuf) {
+    use nhl_index::npy::{write_npy, NpyArray, NpyData};
+    let n = 400;
+    let (features, labels) = (dir.join("features.npy"), dir.join("labels.npy"));
+    let values = (0..n * 8).map(|i| ((i * 7) % 13) as f32 / 13.0).collect();
+    write_npy(
+        &features,
+        &NpyArray {
+            shape: vec![n, 8],
+            data: NpyData::F32(values),
+        },
+    )
+    .unwrap();
+    write_npy(
+        &labels,
+        &NpyArray {
+            shape: vec![n],
+            data: NpyData::I64((0..n as i64).map(|i| i % 4).collect()),
+        },
+    )
+    .unwrap();
+    (
+        format!("{},{}", features.display(), labels.display()),
+        labels,
+    )
+}
+
+/// A run resumes only on the data it started with: a data file changed since is named and the
+/// run is left resumable; put back, it resumes.
+#[test]
+fn resuming_on_changed_data_is_refused_naming_the_file() {
+    let tmp = Temp::new("data");
+    let (source, labels) = user_data(&tmp.0);
+    let out = tmp.0.join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "train",
+            "--backend",
+            "cpu",
+            "--hidden",
+            "8",
+            "--epochs",
+            "400",
+        ])
+        .args(["--data", &source, "--split-sizes", "50,300", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    signal_when_resumable(&child, &out, "INT", Duration::ZERO);
+    let (ok, said) = finish(child);
+    assert!(!ok && said.contains("resume with"), "{said}");
+
+    let original = std::fs::read(&labels).unwrap();
+    // The class of the last item, 3, becomes 2: the same length, other contents.
+    let mut changed = original.clone();
+    let last = changed.len() - 8;
+    changed[last] ^= 1;
+    std::fs::write(&labels, &changed).unwrap();
+    let (ok, said) = resume(&out);
+    assert!(
+        !ok && said.contains(&format!(
+            "{}: changed since the run started",
+            labels.display()
+        )) && said.contains("restore the file, or start a new run"),
+        "{said}"
+    );
+    assert_eq!(entries(&out), ["resume.json", "training_state.safetensors"]);
+
+    std::fs::write(&labels, &original).unwrap();
+    let (ok, said) = resume(&out);
+    assert!(ok, "{said}");
+    assert!(out.join("metrics.json").is_file());
+}

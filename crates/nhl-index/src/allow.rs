@@ -11,7 +11,7 @@
 use crate::error::IndexError;
 use crate::hamming::{RowBits, Rows};
 use crate::ids::rows_of;
-use crate::npy::{read_mask_npy, NpyData};
+use crate::npy::{parse_mask_npy, NpyData};
 use std::path::Path;
 
 /// A set of allowed rows among `rows` database rows (positions `0..rows`): bit `p % 64` of word
@@ -101,7 +101,18 @@ impl AllowedRows {
         rows: usize,
         ids: Option<&[i64]>,
     ) -> Result<AllowedRows, IndexError> {
-        let array = read_mask_npy(path)?;
+        let bytes = std::fs::read(path).map_err(|e| IndexError::io(path, e))?;
+        AllowedRows::parse_npy(path, &bytes, rows, ids)
+    }
+
+    /// [`AllowedRows::read_npy`] of the bytes of a `.npy` file; `path` only names it in errors.
+    pub fn parse_npy(
+        path: &Path,
+        bytes: &[u8],
+        rows: usize,
+        ids: Option<&[i64]>,
+    ) -> Result<AllowedRows, IndexError> {
+        let array = parse_mask_npy(path, bytes)?;
         let content = |field: &str, expected: String, found: String| IndexError::FileContent {
             path: path.to_path_buf(),
             field: field.to_string(),

@@ -196,7 +196,13 @@ impl Codes {
     /// `docs/PROTOCOL.md`. `bits` defaults to `8 * bytes`; a smaller value keeps that prefix of
     /// every code.
     pub fn read_npy(path: &Path, bits: Option<usize>) -> Result<Codes, IndexError> {
-        let array = npy::read_npy(path)?;
+        let bytes = std::fs::read(path).map_err(|e| IndexError::io(path, e))?;
+        Codes::parse_npy(path, &bytes, bits)
+    }
+
+    /// [`Codes::read_npy`] of the bytes of a `.npy` file; `path` only names it in errors.
+    pub fn parse_npy(path: &Path, bytes: &[u8], bits: Option<usize>) -> Result<Codes, IndexError> {
+        let array = npy::parse_npy(path, bytes)?;
         let content = |field: &str, expected: String, found: String| IndexError::FileContent {
             path: path.to_path_buf(),
             field: field.to_string(),
@@ -218,7 +224,14 @@ impl Codes {
             ));
         }
         let (n, per_item) = (array.shape[0], array.shape[1]);
-        let stored_bits = per_item * 8;
+        // An empty file (n = 0) may claim any width: one whose bits overflow is refused.
+        let stored_bits = per_item.checked_mul(8).ok_or_else(|| {
+            content(
+                "shape",
+                "[n, bytes per code] with codes of at most usize::MAX bits".into(),
+                format!("{:?}", array.shape),
+            )
+        })?;
         let bits = bits.unwrap_or(stored_bits);
         if bits == 0 || bits > stored_bits || bits > MAX_BITS {
             return Err(IndexError::Bits {
@@ -293,7 +306,12 @@ impl Codes {
             Some(b) => b
                 .parse::<usize>()
                 .map_err(|_| st_err(format!("metadata bits = {b:?} is not an integer")))?,
-            None => per_item * 8,
+            // An empty tensor (n = 0) may claim any width: one whose bits overflow is refused.
+            None => per_item.checked_mul(8).ok_or_else(|| {
+                st_err(format!(
+                    "tensor {name:?}: {per_item} bytes per code is more than usize::MAX bits"
+                ))
+            })?,
         };
         if bits.div_ceil(8) != per_item {
             return Err(st_err(format!(

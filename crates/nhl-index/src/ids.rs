@@ -2,7 +2,7 @@
 //! file, or the `id_map` of a FAISS `IndexBinaryIDMap`) and replace row numbers in results.
 
 use crate::error::IndexError;
-use crate::npy::{read_npy, NpyData};
+use crate::npy::{parse_npy, NpyData};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -66,7 +66,13 @@ pub fn check_ids(path: &Path, field: &str, ids: &[i64], rows: usize) -> Result<(
 
 /// Read IDs from a `.npy` file: int64 of shape `[rows]`, all different.
 pub fn read_ids_npy(path: &Path, rows: usize) -> Result<Vec<i64>, IndexError> {
-    let array = read_npy(path)?;
+    let bytes = std::fs::read(path).map_err(|e| IndexError::io(path, e))?;
+    parse_ids_npy(path, &bytes, rows)
+}
+
+/// [`read_ids_npy`] of the bytes of a `.npy` file; `path` only names it in errors.
+pub fn parse_ids_npy(path: &Path, bytes: &[u8], rows: usize) -> Result<Vec<i64>, IndexError> {
+    let array = parse_npy(path, bytes)?;
     let content = |field: &str, expected: String, found: String| IndexError::FileContent {
         path: path.to_path_buf(),
         field: field.to_string(),

@@ -56,6 +56,8 @@ mod codes;
 mod error;
 pub mod eval;
 pub mod faiss;
+#[cfg(any(test, feature = "testing"))]
+pub mod fuzz;
 pub mod hamming;
 pub mod ids;
 mod index;

@@ -381,7 +381,12 @@ pub fn read_npy(path: &Path) -> Result<NpyArray, IndexError> {
 /// codes.
 pub fn read_mask_npy(path: &Path) -> Result<NpyArray, IndexError> {
     let bytes = std::fs::read(path).map_err(|e| IndexError::io(path, e))?;
-    parse_with(path, &bytes, true)
+    parse_mask_npy(path, &bytes)
+}
+
+/// [`read_mask_npy`] of the bytes of a `.npy` file; `path` only names it in errors.
+pub fn parse_mask_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray, IndexError> {
+    parse_with(path, bytes, true)
 }
 
 /// Parse the bytes of a `.npy` file; `path` only names it in errors.

@@ -226,14 +226,19 @@ pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
             source,
         },
     })?;
+    parse(path, &bytes)
+}
+
+/// [`load`] of the bytes of a checkpoint file; `path` only names it in errors.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Checkpoint, TrainError> {
     // Named errors for a file cut short or padded, before the parser's own.
     read_header(path, &mut &bytes[..], bytes.len() as u64)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| TrainError::CheckpointFormat {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| TrainError::CheckpointFormat {
         path: path.to_path_buf(),
         what: e.to_string(),
     })?;
     let (_, header) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| TrainError::CheckpointFormat {
+        SafeTensors::read_metadata(bytes).map_err(|e| TrainError::CheckpointFormat {
             path: path.to_path_buf(),
             what: e.to_string(),
         })?;

@@ -323,6 +323,19 @@ pub enum TrainError {
         /// What does not fit.
         what: String,
     },
+    /// A data file of a run being resumed is not what the run started with.
+    #[error(
+        "{path}: changed since the run started (then {was}; now {now}); resuming would continue \
+         the training on other data: restore the file, or start a new run"
+    )]
+    DataChanged {
+        /// The file.
+        path: PathBuf,
+        /// Its length and hash when the run started.
+        was: String,
+        /// What it is now.
+        now: String,
+    },
     /// An output path is a symbolic link to nothing.
     #[error("{path}: is a symbolic link to {to}, which does not exist; choose another --out")]
     DanglingLink {

@@ -218,7 +218,12 @@ pub fn read_metrics(path: &Path) -> Result<RunMetrics, TrainError> {
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|source| TrainError::MetricsJson {
+    parse_metrics(path, &text)
+}
+
+/// [`read_metrics`] of the text of a `metrics.json`; `path` only names it in errors.
+pub fn parse_metrics(path: &Path, text: &str) -> Result<RunMetrics, TrainError> {
+    serde_json::from_str(text).map_err(|source| TrainError::MetricsJson {
         path: path.to_path_buf(),
         source,
     })

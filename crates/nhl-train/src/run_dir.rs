@@ -9,6 +9,11 @@
 //! nothing but files of the command's own layout ([`RunDir::replacing`], for commands such as
 //! `search` whose outputs replace the previous ones as a set, stale files of another layout
 //! included).
+//!
+//! The finished directory replaces an existing `OUT` in one step where the system can swap two
+//! directories (Linux `renameat2` with `RENAME_EXCHANGE`); elsewhere the old `OUT` is first
+//! renamed aside to `OUT.old-<pid>`, and a process killed before the second rename leaves no
+//! `OUT`: [`recover`] puts the set-aside directory back.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -146,13 +151,21 @@ impl RunDir {
     /// Renames the finished directory to its final path, replacing what was there, and
     /// returns it.
     ///
-    /// An existing directory is first renamed aside to `OUT.old-<pid>` and removed once the new
-    /// one is in place, so `OUT` holds the old set or the new one, never a mixture.
+    /// An existing directory is swapped with the new one in one step where the system can
+    /// (Linux `renameat2` with `RENAME_EXCHANGE`), then removed; elsewhere it is first renamed aside to `OUT.old-<pid>` and
+    /// removed once the new one is in place. Either way `OUT` holds the old set or the new one,
+    /// never a mixture; only the second way has a moment without `OUT` (see [`recover`]).
     pub fn commit(mut self) -> Result<PathBuf, TrainError> {
         // Checked again: another process may have put something there during the run.
         check_free(&self.target, &self.layout)?;
-        let old = sibling(&self.target, &format!(".old-{}", std::process::id()));
         let set_aside = self.target.is_dir();
+        if set_aside && exchange(&self.partial, &self.target).map_err(io(&self.target))? {
+            // `partial` now holds the previous outputs.
+            self.committed = true;
+            std::fs::remove_dir_all(&self.partial).map_err(io(&self.partial))?;
+            return Ok(self.target.clone());
+        }
+        let old = sibling(&self.target, &format!(".old-{}", std::process::id()));
         if set_aside {
             std::fs::rename(&self.target, &old).map_err(io(&self.target))?;
         }
@@ -181,6 +194,115 @@ impl Drop for RunDir {
             let _ = std::fs::remove_dir_all(&self.partial);
         }
     }
+}
+
+/// Swaps the directories `a` and `b` in one step: Linux `renameat2` with `RENAME_EXCHANGE`.
+/// `Ok(false)`, with nothing changed, where the kernel (before 3.15) or the file system cannot.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte in the path")
+        })
+    };
+    let (a, b) = (c_path(a)?, c_path(b)?);
+    // SAFETY: `a` and `b` are NUL-terminated strings that live until the call returns, and the
+    // system call only reads them; the other arguments are integers. Called through `syscall`
+    // so that no particular C library version is needed.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if done == 0 {
+        return Ok(true);
+    }
+    let error = std::io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::ENOSYS | libc::EINVAL) => Ok(false),
+        _ => Err(error),
+    }
+}
+
+/// Swaps the directories `a` and `b` in one step: not available here, so `Ok(false)`.
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> std::io::Result<bool> {
+    Ok(false)
+}
+
+/// Whether the process `pid` is running (read from `/proc`; where there is no `/proc`, every
+/// process counts as gone).
+pub fn process_runs(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// A directory that [`recover`] put back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// Where it was: `OUT.old-<pid>`.
+    pub from: PathBuf,
+    /// The process that set it aside and was stopped before it put the new directory in place.
+    pub pid: u32,
+}
+
+/// Puts back the directory `out` if a process was killed inside [`RunDir::commit`] between its
+/// two renames (where directories cannot be swapped in one step): `out` is missing and
+/// `OUT.old-<pid>` of a process that no longer runs is beside it. That directory (the outputs
+/// before the interrupted replacement; for a training run, its resumable directory) is renamed
+/// back to `out`, and the process's `OUT.partial-<pid>` is removed. Returns what was put back,
+/// or `None` when there was nothing to do.
+pub fn recover(out: &Path) -> Result<Option<Recovered>, TrainError> {
+    let Some(name) = out.file_name() else {
+        return Ok(None);
+    };
+    if std::fs::symlink_metadata(out).is_ok() {
+        return Ok(None);
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Ok(None);
+    };
+    let prefix = format!("{}.old-", name.to_string_lossy());
+    // The newest, should several killed processes have left one.
+    let mut newest: Option<(SystemTime, PathBuf, u32)> = None;
+    for entry in entries.filter_map(Result::ok) {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || process_runs(pid) {
+            continue;
+        }
+        let modified = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(UNIX_EPOCH);
+        if newest.as_ref().is_none_or(|(t, _, _)| modified > *t) {
+            newest = Some((modified, entry.path(), pid));
+        }
+    }
+    let Some((_, from, pid)) = newest else {
+        return Ok(None);
+    };
+    std::fs::rename(&from, out).map_err(io(out))?;
+    let partial = sibling(out, &format!(".partial-{pid}"));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
+    }
+    Ok(Some(Recovered { from, pid }))
 }
 
 /// Writes `bytes` to `path` through a temporary sibling and a rename, so that readers see the old
@@ -313,6 +435,66 @@ mod tests {
         let e = RunDir::replacing(&out, &layout).unwrap_err().to_string();
         assert!(e.contains("holds notes.txt") && e.contains("--out"), "{e}");
         assert_eq!(std::fs::read_dir(&base).unwrap().count(), 1);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A process id that no process has (above the kernel's largest, 2^22).
+    const GONE: u32 = 4_000_000_000;
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The moment between the two renames of a commit, made on disk: the old directory set
+    /// aside, the new one not yet in place. `recover` puts the old one back, and only when the
+    /// process that left it is gone.
+    #[test]
+    fn a_directory_left_set_aside_is_put_back() {
+        let base = std::env::temp_dir().join(format!("nhl-recover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let out = base.join("run");
+        let old = base.join(format!("run.old-{GONE}"));
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("resume.json"), b"old").unwrap();
+        std::fs::create_dir_all(base.join(format!("run.partial-{GONE}"))).unwrap();
+        std::fs::write(base.join("other.old-7"), b"not ours").unwrap();
+
+        let back = recover(&out).unwrap().unwrap();
+        assert_eq!((back.from, back.pid), (old, GONE));
+        assert_eq!(std::fs::read(out.join("resume.json")).unwrap(), b"old");
+        assert_eq!(files(&base), ["other.old-7", "run"]);
+        // With `out` in place there is nothing to do.
+        assert_eq!(recover(&out).unwrap(), None);
+
+        // A set-aside directory of a running process (this one) is left alone.
+        std::fs::remove_dir_all(&out).unwrap();
+        let ours = base.join(format!("run.old-{}", std::process::id()));
+        std::fs::create_dir_all(&ours).unwrap();
+        assert_eq!(recover(&out).unwrap(), None);
+        assert!(ours.exists() && !out.exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A commit over an existing directory leaves nothing beside it, whichever way it went.
+    #[test]
+    fn exchange_swaps_two_directories_or_changes_nothing() {
+        let base = std::env::temp_dir().join(format!("nhl-exchange-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (a, b) = (base.join("a"), base.join("b"));
+        for (dir, text) in [(&a, "a"), (&b, "b")] {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join("f"), text).unwrap();
+        }
+        let swapped = exchange(&a, &b).unwrap();
+        let (in_a, in_b) = if swapped { ("b", "a") } else { ("a", "b") };
+        assert_eq!(std::fs::read_to_string(a.join("f")).unwrap(), in_a);
+        assert_eq!(std::fs::read_to_string(b.join("f")).unwrap(), in_b);
+        assert!(exchange(&a, &base.join("missing")).is_err() || !swapped);
         std::fs::remove_dir_all(&base).unwrap();
     }
 

@@ -204,15 +204,20 @@ impl TrainState {
     /// Reads the state that [`TrainState::save`] wrote; any other content is an error naming
     /// the file.
     pub fn load(path: &Path) -> Result<TrainState, TrainError> {
-        let format = |what: String| TrainError::CheckpointFormat {
-            path: path.to_path_buf(),
-            what,
-        };
         let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;
+        TrainState::parse(path, &bytes)
+    }
+
+    /// [`TrainState::load`] of the bytes of a state file; `path` only names it in errors.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<TrainState, TrainError> {
+        let format = |what: String| TrainError::CheckpointFormat {
+            path: path.to_path_buf(),
+            what,
+        };
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| format(e.to_string()))?;
         let state = header
             .metadata()
             .as_ref()
@@ -226,7 +231,7 @@ impl TrainState {
                 position.version
             )));
         }
-        let file = SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
+        let file = SafeTensors::deserialize(bytes).map_err(|e| format(e.to_string()))?;
         let mut tensors = Vec::new();
         for (name, view) in file.tensors() {
             let shape: [usize; 2] = match (view.dtype(), view.shape()) {

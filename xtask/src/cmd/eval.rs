@@ -12,6 +12,8 @@ use nhl_train::config::Mode;
 use nhl_train::metrics::{evaluate_lengths, nested_views, LengthMetrics, PRECISION_KS};
 use nhl_train::report::{format_table, read_metrics};
 
+use crate::out_path::restore_set_aside;
+
 /// Recompute a run's metrics from its codes.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -40,6 +42,15 @@ fn read_labels(path: &Path) -> anyhow::Result<Labels> {
             Ok(Labels::Single(classes))
         }
         (&[n, c], NpyData::U8(v)) => {
+            // Without columns the array holds no bytes whatever `n` claims: refused before a
+            // row is made per claimed item.
+            if c == 0 {
+                bail!(
+                    "{}: labels: expected uint8 [n, C] with at least one class column, found \
+                     shape [{n}, 0]",
+                    path.display()
+                );
+            }
             let rows = (0..n)
                 .map(|i| {
                     (0..c)
@@ -66,6 +77,7 @@ fn read_codes(path: &Path, bits: usize) -> anyhow::Result<Codes> {
 /// Runs `cargo xtask eval`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let dir = &args.run;
+    restore_set_aside("--run", dir)?;
     let stored = read_metrics(&dir.join("metrics.json"))?;
     let query_labels = read_labels(&dir.join("query_labels.npy"))?;
     let database_labels = read_labels(&dir.join("database_labels.npy"))?;
@@ -166,5 +178,26 @@ mod tests {
         assert_eq!(diff.len(), 1);
         assert!(diff[0].contains("8 bits: mAP@ALL"), "{diff:?}");
         assert_eq!(mismatches(&[m(f64::NAN)], &[m(0.5)]).len(), 1);
+    }
+
+    /// A multi-hot file without columns holds no byte however many items it claims: refused,
+    /// not answered with a row per claimed item.
+    #[test]
+    fn labels_without_class_columns_are_refused() {
+        let path = std::env::temp_dir().join(format!("nhl-eval-labels-{}.npy", std::process::id()));
+        nhl_index::npy::write_npy(
+            &path,
+            &nhl_index::npy::NpyArray {
+                shape: vec![1 << 40, 0],
+                data: NpyData::U8(vec![]),
+            },
+        )
+        .unwrap();
+        let e = format!("{:#}", read_labels(&path).unwrap_err());
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            e.contains("nhl-eval-labels") && e.contains("at least one class column"),
+            "{e}"
+        );
     }
 }

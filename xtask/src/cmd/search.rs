@@ -52,6 +52,7 @@ use serde_json::json;
 
 use crate::cpu_clock::timed;
 use crate::names::at_least_one;
+use crate::out_path::restore_set_aside;
 
 /// Search packed binary codes.
 #[derive(clap::Args, Debug)]
@@ -214,6 +215,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cascade = args.cascade.as_deref().map(parse_cascade).transpose()?;
     // Claimed before any work; dropped (and removed) on error, leaving --out as it was.
+    restore_set_aside("--out", &args.out)?;
     let out = RunDir::replacing(&args.out, LAYOUT).context("--out")?;
     let Database {
         codes: database,

@@ -6,7 +6,7 @@
 //! `train_dir`: checkpoints after every epoch, SIGINT/SIGTERM, `--resume`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{bail, Context};
@@ -18,8 +18,10 @@ use nhl_kernels::gpu::GpuBackend;
 use nhl_kernels::{Backend, HashingOps};
 use nhl_train::checkpoint::{self, CheckpointMeta};
 use nhl_train::config::{Centres, Method, Mode, TrainConfig};
+use nhl_train::data::fingerprint::FileFingerprint;
 use nhl_train::data::{
-    load_protocol, load_user, Dataset, Protocol, Split, UserSource, UserSplit, INPUT_SCALING,
+    load_protocol, load_user, protocol_files, Dataset, Protocol, Split, UserSource, UserSplit,
+    INPUT_SCALING,
 };
 use nhl_train::limits::{physical_memory, Footprint, Placement};
 use nhl_train::losses::params::{parse_assignment, LossParams};
@@ -32,6 +34,7 @@ use nhl_train::run_dir::{default_out_dir, RunDir};
 use super::train_dir::{StopFlag, TrainDir};
 use crate::backend_choice::BackendChoice;
 use crate::names::{parse_centres, parse_method, parse_mode};
+use crate::out_path::restore_set_aside;
 use nhl_train::error::TrainError;
 use nhl_train::run_loop::{train_resumable, Control};
 use nhl_train::train_state::TrainState;
@@ -202,6 +205,28 @@ fn load_split(args: &Args) -> anyhow::Result<Split> {
     Ok(split)
 }
 
+/// The data files the flags name (none for the embedded protocol), fingerprinted.
+fn fingerprint_inputs(args: &Args) -> anyhow::Result<Vec<FileFingerprint>> {
+    let files: Vec<PathBuf> = match (&args.data, &args.query_data) {
+        (Some(source), _) => source.files().into_iter().map(Path::to_path_buf).collect(),
+        (None, Some(query)) => [
+            Some(query),
+            args.train_data.as_ref(),
+            args.database_data.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .flat_map(UserSource::files)
+        .map(Path::to_path_buf)
+        .collect(),
+        (None, None) => protocol_files(args.protocol, args.data_dir.as_deref())?,
+    };
+    Ok(files
+        .iter()
+        .map(|file| FileFingerprint::of(file))
+        .collect::<Result<_, _>>()?)
+}
+
 /// One indicatif bar per epoch (finished bars stay on screen), showing the running loss.
 struct Bars {
     current: Option<(usize, usize, ProgressBar)>,
@@ -369,6 +394,7 @@ fn write_run(
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (dir, args, state) = match &args.resume {
         Some(dir) => {
+            restore_set_aside("--resume", dir)?;
             let (dir, args, state) = TrainDir::resume(dir)?;
             (dir, args, Some(state))
         }
@@ -379,6 +405,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| default_out_dir(SystemTime::now()));
             // Checked first, so that a taken --out fails before any work.
+            restore_set_aside("--out", &out)?;
             (TrainDir::fresh(&out, &args)?, args, None)
         }
     };
@@ -410,6 +437,12 @@ fn train_and_write(
     let loss_params = LossParams::resolve(config.method, &config.loss_params)?.to_map();
     let split = load_split(args)?;
     validate(&config, &split)?;
+    if state.is_none() {
+        // What a resumed run checks its data against (`TrainDir::resume`).
+        dir.as_mut()
+            .context("the run directory is gone")?
+            .record_inputs(fingerprint_inputs(args)?)?;
+    }
     eprintln!(
         "{}: {} queries, {} train, {} database, {} features, {} classes",
         split.name,

@@ -2,12 +2,15 @@
 //!
 //! A run checks `OUT` before any work and writes nothing until its first checkpoint (after the
 //! first epoch, or at an interrupt), which writes `resume.json` (the flags and working directory
-//! of the run) and `training_state.safetensors` into `OUT.partial-<pid>` and renames it to
-//! `OUT`: from then on `OUT` is a resumable run directory, each later checkpoint replacing its
-//! state file whole. The finished run's outputs replace that directory as a set. So a SIGKILL at
-//! any moment leaves nothing at `OUT`, a resumable directory, or the finished run; what a killed
-//! process leaves beside them (a temporary state file, a partial output directory) is named as
-//! such and removed when the run resumes.
+//! of the run, and the length and hash of each data file it read: `--resume` refuses to
+//! continue on a file that changed) and `training_state.safetensors` into `OUT.partial-<pid>`
+//! and renames it to `OUT`: from then on `OUT` is a resumable run directory, each later
+//! checkpoint replacing its state file whole. The finished run's outputs replace that directory
+//! as a set. So a SIGKILL at any moment leaves nothing at `OUT`, a resumable directory, or the
+//! finished run; what a killed process leaves beside them (a temporary state file, a partial
+//! output directory) is named as such and removed when the run resumes, and a resumable
+//! directory it left set aside in the middle of that replacement (where the file system cannot
+//! swap two directories at once) is put back by the next command that names `OUT`.
 //!
 //! SIGINT and SIGTERM ([`StopFlag`]) ask the run to stop after its current step; it writes a
 //! checkpoint, says how to resume and exits non-zero. A second SIGINT ends the process at once
@@ -18,8 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use nhl_train::data::fingerprint::FileFingerprint;
 use nhl_train::error::TrainError;
-use nhl_train::run_dir::{write_atomic, RunDir};
+use nhl_train::run_dir::{process_runs, write_atomic, RunDir};
 use nhl_train::train_state::{TrainState, STATE_FILE};
 use serde::{Deserialize, Serialize};
 
@@ -28,12 +32,13 @@ use super::train::Args;
 /// The file of a resumable run directory that records how the run was started.
 pub const RESUME_FILE: &str = "resume.json";
 
-/// What `resume.json` holds: the flags of the run, and the directory relative paths in them
-/// are relative to.
+/// What `resume.json` holds: the flags of the run, the directory relative paths in them are
+/// relative to, and what the data files were when the run started.
 #[derive(Serialize, Deserialize)]
 struct Record {
     cwd: PathBuf,
     args: Args,
+    inputs: Vec<FileFingerprint>,
 }
 
 /// Set by SIGINT or SIGTERM: the run stops after its current step.
@@ -71,7 +76,9 @@ enum Place {
 /// The run directory of a training run, from its claim to its outputs.
 pub struct TrainDir {
     place: Option<Place>,
-    record: String,
+    record: Record,
+    /// `record` as written to `resume.json`.
+    record_text: String,
 }
 
 impl TrainDir {
@@ -81,15 +88,25 @@ impl TrainDir {
         let record = Record {
             cwd: std::env::current_dir().context("reading the working directory")?,
             args: args.clone(),
+            inputs: Vec::new(),
         };
         Ok(TrainDir {
             place: Some(Place::Checked(target)),
-            record: serde_json::to_string_pretty(&record)? + "\n",
+            record_text: serde_json::to_string_pretty(&record)? + "\n",
+            record,
         })
     }
 
+    /// Records what the data files of a fresh run are, for [`TrainDir::resume`] to check.
+    pub fn record_inputs(&mut self, inputs: Vec<FileFingerprint>) -> anyhow::Result<()> {
+        self.record.inputs = inputs;
+        self.record_text = serde_json::to_string_pretty(&self.record)? + "\n";
+        Ok(())
+    }
+
     /// Opens the resumable run directory `dir`: returns it, the flags of its run (the working
-    /// directory is set to the one they were given in) and its training state.
+    /// directory is set to the one they were given in) and its training state. Fails, naming
+    /// the file, when a data file of the run is not what it was when the run started.
     pub fn resume(dir: &Path) -> anyhow::Result<(TrainDir, Args, TrainState)> {
         let path = std::fs::canonicalize(dir)
             .with_context(|| format!("--resume {}: no such run directory", dir.display()))?;
@@ -117,11 +134,15 @@ impl TrainDir {
                 record.cwd.display()
             )
         })?;
-        let mut args = record.args;
+        for input in &record.inputs {
+            input.check()?;
+        }
+        let mut args = record.args.clone();
         args.out = Some(path.clone());
         let dir = TrainDir {
             place: Some(Place::Resumable { path, ours: false }),
-            record: text,
+            record,
+            record_text: text,
         };
         Ok((dir, args, state))
     }
@@ -140,7 +161,7 @@ impl TrainDir {
         self.place = Some(match self.place.take() {
             Some(Place::Checked(path)) => {
                 let dir = RunDir::create(&path)?;
-                write_atomic(&dir.file(RESUME_FILE), self.record.as_bytes())?;
+                write_atomic(&dir.file(RESUME_FILE), self.record_text.as_bytes())?;
                 state.save(&dir.file(STATE_FILE))?;
                 Place::Resumable {
                     path: dir.commit()?,
@@ -198,8 +219,7 @@ fn remove_leftovers(path: &Path) -> anyhow::Result<()> {
             .iter()
             .find_map(|mark| sibling.strip_prefix(&format!("{name}{mark}")))
             .and_then(|pid| pid.parse::<u32>().ok());
-        let running = |pid: u32| Path::new("/proc").join(pid.to_string()).exists();
-        if pid.is_some_and(|pid| pid != std::process::id() && !running(pid)) {
+        if pid.is_some_and(|pid| pid != std::process::id() && !process_runs(pid)) {
             std::fs::remove_dir_all(entry.path())?;
         }
     }

@@ -102,6 +102,21 @@ pub fn load_protocol(protocol: Protocol, data_dir: Option<&Path>) -> Result<Spli
     }
 }
 
+/// The files [`load_protocol`] reads for `protocol` with `data_dir`: none for the embedded
+/// `fmnist-t10k`. Errors as [`load_protocol`]'s when one is missing.
+pub fn protocol_files(
+    protocol: Protocol,
+    data_dir: Option<&Path>,
+) -> Result<Vec<PathBuf>, TrainError> {
+    let stems: &[&str] = match (protocol, data_dir) {
+        (Protocol::FmnistT10k, None) => &[],
+        (Protocol::FmnistT10k, Some(_)) => &[T10K_IMAGES, T10K_LABELS],
+        (Protocol::Fmnist, _) => &[T10K_IMAGES, T10K_LABELS, TRAIN_IMAGES, TRAIN_LABELS],
+    };
+    let dir = data_dir.unwrap_or(Path::new(DEFAULT_FMNIST_DIR));
+    stems.iter().map(|stem| locate(dir, stem)).collect()
+}
+
 /// `dir/NAME.gz`, else `dir/NAME`.
 fn locate(dir: &Path, stem: &str) -> Result<PathBuf, TrainError> {
     if dir.is_file() {

@@ -36,21 +36,59 @@ pub fn read_idx(path: &Path, rank: usize) -> Result<IdxArray, TrainError> {
     parse_idx(&bytes, path, rank)
 }
 
+/// The product of `dims`, or `None` when it overflows.
+fn element_count(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+/// The dimensions of the header `raw[4..4 + 4 * rank]`, which must be present.
+fn read_dims(raw: &[u8], rank: usize) -> Vec<usize> {
+    raw[4..4 + 4 * rank]
+        .chunks_exact(4)
+        .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
+        .collect()
+}
+
+/// Inflates gzip `bytes`, but no further than one byte past the data its IDX header announces
+/// (a well-formed header of `rank` dimensions; otherwise only the header is inflated, for the
+/// checks that follow to refuse): a small file that inflates to far more than its header says
+/// is refused without holding all of it. Returns the bytes and whether the input goes on.
+fn inflate(bytes: &[u8], path: &Path, rank: usize) -> Result<(Vec<u8>, bool), TrainError> {
+    let gzip = |source| TrainError::Gzip {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut decoder = MultiGzDecoder::new(bytes);
+    let header = 4 + 4 * rank;
+    let mut out = Vec::new();
+    (&mut decoder)
+        .take(header as u64)
+        .read_to_end(&mut out)
+        .map_err(gzip)?;
+    let announced = (out.len() == header)
+        .then(|| element_count(&read_dims(&out, rank)))
+        .flatten();
+    let Some(n) = announced else {
+        return Ok((out, false));
+    };
+    let limit = (n as u64).saturating_add(1);
+    (&mut decoder)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(gzip)?;
+    let more = (out.len() - header) as u64 == limit;
+    Ok((out, more))
+}
+
 /// Parses IDX `bytes` (gzip or plain) that came from `path` (used in errors only).
 pub fn parse_idx(bytes: &[u8], path: &Path, rank: usize) -> Result<IdxArray, TrainError> {
     let inflated;
-    let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        MultiGzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|source| TrainError::Gzip {
-                path: path.to_path_buf(),
-                source,
-            })?;
+    let (raw, cut) = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let (out, more) = inflate(bytes, path, rank)?;
         inflated = out;
-        &inflated[..]
+        (&inflated[..], more)
     } else {
-        bytes
+        (bytes, false)
     };
     let what = if rank == 1 {
         "a rank-1 unsigned-byte array (labels)"
@@ -84,20 +122,14 @@ pub fn parse_idx(bytes: &[u8], path: &Path, rank: usize) -> Result<IdxArray, Tra
             found: raw.len(),
         });
     }
-    let dims: Vec<usize> = raw[4..header]
-        .chunks_exact(4)
-        .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
-        .collect();
+    let dims = read_dims(raw, rank);
     // Checked so that a corrupt header cannot overflow into a small, "valid" size.
-    let n = dims
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| TrainError::Content {
-            path: path.to_path_buf(),
-            field: "dimensions".into(),
-            expected: "a size that fits in memory".into(),
-            found: format!("{dims:?}"),
-        })?;
+    let n = element_count(&dims).ok_or_else(|| TrainError::Content {
+        path: path.to_path_buf(),
+        field: "dimensions".into(),
+        expected: "a size that fits in memory".into(),
+        found: format!("{dims:?}"),
+    })?;
     let body = &raw[header..];
     if body.len() < n {
         return Err(TrainError::Truncated {
@@ -108,11 +140,16 @@ pub fn parse_idx(bytes: &[u8], path: &Path, rank: usize) -> Result<IdxArray, Tra
         });
     }
     if body.len() > n {
+        let found = if cut {
+            format!("more than {} bytes once inflated", header + n)
+        } else {
+            format!("{} bytes", raw.len())
+        };
         return Err(TrainError::Content {
             path: path.to_path_buf(),
             field: "data".into(),
             expected: format!("{} bytes for dimensions {dims:?}", header + n),
-            found: format!("{} bytes", raw.len()),
+            found,
         });
     }
     Ok(IdxArray {

@@ -8,6 +8,7 @@
 //! Every split is deterministic: no random numbers decide which item lands in which set.
 
 pub mod features;
+pub mod fingerprint;
 pub mod fmnist;
 pub mod idx;
 pub mod user;
@@ -15,7 +16,7 @@ pub mod user;
 use nhl_index::eval::Labels;
 
 pub use features::{InputScaling, INPUT_SCALING};
-pub use fmnist::{load_protocol, Protocol};
+pub use fmnist::{load_protocol, protocol_files, Protocol};
 pub use user::{load_user, UserSource, UserSplit};
 
 /// One set of items: features, labels and the number of classes they index.

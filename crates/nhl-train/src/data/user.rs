@@ -39,6 +39,16 @@ pub enum UserSource {
     },
 }
 
+impl UserSource {
+    /// The files of the source.
+    pub fn files(&self) -> Vec<&Path> {
+        match self {
+            UserSource::SafeTensors(path) => vec![path],
+            UserSource::Npy { features, labels } => vec![features, labels],
+        }
+    }
+}
+
 impl FromStr for UserSource {
     type Err = TrainError;
 
@@ -185,19 +195,38 @@ impl Loaded {
     }
 }
 
+/// One `DATA.safetensors` source from the bytes of the file, checked as [`load_user`] checks its
+/// sources, as a data set whose class count is that of its labels; `path` only names the file in
+/// errors.
+pub fn parse_safetensors_source(path: &Path, bytes: &[u8]) -> Result<Dataset, TrainError> {
+    let (features, labels) = safetensors_arrays(path, bytes)?;
+    let loaded = checked_source(features, labels, path.to_path_buf(), path.to_path_buf())?;
+    let c = settle_classes(&[&loaded], None)?;
+    Ok(into_dataset(loaded, c))
+}
+
 fn load_source(source: &UserSource) -> Result<Loaded, TrainError> {
-    let (features, labels, features_path, labels_path) = match source {
+    match source {
         UserSource::SafeTensors(path) => {
             let (f, l) = read_safetensors(path)?;
-            (f, l, path.clone(), path.clone())
+            checked_source(f, l, path.clone(), path.clone())
         }
-        UserSource::Npy { features, labels } => (
+        UserSource::Npy { features, labels } => checked_source(
             read_npy_checked(features)?,
             read_npy_checked(labels)?,
             features.clone(),
             labels.clone(),
         ),
-    };
+    }
+}
+
+/// The features and labels of one source, checked on their own and against each other.
+fn checked_source(
+    features: NpyArray,
+    labels: NpyArray,
+    features_path: PathBuf,
+    labels_path: PathBuf,
+) -> Result<Loaded, TrainError> {
     let (features, n, dim) = to_features(features, &features_path)?;
     let labels = to_raw_labels(labels, &labels_path)?;
     let n_labels = match &labels {
@@ -256,7 +285,12 @@ fn read_safetensors(path: &Path) -> Result<(NpyArray, NpyArray), TrainError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| TrainError::Content {
+    safetensors_arrays(path, &bytes)
+}
+
+/// The `features` and `labels` tensors of the bytes of a safetensors file, as arrays.
+fn safetensors_arrays(path: &Path, bytes: &[u8]) -> Result<(NpyArray, NpyArray), TrainError> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| TrainError::Content {
         path: path.to_path_buf(),
         field: "header".into(),
         expected: "a safetensors file".into(),
