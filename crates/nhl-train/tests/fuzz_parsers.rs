@@ -24,7 +24,7 @@ use nhl_train::divergence::LossMonitor;
 use nhl_train::model::NamedParam;
 use nhl_train::report::{parse_metrics, NumMap, RunMetrics, ValidationRecord};
 use nhl_train::train_state::{Position, TrainState};
-use nhl_train::trainer::Validation;
+use nhl_train::trainer::{LiveUnits, Validation};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
@@ -551,6 +551,11 @@ fn metrics_files() {
             map: NumMap(vec![(8, 0.25)]),
         }],
         map_best_of_validations: Some(NumMap(vec![(8, 0.25)])),
+        backbone_live_units: vec![LiveUnits {
+            bits: 16,
+            live: 7,
+            hidden: 32,
+        }],
     };
     let seeds = vec![
         Seed::plain(serde_json::to_vec_pretty(&metrics).unwrap()),
