@@ -3,7 +3,11 @@ the final mAP@ALL (stable tie order) of five single-length models and of one `fu
 code length, each one's average over the lengths, `full` minus `single` of those averages, the
 tie-aware averages beside them, and the training seconds of both with their ratio.
 
-    python3 tools/runs/methods_table.py OUT_DIR
+    python3 tools/runs/methods_table.py OUT_DIR [--seeds 0,1,2] [--per-seed] [METHOD ...]
+
+`--seeds` keeps only the seeds named (default: every seed both modes have); `--per-seed` adds,
+per method, each seed's average over the lengths of `single` and `full` and their difference;
+METHODs restrict the table to those methods.
 """
 
 import json
@@ -33,13 +37,26 @@ def mean(values):
 
 
 def main():
-    out = sys.argv[1]
+    args = sys.argv[1:]
+    if not args:
+        sys.exit(__doc__)
+    out, wanted, per_seed, methods = args[0], None, False, []
+    rest = iter(args[1:])
+    for a in rest:
+        if a == "--seeds":
+            wanted = {int(x) for x in next(rest).split(",")}
+        elif a == "--per-seed":
+            per_seed = True
+        elif a in METHODS:
+            methods.append(a)
+        else:
+            sys.exit(f"unknown argument {a!r}\n{__doc__}")
     rows = []
     bits = None
-    for m in METHODS:
+    for m in methods or METHODS:
         single, full = load(out, m, "single"), load(out, m, "full")
         # Only seeds both modes have, so the two sides average over the same seeds.
-        seeds = sorted(set(single) & set(full))
+        seeds = sorted(set(single) & set(full) & (wanted if wanted is not None else set(single)))
         if not seeds:
             continue
         bits = [int(b) for b in full[seeds[0]]["bits"]]
@@ -67,6 +84,16 @@ def main():
               + f" | {a_s:.4f} | | {t_s:.4f} | {secs_s:.1f} | |")
         print(f"| | full | " + " | ".join(f"{v:.4f}" for v in pf)
               + f" | {a_f:.4f} | {a_f - a_s:+.4f} | {t_f:.4f} | {secs_f:.1f} | {secs_s / secs_f:.2f}x |")
+    if per_seed:
+        print()
+        print("| method | seed | single mean | full mean | full - single |")
+        print("|---|---|---|---|---|")
+        for m, seeds, *_ in rows:
+            single, full = load(out, m, "single"), load(out, m, "full")
+            for s in seeds:
+                a_s = mean(single[s]["map"][str(b)] for b in bits)
+                a_f = mean(full[s]["map"][str(b)] for b in bits)
+                print(f"| {m} | {s} | {a_s:.4f} | {a_f:.4f} | {a_f - a_s:+.4f} |")
 
 
 if __name__ == "__main__":
