@@ -371,6 +371,35 @@ pub struct Campaign<'c> {
     pub repair: Option<fn(&mut [u8])>,
 }
 
+/// Cases per parser in the test suites (at least; `NHL_FUZZ_CASES` asks for more, [`cases`]).
+pub const SUITE_CASES: usize = 100_000;
+/// The seed of the test suites' campaigns; each parser's name is mixed in.
+pub const SUITE_SEED: u64 = 0x4e48_4c5f_4655_5a5a;
+
+impl<'c> Campaign<'c> {
+    /// The test suites' campaign for the parser `name`: [`cases`]`(`[`SUITE_CASES`]`)` cases
+    /// from [`SUITE_SEED`] with the name's bytes mixed in (FNV-1a), so that every parser gets
+    /// its own fixed sequence.
+    pub fn for_suite(
+        name: &'c str,
+        seeds: &'c [Seed],
+        tokens: &'c [&'c [u8]],
+        repair: Option<fn(&mut [u8])>,
+    ) -> Self {
+        let seed = name.bytes().fold(SUITE_SEED, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        Self {
+            name,
+            seeds,
+            tokens,
+            cases: cases(SUITE_CASES),
+            seed,
+            repair,
+        }
+    }
+}
+
 /// Sets the header length of an `.npy` file (version 1, 2 or 3) to end at the header's first
 /// newline, where a text edit may have moved it.
 pub fn repair_npy(bytes: &mut [u8]) {
@@ -566,6 +595,32 @@ pub fn run(
     }
     outcome.seconds = start.elapsed().as_secs_f64();
     outcome
+}
+
+/// [`run`]s the campaign, prints its figures and panics with every failure it found: the test
+/// suites' check of one parser.
+pub fn check(
+    campaign: &Campaign<'_>,
+    justified: impl Fn(&[u8]) -> usize,
+    parse: impl Fn(&[u8]) -> bool,
+) {
+    let outcome = run(campaign, justified, parse);
+    eprintln!(
+        "{}: {} cases ({} accepted) in {:.2} s; largest allocation {} bytes, {:.3} of its bound",
+        campaign.name,
+        outcome.cases,
+        outcome.accepted,
+        outcome.seconds,
+        outcome.largest_allocation,
+        outcome.largest_fraction_of_bound
+    );
+    assert!(
+        outcome.failures.is_empty(),
+        "{} failures:\n{}",
+        outcome.failures.len(),
+        outcome.failures.join("\n")
+    );
+    assert_eq!(outcome.cases, campaign.cases);
 }
 
 #[cfg(test)]

@@ -8,9 +8,7 @@
 use std::path::Path;
 
 use nhl_index::faiss::{binary_index_bytes, parse_binary_index};
-use nhl_index::fuzz::{
-    self, repair_npy, repair_safetensors, run, Campaign, CountingAlloc, Field, Seed,
-};
+use nhl_index::fuzz::{self, repair_npy, repair_safetensors, Campaign, CountingAlloc, Field, Seed};
 use nhl_index::ids::parse_ids_npy;
 use nhl_index::npy::{parse_mask_npy, parse_npy, read_npy_header, to_npy_bytes, NpyArray, NpyData};
 use nhl_index::synth::random_codes;
@@ -18,11 +16,6 @@ use nhl_index::{AllowedRows, Codes};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
-
-/// Cases per parser (at least; `NHL_FUZZ_CASES` asks for more).
-const CASES: usize = 100_000;
-/// The seed of every campaign (each parser's name is mixed in).
-const SEED: u64 = 0x4e48_4c5f_4655_5a5a;
 
 const PATH: &str = "fuzz.input";
 
@@ -74,44 +67,9 @@ const SAFETENSORS_TOKENS: &[&[u8]] = &[
 /// The fourccs and the words of a FAISS index worth swapping for one another.
 const FAISS_TOKENS: &[&[u8]] = &[b"IBxF", b"IBMp", b"IBM2", b"IBwF", b"IxFl"];
 
-fn campaign<'c>(
-    name: &'c str,
-    seeds: &'c [Seed],
-    tokens: &'c [&'c [u8]],
-    repair: Option<fn(&mut [u8])>,
-) -> Campaign<'c> {
-    let seed = name.bytes().fold(SEED, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    Campaign {
-        name,
-        seeds,
-        tokens,
-        cases: fuzz::cases(CASES),
-        seed,
-        repair,
-    }
-}
-
-/// Runs the campaign and fails with every failure it found; prints its figures.
+/// [`fuzz::check`] with the input's own length as the bytes that justify an allocation.
 fn check(campaign: &Campaign<'_>, parse: impl Fn(&[u8]) -> bool) {
-    let outcome = run(campaign, <[u8]>::len, parse);
-    eprintln!(
-        "{}: {} cases ({} accepted) in {:.2} s; largest allocation {} bytes, {:.3} of its bound",
-        campaign.name,
-        outcome.cases,
-        outcome.accepted,
-        outcome.seconds,
-        outcome.largest_allocation,
-        outcome.largest_fraction_of_bound
-    );
-    assert!(
-        outcome.failures.is_empty(),
-        "{} failures:\n{}",
-        outcome.failures.len(),
-        outcome.failures.join("\n")
-    );
-    assert_eq!(outcome.cases, campaign.cases);
+    fuzz::check(campaign, <[u8]>::len, parse);
 }
 
 /// An `.npy` file of version 1; with `version` 2 or 3, the same header under a 4-byte length.
@@ -170,7 +128,7 @@ fn npy_arrays() {
     seeds.push(bool_npy(&[1, 0, 1]));
     // Every input is read as an array and as a mask (which takes bool too).
     check(
-        &campaign("parse_npy", &seeds, NPY_TOKENS, Some(repair_npy)),
+        &Campaign::for_suite("parse_npy", &seeds, NPY_TOKENS, Some(repair_npy)),
         |bytes| {
             let path = Path::new(PATH);
             parse_npy(path, bytes).is_ok() | parse_mask_npy(path, bytes).is_ok()
@@ -184,7 +142,7 @@ fn npy_arrays() {
 fn npy_headers() {
     let seeds = npy_seeds();
     check(
-        &campaign("read_npy_header", &seeds, NPY_TOKENS, Some(repair_npy)),
+        &Campaign::for_suite("read_npy_header", &seeds, NPY_TOKENS, Some(repair_npy)),
         |bytes| {
             let path = Path::new(PATH);
             read_npy_header(path, &mut &bytes[..])
@@ -212,7 +170,7 @@ fn codes_in_npy_files() {
     ];
     // Every input is read whole and cut to a 12-bit prefix (longer than some files' codes).
     check(
-        &campaign("Codes::parse_npy", &seeds, NPY_TOKENS, Some(repair_npy)),
+        &Campaign::for_suite("Codes::parse_npy", &seeds, NPY_TOKENS, Some(repair_npy)),
         |bytes| {
             let read = |bits| Codes::parse_npy(Path::new(PATH), bytes, bits).is_ok();
             read(None) | read(Some(12))
@@ -234,7 +192,7 @@ fn codes_in_safetensors_files() {
     };
     let seeds = vec![st(3, 16, 1), st(2, 12, 2), st(1, 130, 3), st(0, 8, 4)];
     check(
-        &campaign(
+        &Campaign::for_suite(
             "Codes::from_safetensors",
             &seeds,
             SAFETENSORS_TOKENS,
@@ -257,7 +215,7 @@ fn allowed_rows_files() {
     ];
     // Every input is read for a database with IDs and for one without (row numbers).
     check(
-        &campaign(
+        &Campaign::for_suite(
             "AllowedRows::parse_npy",
             &seeds,
             NPY_TOKENS,
@@ -277,7 +235,7 @@ fn id_files() {
         npy(&[4], NpyData::I64(vec![0, 1, 2, 3]), 3),
     ];
     check(
-        &campaign("parse_ids_npy", &seeds, NPY_TOKENS, Some(repair_npy)),
+        &Campaign::for_suite("parse_ids_npy", &seeds, NPY_TOKENS, Some(repair_npy)),
         |bytes| parse_ids_npy(Path::new(PATH), bytes, 4).is_ok(),
     );
 }
@@ -322,7 +280,7 @@ fn faiss_binary_indexes() {
     ];
     // Every input is read whole and cut to a 16-bit prefix.
     check(
-        &campaign("parse_binary_index", &seeds, FAISS_TOKENS, None),
+        &Campaign::for_suite("parse_binary_index", &seeds, FAISS_TOKENS, None),
         |bytes| {
             let read = |bits| parse_binary_index(Path::new(PATH), bytes, bits).is_ok();
             read(None) | read(Some(16))

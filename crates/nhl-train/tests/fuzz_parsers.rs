@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use nhl_index::fuzz::{
-    self, alloc_bound, largest_allocation, repair_safetensors, run, Campaign, CountingAlloc, Field,
-    Seed,
+    self, alloc_bound, largest_allocation, repair_safetensors, Campaign, CountingAlloc, Field, Seed,
 };
 use nhl_train::checkpoint::{self, CheckpointMeta};
 use nhl_train::config::{Method, Mode, TrainConfig};
@@ -30,11 +29,6 @@ use safetensors::Dtype;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
-
-/// Cases per parser (at least; `NHL_FUZZ_CASES` asks for more).
-const CASES: usize = 100_000;
-/// The seed of every campaign (each parser's name is mixed in).
-const SEED: u64 = 0x4e48_4c5f_4655_5a5a;
 
 const PATH: &str = "fuzz.input";
 
@@ -80,50 +74,6 @@ const JSON_TOKENS: &[&[u8]] = &[
     b"null", b"true", b"false", b"[]", b"{}", b"\"\"", b"[", b"]", b"{", b"}", b",", b":", b"\"",
     b"\"8\"", b"-", b"e9",
 ];
-
-fn campaign<'c>(
-    name: &'c str,
-    seeds: &'c [Seed],
-    tokens: &'c [&'c [u8]],
-    repair: Option<fn(&mut [u8])>,
-) -> Campaign<'c> {
-    let seed = name.bytes().fold(SEED, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    Campaign {
-        name,
-        seeds,
-        tokens,
-        cases: fuzz::cases(CASES),
-        seed,
-        repair,
-    }
-}
-
-/// Runs the campaign and fails with every failure it found; prints its figures.
-fn check(
-    campaign: &Campaign<'_>,
-    justified: impl Fn(&[u8]) -> usize,
-    parse: impl Fn(&[u8]) -> bool,
-) {
-    let outcome = run(campaign, justified, parse);
-    eprintln!(
-        "{}: {} cases ({} accepted) in {:.2} s; largest allocation {} bytes, {:.3} of its bound",
-        campaign.name,
-        outcome.cases,
-        outcome.accepted,
-        outcome.seconds,
-        outcome.largest_allocation,
-        outcome.largest_fraction_of_bound
-    );
-    assert!(
-        outcome.failures.is_empty(),
-        "{} failures:\n{}",
-        outcome.failures.len(),
-        outcome.failures.join("\n")
-    );
-    assert_eq!(outcome.cases, campaign.cases);
-}
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -228,8 +178,8 @@ fn idx_files() {
     // Every input is read as labels (rank 1) and as images (rank 3); a plain one also gzipped,
     // so that the edits of its header fields reach the gzip path too (it inflates to the plain
     // input, which justifies the same allocations).
-    check(
-        &campaign("parse_idx", &seeds, &[], None),
+    fuzz::check(
+        &Campaign::for_suite("parse_idx", &seeds, &[], None),
         idx_justified,
         |bytes| {
             let read = |bytes: &[u8], rank| parse_idx(bytes, Path::new(PATH), rank).is_ok();
@@ -255,8 +205,8 @@ fn idx_pairs() {
     ];
     // Every input is paired as images with the valid labels, and as labels with the images.
     let (img, lab) = (Path::new("images.idx"), Path::new("labels.idx"));
-    check(
-        &campaign("parse_pair", &seeds, &[], None),
+    fuzz::check(
+        &Campaign::for_suite("parse_pair", &seeds, &[], None),
         |bytes| idx_justified(bytes) + images.bytes.len() + labels.bytes.len(),
         |bytes| {
             parse_pair(bytes, img, &labels.bytes, lab).is_ok()
@@ -397,8 +347,8 @@ fn checkpoint_seeds() -> Vec<Seed> {
 #[test]
 fn checkpoints() {
     let seeds = checkpoint_seeds();
-    check(
-        &campaign(
+    fuzz::check(
+        &Campaign::for_suite(
             "checkpoint::parse",
             &seeds,
             SAFETENSORS_TOKENS,
@@ -461,8 +411,8 @@ fn training_states() {
         .chain(JSON_TOKENS)
         .copied()
         .collect();
-    check(
-        &campaign(
+    fuzz::check(
+        &Campaign::for_suite(
             "TrainState::parse",
             &seeds,
             &tokens,
@@ -512,8 +462,8 @@ fn user_data_files() {
         user_data((Dtype::F64, &[2, 1], &f64s), (Dtype::I32, &[2], &i32s)),
         user_data((Dtype::F16, &[2, 2], &f16s), (Dtype::U8, &[2], &[1, 1])),
     ];
-    check(
-        &campaign(
+    fuzz::check(
+        &Campaign::for_suite(
             "parse_safetensors_source",
             &seeds,
             SAFETENSORS_TOKENS,
@@ -570,8 +520,8 @@ fn metrics_files() {
         ),
     ];
     // `read_metrics` reads the file as UTF-8 text first.
-    check(
-        &campaign("parse_metrics", &seeds, JSON_TOKENS, None),
+    fuzz::check(
+        &Campaign::for_suite("parse_metrics", &seeds, JSON_TOKENS, None),
         <[u8]>::len,
         |bytes| {
             std::str::from_utf8(bytes)
