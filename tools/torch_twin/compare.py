@@ -11,7 +11,6 @@ float32 and in float64, and the parameters after the last dumped step.
 import argparse
 import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -22,21 +21,6 @@ import data  # noqa: E402
 import ours_adam  # noqa: E402
 import splitmix  # noqa: E402
 import twin  # noqa: E402
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32", info
-        lo, hi = info["data_offsets"]
-        out[name] = np.frombuffer(raw[8 + n + lo : 8 + n + hi], dtype="<f4").reshape(info["shape"])
-    return out
 
 
 def twin_params(model):
@@ -110,7 +94,7 @@ def main():
     split = data.load(args.protocol)
     n = len(split[0][1])
 
-    init = read_safetensors(os.path.join(args.dump, "init.safetensors"))
+    init = data.read_safetensors(os.path.join(args.dump, "init.safetensors"))
     ours = splitmix.initial_weights(dump["seed"], split[0][0].shape[1], twin.HIDDEN, dump["bits"])
     for name, value in init.items():
         same = np.array_equal(value.view(np.uint32), ours[name].reshape(value.shape).view(np.uint32))
@@ -120,8 +104,8 @@ def main():
     print("order of epoch 1:", "identical" if list(orders[0]) == dump["order0"] else "DIFFERS")
 
     last = dump["steps"] - 1
-    before = read_safetensors(os.path.join(args.dump, "before_last.safetensors"))
-    rust_grad = read_safetensors(os.path.join(args.dump, "grad_last.safetensors"))
+    before = data.read_safetensors(os.path.join(args.dump, "before_last.safetensors"))
+    rust_grad = data.read_safetensors(os.path.join(args.dump, "grad_last.safetensors"))
     batches = [o[i : i + 64] for o in orders for i in range(0, len(o), 64)]
     print(f"\nstep {last}'s gradient at the Rust parameters before it (rust vs f64 | twin f32 vs f64):")
     g = {d: gradient_at(before, dump, split, batches[last], d) for d in ("float32", "float64")}
@@ -132,8 +116,8 @@ def main():
     if args.last_step_only:
         return
 
-    rust_grad0 = read_safetensors(os.path.join(args.dump, "grad0.safetensors"))
-    rust_after = read_safetensors(os.path.join(args.dump, "after.safetensors"))
+    rust_grad0 = data.read_safetensors(os.path.join(args.dump, "grad0.safetensors"))
+    rust_after = data.read_safetensors(os.path.join(args.dump, "after.safetensors"))
     runs = {d: run_twin(dump, split, d, orders, dump["steps"]) for d in ("float32", "float64")}
     f32, f64 = runs["float32"], runs["float64"]
     ours_runs = {o: run_twin(dump, split, "float32", orders, dump["steps"], optimiser=o)

@@ -1,6 +1,8 @@
-"""The protocols' Fashion-MNIST splits (docs/PROTOCOL.md, "Data"), read from the IDX files."""
+"""The protocols' Fashion-MNIST splits (docs/PROTOCOL.md, "Data"), read from the IDX files, and
+the float32 tensors of a safetensors file (a model or a dump of the Rust trainer)."""
 
 import gzip
+import json
 import os
 import struct
 
@@ -64,3 +66,19 @@ def load(protocol):
             (database, database_labels),
         )
     raise ValueError(f"unknown protocol {protocol!r}; expected fmnist or fmnist-t10k")
+
+
+def read_safetensors(path):
+    """Every float32 tensor of a safetensors file by name, as numpy arrays."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", info
+        lo, hi = info["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + lo : 8 + n + hi], dtype="<f4").reshape(info["shape"])
+    return out
