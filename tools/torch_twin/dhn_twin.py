@@ -21,7 +21,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 import data  # noqa: E402
 import metrics  # noqa: E402
-from twin import Model, evaluate, make_model, epoch_orders  # noqa: E402
+from twin import epoch_orders, evaluate, make_model, protocol_args  # noqa: E402
 
 
 def dhn_loss(u, bank_u, s, alpha):
@@ -69,13 +69,7 @@ def train_one(args, split, bits, seed):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--protocol", default="fmnist", choices=["fmnist", "fmnist-t10k"])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--bits", type=int, nargs="+", default=[8, 64])
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-5)
+    protocol_args(p, [8, 64])
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="JSON file of the results, one row per model")

@@ -134,18 +134,24 @@ def evaluate(model, split, bits):
     return metrics.map_all(codes(xq), yq, codes(xd), yd)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def protocol_args(p, bits):
+    """The options every twin shares: the protocol, the seeds, the lengths (default `bits`) and
+    the protocol's training settings (docs/PROTOCOL.md, "Model and training defaults")."""
     p.add_argument("--protocol", default="fmnist", choices=["fmnist", "fmnist-t10k"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--bits", type=int, nargs="+", default=[8, 16, 32, 64, 128])
-    p.add_argument("--init", default="torch", choices=["torch", "ours"])
-    p.add_argument("--order", default="torch", choices=["torch", "ours"])
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--bits", type=int, nargs="+", default=bits)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-5)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    protocol_args(p, [8, 16, 32, 64, 128])
+    p.add_argument("--init", default="torch", choices=["torch", "ours"])
+    p.add_argument("--order", default="torch", choices=["torch", "ours"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--adam", default="torch", choices=["torch", "ours", "ours-f32-powi"],
                    help="torch.optim.Adam, or the Rust optimiser's f32 arithmetic (ours_adam.py) "
                         "with bias corrections from f64 or from f32 powi")

@@ -339,37 +339,31 @@ fn csq_rows_give_the_same_bits_on_every_isa() {
     csq_rows_all::<f64>();
 }
 
-/// The memory-bank pair terms of every pair kind in `isa`'s build: the coefficients, then each
-/// row's value and own-code sums.
-fn pair_run<T: Real>(isa: Isa, chunk: &PairChunk<'_, T>) -> Vec<T> {
+/// The memory-bank pair terms that `run` writes for `chunk`: the coefficients, then each row's
+/// value and own-code sums.
+fn pair_outputs<T: Real>(chunk: &PairChunk<'_, T>, run: impl FnOnce(PairSums<'_, T>)) -> Vec<T> {
     let (n, c) = (chunk.own_norms.len(), chunk.bank_aux.len());
     let (mut g, mut scratch) = (vec![T::zero(); n * c], vec![T::zero(); 2 * c]);
     let (mut values, mut own) = (vec![T::zero(); n], vec![T::zero(); n]);
-    let out = PairSums {
+    run(PairSums {
         g: &mut g,
         scratch: &mut scratch,
         values: &mut values,
         own: &mut own,
-    };
-    pair_rows_on(isa, chunk, out);
+    });
     g.into_iter().chain(values).chain(own).collect()
+}
+
+/// The memory-bank pair terms of every pair kind in `isa`'s build.
+fn pair_run<T: Real>(isa: Isa, chunk: &PairChunk<'_, T>) -> Vec<T> {
+    pair_outputs(chunk, |out| pair_rows_on(isa, chunk, out))
 }
 
 /// [`pair_run`] in the AVX-512F build.
 #[cfg(target_arch = "x86_64")]
 fn pair_run_avx512<T: Real>(chunk: &PairChunk<'_, T>) -> Vec<T> {
-    let (n, c) = (chunk.own_norms.len(), chunk.bank_aux.len());
-    let (mut g, mut scratch) = (vec![T::zero(); n * c], vec![T::zero(); 2 * c]);
-    let (mut values, mut own) = (vec![T::zero(); n], vec![T::zero(); n]);
-    let out = PairSums {
-        g: &mut g,
-        scratch: &mut scratch,
-        values: &mut values,
-        own: &mut own,
-    };
     // SAFETY: the caller checked that the CPU has AVX-512F.
-    unsafe { pair_rows_avx512(chunk, out) };
-    g.into_iter().chain(values).chain(own).collect()
+    pair_outputs(chunk, |out| unsafe { pair_rows_avx512(chunk, out) })
 }
 
 fn pair_rows_all<T: Real>() {
