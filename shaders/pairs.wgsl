@@ -1,5 +1,6 @@
 // Pairwise objectives: the memory-bank losses of one code length (DSH, DHN, DBDH, DPSH and MDSH's
-// pair term, docs/METHOD.md 5.3-5.6 and 5.11) and DTSH's triplets within the batch (5.9).
+// pair term, docs/METHOD.md 5.3-5.6 and 5.11), DTSH's triplets within the batch (5.9) and
+// HashNet's class-balanced batch likelihood (5.7).
 //
 // Bank loss of length b, three passes: `bank_rows` (one workgroup per batch row i) computes the
 // similarity, inner product and pair term of (i, j) for every bank row j, writing the gradient's
@@ -20,11 +21,12 @@ struct Params {
     // The code length b.
     bits: u32,
     // Bank kernels: pair kind | quantisation << 4 | clamp << 8 | label classes << 12.
-    // Triplet kernels: label classes.
+    // Triplet and HashNet kernels: label classes.
     code: u32,
-    // bank_rows: the margin m; bank_grad/bank_value: alpha; triplets: alpha.
+    // bank_rows: the margin m; bank_grad/bank_value: alpha; triplets, HashNet: alpha.
     f0: f32,
-    // bank_grad/bank_value: the pair term's weight; triplets: lambda.
+    // bank_grad/bank_value: the pair term's weight; triplets: lambda; HashNet: the scale of
+    // its continuation.
     f1: f32,
 }
 
@@ -32,9 +34,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> labels: array<f32>;
 @group(0) @binding(3) var<storage, read> bank: array<f32>;
 @group(0) @binding(4) var<storage, read> bank_labels: array<f32>;
-// Bank: G (n x N). Triplets: theta, s, dtheta and the triplet values (4 n x n blocks).
+// Bank: G (n x N). Triplets: theta, s, dtheta and the triplet values (4 n x n blocks). HashNet:
+// z, s, dz and the pair values (4 n x n blocks).
 @group(0) @binding(5) var<storage, read_write> work: array<f32>;
-// Per batch row: (pair value sum, own-code coefficient sum, similar pairs, unused).
+// Per batch row: (pair value sum, own-code coefficient sum, similar pairs, unused). HashNet: one
+// entry, (similar pairs, 0, 0, 0).
 @group(0) @binding(6) var<storage, read_write> rowsums: array<vec4<f32>>;
 // dJ/du (n x b), or J.
 @group(0) @binding(7) var<storage, read_write> result: array<f32>;
@@ -436,5 +440,114 @@ fn dtsh_value(@builtin(local_invocation_index) lid: u32) {
     tree_sum4(lid);
     if lid == 0u {
         result[0] = partial4[0].x + p.f1 * partial4[0].y / f32(n * p.bits);
+    }
+}
+
+// HashNet, five passes over v = tanh(scale u) (p.f1 the scale, p.f0 alpha): `hashnet_prep` the
+// logits z = alpha v v^T and s, `hashnet_counts` the similar pairs, `hashnet_rows` each pair's
+// group-weighted value and dz, `hashnet_grad` dJ/du, `hashnet_value` J.
+
+fn hashnet_v(i: u32, c: u32) -> f32 {
+    return stable_tanh(p.f1 * u[i * p.cols + c]);
+}
+
+// One invocation per (p, q): z_pq and s_pq.
+@compute @workgroup_size(WORKGROUP)
+fn hashnet_prep(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let n = p.rows;
+    let e = flat_index(wg, nwg, lid);
+    if e >= n * n {
+        return;
+    }
+    let a = e / n;
+    let x = e % n;
+    var z = 0.0;
+    for (var c = 0u; c < p.bits; c++) {
+        z += hashnet_v(a, c) * hashnet_v(x, c);
+    }
+    var shared_labels = 0.0;
+    for (var c = 0u; c < label_classes(); c++) {
+        shared_labels += labels[a * label_classes() + c] * labels[x * label_classes() + c];
+    }
+    work[e] = p.f0 * z;
+    work[n * n + e] = select(0.0, 1.0, shared_labels > 0.0);
+}
+
+// One workgroup: the number of similar pairs into rowsums[0].x.
+@compute @workgroup_size(WORKGROUP)
+fn hashnet_counts(@builtin(local_invocation_index) lid: u32) {
+    let n = p.rows;
+    var similar = 0.0;
+    for (var e = lid; e < n * n; e += WORKGROUP) {
+        similar += work[n * n + e];
+    }
+    partial4[lid] = vec4<f32>(similar, 0.0, 0.0, 0.0);
+    tree_sum4(lid);
+    if lid == 0u {
+        rowsums[0] = partial4[0];
+    }
+}
+
+// One invocation per (p, q): the pair's value softplus(z) - s z and dz = sigmoid(z) - s, both
+// divided by the pair count of its group (floored at 1).
+@compute @workgroup_size(WORKGROUP)
+fn hashnet_rows(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let n = p.rows;
+    let e = flat_index(wg, nwg, lid);
+    if e >= n * n {
+        return;
+    }
+    let similar = rowsums[0].x;
+    let z = work[e];
+    let s = work[n * n + e];
+    let count = select(f32(n * n) - similar, similar, s > 0.0);
+    let w = 1.0 / max(count, 1.0);
+    work[2u * n * n + e] = w * (sigmoid(z) - s);
+    work[3u * n * n + e] = w * (softplus(z) - s * z);
+}
+
+// One invocation per element (i, c): alpha ((dz + dz^T) v)_ic scale (1 - v_ic^2).
+@compute @workgroup_size(WORKGROUP)
+fn hashnet_grad(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let n = p.rows;
+    let e = flat_index(wg, nwg, lid);
+    if e >= n * p.bits {
+        return;
+    }
+    let i = e / p.bits;
+    let c = e % p.bits;
+    let d = 2u * n * n;
+    var g = 0.0;
+    for (var q = 0u; q < n; q++) {
+        g += (work[d + i * n + q] + work[d + q * n + i]) * hashnet_v(q, c);
+    }
+    let v = hashnet_v(i, c);
+    result[e] = p.f0 * g * p.f1 * (1.0 - v * v);
+}
+
+// One workgroup: J, the sum of the pair values.
+@compute @workgroup_size(WORKGROUP)
+fn hashnet_value(@builtin(local_invocation_index) lid: u32) {
+    let n = p.rows;
+    var value = 0.0;
+    for (var e = lid; e < n * n; e += WORKGROUP) {
+        value += work[3u * n * n + e];
+    }
+    partial4[lid] = vec4<f32>(value, 0.0, 0.0, 0.0);
+    tree_sum4(lid);
+    if lid == 0u {
+        result[0] = partial4[0].x;
     }
 }

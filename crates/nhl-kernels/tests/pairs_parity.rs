@@ -1,5 +1,5 @@
-//! The pairwise fused ops (`bank_objectives` of every pair term, quantisation and clamp, and
-//! `dtsh_objective`) on `CpuBackend<f32>` and on the GPU backend, each compared with the
+//! The pairwise fused ops (`bank_objectives` of every pair term, quantisation and clamp,
+//! `dtsh_objective` and `hashnet_objective`) on `CpuBackend<f32>` and on the GPU backend, each compared with the
 //! `CpuBackend<f64>` reference on seeded random inputs with odd sizes, a bank spanning several
 //! 256-wide workgroups, multi-hot labels with an unlabelled item, and unvisited (zero) bank rows.
 //! Their agreement with the losses' tape forms, and the tape forms' finite-difference checks, are
@@ -167,6 +167,44 @@ fn check_dtsh<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
     Ok(())
 }
 
+fn check_hashnet<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
+    let r = Ref::new();
+    // (batch, width, bits, classes, alpha, scale); codes wide enough to saturate tanh in places.
+    for (c, &(n, width, bits, classes, alpha, scale)) in [
+        (1, 4, 4, 2, 0.1, 1.0),
+        (9, 7, 5, 3, 0.1, 2f64.sqrt()),
+        (37, 20, 11, 4, 0.7, 1.0),
+        (64, 32, 32, 10, 0.1, 3f64.sqrt()),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 5000 + 100 * c as u64;
+        let us = Shape::new(n, width);
+        let uv = data(seed, us.len(), -3.0, 3.0);
+        let ys = Shape::new(n, classes);
+        let yv = labels(seed + 1, n, classes);
+        let (gl, gg) =
+            b.hashnet_objective(&up(b, &uv, us)?, bits, &up(b, &yv, ys)?, alpha, scale)?;
+        let (wl, wg) =
+            r.hashnet_objective(&r.upload(&uv, us)?, bits, &r.upload(&yv, ys)?, alpha, scale)?;
+        let what = format!("{} hashnet case {c}", b.name());
+        close(
+            &format!("{what} loss"),
+            &down(b, &gl)?,
+            &r.download(&wl)?,
+            1e-5,
+        );
+        let want = r.download(&wg)?;
+        ensure!(
+            want.iter().any(|&g| g != 0.0),
+            "{what}: a zero gradient tests nothing"
+        );
+        close(&format!("{what} grad"), &down(b, &gg)?, &want, 1e-3);
+    }
+    Ok(())
+}
+
 fn check_errors<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
     let z = |rows, cols| b.zeros(Shape::new(rows, cols));
     let (u, y, bank, bank_y) = (z(4, 8)?, z(4, 3)?, z(10, 8)?, z(10, 3)?);
@@ -225,7 +263,26 @@ fn check_errors<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
             "{what}: {result:?}"
         );
     }
+    for (what, result) in [
+        ("bits > cols", b.hashnet_objective(&u, 9, &y, 0.1, 1.0)),
+        ("no bits", b.hashnet_objective(&u, 0, &y, 0.1, 1.0)),
+        (
+            "label rows",
+            b.hashnet_objective(&u, 4, &z(5, 3)?, 0.1, 1.0),
+        ),
+    ] {
+        ensure!(
+            matches!(
+                result,
+                Err(KernelError::Shape {
+                    op: "hashnet_objective",
+                    ..
+                })
+            ),
+            "{what}: {result:?}"
+        );
+    }
     Ok(())
 }
 
-nhl_kernels::on_every_backend!(check_bank, check_dtsh, check_errors);
+nhl_kernels::on_every_backend!(check_bank, check_dtsh, check_hashnet, check_errors);

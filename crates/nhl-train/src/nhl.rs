@@ -199,9 +199,10 @@ mod tests {
         tape.scale(&tape.sum_all(&tape.square(&diff)?)?, 1.0 / (n * n))
     }
 
-    /// The training path (fused CSQ, DTSH, bank and SP kernels, the rest on small tapes) gives
-    /// the tape path's objectives and `D_k` for every method, on single-label and multi-label
-    /// data, with and without distillation, at epochs before and after MDSH's pair term starts.
+    /// The training path (fused CSQ, DTSH, HashNet, bank and SP kernels, the rest on small tapes)
+    /// gives the tape path's objectives and `D_k` for every method, on single-label and
+    /// multi-label data, with and without distillation, at epochs before and after MDSH's pair
+    /// term starts (and HashNet's continuation steps up).
     #[test]
     fn fused_objectives_equal_the_tape_objectives() {
         use crate::config::Method;

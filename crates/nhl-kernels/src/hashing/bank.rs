@@ -126,12 +126,18 @@ pub(super) fn bank_dims(
     })
 }
 
-/// Checks the operands of [`super::HashingOps::dtsh_objective`]: a non-empty batch,
-/// `1 <= bits <= u.cols` and one label row per batch row.
-pub(super) fn triplet_dims(u: Shape, bits: usize, labels: Shape) -> Result<(), KernelError> {
+/// Checks the operands of a within-batch objective (`op`: [`super::HashingOps::dtsh_objective`]
+/// or [`super::HashingOps::hashnet_objective`]): a non-empty batch, `1 <= bits <= u.cols` and one
+/// label row per batch row.
+pub(super) fn batch_dims(
+    op: &'static str,
+    u: Shape,
+    bits: usize,
+    labels: Shape,
+) -> Result<(), KernelError> {
     if u.rows == 0 || bits == 0 || bits > u.cols || labels.rows != u.rows {
         return Err(KernelError::Shape {
-            op: "dtsh_objective",
+            op,
             detail: format!(
                 "{bits} bits of a {u} batch with labels {labels} (expected a non-empty batch, \
                  1 <= bits <= {}, one label row per item)",

@@ -84,6 +84,27 @@ pub(super) unsafe fn gemm<T: Real>(
     }
 }
 
+/// The batch similarity `s_pq = 1[y_p . y_q > 0]` (`n x n`) of `n x classes` multi-hot labels.
+pub(super) fn batch_similarity<T: Real>(labels: &[T], n: usize, classes: usize) -> Vec<T> {
+    let mut s = vec![T::zero(); n * n];
+    // SAFETY: labels are n x classes and their transpose classes x n; the output is n x n.
+    unsafe {
+        gemm(
+            (n, classes, n),
+            labels.as_ptr(),
+            (classes, 1),
+            labels.as_ptr(),
+            (1, classes),
+            &mut s,
+            n,
+        );
+    }
+    for v in &mut s {
+        *v = if *v > T::zero() { T::one() } else { T::zero() };
+    }
+    s
+}
+
 /// The sum of `xs` with eight running partial sums (a loop the compiler vectorises), combined
 /// in a fixed order.
 #[inline(always)]

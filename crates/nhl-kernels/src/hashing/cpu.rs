@@ -1,7 +1,8 @@
 //! [`HashingOps`] on the CPU backend, in plain Rust: the reference of the GPU twin in `gpu.rs`.
 
-use super::bank::{bank_dims, triplet_dims, BankLoss};
+use super::bank::{bank_dims, batch_dims, BankLoss};
 use super::bank_cpu::{bank_objectives, BankInputs};
+use super::hashnet_cpu::{hashnet_objective, HashnetInputs};
 use super::triplet_cpu::{dtsh_objective, TripletInputs};
 use super::{
     csq_dims, csq_row, pair_dots_dims, sp_dims, weight_index_dims, weights_dims, HashingOps,
@@ -102,7 +103,7 @@ impl<T: Real> HashingOps for CpuBackend<T> {
         alpha: f64,
         lambda: f64,
     ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
-        triplet_dims(u.shape, bits, labels.shape)?;
+        batch_dims("dtsh_objective", u.shape, bits, labels.shape)?;
         let (loss, grad) = dtsh_objective(&TripletInputs {
             u: &u.data,
             n: u.shape.rows,
@@ -112,6 +113,31 @@ impl<T: Real> HashingOps for CpuBackend<T> {
             classes: labels.shape.cols,
             alpha,
             lambda,
+        });
+        Ok((
+            CpuBuf::new(Shape::scalar(), vec![loss]),
+            CpuBuf::new(Shape::new(u.shape.rows, bits), grad),
+        ))
+    }
+
+    fn hashnet_objective(
+        &self,
+        u: &CpuBuf<T>,
+        bits: usize,
+        labels: &CpuBuf<T>,
+        alpha: f64,
+        scale: f64,
+    ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
+        batch_dims("hashnet_objective", u.shape, bits, labels.shape)?;
+        let (loss, grad) = hashnet_objective(&HashnetInputs {
+            u: &u.data,
+            n: u.shape.rows,
+            width: u.shape.cols,
+            bits,
+            labels: &labels.data,
+            classes: labels.shape.cols,
+            alpha,
+            scale,
         });
         Ok((
             CpuBuf::new(Shape::scalar(), vec![loss]),

@@ -2,7 +2,7 @@
 //! `shaders/loss.wgsl` (and the weighted prefix add of `shaders/rows.wgsl`). Every op only
 //! records work; nothing is read back.
 
-use super::bank::{bank_dims, triplet_dims, BankLoss};
+use super::bank::{bank_dims, batch_dims, BankLoss};
 use super::{
     csq_dims, pair_dots_dims, pairs_gpu, sp_dims, weight_index_dims, weights_dims, HashingOps,
     WeightRule,
@@ -112,8 +112,20 @@ impl HashingOps for GpuBackend {
         alpha: f64,
         lambda: f64,
     ) -> Result<(GpuBuf, GpuBuf), KernelError> {
-        triplet_dims(codes.shape, bits, labels.shape)?;
+        batch_dims("dtsh_objective", codes.shape, bits, labels.shape)?;
         pairs_gpu::dtsh_objective(self, codes, bits, labels, alpha, lambda)
+    }
+
+    fn hashnet_objective(
+        &self,
+        codes: &GpuBuf,
+        bits: usize,
+        labels: &GpuBuf,
+        alpha: f64,
+        scale: f64,
+    ) -> Result<(GpuBuf, GpuBuf), KernelError> {
+        batch_dims("hashnet_objective", codes.shape, bits, labels.shape)?;
+        pairs_gpu::hashnet_objective(self, codes, bits, labels, alpha, scale)
     }
 
     fn prefix_pair_dots(

@@ -1,7 +1,8 @@
 //! The fused ops of nested-hash training, as an extension of the general tensor core:
 //! [`HashingOps`] adds to a [`Backend`] the per-length objectives (CSQ, SP distillation, the
-//! memory-bank losses of all lengths at once, DTSH's triplets), the gradient products of the
-//! dominance weights, the weights themselves and the weighted gradient combine. The CPU twin of every op is in `cpu.rs`, the GPU twin in `gpu.rs`, and the shape
+//! memory-bank losses of all lengths at once, DTSH's triplets, HashNet's batch likelihood), the
+//! gradient products of the dominance weights, the weights themselves and the weighted gradient
+//! combine. The CPU twin of every op is in `cpu.rs`, the GPU twin in `gpu.rs`, and the shape
 //! checks both twins share are here, so that both refuse the same operands with the same error.
 //!
 //! The dominance-weight rule is not defined here. It belongs to training, which writes it once,
@@ -17,6 +18,7 @@ pub(crate) mod bank_products;
 mod cpu;
 pub(crate) mod csq_row;
 mod gpu;
+mod hashnet_cpu;
 mod pairs_gpu;
 mod triplet_cpu;
 
@@ -110,6 +112,23 @@ pub trait HashingOps: Backend {
         labels: &Self::Buf,
         alpha: f64,
         lambda: f64,
+    ) -> Result<(Self::Buf, Self::Buf), KernelError>;
+
+    /// HashNet's objective of one length and its gradient (docs/METHOD.md 5.7).
+    ///
+    /// `U` is the first `bits` columns of `u` (`n x B`, read in place), `labels` the batch's
+    /// multi-hot labels, `v = tanh(scale U)` (`scale` is the continuation's), `z = alpha v v^T`
+    /// (`n x n`, diagonal included) and `s_pq = 1[y_p . y_q > 0]`. Returns the `1 x 1`
+    /// class-balanced likelihood `J = sum_{s=1} l / max(#sim, 1) + sum_{s=0} l / max(#dis, 1)`,
+    /// `l = softplus(z) - s z`, and `dJ/dU = alpha ((dZ + dZ^T) v) scale (1 - v^2)` (`n x bits`),
+    /// where `dZ_pq = w_pq (sigmoid(z_pq) - s_pq)` and `w_pq` is the pair's group weight.
+    fn hashnet_objective(
+        &self,
+        u: &Self::Buf,
+        bits: usize,
+        labels: &Self::Buf,
+        alpha: f64,
+        scale: f64,
     ) -> Result<(Self::Buf, Self::Buf), KernelError>;
 
     /// Every pairwise prefix dot product of stacked per-length blocks (the gradient products of

@@ -1,6 +1,7 @@
 //! The pairwise objectives of [`HashingOps`](super::HashingOps) on the GPU backend: the memory
-//! bank losses ([`super::HashingOps::bank_objectives`]) and DTSH's triplets
-//! ([`super::HashingOps::dtsh_objective`]), by the kernels of `shaders/pairs.wgsl`. Every op
+//! bank losses ([`super::HashingOps::bank_objectives`]), DTSH's triplets
+//! ([`super::HashingOps::dtsh_objective`]) and HashNet's batch likelihood
+//! ([`super::HashingOps::hashnet_objective`]), by the kernels of `shaders/pairs.wgsl`. Every op
 //! only records work; nothing is read back.
 
 use super::bank::{BankLoss, BankPair};
@@ -30,6 +31,21 @@ static DTSH_COUNTS: Kernel = kernel(Shader::Pairs, "dtsh_counts", &[(5, W), (6, 
 static DTSH_ROWS: Kernel = kernel(Shader::Pairs, "dtsh_rows", &[(5, W), (6, W)], &[]);
 static DTSH_GRAD: Kernel = kernel(Shader::Pairs, "dtsh_grad", &[(1, R), (5, W), (7, W)], &[]);
 static DTSH_VALUE: Kernel = kernel(Shader::Pairs, "dtsh_value", &[(1, R), (5, W), (7, W)], &[]);
+static HASHNET_PREP: Kernel = kernel(
+    Shader::Pairs,
+    "hashnet_prep",
+    &[(1, R), (2, R), (5, W)],
+    &[],
+);
+static HASHNET_COUNTS: Kernel = kernel(Shader::Pairs, "hashnet_counts", &[(5, W), (6, W)], &[]);
+static HASHNET_ROWS: Kernel = kernel(Shader::Pairs, "hashnet_rows", &[(5, W), (6, W)], &[]);
+static HASHNET_GRAD: Kernel = kernel(
+    Shader::Pairs,
+    "hashnet_grad",
+    &[(1, R), (5, W), (7, W)],
+    &[],
+);
+static HASHNET_VALUE: Kernel = kernel(Shader::Pairs, "hashnet_value", &[(5, W), (7, W)], &[]);
 
 /// Label classes travel in the top bits of a parameter word.
 const MAX_CLASSES: usize = 1 << 20;
@@ -171,6 +187,65 @@ pub(super) fn dtsh_objective(
         &[],
         p,
         &[codes.raw(), work.raw(), value.raw()],
+        [1, 1, 1],
+    )?;
+    Ok((value, grad))
+}
+
+/// [`super::HashingOps::hashnet_objective`] after the shared shape checks.
+pub(super) fn hashnet_objective(
+    gpu: &GpuBackend,
+    codes: &GpuBuf,
+    bits: usize,
+    labels: &GpuBuf,
+    alpha: f64,
+    scale: f64,
+) -> Result<(GpuBuf, GpuBuf), KernelError> {
+    const OP: &str = "hashnet_objective";
+    let classes = labels.shape.cols;
+    classes_fit(OP, classes)?;
+    let n = codes.shape.rows;
+    let p = params(&[
+        u(n),
+        u(codes.shape.cols),
+        0,
+        0,
+        u(bits),
+        u(classes),
+        (alpha as f32).to_bits(),
+        (scale as f32).to_bits(),
+    ]);
+    let work = gpu.alloc(OP, Shape::new(4 * n, n))?;
+    let rowsums = gpu.alloc(OP, Shape::new(1, 4))?;
+    let grad = gpu.alloc(OP, Shape::new(n, bits))?;
+    let value = gpu.alloc(OP, Shape::scalar())?;
+    gpu.dispatch_1d(
+        &HASHNET_PREP,
+        &[],
+        p,
+        &[codes.raw(), labels.raw(), work.raw()],
+        n * n,
+    )?;
+    gpu.dispatch(
+        &HASHNET_COUNTS,
+        &[],
+        p,
+        &[work.raw(), rowsums.raw()],
+        [1, 1, 1],
+    )?;
+    gpu.dispatch_1d(&HASHNET_ROWS, &[], p, &[work.raw(), rowsums.raw()], n * n)?;
+    gpu.dispatch_1d(
+        &HASHNET_GRAD,
+        &[],
+        p,
+        &[codes.raw(), work.raw(), grad.raw()],
+        n * bits,
+    )?;
+    gpu.dispatch(
+        &HASHNET_VALUE,
+        &[],
+        p,
+        &[work.raw(), value.raw()],
         [1, 1, 1],
     )?;
     Ok((value, grad))

@@ -3,7 +3,7 @@
 //! inner products accumulated per anchor row, then `dJ/dU = (dTheta + dTheta^T) U`.
 
 use super::bank::Quantisation;
-use super::bank_cpu::{gemm, quantisation, softplus_sigmoid, sum_lanes};
+use super::bank_cpu::{batch_similarity, gemm, quantisation, softplus_sigmoid, sum_lanes};
 use crate::real::Real;
 
 /// The bounds of the clamped triplet logit.
@@ -64,9 +64,8 @@ fn anchor_row<T: Real>(theta: &[T], s: &[T], alpha: T, weight: T, dtheta: &mut [
 pub(super) fn dtsh_objective<T: Real>(inp: &TripletInputs<'_, T>) -> (T, Vec<T>) {
     let (n, b) = (inp.n, inp.bits);
     let mut theta = vec![T::zero(); n * n];
-    let mut s = vec![T::zero(); n * n];
     // SAFETY: U is n x b (row stride width >= b), U^T is b x n (row stride 1, column stride
-    // width); labels are n x classes and their transpose classes x n; both outputs are n x n.
+    // width); the output is n x n.
     unsafe {
         gemm(
             (n, b, n),
@@ -77,19 +76,8 @@ pub(super) fn dtsh_objective<T: Real>(inp: &TripletInputs<'_, T>) -> (T, Vec<T>)
             &mut theta,
             n,
         );
-        gemm(
-            (n, inp.classes, n),
-            inp.labels.as_ptr(),
-            (inp.classes, 1),
-            inp.labels.as_ptr(),
-            (1, inp.classes),
-            &mut s,
-            n,
-        );
     }
-    for v in &mut s {
-        *v = if *v > T::zero() { T::one() } else { T::zero() };
-    }
+    let s = batch_similarity(inp.labels, n, inp.classes);
     // An anchor qualifies with at least one similar item (itself counts) and one dissimilar.
     let similar: Vec<usize> = s
         .chunks_exact(n)

@@ -3,9 +3,9 @@
 //!
 //! Every loss is written with tape ops ([`LengthLoss::eval`]), so every gradient comes from the
 //! checked backward rules; that form is the reference. Training takes faster paths where the
-//! tape would dominate a step, each tested against the tape form: CSQ and DTSH have fused
-//! kernels of their own ([`LengthLoss::fused`]), and the memory-bank terms of all lengths are
-//! computed at once by [`nhl_kernels::HashingOps::bank_objectives`] ([`bank_terms`]).
+//! tape would dominate a step, each tested against the tape form: CSQ, DTSH and HashNet have
+//! fused kernels of their own ([`LengthLoss::fused`]), and the memory-bank terms of all lengths
+//! are computed at once by [`nhl_kernels::HashingOps::bank_objectives`] ([`bank_terms`]).
 
 mod bank;
 mod centre;
@@ -311,8 +311,9 @@ impl<B: Backend> LengthLoss<B> {
 impl<B: HashingOps> LengthLoss<B> {
     /// The loss and its gradient `dJ/dU` (`n x b`) from one fused kernel that reads the first `b`
     /// columns of `codes` (`n x B`) in place, for the losses that have one (CSQ:
-    /// [`HashingOps::csq_objective`]; DTSH: [`HashingOps::dtsh_objective`]; each the same
-    /// function as [`LengthLoss::eval`]); `None` otherwise.
+    /// [`HashingOps::csq_objective`]; DTSH: [`HashingOps::dtsh_objective`]; HashNet:
+    /// [`HashingOps::hashnet_objective`]; each the same function as [`LengthLoss::eval`]); `None`
+    /// otherwise.
     pub fn fused(
         &self,
         backend: &B,
@@ -327,6 +328,13 @@ impl<B: HashingOps> LengthLoss<B> {
             LengthLoss::Dtsh { alpha, lambda } => {
                 backend.dtsh_objective(codes, bits, ctx.labels, *alpha, *lambda)
             }
+            LengthLoss::Hashnet { alpha, step } => backend.hashnet_objective(
+                codes,
+                bits,
+                ctx.labels,
+                *alpha,
+                within::hashnet_scale(ctx.epoch, *step),
+            ),
             _ => return None,
         };
         Some(out.map_err(TrainError::from))

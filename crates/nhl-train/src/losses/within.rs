@@ -1,5 +1,6 @@
 //! The pairwise losses within the batch, on the tape: HashNet, DCH and LCDSH (docs/METHOD.md
-//! 5.7, 5.8 and 5.10). Each compares every pair of batch items, the diagonal included, with the
+//! 5.7, 5.8 and 5.10). HashNet's form is the reference of the fused
+//! [`nhl_kernels::HashingOps::hashnet_objective`]. Each compares every pair of batch items, the diagonal included, with the
 //! similarity `s_pq = 1[y_p . y_q > 0]`.
 
 use nhl_autograd::{Tape, Tensor};
@@ -34,6 +35,12 @@ fn balanced_weights<B: Backend>(be: &B, s: &B::Buf, scale: f64) -> Result<B::Buf
     be.binary(nhl_kernels::Binary::Add, &per_group(s)?, &per_group(&dis)?)
 }
 
+/// HashNet's continuation at `epoch` (counted from 0): `sqrt(floor(epoch / step) + 1)`, the
+/// scale of its activation, sharper every `step` epochs.
+pub(super) fn hashnet_scale(epoch: usize, step: usize) -> f64 {
+    ((epoch / step.max(1) + 1) as f64).sqrt()
+}
+
 /// HashNet: with `v = tanh(c u)`, `c = sqrt(floor(epoch / step) + 1)` (the continuation) and
 /// `z = alpha v v^T`, the class-balanced mean of `softplus(z) - s z`:
 /// `sum_{s=1} l / #sim + sum_{s=0} l / #dis`.
@@ -45,7 +52,7 @@ pub(super) fn hashnet<B: Backend>(
     step: usize,
 ) -> Result<Tensor<B>, TrainError> {
     let be = tape.backend();
-    let scale = ((ctx.epoch / step.max(1) + 1) as f64).sqrt();
+    let scale = hashnet_scale(ctx.epoch, step);
     let s = batch_similarity(be, ctx.labels)?;
     let v = tape.tanh(&tape.scale(u, scale)?)?;
     let z = tape.scale(&tape.matmul_nt(&v, &v)?, alpha)?;
