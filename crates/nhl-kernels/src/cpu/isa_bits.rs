@@ -18,6 +18,9 @@ use crate::hashing::bank_cpu::pair_rows_avx512;
 use crate::hashing::bank_cpu::{pair_rows_on, PairChunk, PairSums};
 use crate::hashing::bank_products::{product, Fused, Product};
 use crate::hashing::csq_row::{csq_rows_on, CsqBatch, CsqTerms};
+#[cfg(target_arch = "x86_64")]
+use crate::hashing::triplet_cpu::anchor_rows_avx512;
+use crate::hashing::triplet_cpu::{anchor_rows_on, Anchors};
 use crate::hashing::BankPair;
 use crate::real::Real;
 use crate::rng::SplitMix64;
@@ -408,6 +411,56 @@ fn pair_rows_all<T: Real>() {
 fn bank_pair_rows_give_the_same_bits_on_every_isa() {
     pair_rows_all::<f32>();
     pair_rows_all::<f64>();
+}
+
+/// DTSH's anchor rows in `run`'s build: the derivatives of the inner products, then the value.
+fn anchor_outputs<T: Real>(n: usize, run: impl FnOnce(&mut [T]) -> T) -> Vec<T> {
+    let mut dtheta = values::<T>(9700 + n as u64, n * n, -1.0, 1.0);
+    let value = run(&mut dtheta);
+    dtheta.into_iter().chain([value]).collect()
+}
+
+fn anchor_rows_all<T: Real>() {
+    for (k, n) in [1usize, 5, 37, 64].into_iter().enumerate() {
+        let seed = 9600 + 10 * k as u64;
+        // Differences of inner products reach both clamp bounds of the triplet logit.
+        let theta = values::<T>(seed, n * n, -80.0, 80.0);
+        let s: Vec<T> = values::<f64>(seed + 1, n * n, 0.0, 1.0)
+            .into_iter()
+            .map(|v| T::from_f64(if v < 0.3 { 1.0 } else { 0.0 }))
+            .collect();
+        // One anchor in three does not qualify (weight zero).
+        let weights: Vec<T> = values::<T>(seed + 2, n, 0.01, 0.2)
+            .into_iter()
+            .enumerate()
+            .map(|(a, w)| if a % 3 == 2 { T::zero() } else { w })
+            .collect();
+        let anchors = Anchors {
+            theta: &theta,
+            s: &s,
+            weights: &weights,
+            alpha: T::from_f64(1.5),
+        };
+        let want = anchor_outputs(n, |d| anchor_rows_on(Isa::BASELINE, &anchors, d));
+        for isa in isas() {
+            let what = format!("dtsh anchor rows, n = {n}, {isa:?}");
+            let got = anchor_outputs(n, |d| anchor_rows_on(isa, &anchors, d));
+            assert_same_bits(&what, &got, &want);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let what = format!("dtsh anchor rows, n = {n}, AVX-512F");
+            // SAFETY: the CPU has AVX-512F.
+            let got = anchor_outputs(n, |d| unsafe { anchor_rows_avx512(&anchors, d) });
+            assert_same_bits(&what, &got, &want);
+        }
+    }
+}
+
+#[test]
+fn dtsh_anchor_rows_give_the_same_bits_on_every_isa() {
+    anchor_rows_all::<f32>();
+    anchor_rows_all::<f64>();
 }
 
 /// The fused products of the bank pass (`hashing::bank_products`), written and accumulated, in

@@ -20,7 +20,7 @@ pub(crate) mod csq_row;
 mod gpu;
 mod hashnet_cpu;
 mod pairs_gpu;
-mod triplet_cpu;
+pub(crate) mod triplet_cpu;
 
 pub use bank::{BankLoss, BankPair, Quantisation, COSINE_EPS};
 
