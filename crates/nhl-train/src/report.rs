@@ -126,6 +126,11 @@ pub struct RunMetrics {
     /// `single`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backbone_live_units: Vec<LiveUnits>,
+    /// Weighted modes (`adaptive`, `full`): per epoch, each length's dominance weight averaged
+    /// over the epoch's batches (docs/METHOD.md 2.2: all 1 where no longer code opposes a
+    /// shorter one; they sum to the number of lengths).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dominance_weights_per_epoch: Vec<Vec<f64>>,
 }
 
 /// One validation in `metrics.json`.
@@ -537,6 +542,7 @@ mod tests {
                 live: 60,
                 hidden: 1024,
             }],
+            dominance_weights_per_epoch: vec![vec![1.25, 0.75], vec![1.0, 1.0], vec![1.5, 0.5]],
         };
         let lengths: Vec<LengthMetrics> = [8, 16, 32, 64, 128]
             .iter()

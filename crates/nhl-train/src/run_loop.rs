@@ -27,16 +27,26 @@ pub struct Control<'a> {
     pub checkpoint: Option<CheckpointSink<'a>>,
 }
 
+/// What the batches done so far of an epoch recorded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct EpochSums {
+    /// Batches done, counting those before a resumed start.
+    pub done: usize,
+    /// Sum of their losses.
+    pub loss_sum: f64,
+    /// Weighted modes: per length, the sum of its dominance weight over those batches; empty
+    /// in the other modes.
+    pub weight_sum: Vec<f64>,
+}
+
 /// How a pass over the training set ended.
 pub(crate) struct EpochEnd {
     /// Wall-clock seconds of its steps.
     pub seconds: f64,
     /// Batches in the epoch.
     pub batches: usize,
-    /// Batches done, counting those before a resumed start.
-    pub done: usize,
-    /// Sum of the losses of the batches done.
-    pub loss_sum: f64,
+    /// What the batches done recorded.
+    pub sums: EpochSums,
     /// The shuffling state at the epoch's start.
     pub start_shuffle: u64,
     /// Whether the epoch ended because a stop was asked for (possibly after its last batch).
@@ -46,7 +56,14 @@ pub(crate) struct EpochEnd {
 impl EpochEnd {
     /// Mean batch loss of a finished epoch.
     pub fn mean_loss(&self) -> f64 {
-        self.loss_sum / self.batches as f64
+        self.sums.loss_sum / self.batches as f64
+    }
+
+    /// Mean dominance weight of each length over a finished epoch (empty in the unweighted
+    /// modes).
+    pub fn mean_weights(&self) -> Vec<f64> {
+        let batches = self.batches as f64;
+        self.sums.weight_sum.iter().map(|w| w / batches).collect()
     }
 }
 
@@ -92,12 +109,14 @@ pub fn train_resumable<B: HashingOps<Elem = f32>>(
         params: Vec::new(),
         validations: Vec::new(),
         live_units: Vec::new(),
+        weights_per_epoch: Vec::new(),
     };
     if let Some(p) = resume.map(|s| &s.position) {
         outcome.train_seconds = p.train_seconds;
         outcome.epoch_seconds.clone_from(&p.epoch_seconds);
         outcome.loss_per_epoch.clone_from(&p.loss_per_epoch);
         outcome.validations.clone_from(&p.validations);
+        outcome.weights_per_epoch.clone_from(&p.weights_per_epoch);
     }
     let first_model = resume.map_or(0, |s| s.position.model);
     let models = runs.len();
@@ -118,7 +137,11 @@ pub fn train_resumable<B: HashingOps<Elem = f32>>(
             if model_index == first_model {
                 run.load_state(state)?;
                 first_epoch = state.position.epoch;
-                from = Some((state.position.batch, state.position.loss_sum));
+                from = Some(EpochSums {
+                    done: state.position.batch,
+                    loss_sum: state.position.loss_sum,
+                    weight_sum: state.position.weight_sum.clone(),
+                });
             }
         }
         for epoch in first_epoch..config.epochs {
@@ -140,15 +163,19 @@ pub fn train_resumable<B: HashingOps<Elem = f32>>(
             )?;
             outcome.epoch_seconds[epoch] += end.seconds;
             outcome.train_seconds += end.seconds;
-            if end.done < end.batches {
-                let at = (epoch, end.done, end.start_shuffle, end.loss_sum);
+            if end.sums.done < end.batches {
+                let at = (epoch, end.start_shuffle, end.sums.clone());
                 checkpoint(control, &run, &outcome, model_index, at)?;
                 return Err(TrainError::Interrupted {
                     epoch,
-                    batch: end.done,
+                    batch: end.sums.done,
                 });
             }
             outcome.loss_per_epoch[epoch] += end.mean_loss();
+            let weights = end.mean_weights();
+            if !weights.is_empty() {
+                outcome.weights_per_epoch.push(weights);
+            }
             if config.eval_every > 0 && (epoch + 1) % config.eval_every == 0 {
                 let codes = run.encode(split)?;
                 if checks.collapse {
@@ -159,7 +186,7 @@ pub fn train_resumable<B: HashingOps<Elem = f32>>(
                     map: mean_average_precision(&codes, split)?,
                 });
             }
-            let at = (epoch + 1, 0, run.shuffle.state(), 0.0);
+            let at = (epoch + 1, run.shuffle.state(), EpochSums::default());
             checkpoint(control, &run, &outcome, model_index, at)?;
             if end.stopped || (control.stop)() {
                 return Err(TrainError::Interrupted {
@@ -180,14 +207,14 @@ pub fn train_resumable<B: HashingOps<Elem = f32>>(
 }
 
 /// Hands the training state to `control`'s checkpoint, if it has one: `run` (model
-/// `model_index`) at `(epoch, batches done, shuffling state at the epoch's start, sum of their
-/// losses)`, and what `outcome` has recorded.
+/// `model_index`) at `(epoch, shuffling state at the epoch's start, what its batches done
+/// recorded)`, and what `outcome` has recorded.
 fn checkpoint<B: HashingOps<Elem = f32>>(
     control: &mut Control<'_>,
     run: &ModelRun<'_, B>,
     outcome: &TrainOutcome,
     model_index: usize,
-    (epoch, batch, shuffle, loss_sum): (usize, usize, u64, f64),
+    (epoch, shuffle, sums): (usize, u64, EpochSums),
 ) -> Result<(), TrainError> {
     let Some(sink) = control.checkpoint.as_mut() else {
         return Ok(());
@@ -200,15 +227,17 @@ fn checkpoint<B: HashingOps<Elem = f32>>(
             config: run.config.clone(),
             model: model_index,
             epoch,
-            batch,
+            batch: sums.done,
             shuffle,
-            loss_sum,
+            loss_sum: sums.loss_sum,
+            weight_sum: sums.weight_sum,
             monitor: run.monitor,
             adam_step: run.adam.step_count(),
             train_seconds: outcome.train_seconds,
             epoch_seconds: outcome.epoch_seconds.clone(),
             loss_per_epoch: outcome.loss_per_epoch.clone(),
             validations: outcome.validations.clone(),
+            weights_per_epoch: outcome.weights_per_epoch.clone(),
         },
         tensors,
     };
@@ -284,11 +313,13 @@ mod tests {
     use nhl_kernels::testing::random_vec;
     use std::cell::Cell;
 
-    /// A run's codes, parameters, loss history (as bits) and validations.
+    /// A run's codes, parameters, loss history and mean dominance weights (as bits) and
+    /// validations.
     type RunResult = (
         Vec<(usize, Codes, Codes)>,
         Vec<NamedParam>,
         Vec<u64>,
+        Vec<Vec<u64>>,
         Vec<Validation>,
     );
 
@@ -327,7 +358,18 @@ mod tests {
             )
             .collect();
         let losses = o.loss_per_epoch.iter().map(|l| l.to_bits()).collect();
-        (codes, o.params.clone(), losses, o.validations.clone())
+        let weights = o
+            .weights_per_epoch
+            .iter()
+            .map(|w| w.iter().map(|x| x.to_bits()).collect())
+            .collect();
+        (
+            codes,
+            o.params.clone(),
+            losses,
+            weights,
+            o.validations.clone(),
+        )
     }
 
     /// Runs until `stop` has been asked `stop_at` times, keeping the last checkpoint, which goes
@@ -366,8 +408,9 @@ mod tests {
 
     /// A run stopped (mid-epoch, at an epoch's end, in a later model of `single`), saved to a
     /// file, loaded and resumed, maybe stopped and resumed again, ends with the codes,
-    /// parameters, loss history and validations of a run that never stopped: every mode, losses
-    /// with a memory bank, MDSH's momentum model and HashNet's epoch-driven scale.
+    /// parameters, loss history, mean dominance weights and validations of a run that never
+    /// stopped: every mode, losses with a memory bank, MDSH's momentum model and HashNet's
+    /// epoch-driven scale.
     #[test]
     fn a_resumed_run_ends_as_an_uninterrupted_one() {
         let dir = std::env::temp_dir().join(format!("nhl-resume-{}", std::process::id()));
@@ -403,6 +446,18 @@ mod tests {
             };
             let whole =
                 train_checked(&cpu, &split(), &config, Checks::default(), &mut |_| {}).unwrap();
+            // The weighted modes record K weights per epoch, whose means sum to K; the others
+            // none.
+            if mode.adaptive() {
+                assert_eq!(whole.weights_per_epoch.len(), config.epochs);
+                for w in &whole.weights_per_epoch {
+                    assert_eq!(w.len(), 2);
+                    assert!((w.iter().sum::<f64>() - 2.0).abs() < 1e-5, "{w:?}");
+                    assert!(w.iter().all(|&x| x > 0.0 && x <= 2.0), "{w:?}");
+                }
+            } else {
+                assert!(whole.weights_per_epoch.is_empty());
+            }
             // 6 batches per epoch; `stop` is also asked once at each epoch's end, so 21 times
             // per model: 24 stops in the second model of `single`.
             let mut all_stops = vec![&[2][..], &[7], &[3, 9], &[16, 5]];

@@ -31,7 +31,7 @@ use crate::trainer::Validation;
 pub const STATE_FILE: &str = "training_state.safetensors";
 
 /// Version of the layout; [`TrainState::load`] refuses any other.
-pub(crate) const STATE_VERSION: u32 = 1;
+pub(crate) const STATE_VERSION: u32 = 2;
 
 /// Where a run is and what it has recorded so far: the scalars of the training state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +51,8 @@ pub struct Position {
     pub shuffle: u64,
     /// Sum of the losses of the batches done in the epoch.
     pub loss_sum: f64,
+    /// Weighted modes: per length, the sum of its dominance weight over those batches.
+    pub weight_sum: Vec<f64>,
     /// The divergence monitor of the model in training.
     pub monitor: LossMonitor,
     /// Adam's step count.
@@ -63,6 +65,8 @@ pub struct Position {
     pub loss_per_epoch: Vec<f64>,
     /// The validations so far.
     pub validations: Vec<Validation>,
+    /// Weighted modes: the mean dominance weights of every finished epoch.
+    pub weights_per_epoch: Vec<Vec<f64>>,
 }
 
 /// A whole training state: the scalars and every tensor.

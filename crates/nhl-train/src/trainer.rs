@@ -18,7 +18,7 @@ use crate::metrics::evaluate_lengths;
 use crate::model::{NamedParam, NestedHashModel};
 use crate::nhl::{length_gradients, LengthGradients};
 use crate::optim::Adam;
-use crate::run_loop::{train_resumable, Control, EpochEnd};
+use crate::run_loop::{train_resumable, Control, EpochEnd, EpochSums};
 use crate::step_phases::{Phase, PhaseClock, StepPhases};
 use crate::targets::target_rows;
 pub use crate::validate::{validate, validate_config};
@@ -31,13 +31,25 @@ const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4521;
 /// far the host runs ahead and how stale the progress report is.
 const LOSS_CHUNK: usize = 16;
 
-/// `sum_k J_k` of each of the first `steps` steps from their objectives, `k` per step, summed
-/// in `f64` in length order (as a per-step read-back sums them).
-fn step_sums<T: Real>(values: &[T], k: usize, steps: usize) -> Vec<f64> {
+/// What a step leaves in the device slots: its `k` objectives, then (weighted modes) its `k`
+/// dominance weights. Per step: `sum_k J_k`, summed in `f64` in length order (as a per-step
+/// read-back sums them), and the weights.
+fn step_records<T: Real>(
+    values: &[T],
+    k: usize,
+    stride: usize,
+    steps: usize,
+) -> Vec<(f64, Vec<f64>)> {
     values
-        .chunks_exact(k)
+        .chunks_exact(stride)
         .take(steps)
-        .map(|js| js.iter().map(|v| v.to_f64()).sum())
+        .map(|slot| {
+            let (js, weights) = slot.split_at(k);
+            (
+                js.iter().map(|v| v.to_f64()).sum(),
+                weights.iter().map(|v| v.to_f64()).collect(),
+            )
+        })
         .collect()
 }
 
@@ -69,6 +81,10 @@ pub struct TrainOutcome {
     pub validations: Vec<Validation>,
     /// Every model's live backbone units after training, in training order.
     pub live_units: Vec<LiveUnits>,
+    /// Weighted modes (`adaptive`, `full`): per epoch, the mean over its batches of each length's
+    /// dominance weight `w_k` (docs/METHOD.md 2.2; they sum to `K` at every step, so their means
+    /// do too); empty in the other modes.
+    pub weights_per_epoch: Vec<Vec<f64>>,
 }
 
 /// How much of a trained model's backbone is alive: the hidden units that fire for at least one
@@ -274,19 +290,20 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         })
     }
 
-    /// One pass over the shuffled training set, or the rest of one: `from` is `(batches done,
-    /// sum of their losses)` of an epoch resumed with the shuffling state of its start. Stops
+    /// One pass over the shuffled training set, or the rest of one: `from` is what the batches
+    /// already done of an epoch resumed with the shuffling state of its start recorded. Stops
     /// after the first step at which `stop` is true.
     ///
     /// A step reads nothing back (the adaptive modes' weights stay on the device too): its
-    /// objectives are copied into a device buffer of [`LOSS_CHUNK`] slots, downloaded once per
-    /// chunk and summed on the host exactly as a per-step read-back would (so `loss_per_epoch`
-    /// does not depend on the chunk, nor on where a run stopped and resumed). `report` and the
-    /// divergence check then run for each batch of the chunk in order.
+    /// objectives, and in the weighted modes its weights, are copied into a device buffer of
+    /// [`LOSS_CHUNK`] slots, downloaded once per chunk and summed on the host exactly as a
+    /// per-step read-back would (so `loss_per_epoch` and the weights' means do not depend on the
+    /// chunk, nor on where a run stopped and resumed). `report` and the divergence check then run
+    /// for each batch of the chunk in order.
     pub(crate) fn epoch(
         &mut self,
         epoch: usize,
-        from: Option<(usize, f64)>,
+        from: Option<EpochSums>,
         stop: &dyn Fn() -> bool,
         report: &mut dyn FnMut(usize, usize, f64),
     ) -> Result<EpochEnd, TrainError> {
@@ -295,37 +312,49 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         self.shuffle.shuffle(&mut order);
         let batches = order.len().div_ceil(self.config.batch_size);
         let k = self.bits.len();
+        let weighted = self.config.mode.adaptive();
+        let stride = if weighted { 2 * k } else { k };
         let start = Instant::now();
-        let (skip, mut total) = from.unwrap_or((0, 0.0));
-        let mut done = skip;
+        let mut sums = from.unwrap_or_default();
+        let skip = sums.done;
+        if weighted && sums.weight_sum.is_empty() {
+            sums.weight_sum = vec![0.0; k];
+        }
         // Copies, so that the steps below may borrow `self` while `record` holds these.
         let mut monitor = self.monitor;
         let advice = self.advice.clone();
-        let mut record = |losses: &[f64]| -> Result<(), TrainError> {
-            for &loss in losses {
-                monitor.observe(loss, BatchAt { epoch, batch: done }, &advice)?;
-                total += loss;
-                done += 1;
-                report(done, batches, total / done as f64);
+        let mut record = |steps: Vec<(f64, Vec<f64>)>| -> Result<(), TrainError> {
+            for (loss, weights) in steps {
+                let batch = sums.done;
+                monitor.observe(loss, BatchAt { epoch, batch }, &advice)?;
+                sums.loss_sum += loss;
+                for (sum, w) in sums.weight_sum.iter_mut().zip(weights) {
+                    *sum += w;
+                }
+                sums.done += 1;
+                report(sums.done, batches, sums.loss_sum / sums.done as f64);
             }
             Ok(())
         };
-        // (device slots of the pending steps' objectives, how many are filled)
+        // (device slots of the pending steps' objectives and weights, how many are filled)
         let mut pending: Option<(B::Buf, usize)> = None;
         let mut stopped = false;
         for indices in order.chunks(self.config.batch_size).skip(skip) {
-            let objectives = self.step(indices, epoch)?;
+            let (objectives, weights) = self.step(indices, epoch)?;
             let be = self.backend;
             let (slots, used) = match &mut pending {
                 Some(p) => p,
-                None => pending.insert((be.zeros(Shape::new(1, k * LOSS_CHUNK))?, 0)),
+                None => pending.insert((be.zeros(Shape::new(1, stride * LOSS_CHUNK))?, 0)),
             };
             // Adding to zero copies the values exactly.
-            be.add_prefix_scaled(slots, *used * k, &objectives, 1.0)?;
+            be.add_prefix_scaled(slots, *used * stride, &objectives, 1.0)?;
+            if let Some(w) = &weights {
+                be.add_prefix_scaled(slots, *used * stride + k, w, 1.0)?;
+            }
             *used += 1;
             if *used == LOSS_CHUNK {
                 let (slots, used) = pending.take().unwrap_or_else(|| unreachable!());
-                record(&step_sums(&be.download(&slots)?, k, used))?;
+                record(step_records(&be.download(&slots)?, k, stride, used))?;
             }
             if stop() {
                 stopped = true;
@@ -333,23 +362,32 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
             }
         }
         if let Some((slots, used)) = pending.take() {
-            record(&step_sums(&self.backend.download(&slots)?, k, used))?;
+            record(step_records(
+                &self.backend.download(&slots)?,
+                k,
+                stride,
+                used,
+            ))?;
         }
         self.monitor = monitor;
         self.backend.sync()?;
         Ok(EpochEnd {
             seconds: start.elapsed().as_secs_f64(),
             batches,
-            done,
-            loss_sum: total,
+            sums,
             start_shuffle,
             stopped,
         })
     }
 
     /// One optimiser step on the batch `indices` in epoch `epoch` (from 0); returns the `1 x K`
-    /// objectives `J_k`, still on the device.
-    fn step(&mut self, indices: &[u32], epoch: usize) -> Result<B::Buf, TrainError> {
+    /// objectives `J_k` and, in the weighted modes, the `1 x K` dominance weights, still on the
+    /// device.
+    fn step(
+        &mut self,
+        indices: &[u32],
+        epoch: usize,
+    ) -> Result<(B::Buf, Option<B::Buf>), TrainError> {
         let be = self.backend;
         let mut clock = PhaseClock::start();
         let n = indices.len();
@@ -447,7 +485,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
         self.adam.step(be, &mut self.model.params)?;
         clock.lap(Phase::Update);
         clock.finish(&mut self.phases);
-        Ok(objectives)
+        Ok((objectives, weights))
     }
 
     /// Codes of every length for the query and database sets (bit = output > 0).
@@ -690,7 +728,7 @@ mod tests {
                 .codes
                 .value()
                 .clone();
-            let objectives = cpu.download(&run.step(&batch, 0).unwrap()).unwrap();
+            let objectives = cpu.download(&run.step(&batch, 0).unwrap().0).unwrap();
             let bank = run.losses.bank.as_ref().unwrap();
             let written = match method {
                 Method::Dbdh => cpu

@@ -361,7 +361,7 @@ fn checkpoints() {
 
 fn state_seeds() -> Vec<Seed> {
     let position = Position {
-        version: 1,
+        version: 2,
         config: TrainConfig {
             bits: vec![8, 16],
             epochs: 3,
@@ -372,6 +372,7 @@ fn state_seeds() -> Vec<Seed> {
         batch: 2,
         shuffle: 0xdead_beef,
         loss_sum: 1.5,
+        weight_sum: vec![2.5, 1.5],
         monitor: LossMonitor::default(),
         adam_step: 9,
         train_seconds: 0.25,
@@ -381,6 +382,7 @@ fn state_seeds() -> Vec<Seed> {
             epoch: 1,
             map: vec![(8, 0.5), (16, 0.625)],
         }],
+        weights_per_epoch: vec![vec![1.25, 0.75]],
     };
     let save = |name: &str, position: &Position, tensors: Vec<NamedParam>| {
         let state = TrainState {
@@ -506,6 +508,7 @@ fn metrics_files() {
             live: 7,
             hidden: 32,
         }],
+        dominance_weights_per_epoch: vec![vec![1.25, 0.75]],
     };
     let seeds = vec![
         Seed::plain(serde_json::to_vec_pretty(&metrics).unwrap()),

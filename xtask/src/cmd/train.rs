@@ -497,6 +497,7 @@ fn train_and_write(
         map_best_of_validations: (!outcome.validations.is_empty())
             .then(|| NumMap(outcome.best_validation_map())),
         backbone_live_units: outcome.live_units.clone(),
+        dominance_weights_per_epoch: outcome.weights_per_epoch.clone(),
     };
     metrics.set_lengths(&lengths);
     let out = dir.take().context("the run directory is gone")?.finish()?;
@@ -514,9 +515,31 @@ fn train_and_write(
     for units in &outcome.live_units {
         report_live_units(units, outcome.live_units.len() > 1);
     }
+    report_weights(&config.bits, &outcome.weights_per_epoch);
     println!("training: {:.2} s", outcome.train_seconds);
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// The weighted modes' mean dominance weights of the first and the last epoch, one per length.
+fn report_weights(bits: &[usize], per_epoch: &[Vec<f64>]) {
+    let (Some(first), Some(last)) = (per_epoch.first(), per_epoch.last()) else {
+        return;
+    };
+    let cells = |w: &[f64]| -> String {
+        let cells: Vec<String> = bits
+            .iter()
+            .zip(w)
+            .map(|(b, w)| format!("{b}: {w:.3}"))
+            .collect();
+        cells.join(", ")
+    };
+    println!(
+        "dominance weights, mean over the batches of epoch 1: {}; of epoch {}: {}",
+        cells(first),
+        per_epoch.len(),
+        cells(last)
+    );
 }
 
 /// One line on how much of a model's backbone is alive, and a warning when most of it died.
