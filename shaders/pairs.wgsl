@@ -45,6 +45,10 @@ struct Params {
 
 const COSINE_EPS: f32 = 1e-12;
 
+// The within-batch kernels (`within_*`) shared by DTSH and HashNet: HashNet's works on
+// v = tanh(scale u) instead of u and has no quantisation term.
+override HASHNET: bool = false;
+
 // Four partial sums per invocation (the prologue's `partial` holds two).
 var<workgroup> partial4: array<vec4<f32>, WORKGROUP>;
 
@@ -285,16 +289,56 @@ fn bank_value(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-// DTSH, four passes. work holds theta (block 0), s (block 1), dtheta (block 2) and the triplet
+// DTSH, five passes: `within_prep`, `dtsh_counts`, `dtsh_rows`, `within_grad` and
+// `within_value`. work holds theta (block 0), s (block 1), dtheta (block 2) and the triplet
 // values (block 3), each n x n; rowsums[a].x the number of items similar to anchor a.
 
 fn label_classes() -> u32 {
     return p.code;
 }
 
-// One invocation per (a, x): theta_ax over the first p.bits columns and s_ax.
+// s_ax: 1 when batch items a and x share a label, else 0.
+fn shares_label(a: u32, x: u32) -> f32 {
+    var shared_labels = 0.0;
+    for (var c = 0u; c < label_classes(); c++) {
+        shared_labels += labels[a * label_classes() + c] * labels[x * label_classes() + c];
+    }
+    return select(0.0, 1.0, shared_labels > 0.0);
+}
+
+// Element (q, c) of the codes the within-batch objective compares: u, or HashNet's v.
+fn batch_code(q: u32, c: u32) -> f32 {
+    if HASHNET {
+        return hashnet_v(q, c);
+    }
+    return u[q * p.cols + c];
+}
+
+// ((D + D^T) V)_ic for the n x n block D = work[2 n^2 ..] and V the compared codes.
+fn symmetric_times_codes(i: u32, c: u32) -> f32 {
+    let n = p.rows;
+    let d = 2u * n * n;
+    var g = 0.0;
+    for (var q = 0u; q < n; q++) {
+        g += (work[d + i * n + q] + work[d + q * n + i]) * batch_code(q, c);
+    }
+    return g;
+}
+
+// This invocation's share of the sum of the pair values (work[3 n^2 ..], n x n).
+fn pair_values_share(lid: u32) -> f32 {
+    let n = p.rows;
+    var value = 0.0;
+    for (var e = lid; e < n * n; e += WORKGROUP) {
+        value += work[3u * n * n + e];
+    }
+    return value;
+}
+
+// DTSH and HashNet, one invocation per (a, x): the inner product of the compared codes over
+// the first p.bits columns (DTSH's theta; HashNet's z, times alpha) and s_ax.
 @compute @workgroup_size(WORKGROUP)
-fn dtsh_prep(
+fn within_prep(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
@@ -306,16 +350,12 @@ fn dtsh_prep(
     }
     let a = e / n;
     let x = e % n;
-    var theta = 0.0;
+    var inner = 0.0;
     for (var c = 0u; c < p.bits; c++) {
-        theta += u[a * p.cols + c] * u[x * p.cols + c];
+        inner += batch_code(a, c) * batch_code(x, c);
     }
-    var shared_labels = 0.0;
-    for (var c = 0u; c < label_classes(); c++) {
-        shared_labels += labels[a * label_classes() + c] * labels[x * label_classes() + c];
-    }
-    work[e] = theta;
-    work[n * n + e] = select(0.0, 1.0, shared_labels > 0.0);
+    work[e] = select(inner, p.f0 * inner, HASHNET);
+    work[n * n + e] = shares_label(a, x);
 }
 
 // One invocation per anchor: its number of similar items.
@@ -398,9 +438,10 @@ fn dtsh_rows(
     work[3u * n * n + e] = value;
 }
 
-// One invocation per element (i, c): ((dtheta + dtheta^T) U)_ic + lambda d/du mean((u - sign u)^2).
+// DTSH and HashNet, one invocation per element (i, c): DTSH's ((dtheta + dtheta^T) U)_ic +
+// lambda d/du mean((u - sign u)^2), or HashNet's alpha ((dz + dz^T) v)_ic scale (1 - v_ic^2).
 @compute @workgroup_size(WORKGROUP)
-fn dtsh_grad(
+fn within_grad(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
@@ -412,69 +453,42 @@ fn dtsh_grad(
     }
     let i = e / p.bits;
     let c = e % p.bits;
-    let d = 2u * n * n;
-    var g = 0.0;
-    for (var q = 0u; q < n; q++) {
-        g += (work[d + i * n + q] + work[d + q * n + i]) * u[q * p.cols + c];
+    let g = symmetric_times_codes(i, c);
+    if HASHNET {
+        let v = hashnet_v(i, c);
+        result[e] = p.f0 * g * p.f1 * (1.0 - v * v);
+    } else {
+        let v = u[i * p.cols + c];
+        result[e] = g + p.f1 * 2.0 * (v - sign(v)) / f32(n * p.bits);
     }
-    let v = u[i * p.cols + c];
-    g += p.f1 * 2.0 * (v - sign(v)) / f32(n * p.bits);
-    result[e] = g;
 }
 
-// One workgroup: J = the triplet values' sum + lambda mean((u - sign u)^2).
+// DTSH and HashNet, one workgroup: J = the pair values' sum, plus DTSH's lambda mean((u -
+// sign u)^2).
 @compute @workgroup_size(WORKGROUP)
-fn dtsh_value(@builtin(local_invocation_index) lid: u32) {
+fn within_value(@builtin(local_invocation_index) lid: u32) {
     let n = p.rows;
-    var value = 0.0;
-    for (var e = lid; e < n * n; e += WORKGROUP) {
-        value += work[3u * n * n + e];
-    }
     var quant = 0.0;
-    for (var e = lid; e < n * p.bits; e += WORKGROUP) {
-        let v = u[(e / p.bits) * p.cols + e % p.bits];
-        let z = v - sign(v);
-        quant += z * z;
+    if !HASHNET {
+        for (var e = lid; e < n * p.bits; e += WORKGROUP) {
+            let v = u[(e / p.bits) * p.cols + e % p.bits];
+            let z = v - sign(v);
+            quant += z * z;
+        }
     }
-    partial4[lid] = vec4<f32>(value, quant, 0.0, 0.0);
+    partial4[lid] = vec4<f32>(pair_values_share(lid), quant, 0.0, 0.0);
     tree_sum4(lid);
     if lid == 0u {
-        result[0] = partial4[0].x + p.f1 * partial4[0].y / f32(n * p.bits);
+        result[0] = partial4[0].x + select(p.f1 * partial4[0].y / f32(n * p.bits), 0.0, HASHNET);
     }
 }
 
-// HashNet, five passes over v = tanh(scale u) (p.f1 the scale, p.f0 alpha): `hashnet_prep` the
+// HashNet, five passes over v = tanh(scale u) (p.f1 the scale, p.f0 alpha): `within_prep` the
 // logits z = alpha v v^T and s, `hashnet_counts` the similar pairs, `hashnet_rows` each pair's
-// group-weighted value and dz, `hashnet_grad` dJ/du, `hashnet_value` J.
+// group-weighted value and dz, `within_grad` dJ/du, `within_value` J.
 
 fn hashnet_v(i: u32, c: u32) -> f32 {
     return stable_tanh(p.f1 * u[i * p.cols + c]);
-}
-
-// One invocation per (p, q): z_pq and s_pq.
-@compute @workgroup_size(WORKGROUP)
-fn hashnet_prep(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let n = p.rows;
-    let e = flat_index(wg, nwg, lid);
-    if e >= n * n {
-        return;
-    }
-    let a = e / n;
-    let x = e % n;
-    var z = 0.0;
-    for (var c = 0u; c < p.bits; c++) {
-        z += hashnet_v(a, c) * hashnet_v(x, c);
-    }
-    var shared_labels = 0.0;
-    for (var c = 0u; c < label_classes(); c++) {
-        shared_labels += labels[a * label_classes() + c] * labels[x * label_classes() + c];
-    }
-    work[e] = p.f0 * z;
-    work[n * n + e] = select(0.0, 1.0, shared_labels > 0.0);
 }
 
 // One workgroup: the number of similar pairs into rowsums[0].x.
@@ -512,42 +526,4 @@ fn hashnet_rows(
     let w = 1.0 / max(count, 1.0);
     work[2u * n * n + e] = w * (sigmoid(z) - s);
     work[3u * n * n + e] = w * (softplus(z) - s * z);
-}
-
-// One invocation per element (i, c): alpha ((dz + dz^T) v)_ic scale (1 - v_ic^2).
-@compute @workgroup_size(WORKGROUP)
-fn hashnet_grad(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let n = p.rows;
-    let e = flat_index(wg, nwg, lid);
-    if e >= n * p.bits {
-        return;
-    }
-    let i = e / p.bits;
-    let c = e % p.bits;
-    let d = 2u * n * n;
-    var g = 0.0;
-    for (var q = 0u; q < n; q++) {
-        g += (work[d + i * n + q] + work[d + q * n + i]) * hashnet_v(q, c);
-    }
-    let v = hashnet_v(i, c);
-    result[e] = p.f0 * g * p.f1 * (1.0 - v * v);
-}
-
-// One workgroup: J, the sum of the pair values.
-@compute @workgroup_size(WORKGROUP)
-fn hashnet_value(@builtin(local_invocation_index) lid: u32) {
-    let n = p.rows;
-    var value = 0.0;
-    for (var e = lid; e < n * n; e += WORKGROUP) {
-        value += work[3u * n * n + e];
-    }
-    partial4[lid] = vec4<f32>(value, 0.0, 0.0, 0.0);
-    tree_sum4(lid);
-    if lid == 0u {
-        result[0] = partial4[0].x;
-    }
 }

@@ -84,6 +84,17 @@ pub(super) unsafe fn gemm<T: Real>(
     }
 }
 
+/// The operands of a within-batch objective (DTSH, HashNet): the first `bits` of the `width`
+/// columns of `u` (`n` rows) and `n x classes` labels.
+pub(super) struct BatchCodes<'a, T> {
+    pub u: &'a [T],
+    pub n: usize,
+    pub width: usize,
+    pub bits: usize,
+    pub labels: &'a [T],
+    pub classes: usize,
+}
+
 /// The batch similarity `s_pq = 1[y_p . y_q > 0]` (`n x n`) of `n x classes` multi-hot labels.
 pub(super) fn batch_similarity<T: Real>(labels: &[T], n: usize, classes: usize) -> Vec<T> {
     let mut s = vec![T::zero(); n * n];
@@ -103,6 +114,36 @@ pub(super) fn batch_similarity<T: Real>(labels: &[T], n: usize, classes: usize) 
         *v = if *v > T::zero() { T::one() } else { T::zero() };
     }
     s
+}
+
+/// `scale (D + D^T) V` (`n x b`) for an `n x n` block `D` and the `n x b` codes `V` (row stride
+/// `v_stride`): the gradient of a within-batch objective from the one of its inner products.
+pub(super) fn symmetric_times<T: Real>(
+    d: &[T],
+    n: usize,
+    scale: T,
+    (v, v_stride, b): (&[T], usize, usize),
+) -> Vec<T> {
+    let mut sym = vec![T::zero(); n * n];
+    for p in 0..n {
+        for q in 0..n {
+            sym[p * n + q] = scale * (d[p * n + q] + d[q * n + p]);
+        }
+    }
+    let mut out = vec![T::zero(); n * b];
+    // SAFETY: sym is n x n, V is n x b (row stride v_stride >= b), the output n x b.
+    unsafe {
+        gemm(
+            (n, n, b),
+            sym.as_ptr(),
+            (n, 1),
+            v.as_ptr(),
+            (v_stride, 1),
+            &mut out,
+            b,
+        )
+    };
+    out
 }
 
 /// The sum of `xs` with eight running partial sums (a loop the compiler vectorises), combined

@@ -1,9 +1,9 @@
 //! [`HashingOps`] on the CPU backend, in plain Rust: the reference of the GPU twin in `gpu.rs`.
 
 use super::bank::{bank_dims, batch_dims, BankLoss};
-use super::bank_cpu::{bank_objectives, BankInputs};
-use super::hashnet_cpu::{hashnet_objective, HashnetInputs};
-use super::triplet_cpu::{dtsh_objective, TripletInputs};
+use super::bank_cpu::{bank_objectives, BankInputs, BatchCodes};
+use super::hashnet_cpu::hashnet_objective;
+use super::triplet_cpu::dtsh_objective;
 use super::{
     csq_dims, csq_row, pair_dots_dims, sp_dims, weight_index_dims, weights_dims, HashingOps,
     WeightRule,
@@ -103,21 +103,9 @@ impl<T: Real> HashingOps for CpuBackend<T> {
         alpha: f64,
         lambda: f64,
     ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
-        batch_dims("dtsh_objective", u.shape, bits, labels.shape)?;
-        let (loss, grad) = dtsh_objective(&TripletInputs {
-            u: &u.data,
-            n: u.shape.rows,
-            width: u.shape.cols,
-            bits,
-            labels: &labels.data,
-            classes: labels.shape.cols,
-            alpha,
-            lambda,
-        });
-        Ok((
-            CpuBuf::new(Shape::scalar(), vec![loss]),
-            CpuBuf::new(Shape::new(u.shape.rows, bits), grad),
-        ))
+        within_batch("dtsh_objective", u, bits, labels, |inp| {
+            dtsh_objective(inp, alpha, lambda)
+        })
     }
 
     fn hashnet_objective(
@@ -128,21 +116,9 @@ impl<T: Real> HashingOps for CpuBackend<T> {
         alpha: f64,
         scale: f64,
     ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
-        batch_dims("hashnet_objective", u.shape, bits, labels.shape)?;
-        let (loss, grad) = hashnet_objective(&HashnetInputs {
-            u: &u.data,
-            n: u.shape.rows,
-            width: u.shape.cols,
-            bits,
-            labels: &labels.data,
-            classes: labels.shape.cols,
-            alpha,
-            scale,
-        });
-        Ok((
-            CpuBuf::new(Shape::scalar(), vec![loss]),
-            CpuBuf::new(Shape::new(u.shape.rows, bits), grad),
-        ))
+        within_batch("hashnet_objective", u, bits, labels, |inp| {
+            hashnet_objective(inp, alpha, scale)
+        })
     }
 
     fn prefix_pair_dots(
@@ -307,6 +283,30 @@ impl<T: Real> HashingOps for CpuBackend<T> {
         weight_index_dims(weights.shape, index)?;
         cpu::add_prefix("add_prefix_weighted", out, start, x, weights.data[index])
     }
+}
+
+/// A within-batch objective `op` (`objective` of the first `bits` columns of `u` and the
+/// labels) after the shared shape checks, as a `1 x 1` value and an `n x bits` gradient.
+fn within_batch<T: Real>(
+    op: &'static str,
+    u: &CpuBuf<T>,
+    bits: usize,
+    labels: &CpuBuf<T>,
+    objective: impl FnOnce(&BatchCodes<'_, T>) -> (T, Vec<T>),
+) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
+    batch_dims(op, u.shape, bits, labels.shape)?;
+    let (loss, grad) = objective(&BatchCodes {
+        u: &u.data,
+        n: u.shape.rows,
+        width: u.shape.cols,
+        bits,
+        labels: &labels.data,
+        classes: labels.shape.cols,
+    });
+    Ok((
+        CpuBuf::new(Shape::scalar(), vec![loss]),
+        CpuBuf::new(Shape::new(u.shape.rows, bits), grad),
+    ))
 }
 
 #[cfg(test)]

@@ -2,26 +2,20 @@
 //! class-balanced pair likelihood of `z = alpha v v^T`, `v = tanh(scale U)`, in one pass over
 //! the `n x n` pairs, then `dJ/dU = alpha ((dZ + dZ^T) v) scale (1 - v^2)` by one product.
 
-use super::bank_cpu::{batch_similarity, gemm, softplus_sigmoid, sum_lanes};
+use super::bank_cpu::{
+    batch_similarity, gemm, softplus_sigmoid, sum_lanes, symmetric_times, BatchCodes,
+};
 use crate::real::Real;
 
-/// The operands: the first `bits` of the `width` columns of `u` (`n` rows), `n x classes`
-/// labels, the pair scale `alpha` and the continuation's `scale`.
-pub(super) struct HashnetInputs<'a, T> {
-    pub u: &'a [T],
-    pub n: usize,
-    pub width: usize,
-    pub bits: usize,
-    pub labels: &'a [T],
-    pub classes: usize,
-    pub alpha: f64,
-    pub scale: f64,
-}
-
-/// `(J, dJ/dU)` of one length (`dJ/dU` is `n x bits`).
-pub(super) fn hashnet_objective<T: Real>(inp: &HashnetInputs<'_, T>) -> (T, Vec<T>) {
+/// `(J, dJ/dU)` of one length (`dJ/dU` is `n x bits`), with the pair scale `alpha` and the
+/// continuation's `scale`.
+pub(super) fn hashnet_objective<T: Real>(
+    inp: &BatchCodes<'_, T>,
+    alpha: f64,
+    scale: f64,
+) -> (T, Vec<T>) {
     let (n, b) = (inp.n, inp.bits);
-    let (alpha, scale) = (T::from_f64(inp.alpha), T::from_f64(inp.scale));
+    let (alpha, scale) = (T::from_f64(alpha), T::from_f64(scale));
     let v: Vec<T> = inp
         .u
         .chunks_exact(inp.width)
@@ -47,25 +41,7 @@ pub(super) fn hashnet_objective<T: Real>(inp: &HashnetInputs<'_, T>) -> (T, Vec<
     }
     // z is symmetric in exact arithmetic; the sum of both halves keeps the gradient exact for
     // the values the product gave.
-    let mut sym = vec![T::zero(); n * n];
-    for p in 0..n {
-        for q in 0..n {
-            sym[p * n + q] = alpha * (dz[p * n + q] + dz[q * n + p]);
-        }
-    }
-    let mut grad = vec![T::zero(); n * b];
-    // SAFETY: sym is n x n, v is n x b, the output n x b.
-    unsafe {
-        gemm(
-            (n, n, b),
-            sym.as_ptr(),
-            (n, 1),
-            v.as_ptr(),
-            (b, 1),
-            &mut grad,
-            b,
-        )
-    };
+    let mut grad = symmetric_times(&dz, n, alpha, (&v, b, b));
     for (g, &t) in grad.iter_mut().zip(&v) {
         *g = *g * scale * (T::one() - t * t);
     }

@@ -26,26 +26,29 @@ static BANK_GRAD: Kernel = kernel(
     &[],
 );
 static BANK_VALUE: Kernel = kernel(Shader::Pairs, "bank_value", &[(1, R), (6, W), (7, W)], &[]);
-static DTSH_PREP: Kernel = kernel(Shader::Pairs, "dtsh_prep", &[(1, R), (2, R), (5, W)], &[]);
+// DTSH and HashNet share the first pass and the last two; `HASHNET` picks HashNet's.
+static WITHIN_PREP: Kernel = kernel(
+    Shader::Pairs,
+    "within_prep",
+    &[(1, R), (2, R), (5, W)],
+    &["HASHNET"],
+);
+static WITHIN_GRAD: Kernel = kernel(
+    Shader::Pairs,
+    "within_grad",
+    &[(1, R), (5, W), (7, W)],
+    &["HASHNET"],
+);
+static WITHIN_VALUE: Kernel = kernel(
+    Shader::Pairs,
+    "within_value",
+    &[(1, R), (5, W), (7, W)],
+    &["HASHNET"],
+);
 static DTSH_COUNTS: Kernel = kernel(Shader::Pairs, "dtsh_counts", &[(5, W), (6, W)], &[]);
 static DTSH_ROWS: Kernel = kernel(Shader::Pairs, "dtsh_rows", &[(5, W), (6, W)], &[]);
-static DTSH_GRAD: Kernel = kernel(Shader::Pairs, "dtsh_grad", &[(1, R), (5, W), (7, W)], &[]);
-static DTSH_VALUE: Kernel = kernel(Shader::Pairs, "dtsh_value", &[(1, R), (5, W), (7, W)], &[]);
-static HASHNET_PREP: Kernel = kernel(
-    Shader::Pairs,
-    "hashnet_prep",
-    &[(1, R), (2, R), (5, W)],
-    &[],
-);
 static HASHNET_COUNTS: Kernel = kernel(Shader::Pairs, "hashnet_counts", &[(5, W), (6, W)], &[]);
 static HASHNET_ROWS: Kernel = kernel(Shader::Pairs, "hashnet_rows", &[(5, W), (6, W)], &[]);
-static HASHNET_GRAD: Kernel = kernel(
-    Shader::Pairs,
-    "hashnet_grad",
-    &[(1, R), (5, W), (7, W)],
-    &[],
-);
-static HASHNET_VALUE: Kernel = kernel(Shader::Pairs, "hashnet_value", &[(5, W), (7, W)], &[]);
 
 /// Label classes travel in the top bits of a parameter word.
 const MAX_CLASSES: usize = 1 << 20;
@@ -139,6 +142,79 @@ pub(super) fn bank_objectives(
     Ok(out)
 }
 
+/// A within-batch objective's own passes between the shared first pass and the shared last
+/// two, each over `[work, rowsums]`: its kernel and how many invocations it needs.
+enum Pass {
+    /// One per batch row.
+    Rows(&'static Kernel),
+    /// One per pair of batch rows.
+    Pairs(&'static Kernel),
+    /// One workgroup.
+    Once(&'static Kernel),
+}
+
+/// A within-batch objective (`op`, DTSH or HashNet by `hashnet`) of the first `bits` columns of
+/// `codes` (`n x B`) with `labels`, with the loss's two scalars `f0` and `f1` (shaders/pairs.wgsl,
+/// `Params`): `within_prep`, the objective's own `passes`, `within_grad` and `within_value`, on
+/// four `n x n` work blocks and one row-sum slot per batch row.
+fn within_batch(
+    gpu: &GpuBackend,
+    op: &'static str,
+    (codes, bits, labels): (&GpuBuf, usize, &GpuBuf),
+    (f0, f1): (f64, f64),
+    hashnet: bool,
+    passes: &[Pass],
+) -> Result<(GpuBuf, GpuBuf), KernelError> {
+    let classes = labels.shape.cols;
+    classes_fit(op, classes)?;
+    let n = codes.shape.rows;
+    let p = params(&[
+        u(n),
+        u(codes.shape.cols),
+        0,
+        0,
+        u(bits),
+        u(classes),
+        (f0 as f32).to_bits(),
+        (f1 as f32).to_bits(),
+    ]);
+    let work = gpu.alloc(op, Shape::new(4 * n, n))?;
+    let rowsums = gpu.alloc(op, Shape::new(n, 4))?;
+    let grad = gpu.alloc(op, Shape::new(n, bits))?;
+    let value = gpu.alloc(op, Shape::scalar())?;
+    let variant = [u32::from(hashnet)];
+    gpu.dispatch_1d(
+        &WITHIN_PREP,
+        &variant,
+        p,
+        &[codes.raw(), labels.raw(), work.raw()],
+        n * n,
+    )?;
+    let state = [work.raw(), rowsums.raw()];
+    for pass in passes {
+        match *pass {
+            Pass::Rows(k) => gpu.dispatch_1d(k, &[], p, &state, n)?,
+            Pass::Pairs(k) => gpu.dispatch_1d(k, &[], p, &state, n * n)?,
+            Pass::Once(k) => gpu.dispatch(k, &[], p, &state, [1, 1, 1])?,
+        }
+    }
+    gpu.dispatch_1d(
+        &WITHIN_GRAD,
+        &variant,
+        p,
+        &[codes.raw(), work.raw(), grad.raw()],
+        n * bits,
+    )?;
+    gpu.dispatch(
+        &WITHIN_VALUE,
+        &variant,
+        p,
+        &[codes.raw(), work.raw(), value.raw()],
+        [1, 1, 1],
+    )?;
+    Ok((value, grad))
+}
+
 /// [`super::HashingOps::dtsh_objective`] after the shared shape checks.
 pub(super) fn dtsh_objective(
     gpu: &GpuBackend,
@@ -148,48 +224,14 @@ pub(super) fn dtsh_objective(
     alpha: f64,
     lambda: f64,
 ) -> Result<(GpuBuf, GpuBuf), KernelError> {
-    const OP: &str = "dtsh_objective";
-    let classes = labels.shape.cols;
-    classes_fit(OP, classes)?;
-    let n = codes.shape.rows;
-    let p = params(&[
-        u(n),
-        u(codes.shape.cols),
-        0,
-        0,
-        u(bits),
-        u(classes),
-        (alpha as f32).to_bits(),
-        (lambda as f32).to_bits(),
-    ]);
-    let work = gpu.alloc(OP, Shape::new(4 * n, n))?;
-    let rowsums = gpu.alloc(OP, Shape::new(n, 4))?;
-    let grad = gpu.alloc(OP, Shape::new(n, bits))?;
-    let value = gpu.alloc(OP, Shape::scalar())?;
-    gpu.dispatch_1d(
-        &DTSH_PREP,
-        &[],
-        p,
-        &[codes.raw(), labels.raw(), work.raw()],
-        n * n,
-    )?;
-    gpu.dispatch_1d(&DTSH_COUNTS, &[], p, &[work.raw(), rowsums.raw()], n)?;
-    gpu.dispatch_1d(&DTSH_ROWS, &[], p, &[work.raw(), rowsums.raw()], n * n)?;
-    gpu.dispatch_1d(
-        &DTSH_GRAD,
-        &[],
-        p,
-        &[codes.raw(), work.raw(), grad.raw()],
-        n * bits,
-    )?;
-    gpu.dispatch(
-        &DTSH_VALUE,
-        &[],
-        p,
-        &[codes.raw(), work.raw(), value.raw()],
-        [1, 1, 1],
-    )?;
-    Ok((value, grad))
+    within_batch(
+        gpu,
+        "dtsh_objective",
+        (codes, bits, labels),
+        (alpha, lambda),
+        false,
+        &[Pass::Rows(&DTSH_COUNTS), Pass::Pairs(&DTSH_ROWS)],
+    )
 }
 
 /// [`super::HashingOps::hashnet_objective`] after the shared shape checks.
@@ -201,52 +243,12 @@ pub(super) fn hashnet_objective(
     alpha: f64,
     scale: f64,
 ) -> Result<(GpuBuf, GpuBuf), KernelError> {
-    const OP: &str = "hashnet_objective";
-    let classes = labels.shape.cols;
-    classes_fit(OP, classes)?;
-    let n = codes.shape.rows;
-    let p = params(&[
-        u(n),
-        u(codes.shape.cols),
-        0,
-        0,
-        u(bits),
-        u(classes),
-        (alpha as f32).to_bits(),
-        (scale as f32).to_bits(),
-    ]);
-    let work = gpu.alloc(OP, Shape::new(4 * n, n))?;
-    let rowsums = gpu.alloc(OP, Shape::new(1, 4))?;
-    let grad = gpu.alloc(OP, Shape::new(n, bits))?;
-    let value = gpu.alloc(OP, Shape::scalar())?;
-    gpu.dispatch_1d(
-        &HASHNET_PREP,
-        &[],
-        p,
-        &[codes.raw(), labels.raw(), work.raw()],
-        n * n,
-    )?;
-    gpu.dispatch(
-        &HASHNET_COUNTS,
-        &[],
-        p,
-        &[work.raw(), rowsums.raw()],
-        [1, 1, 1],
-    )?;
-    gpu.dispatch_1d(&HASHNET_ROWS, &[], p, &[work.raw(), rowsums.raw()], n * n)?;
-    gpu.dispatch_1d(
-        &HASHNET_GRAD,
-        &[],
-        p,
-        &[codes.raw(), work.raw(), grad.raw()],
-        n * bits,
-    )?;
-    gpu.dispatch(
-        &HASHNET_VALUE,
-        &[],
-        p,
-        &[work.raw(), value.raw()],
-        [1, 1, 1],
-    )?;
-    Ok((value, grad))
+    within_batch(
+        gpu,
+        "hashnet_objective",
+        (codes, bits, labels),
+        (alpha, scale),
+        true,
+        &[Pass::Once(&HASHNET_COUNTS), Pass::Pairs(&HASHNET_ROWS)],
+    )
 }

@@ -3,26 +3,15 @@
 //! inner products accumulated per anchor row, then `dJ/dU = (dTheta + dTheta^T) U`.
 
 use super::bank::Quantisation;
-use super::bank_cpu::{batch_similarity, gemm, quantisation, softplus_sigmoid, sum_lanes};
+use super::bank_cpu::{
+    batch_similarity, gemm, quantisation, softplus_sigmoid, sum_lanes, symmetric_times, BatchCodes,
+};
 use crate::cpu::isa::Isa;
 use crate::real::Real;
 
 /// The bounds of the clamped triplet logit.
 const T_LO: f64 = -100.0;
 const T_HI: f64 = 50.0;
-
-/// The operands: the first `bits` of the `width` columns of `u` (`n` rows) and `n x classes`
-/// labels.
-pub(super) struct TripletInputs<'a, T> {
-    pub u: &'a [T],
-    pub n: usize,
-    pub width: usize,
-    pub bits: usize,
-    pub labels: &'a [T],
-    pub classes: usize,
-    pub alpha: f64,
-    pub lambda: f64,
-}
 
 /// One anchor row's triplet terms: for every similar `p`, the loop over all `q` (dissimilar ones
 /// count) of `softplus(-t)` with `t = clamp(theta_p - theta_q - alpha, -100, 50)`; adds the
@@ -152,7 +141,11 @@ fn anchor_rows_body<T: Real>(anchors: &Anchors<'_, T>, dtheta: &mut [T]) -> T {
 }
 
 /// `(J, dJ/dU)` of one length (`dJ/dU` is `n x bits`).
-pub(super) fn dtsh_objective<T: Real>(inp: &TripletInputs<'_, T>) -> (T, Vec<T>) {
+pub(super) fn dtsh_objective<T: Real>(
+    inp: &BatchCodes<'_, T>,
+    alpha: f64,
+    lambda: f64,
+) -> (T, Vec<T>) {
     let (n, b) = (inp.n, inp.bits);
     let mut theta = vec![T::zero(); n * n];
     // SAFETY: U is n x b (row stride width >= b), U^T is b x n (row stride 1, column stride
@@ -187,30 +180,12 @@ pub(super) fn dtsh_objective<T: Real>(inp: &TripletInputs<'_, T>) -> (T, Vec<T>)
         theta: &theta,
         s: &s,
         weights: &weights,
-        alpha: T::from_f64(inp.alpha),
+        alpha: T::from_f64(alpha),
     };
     let value = anchor_rows(&anchors, &mut dtheta);
-    let mut sym = vec![T::zero(); n * n];
-    for p in 0..n {
-        for q in 0..n {
-            sym[p * n + q] = dtheta[p * n + q] + dtheta[q * n + p];
-        }
-    }
-    let mut grad = vec![T::zero(); n * b];
-    // SAFETY: sym is n x n, U the n x b prefix (row stride width), the output n x b.
-    unsafe {
-        gemm(
-            (n, n, b),
-            sym.as_ptr(),
-            (n, 1),
-            inp.u.as_ptr(),
-            (inp.width, 1),
-            &mut grad,
-            b,
-        )
-    };
+    let mut grad = symmetric_times(&dtheta, n, T::one(), (inp.u, inp.width, b));
     let (quant, quant_grad) = quantisation(Quantisation::SignGap, inp.u, n, inp.width, b);
-    let lambda = T::from_f64(inp.lambda);
+    let lambda = T::from_f64(lambda);
     for (g, &q) in grad.iter_mut().zip(&quant_grad) {
         *g += lambda * q;
     }
