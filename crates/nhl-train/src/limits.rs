@@ -141,7 +141,28 @@ impl Footprint {
                 on_backend: true,
             });
         }
-        if matches!(config.method, Method::Dsh | Method::Dhn) {
+        // n x n matrices per step: the within-batch pair losses' (the fused kernels' work
+        // blocks and the tape forms' intermediates, and their gradients) and the SP
+        // distillation's (two Gram matrices, their normalised forms and two gradients for each
+        // of the K - 1 students, which the CPU backend evaluates in parallel).
+        let pair_matrices = match config.method {
+            Method::Hashnet | Method::Dch | Method::Lcdsh | Method::Dtsh => 24u128,
+            _ => 0,
+        }
+        .saturating_add(if config.mode.distill() {
+            mul(&[6, k.saturating_sub(1)])
+        } else {
+            0
+        });
+        if pair_matrices > 0 {
+            terms.push(Term {
+                what: format!("the pair matrices within a batch of {m}"),
+                setting: "--batch-size",
+                bytes: mul(&[pair_matrices, m, m, FLOAT]),
+                on_backend: true,
+            });
+        }
+        if config.method.needs_bank() {
             terms.push(Term {
                 what: format!(
                     "the memory bank of {n} items and the batch-to-bank matrices of a batch of {m}"
@@ -337,6 +358,7 @@ mod tests {
     fn a_large_bank_batch_names_the_batch_size() {
         let config = TrainConfig {
             method: Method::Dsh,
+            mode: Mode::Nested,
             batch_size: 1 << 20,
             hidden: 4,
             ..TrainConfig::default()
@@ -349,6 +371,63 @@ mod tests {
             e.contains("--batch-size") && e.contains("memory bank"),
             "{e}"
         );
+    }
+
+    /// Every loss with a memory bank counts it, not only DSH and DHN.
+    #[test]
+    fn every_bank_loss_counts_its_bank() {
+        for method in [Method::Dbdh, Method::Dpsh, Method::Mdsh] {
+            let config = TrainConfig {
+                method,
+                mode: Mode::Nested,
+                batch_size: 1 << 20,
+                hidden: 4,
+                ..TrainConfig::default()
+            };
+            let e = Footprint::of(&config, &split(200_000, 4, 2))
+                .check(Placement::Host, Some(1 << 30))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("memory bank"), "{method}: {e}");
+        }
+    }
+
+    /// A batch too large for the n x n matrices of a within-batch pair loss, or of the
+    /// distillation, is refused naming the batch size.
+    #[test]
+    fn a_large_pair_batch_names_the_batch_size() {
+        for (method, mode) in [
+            (Method::Hashnet, Mode::Nested),
+            (Method::Dtsh, Mode::Adaptive),
+            (Method::Csq, Mode::Distill),
+        ] {
+            let config = TrainConfig {
+                method,
+                mode,
+                batch_size: 1 << 16,
+                hidden: 4,
+                ..TrainConfig::default()
+            };
+            let e = Footprint::of(&config, &split(200_000, 4, 2))
+                .check(Placement::Host, Some(1 << 30))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--batch-size") && e.contains("pair matrices"),
+                "{method} {mode:?}: {e}"
+            );
+        }
+        // The same batch of a loss without pair matrices, undistilled, passes.
+        let config = TrainConfig {
+            method: Method::Csq,
+            mode: Mode::Nested,
+            batch_size: 1 << 16,
+            hidden: 4,
+            ..TrainConfig::default()
+        };
+        Footprint::of(&config, &split(200_000, 4, 2))
+            .check(Placement::Host, Some(1 << 30))
+            .unwrap();
     }
 
     #[test]
