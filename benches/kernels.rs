@@ -8,7 +8,10 @@
 //!
 //! The `objectives` group times the fused per-length objectives of one `full` NHL step at the
 //! training shape (batch 64, lengths 8..128): five CSQ objectives and four SP distillations, each
-//! with its gradient.
+//! with its gradient; DHN's memory-bank pass over a 5,000-item bank for all five lengths at once
+//! (`bank_dhn_full_step`) against the five single-length models' passes, each over a bank as wide
+//! as its length (`bank_dhn_single_steps`), which is the bank work a `full` step saves; and the
+//! within-batch kernels of HashNet and DTSH at the five lengths.
 //!
 //! `cargo bench --bench kernels -- --warm-up-time 1 --measurement-time 3`
 
@@ -20,7 +23,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::gpu::{AdapterPolicy, GpuBackend};
 use nhl_kernels::rng::SplitMix64;
-use nhl_kernels::{Backend, HashingOps, Shape};
+use nhl_kernels::{Backend, BankLoss, BankPair, HashingOps, Quantisation, Shape};
 
 /// One product `op(A) op(B) (+ bias)` with `op(A)` m x k and `op(B)` k x n.
 struct Case {
@@ -211,6 +214,84 @@ fn bench_objectives<B: HashingOps<Elem = f32>>(
     group.sample_size(20);
     group.bench_function(format!("csq_sp_full_step/{id}"), |bench| {
         bench.iter(|| black_box(step()))
+    });
+
+    // Ten classes; the batch holds bank items 0, 73, 146, ...
+    let classes = 10;
+    let one_hot = |rows: usize, class: &dyn Fn(usize) -> usize| -> Vec<f32> {
+        let mut y = vec![0.0; rows * classes];
+        for r in 0..rows {
+            y[r * classes + class(r)] = 1.0;
+        }
+        y
+    };
+    let labels = backend.upload(
+        &one_hot(n, &|i| i * 73 % items % classes),
+        Shape::new(n, classes),
+    )?;
+    let bank_labels = backend.upload(
+        &one_hot(items, &|j| j % classes),
+        Shape::new(items, classes),
+    )?;
+    let dhn = BankLoss {
+        pair: BankPair::Likelihood,
+        pair_weight: 1.0,
+        quant: Quantisation::LogCosh,
+        alpha: 0.1,
+        clamp_unit: false,
+    };
+    let bank_of =
+        |width: usize| backend.upload(&random(92, items * width), Shape::new(items, width));
+    let full_bank = bank_of(128)?;
+    let single_banks = BITS
+        .iter()
+        .map(|&b| bank_of(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let single_codes = BITS
+        .iter()
+        .map(|&b| backend.upload(&random(93, n * b), Shape::new(n, b)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let full_bank_step = || -> Result<(), nhl_kernels::KernelError> {
+        black_box(backend.bank_objectives(
+            &codes,
+            &BITS,
+            &labels,
+            &full_bank,
+            &bank_labels,
+            &dhn,
+        )?);
+        backend.sync()
+    };
+    let single_bank_steps = || -> Result<(), nhl_kernels::KernelError> {
+        for ((&b, bank), u) in BITS.iter().zip(&single_banks).zip(&single_codes) {
+            black_box(backend.bank_objectives(u, &[b], &labels, bank, &bank_labels, &dhn)?);
+        }
+        backend.sync()
+    };
+    let within = |dtsh: bool| -> Result<(), nhl_kernels::KernelError> {
+        for &b in &BITS {
+            black_box(match dtsh {
+                true => backend.dtsh_objective(&codes, b, &labels, 5.0, 0.1)?,
+                false => backend.hashnet_objective(&codes, b, &labels, 0.1, 1.0)?,
+            });
+        }
+        backend.sync()
+    };
+    full_bank_step()?;
+    single_bank_steps()?;
+    within(true)?;
+    within(false)?;
+    group.bench_function(format!("bank_dhn_full_step/{id}"), |bench| {
+        bench.iter(|| black_box(full_bank_step()))
+    });
+    group.bench_function(format!("bank_dhn_single_steps/{id}"), |bench| {
+        bench.iter(|| black_box(single_bank_steps()))
+    });
+    group.bench_function(format!("dtsh_full_step/{id}"), |bench| {
+        bench.iter(|| black_box(within(true)))
+    });
+    group.bench_function(format!("hashnet_full_step/{id}"), |bench| {
+        bench.iter(|| black_box(within(false)))
     });
     group.finish();
     Ok(())
