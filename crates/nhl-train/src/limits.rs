@@ -354,46 +354,43 @@ mod tests {
         assert!(e.contains("what a process can address"), "{e}");
     }
 
-    #[test]
-    fn a_large_bank_batch_names_the_batch_size() {
+    /// The estimate's verdict for `method` in `mode` with a batch of `batch` items, a 4-wide
+    /// model and 200,000 training items, on a host with 1 GiB.
+    fn verdict(method: Method, mode: Mode, batch: usize) -> Result<(), TrainError> {
         let config = TrainConfig {
-            method: Method::Dsh,
-            mode: Mode::Nested,
-            batch_size: 1 << 20,
+            method,
+            mode,
+            batch_size: batch,
             hidden: 4,
             ..TrainConfig::default()
         };
-        let e = Footprint::of(&config, &split(200_000, 4, 2))
-            .check(Placement::Host, Some(1 << 30))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("--batch-size") && e.contains("memory bank"),
-            "{e}"
-        );
+        Footprint::of(&config, &split(200_000, 4, 2)).check(Placement::Host, Some(1 << 30))
     }
 
-    /// Every loss with a memory bank counts it, not only DSH and DHN.
+    /// Every loss with a memory bank counts it (DSH and DHN, and DBDH, DPSH and MDSH too), and a
+    /// batch too large for its batch-to-bank matrices is refused naming the batch size.
     #[test]
-    fn every_bank_loss_counts_its_bank() {
-        for method in [Method::Dbdh, Method::Dpsh, Method::Mdsh] {
-            let config = TrainConfig {
-                method,
-                mode: Mode::Nested,
-                batch_size: 1 << 20,
-                hidden: 4,
-                ..TrainConfig::default()
-            };
-            let e = Footprint::of(&config, &split(200_000, 4, 2))
-                .check(Placement::Host, Some(1 << 30))
+    fn a_large_bank_batch_names_the_batch_size() {
+        for method in [
+            Method::Dsh,
+            Method::Dhn,
+            Method::Dbdh,
+            Method::Dpsh,
+            Method::Mdsh,
+        ] {
+            let e = verdict(method, Mode::Nested, 1 << 20)
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("memory bank"), "{method}: {e}");
+            assert!(
+                e.contains("--batch-size") && e.contains("memory bank"),
+                "{method}: {e}"
+            );
         }
     }
 
     /// A batch too large for the n x n matrices of a within-batch pair loss, or of the
-    /// distillation, is refused naming the batch size.
+    /// distillation, is refused naming the batch size; the same batch of a loss without pair
+    /// matrices, undistilled, passes.
     #[test]
     fn a_large_pair_batch_names_the_batch_size() {
         for (method, mode) in [
@@ -401,33 +398,13 @@ mod tests {
             (Method::Dtsh, Mode::Adaptive),
             (Method::Csq, Mode::Distill),
         ] {
-            let config = TrainConfig {
-                method,
-                mode,
-                batch_size: 1 << 16,
-                hidden: 4,
-                ..TrainConfig::default()
-            };
-            let e = Footprint::of(&config, &split(200_000, 4, 2))
-                .check(Placement::Host, Some(1 << 30))
-                .unwrap_err()
-                .to_string();
+            let e = verdict(method, mode, 1 << 16).unwrap_err().to_string();
             assert!(
                 e.contains("--batch-size") && e.contains("pair matrices"),
                 "{method} {mode:?}: {e}"
             );
         }
-        // The same batch of a loss without pair matrices, undistilled, passes.
-        let config = TrainConfig {
-            method: Method::Csq,
-            mode: Mode::Nested,
-            batch_size: 1 << 16,
-            hidden: 4,
-            ..TrainConfig::default()
-        };
-        Footprint::of(&config, &split(200_000, 4, 2))
-            .check(Placement::Host, Some(1 << 30))
-            .unwrap();
+        verdict(Method::Csq, Mode::Nested, 1 << 16).unwrap();
     }
 
     #[test]
