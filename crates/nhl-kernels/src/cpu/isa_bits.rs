@@ -342,19 +342,21 @@ fn csq_rows_give_the_same_bits_on_every_isa() {
     csq_rows_all::<f64>();
 }
 
-/// The memory-bank pair terms that `run` writes for `chunk`: the coefficients, then each row's
-/// value and own-code sums.
-fn pair_outputs<T: Real>(chunk: &PairChunk<'_, T>, run: impl FnOnce(PairSums<'_, T>)) -> Vec<T> {
+/// The memory-bank pair terms that `run` writes for `chunk`: the coefficients, the chunk's
+/// value, then each row's own-code sum.
+fn pair_outputs<T: Real>(
+    chunk: &PairChunk<'_, T>,
+    run: impl FnOnce(PairSums<'_, T>) -> T,
+) -> Vec<T> {
     let (n, c) = (chunk.own_norms.len(), chunk.bank_aux.len());
-    let (mut g, mut scratch) = (vec![T::zero(); n * c], vec![T::zero(); 2 * c]);
-    let (mut values, mut own) = (vec![T::zero(); n], vec![T::zero(); n]);
-    run(PairSums {
+    let (mut g, mut scratch) = (vec![T::zero(); n * c], vec![T::zero(); 4 * c]);
+    let mut own = vec![T::zero(); n];
+    let value = run(PairSums {
         g: &mut g,
         scratch: &mut scratch,
-        values: &mut values,
         own: &mut own,
     });
-    g.into_iter().chain(values).chain(own).collect()
+    g.into_iter().chain([value]).chain(own).collect()
 }
 
 /// The memory-bank pair terms of every pair kind in `isa`'s build.
@@ -376,7 +378,7 @@ fn pair_rows_all<T: Real>() {
         BankPair::CosinePositive,
     ];
     for (k, pair) in pairs.into_iter().enumerate() {
-        for (n, c) in [(1, 1), (5, 37), (3, 64)] {
+        for (n, c) in [(1, 1), (5, 37), (3, 64), (70, 41)] {
             let seed = 9500 + 100 * k as u64 + c as u64;
             let theta = values::<T>(seed, n * c, -20.0, 20.0);
             let s: Vec<T> = values::<f64>(seed + 1, n * c, 0.0, 1.0)
@@ -475,6 +477,8 @@ fn bank_products_all<T: Real>() {
         (8, 33, 64),
         (13, 256, 40),
         (64, 8, 256),
+        (11, 256, 16),
+        (9, 21, 57),
     ];
     for (k, (rows, len, cols)) in shapes.into_iter().enumerate() {
         let seed = 9800 + 10 * k as u64;

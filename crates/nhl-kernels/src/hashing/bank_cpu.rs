@@ -41,7 +41,7 @@ pub(super) struct BankInputs<'a, T> {
 
 /// What one chunk of bank rows contributes.
 struct ChunkSums<T> {
-    /// Length-major, `K x n`: the sum over the chunk's rows of each batch row's pair values.
+    /// Per length, the sum of the pair values over the chunk's rows and the batch.
     values: Vec<T>,
     /// Length-major, `K x n`: each batch row's sum of the coefficients of its own code.
     own: Vec<T>,
@@ -165,41 +165,6 @@ pub(super) fn sum_lanes<T: Real>(xs: &[T]) -> T {
     total
 }
 
-/// `sum_j ln(xs[j])` for factors in `[1, 2]` (the likelihood's `1 + e^-|t|`): eight running
-/// products, each of at most `CHUNK / 8 = 32` factors (so below `2^32`), then their product, with
-/// `2^64` taken out (exactly: a power of two) whenever it passes `2^64`, and one logarithm, where
-/// a logarithm per factor, and then one per running product, was most of the likelihood's cost.
-/// In `f32` each multiplication carries a relative rounding error below `2^-24`; the result
-/// stays within `1e-6 (S + 1)` of the exact sum `S` of the factors' logarithms
-/// (`ln_of_products_is_within_1e_6_of_the_sum_of_logs`). Only the reported objective reads it:
-/// the gradient does not, so training is unchanged to the bit.
-#[inline(always)]
-pub(super) fn ln_of_products<T: Real>(xs: &[T]) -> T {
-    debug_assert!(xs.len() <= CHUNK);
-    let mut acc = [T::one(); 8];
-    let mut chunks = xs.chunks_exact(8);
-    for c in &mut chunks {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a = *a * x;
-        }
-    }
-    let mut product = T::one();
-    for &x in chunks.remainder() {
-        product = product * x;
-    }
-    // Below 2^64 before each multiplication by a factor below 2^32, so never above 2^96.
-    let (big, shrink) = (T::from_f64(2f64.powi(64)), T::from_f64(2f64.powi(-64)));
-    let mut shifts = 0u32;
-    for &a in &acc {
-        product = product * a;
-        if product >= big {
-            product = product * shrink;
-            shifts += 1;
-        }
-    }
-    product.ln_lanes() + T::from_f64(f64::from(shifts) * 64.0 * std::f64::consts::LN_2)
-}
-
 /// `max(x, 0) + ln(1 + e^-|x|)` and `sigmoid(x)` from one exponential.
 #[inline(always)]
 pub(super) fn softplus_sigmoid<T: Real>(x: T) -> (T, T) {
@@ -210,11 +175,15 @@ pub(super) fn softplus_sigmoid<T: Real>(x: T) -> (T, T) {
     (softplus, sigmoid)
 }
 
-/// The per-pair terms of one batch row against the chunk's rows for one length: the pair
-/// values (into `value`), the coefficients of the bank codes (`g`) and of the row's own code
-/// (`own`). `theta` holds the inner products, `s` the similarities, `own_norm` the row's squared
-/// norm (or, for the cosine, its inverse norm), `bank_aux` the bank rows' squared norms
-/// (contrastive) or inverse norms (cosine).
+/// Batch rows between two renormalisations of the likelihood's running products: every factor
+/// `1 + e^-|t|` is at most 2, so a product below `2^64` stays below `2^96` over this many rows.
+const PRODUCT_ROWS: usize = 32;
+
+/// The per-pair terms of one batch row against the chunk's rows for one length: the
+/// coefficients of the bank codes (`g`) and of the row's own code (`own`), and the pair values
+/// added into the chunk's per-column accumulators (`acc`). `theta` holds the inner products,
+/// `s` the similarities, `own_norm` the row's squared norm (or, for the cosine, its inverse
+/// norm), `bank_aux` the bank rows' squared norms (contrastive) or inverse norms (cosine).
 struct RowTerms<'a, T> {
     theta: &'a [T],
     s: &'a [T],
@@ -223,13 +192,80 @@ struct RowTerms<'a, T> {
     margin: T,
 }
 
+/// Per column of a chunk, what the batch rows so far added to the objective's value: a sum of
+/// the pair values, and for the likelihood the running product of the factors `1 + e^-|t|`
+/// whose logarithms complete its softplus, with the number of times `2^64` was taken out of it.
+/// Summing down the columns and reducing once per chunk, where each batch row was reduced on its
+/// own before, took half the time of the likelihood's pair terms.
+struct Columns<'a, T> {
+    sum: &'a mut [T],
+    product: &'a mut [T],
+    shifts: &'a mut [T],
+}
+
+impl<'a, T: Real> Columns<'a, T> {
+    /// Splits `c` columns of each off `buf` (at least `3 c` long), set to a sum of zero and a
+    /// product of one.
+    fn new(buf: &'a mut [T], c: usize) -> Self {
+        let (sum, rest) = buf.split_at_mut(c);
+        let (product, rest) = rest.split_at_mut(c);
+        let shifts = &mut rest[..c];
+        sum.fill(T::zero());
+        product.fill(T::one());
+        shifts.fill(T::zero());
+        Columns {
+            sum,
+            product,
+            shifts,
+        }
+    }
+
+    /// Takes `2^64` (exactly: a power of two) out of every product that reached it.
+    #[inline(always)]
+    fn renormalise(&mut self) {
+        let (big, shrink) = (T::from_f64(2f64.powi(64)), T::from_f64(2f64.powi(-64)));
+        let c = self.product.len();
+        let (product, shifts) = (&mut self.product[..c], &mut self.shifts[..c]);
+        for j in 0..c {
+            let over = product[j] >= big;
+            product[j] = if over {
+                product[j] * shrink
+            } else {
+                product[j]
+            };
+            shifts[j] += if over { T::one() } else { T::zero() };
+        }
+    }
+
+    /// The chunk's value: the columns' sums, plus with `products` the logarithms of the
+    /// products, `ln p_j + 64 ln 2 shifts_j`, formed in `scratch` (`c` long). In `f32` each of a
+    /// product's `n` multiplications rounds by less than `2^-24` relatively, so its logarithm is
+    /// within `n 2^-24` of the sum of its factors' logarithms
+    /// (`the_likelihood_value_of_a_chunk_is_within_rounding_of_f64`).
+    #[inline(always)]
+    fn value(&self, products: bool, scratch: &mut [T]) -> T {
+        let mut value = sum_lanes(self.sum);
+        if products {
+            let c = self.product.len();
+            let (product, shifts, logs) =
+                (&self.product[..c], &self.shifts[..c], &mut scratch[..c]);
+            let step = T::from_f64(64.0 * std::f64::consts::LN_2);
+            for j in 0..c {
+                logs[j] = product[j].ln_lanes() + shifts[j] * step;
+            }
+            value += sum_lanes(logs);
+        }
+        value
+    }
+}
+
 #[inline(always)]
 fn pair_row<T: Real>(
     pair: BankPair,
     r: &RowTerms<'_, T>,
-    value: &mut [T],
     g: &mut [T],
     own: &mut [T],
+    acc: &mut Columns<'_, T>,
 ) {
     let half = T::from_f64(0.5);
     let one = T::one();
@@ -237,37 +273,37 @@ fn pair_row<T: Real>(
     // Equal lengths up front, so that the loops below index without bounds checks and vectorise.
     let c = r.theta.len();
     let (theta, s, aux) = (&r.theta[..c], &r.s[..c], &r.bank_aux[..c]);
-    let (value, g, own) = (&mut value[..c], &mut g[..c], &mut own[..c]);
+    let (g, own) = (&mut g[..c], &mut own[..c]);
+    let (sum, product) = (&mut acc.sum[..c], &mut acc.product[..c]);
     match pair {
         BankPair::Contrastive { .. } => {
             for j in 0..c {
                 let d = r.own_norm + aux[j] - two * theta[j];
                 let hinge = r.margin - d;
                 let push = if hinge > T::zero() { one } else { T::zero() };
-                value[j] = half * (s[j] * d + (one - s[j]) * hinge.max(T::zero()));
+                sum[j] += half * (s[j] * d + (one - s[j]) * hinge.max(T::zero()));
                 let coef = half * (s[j] - (one - s[j]) * push);
                 g[j] = -two * coef;
                 own[j] = two * coef;
             }
         }
         BankPair::Likelihood => {
-            // softplus(t) = max(t, 0) + ln(1 + e): `value` takes the first part and `own` the
-            // factor `1 + e`, whose logarithms the caller sums as logarithms of products
-            // ([`ln_of_products`]). The sigmoid is the one of `softplus_sigmoid`.
+            // softplus(t) = max(t, 0) + ln(1 + e): the sum takes the first part and the product
+            // the factor `1 + e`. The sigmoid is the one of `softplus_sigmoid`.
             for j in 0..c {
                 let t = half * theta[j];
                 let e = (-t.abs()).exp_neg_lanes();
                 let sig = if t >= T::zero() { one } else { e } / (one + e);
-                value[j] = t.max(T::zero()) - s[j] * t;
+                sum[j] += t.max(T::zero()) - s[j] * t;
+                product[j] = product[j] * (one + e);
                 g[j] = half * (sig - s[j]);
-                own[j] = one + e;
             }
         }
         BankPair::CosinePositive => {
             for j in 0..c {
                 let cos = theta[j] * r.own_norm * aux[j];
                 let (sp, sig) = softplus_sigmoid(half * (one - cos));
-                value[j] = s[j] * sp;
+                sum[j] += s[j] * sp;
                 // d value / d cos.
                 let q = -half * s[j] * sig;
                 g[j] = q * r.own_norm * aux[j];
@@ -293,25 +329,24 @@ pub(crate) struct PairChunk<'a, T> {
     pub(crate) margin: T,
 }
 
-/// Where [`pair_rows`] writes: the `n x c` coefficients `g`, a `2 c` scratch row, and per batch
-/// row the sums of the pair values and of the own-code coefficients.
+/// Where [`pair_rows`] writes: the `n x c` coefficients `g`, a `4 c` scratch row, and per batch
+/// row the sum of its own-code coefficients.
 pub(crate) struct PairSums<'a, T> {
     pub(crate) g: &'a mut [T],
     pub(crate) scratch: &'a mut [T],
-    pub(crate) values: &'a mut [T],
     pub(crate) own: &'a mut [T],
 }
 
-/// Every batch row's terms of one length against one chunk (see [`pair_row`]); the row sums go
-/// to `out.values` and `out.own` (one per batch row). Compiled for the baseline and for AVX2,
-/// the same IEEE operations in the same order in both, so the result does not depend on which
-/// one runs.
+/// Every batch row's terms of one length against one chunk (see [`pair_row`]): the
+/// coefficients and each row's own-code sum go to `out`, and the chunk's total pair value is
+/// returned. Compiled for the baseline and for AVX2, the same IEEE operations in the same order
+/// in both, so the result does not depend on which one runs.
 ///
 /// Where the CPU has AVX-512F this loop runs in an AVX-512 build, which measured about 10% less
 /// time for a DHN `full` epoch than the AVX2 one (`cargo xtask bench train --method csq,dhn`);
 /// `bank_pair_rows_give_the_same_bits_on_every_isa` (in `cpu::isa_bits`) checks that it gives
 /// the baseline's bits.
-fn pair_rows<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
+fn pair_rows<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) -> T {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: AVX-512F is available, which is all `pair_rows_avx512` is compiled for.
@@ -326,12 +361,15 @@ fn pair_rows<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
 /// The CPU supports AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn pair_rows_avx512<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
+pub(crate) unsafe fn pair_rows_avx512<T: Real>(
+    chunk: &PairChunk<'_, T>,
+    out: PairSums<'_, T>,
+) -> T {
     pair_rows_body(chunk, out)
 }
 
 /// [`pair_rows`] with its loop built for `isa`.
-pub(crate) fn pair_rows_on<T: Real>(isa: Isa, chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
+pub(crate) fn pair_rows_on<T: Real>(isa: Isa, chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) -> T {
     #[cfg(target_arch = "x86_64")]
     if isa.is_avx2() {
         // SAFETY: an `Isa` says AVX2 only when the CPU has it, which is all `pair_rows_avx2`
@@ -350,12 +388,12 @@ pub(crate) fn pair_rows_on<T: Real>(isa: Isa, chunk: &PairChunk<'_, T>, out: Pai
 /// The CPU supports AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn pair_rows_avx2<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
+unsafe fn pair_rows_avx2<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) -> T {
     pair_rows_body(chunk, out)
 }
 
 #[inline(always)]
-fn pair_rows_body<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
+fn pair_rows_body<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) -> T {
     let PairChunk {
         pair,
         theta,
@@ -364,14 +402,12 @@ fn pair_rows_body<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
         bank_aux,
         margin,
     } = *chunk;
-    let PairSums {
-        g,
-        scratch,
-        values,
-        own,
-    } = out;
+    let PairSums { g, scratch, own } = out;
     let c = bank_aux.len();
-    let (value_row, own_row) = scratch.split_at_mut(c);
+    let (own_row, rest) = scratch.split_at_mut(c);
+    let mut acc = Columns::new(rest, c);
+    // The likelihood has no own-code term; its columns keep running products instead.
+    let likelihood = pair == BankPair::Likelihood;
     for i in 0..own_norms.len() {
         let row = RowTerms {
             theta: &theta[i * c..(i + 1) * c],
@@ -380,16 +416,17 @@ fn pair_rows_body<T: Real>(chunk: &PairChunk<'_, T>, out: PairSums<'_, T>) {
             bank_aux,
             margin,
         };
-        pair_row(pair, &row, value_row, &mut g[i * c..(i + 1) * c], own_row);
-        // The likelihood has no own-code term; its `own_row` holds the factors `1 + e`.
-        if pair == BankPair::Likelihood {
-            values[i] = sum_lanes(value_row) + ln_of_products(own_row);
+        pair_row(pair, &row, &mut g[i * c..(i + 1) * c], own_row, &mut acc);
+        if likelihood {
             own[i] = T::zero();
+            if (i + 1) % PRODUCT_ROWS == 0 {
+                acc.renormalise();
+            }
         } else {
-            values[i] = sum_lanes(value_row);
             own[i] = sum_lanes(own_row);
         }
     }
+    acc.value(likelihood, own_row)
 }
 
 /// Per length, per batch row: the squared norm of the row's prefix (contrastive) or the inverse
@@ -481,8 +518,8 @@ fn chunk<T: Real>(
     let bank_sq = zeroed(&mut scratch.bank_sq, c);
     let bank_aux = zeroed(&mut scratch.bank_aux, c);
     let g = sized(&mut scratch.g, n * c);
-    let rows = sized(&mut scratch.rows, 2 * c);
-    let mut values = vec![T::zero(); k * n];
+    let rows = sized(&mut scratch.rows, 4 * c);
+    let mut values = vec![T::zero(); k];
     let mut own = vec![T::zero(); k * n];
     let total: usize = inp.bits.iter().sum();
     let mut products = vec![T::zero(); n * total];
@@ -545,10 +582,9 @@ fn chunk<T: Real>(
         let sums = PairSums {
             g,
             scratch: rows,
-            values: &mut values[kk * n..(kk + 1) * n],
             own: &mut own[kk * n..(kk + 1) * n],
         };
-        pair_rows(&terms, sums);
+        values[kk] = pair_rows(&terms, sums);
         // This length's share of the gradient, `G_k U_chunk[:, :b]`, while G_k is in cache.
         let out = &mut products[offset..offset + n * b];
         if let Some(isa) = fused {
@@ -591,6 +627,20 @@ pub(super) fn quantisation<T: Real>(
     (value, grad)
 }
 
+/// `log cosh(|x| - 1)` of every element of `row`, as `a + ln(1 + e^(-2a)) - ln 2` with
+/// `a = ||x| - 1|`, in the vectorised exponential and logarithm: only the reported value reads
+/// it (the slope, `tanh`, is the library's), and where a library call per element kept the loop
+/// scalar it was most of DHN's quantisation term.
+fn log_cosh_gaps<T: Real>(row: &[T], out: &mut [T]) {
+    let (one, two) = (T::one(), T::from_f64(2.0));
+    let ln2 = T::from_f64(std::f64::consts::LN_2);
+    let out = &mut out[..row.len()];
+    for (v, &x) in out.iter_mut().zip(row) {
+        let a = (x.abs() - one).abs();
+        *v = a + (one + (-two * a).exp_neg_lanes()).ln_lanes() - ln2;
+    }
+}
+
 /// [`quantisation`] of every length in `bits` (increasing). An element-wise term is evaluated
 /// once per element of the longest prefix; each length then sums its prefix's values in the
 /// order [`quantisation`] alone would and scales its slopes, so the results are the same.
@@ -608,28 +658,35 @@ fn quantisations<T: Real>(
         Quantisation::AbsGap | Quantisation::LogCosh | Quantisation::SignGap
     );
     // Per element of the longest prefix, row-major: the term's value and its slope.
-    let mut terms = Vec::new();
+    let (mut values, mut slopes) = (Vec::new(), Vec::new());
     if elementwise {
-        terms.reserve(n * longest);
-        for i in 0..n {
-            terms.extend(
-                u[i * width..i * width + longest]
-                    .iter()
-                    .map(|&x| match quant {
-                        Quantisation::AbsGap => {
-                            let gap = T::one() - x.abs();
-                            (gap.abs(), -sign(gap) * sign(x))
-                        }
-                        Quantisation::LogCosh => {
-                            let z = x.abs() - T::one();
-                            (scalar::unary(Unary::LogCosh, z), z.tanh() * sign(x))
-                        }
-                        _ => {
-                            let z = x - sign(x);
-                            (z * z, T::from_f64(2.0) * z)
-                        }
-                    }),
-            );
+        values.resize(n * longest, T::zero());
+        slopes.resize(n * longest, T::zero());
+        let rows = values
+            .chunks_exact_mut(longest)
+            .zip(slopes.chunks_exact_mut(longest));
+        for (i, (vals, slps)) in rows.enumerate() {
+            let row = &u[i * width..i * width + longest];
+            match quant {
+                Quantisation::AbsGap => {
+                    for ((v, s), &x) in vals.iter_mut().zip(slps.iter_mut()).zip(row) {
+                        let gap = T::one() - x.abs();
+                        (*v, *s) = (gap.abs(), -sign(gap) * sign(x));
+                    }
+                }
+                Quantisation::LogCosh => {
+                    log_cosh_gaps(row, vals);
+                    for (s, &x) in slps.iter_mut().zip(row) {
+                        *s = (x.abs() - T::one()).tanh() * sign(x);
+                    }
+                }
+                _ => {
+                    for ((v, s), &x) in vals.iter_mut().zip(slps.iter_mut()).zip(row) {
+                        let z = x - sign(x);
+                        (*v, *s) = (z * z, T::from_f64(2.0) * z);
+                    }
+                }
+            }
         }
     }
     let one_length = |b: usize| {
@@ -652,8 +709,10 @@ fn quantisations<T: Real>(
                     out.fill(slope * inv);
                 }
                 Quantisation::AbsGap | Quantisation::LogCosh | Quantisation::SignGap => {
-                    let row_terms = &terms[i * longest..i * longest + b];
-                    for (g, &(value, slope)) in out.iter_mut().zip(row_terms) {
+                    let at = i * longest..i * longest + b;
+                    for ((g, &value), &slope) in
+                        out.iter_mut().zip(&values[at.clone()]).zip(&slopes[at])
+                    {
                         total += value;
                         *g = slope * inv;
                     }
@@ -695,7 +754,7 @@ pub(super) fn bank_objectives<T: Real>(
         chunks.iter().map(|r| one(&mut scratch, r)).collect()
     };
     // The chunks' sums, in chunk order.
-    let mut values = vec![T::zero(); k * n];
+    let mut values = vec![T::zero(); k];
     let mut own = vec![T::zero(); k * n];
     let mut similar = T::zero();
     let mut products = vec![T::zero(); sums.first().map_or(0, |s| s.products.len())];
@@ -721,8 +780,7 @@ pub(super) fn bank_objectives<T: Real>(
     let mut offset = 0;
     let quants = quantisations(inp.loss.quant, inp.codes, n, inp.width, inp.bits);
     for ((kk, &b), (quant, quant_grad)) in inp.bits.iter().enumerate().zip(quants) {
-        let pair: T = values[kk * n..(kk + 1) * n].iter().copied().sum();
-        let loss = scale * pair + alpha * quant;
+        let loss = scale * values[kk] + alpha * quant;
         let mut grad = products[offset..offset + n * b].to_vec();
         for i in 0..n {
             let norm = norms[kk * n + i];
@@ -764,37 +822,80 @@ mod tests {
     use super::*;
     use crate::rng::SplitMix64;
 
-    /// Rows of factors `1 + e` as the likelihood makes them: `e = e^-|t|` for `t` spread over
-    /// the range that matters, with exact 1s and 2s mixed in.
-    fn factors(rng: &mut SplitMix64, len: usize) -> Vec<f64> {
-        (0..len)
-            .map(|_| match (rng.next_f64() * 10.0) as u32 {
-                0 => 1.0,
-                1 => 2.0,
-                _ => 1.0 + (-rng.uniform(0.0, 20.0)).exp(),
-            })
-            .collect()
+    /// The likelihood's chunk value `sum_pq softplus(t_pq) - s_pq t_pq`, `t = theta / 2`, in
+    /// `f64` from the same (`f32`-representable) inputs.
+    fn exact_likelihood(theta: &[f32], s: &[f32]) -> (f64, f64) {
+        let (mut value, mut size) = (0.0, 0.0);
+        for (&th, &sv) in theta.iter().zip(s) {
+            let t = 0.5 * f64::from(th);
+            let term = t.max(0.0) + (-t.abs()).exp().ln_1p() - f64::from(sv) * t;
+            value += term;
+            size += term.abs();
+        }
+        (value, size)
     }
 
+    fn likelihood_value<T: Real>(theta: &[T], s: &[T], n: usize, c: usize) -> T {
+        let chunk = PairChunk {
+            pair: BankPair::Likelihood,
+            theta,
+            s,
+            own_norms: &vec![T::one(); n],
+            bank_aux: &vec![T::zero(); c],
+            margin: T::zero(),
+        };
+        let (mut g, mut scratch, mut own) = (
+            vec![T::zero(); n * c],
+            vec![T::zero(); 4 * c],
+            vec![T::zero(); n],
+        );
+        pair_rows(
+            &chunk,
+            PairSums {
+                g: &mut g,
+                scratch: &mut scratch,
+                own: &mut own,
+            },
+        )
+    }
+
+    /// The column sums and running products give the likelihood's value to `f32` rounding, with
+    /// more batch rows than one renormalisation covers, and exactly `n c ln 2` where every factor
+    /// is 2 (the products pass `2^64` again and again).
     #[test]
-    fn ln_of_products_is_within_1e_6_of_the_sum_of_logs() {
-        let mut rng = SplitMix64::new(5);
+    fn the_likelihood_value_of_a_chunk_is_within_rounding_of_f64() {
         let mut worst = 0.0f64;
-        for len in [0, 1, 7, 8, 9, 100, 255, 256] {
-            for trial in 0..300 {
-                let mut xs = factors(&mut rng, len);
-                // Every third draw near 2, so that the product passes 2^64 several times.
-                if trial % 3 == 0 {
-                    xs.iter_mut().for_each(|x| *x = 2.0 - (*x - 1.0) / 2.0);
-                }
-                let xs32: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
-                let exact: f64 = xs32.iter().map(|&x| (x as f64).ln()).sum();
-                let err = (ln_of_products(&xs32) as f64 - exact).abs() / (exact + 1.0);
+        for (k, (n, c)) in [(1, 1), (5, 37), (64, 256), (100, 256), (131, 19)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut rng = SplitMix64::new(40 + k as u64);
+            for spread in [40.0, 0.01] {
+                let theta: Vec<f32> = (0..n * c)
+                    .map(|_| rng.uniform(-spread, spread) as f32)
+                    .collect();
+                let s: Vec<f32> = (0..n * c)
+                    .map(|_| if rng.next_f64() < 0.3 { 1.0 } else { 0.0 })
+                    .collect();
+                let (exact, size) = exact_likelihood(&theta, &s);
+                let got = f64::from(likelihood_value(&theta, &s, n, c));
+                let err = (got - exact).abs() / (size + 1.0);
                 worst = worst.max(err);
-                let exact: f64 = xs.iter().map(|&x| x.ln()).sum();
-                assert!((ln_of_products(&xs) - exact).abs() <= 1e-13 * (exact + 1.0));
+                let wide = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| f64::from(x)).collect() };
+                let got64 = likelihood_value(&wide(&theta), &wide(&s), n, c);
+                assert!(
+                    (got64 - exact).abs() <= 1e-12 * (size + 1.0),
+                    "{n} x {c}: f64 {got64} against {exact}"
+                );
             }
+            let zeros = vec![0.0f32; n * c];
+            let got = f64::from(likelihood_value(&zeros, &zeros, n, c));
+            let want = (n * c) as f64 * std::f64::consts::LN_2;
+            assert!(
+                (got - want).abs() <= 1e-6 * want,
+                "{n} x {c}: {got} against {want}"
+            );
         }
-        assert!(worst <= 1e-6, "relative error {worst}");
+        assert!(worst <= 5e-7, "relative error {worst}");
     }
 }

@@ -113,7 +113,7 @@ unsafe fn product_avx512<T: Real>(op: &Product<'_, T>, out: &mut [T], accumulate
     }
 }
 
-/// The product in register tiles of `R x D`, then of 1 row or 8 or 1 columns at the edges.
+/// The product in register tiles of `R x D`, then of 1 row or 16, 8 or 1 columns at the edges.
 #[inline(always)]
 fn product_body<T: Real, const R: usize, const D: usize>(
     op: &Product<'_, T>,
@@ -146,6 +146,11 @@ fn tile_row<T: Real, const R: usize, const D: usize>(
         if left >= D {
             tile::<T, R, D>(op, i0, x0, out, accumulate);
             x0 += D;
+        } else if D > 16 && left >= 16 {
+            // A 16-bit length's gradient in one pass instead of two of 8 columns, each of which
+            // broadcasts every element of `A` again.
+            tile::<T, R, 16>(op, i0, x0, out, accumulate);
+            x0 += 16;
         } else if left >= 8 {
             tile::<T, R, 8>(op, i0, x0, out, accumulate);
             x0 += 8;
@@ -336,7 +341,7 @@ mod tests {
     use crate::rng::SplitMix64;
 
     /// Tile-sized and edge shapes: `(rows, len, cols)`.
-    const SHAPES: [(usize, usize, usize); 7] = [
+    const SHAPES: [(usize, usize, usize); 9] = [
         (1, 1, 1),
         (3, 5, 7),
         (4, 8, 8),
@@ -344,6 +349,8 @@ mod tests {
         (8, 33, 64),
         (13, 256, 40),
         (64, 8, 256),
+        (11, 256, 16),
+        (9, 21, 57),
     ];
 
     fn uniform<T: Real>(seed: u64, n: usize) -> Vec<T> {
