@@ -1,7 +1,8 @@
 //! Matmul throughput at the training shapes of the nested projection: the forward passes
 //! `Y = X W^T + b` of the two layers and their backward products `dX = dY W` and `dW = dY^T X`,
 //! on the CPU backend, on the GPU backend (whatever adapter is found, software allowed; its id
-//! names it, e.g. `vulkan-llvmpipe`) and on a naive triple loop as the baseline.
+//! names it, e.g. `vulkan-llvmpipe`), on `matrixmultiply` called directly (`library`, one thread:
+//! compare with `cpu` under `RAYON_NUM_THREADS=1`) and on a naive triple loop as the baseline.
 //!
 //! Throughput is `2 m n k` elements per iteration, so criterion's elements/s read as FLOP/s.
 //! GPU work is synchronised inside the timed closure; uploads happen outside it.
@@ -313,6 +314,58 @@ fn bench_naive(c: &mut Criterion) {
     group.finish();
 }
 
+/// `matrixmultiply`'s `sgemm` on the whole product in one call on the calling thread, with the
+/// bias added after: what the CPU backend ran before its products read their operands in place
+/// (`cpu/fused_matmul.rs`). Compare with `cpu` under `RAYON_NUM_THREADS=1` for the same work on
+/// one thread.
+fn bench_library(c: &mut Criterion) {
+    let mut group = c.benchmark_group("matmul");
+    group.sample_size(10);
+    for (i, case) in CASES.iter().enumerate() {
+        let seed = 10 * i as u64;
+        let a = random(seed, case.shape_a().len());
+        let b = random(seed + 1, case.shape_b().len());
+        let bias = random(seed + 2, case.n);
+        let (m, k, n) = (case.m, case.k, case.n);
+        let (rsa, csa) = if case.trans_a { (1, m) } else { (k, 1) };
+        let (rsb, csb) = if case.trans_b { (1, k) } else { (n, 1) };
+        group.throughput(Throughput::Elements(case.flops()));
+        group.bench_function(format!("{}/library", case.name), |bench| {
+            bench.iter(|| {
+                let mut out = vec![0.0f32; m * n];
+                // SAFETY: op(A) is m x k and op(B) k x n for these strides; out is m x n.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        rsa as isize,
+                        csa as isize,
+                        b.as_ptr(),
+                        rsb as isize,
+                        csb as isize,
+                        0.0,
+                        out.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                };
+                if case.bias {
+                    for row in out.chunks_mut(n) {
+                        for (o, &bv) in row.iter_mut().zip(&bias) {
+                            *o += bv;
+                        }
+                    }
+                }
+                black_box(out)
+            })
+        });
+    }
+    group.finish();
+}
+
 fn matmul(c: &mut Criterion) {
     let run = |c: &mut Criterion| -> Result<()> {
         let cpu = CpuBackend::<f32>::new();
@@ -327,6 +380,7 @@ fn matmul(c: &mut Criterion) {
             }
             Err(e) => eprintln!("skipping GPU benches: {e}"),
         }
+        bench_library(c);
         bench_naive(c);
         Ok(())
     };

@@ -13,10 +13,10 @@ use super::elementwise::{map_on, zip_map_on};
 use super::isa::Isa;
 use super::{scalar, PAR_MIN};
 use crate::backend::{Binary, Unary};
+use crate::cpu::fma_products::{product, Fused, Product};
 #[cfg(target_arch = "x86_64")]
 use crate::hashing::bank_cpu::pair_rows_avx512;
 use crate::hashing::bank_cpu::{pair_rows_on, PairChunk, PairSums};
-use crate::hashing::bank_products::{product, Fused, Product};
 use crate::hashing::csq_row::{csq_rows_on, CsqBatch, CsqTerms};
 #[cfg(target_arch = "x86_64")]
 use crate::hashing::triplet_cpu::anchor_rows_avx512;
@@ -465,7 +465,7 @@ fn dtsh_anchor_rows_give_the_same_bits_on_every_isa() {
     anchor_rows_all::<f64>();
 }
 
-/// The fused products of the bank pass (`hashing::bank_products`), written and accumulated, in
+/// The fused products of the bank pass (`cpu::fma_products`), written and accumulated, in
 /// every fused build this CPU has, against a plain loop of the same `mul_add` chains: whole
 /// register tiles and each kind of edge, with special values in the small cases.
 fn bank_products_all<T: Real>() {
@@ -512,6 +512,7 @@ fn bank_products_all<T: Real>() {
             rows,
             len,
             cols,
+            out_stride: cols,
         };
         for accumulate in [false, true] {
             let want: Vec<T> = (0..rows * cols)

@@ -7,6 +7,8 @@
 
 mod adam;
 mod elementwise;
+pub(crate) mod fma_products;
+mod fused_matmul;
 pub(crate) mod isa;
 pub mod lanes;
 pub mod scalar;
@@ -38,6 +40,17 @@ fn matmul_tiles(m: usize, k: usize, n: usize) -> (usize, usize) {
         (m.div_ceil(2), MATMUL_TILE)
     } else {
         (MATMUL_TILE, n.div_ceil(2))
+    }
+}
+
+/// Adds `bias` (one value per column) to every row of the `n`-column `out`.
+fn add_bias<T: Real>(out: &mut [T], n: usize, bias: Option<&CpuBuf<T>>) {
+    if let Some(bias) = bias {
+        for row in out.chunks_mut(n.max(1)) {
+            for (o, &bv) in row.iter_mut().zip(bias.data.iter()) {
+                *o += bv;
+            }
+        }
     }
 }
 
@@ -343,6 +356,21 @@ impl<T: Real> Backend for CpuBackend<T> {
         bias: Option<&CpuBuf<T>>,
     ) -> Result<CpuBuf<T>, KernelError> {
         let (m, k, n) = matmul_dims(a.shape, trans_a, b.shape, trans_b, bias.map(|b| b.shape))?;
+        let fused = fma_products::Fused::detect()
+            .filter(|_| k > 0 && m > 0 && n > 0 && fused_matmul::applies(m, trans_b));
+        if let Some(isa) = fused {
+            let mut out = vec![T::zero(); m * n];
+            fused_matmul::matmul(
+                isa,
+                fused_matmul::Operand::new(a, trans_a),
+                fused_matmul::Operand::new(b, trans_b),
+                (m, k, n),
+                &mut out,
+                m * n * k >= PAR_MIN * 8,
+            );
+            add_bias(&mut out, n, bias);
+            return Ok(CpuBuf::new(Shape::new(m, n), out));
+        }
         // Element strides of op(A) (m x k) and op(B) (k x n) inside their row-major storage.
         let (rsa, csa) = if trans_a {
             (1, a.shape.cols as isize)
@@ -406,13 +434,7 @@ impl<T: Real> Backend for CpuBackend<T> {
             // its tile (beta = 0 overwrites C), so every element is initialised.
             unsafe { out.set_len(m * n) };
         }
-        if let Some(bias) = bias {
-            for row in out.chunks_mut(n.max(1)) {
-                for (o, &bv) in row.iter_mut().zip(bias.data.iter()) {
-                    *o += bv;
-                }
-            }
-        }
+        add_bias(&mut out, n, bias);
         Ok(CpuBuf::new(Shape::new(m, n), out))
     }
 

@@ -2,7 +2,7 @@
 //! the bank in fixed chunks of [`CHUNK`] rows. For each chunk, the similarities and the inner
 //! products of every length (running sums over the lengths' column blocks), the per-pair terms
 //! of every length in one vectorised loop, and the chunk's share of each gradient `G_k U[:, :b_k]`,
-//! the products by [`super::bank_products`] where the CPU has FMA (the same bits as the matrix
+//! the products by [`crate::cpu::fma_products`] where the CPU has FMA (the same bits as the matrix
 //! library, without its packing) and by the matrix library elsewhere. Chunks run on rayon's pool,
 //! each thread reusing its working buffers, and are summed in chunk order, so the result does not
 //! depend on the number of threads.
@@ -10,8 +10,8 @@
 use rayon::prelude::*;
 
 use super::bank::{BankLoss, BankPair, Quantisation, COSINE_EPS};
-use super::bank_products::{self, Fused, Product};
 use crate::backend::{Shape, Unary};
+use crate::cpu::fma_products::{self, Fused, Product};
 use crate::cpu::isa::Isa;
 use crate::cpu::{scalar, CpuBuf};
 use crate::real::Real;
@@ -55,7 +55,7 @@ struct ChunkSums<T> {
 ///
 /// # Safety
 /// The pointers and strides must describe matrices of the stated sizes inside their buffers.
-pub(super) unsafe fn gemm<T: Real>(
+pub(crate) unsafe fn gemm<T: Real>(
     (m, k, n): (usize, usize, usize),
     a: *const T,
     (rsa, csa): (usize, usize),
@@ -509,7 +509,7 @@ fn chunk<T: Real>(
     let longest = inp.bits[k - 1];
     let ut: &[T] = if fused.is_some() || norms_needed {
         let ut = sized(&mut scratch.ut, longest * c);
-        bank_products::transpose(fused, bank, w, c, longest, ut);
+        fma_products::transpose(fused, bank, w, c, longest, ut);
         ut
     } else {
         &[]
@@ -534,8 +534,9 @@ fn chunk<T: Real>(
                 rows: n,
                 len: b - lo,
                 cols: c,
+                out_stride: c,
             };
-            bank_products::product(isa, &block, theta, true);
+            fma_products::product(isa, &block, theta, true);
         } else {
             let part = sized(&mut scratch.part, n * c);
             // SAFETY: the batch block is n x (b - lo) from column lo (row stride width >= b);
@@ -557,7 +558,7 @@ fn chunk<T: Real>(
             }
         }
         if norms_needed {
-            bank_products::square_block(ut, c, lo, b, bank_sq);
+            fma_products::square_block(ut, c, lo, b, bank_sq);
         }
         lo = b;
         for (aux, &sq) in bank_aux.iter_mut().zip(bank_sq.iter()) {
@@ -596,8 +597,9 @@ fn chunk<T: Real>(
                 rows: n,
                 len: c,
                 cols: b,
+                out_stride: b,
             };
-            bank_products::product(isa, &op, out, false);
+            fma_products::product(isa, &op, out, false);
         } else {
             // SAFETY: G_k is n x c (row stride c); the chunk's bank prefix is c x b (row stride
             // w, b <= w); the output block is n x b (row stride b).

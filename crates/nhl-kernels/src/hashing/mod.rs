@@ -14,7 +14,6 @@
 
 mod bank;
 pub(crate) mod bank_cpu;
-pub(crate) mod bank_products;
 mod cpu;
 pub(crate) mod csq_row;
 mod gpu;

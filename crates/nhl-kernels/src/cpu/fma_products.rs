@@ -1,16 +1,20 @@
-//! The matrix products of one chunk of the bank pass ([`super::bank_cpu`]), written out for
-//! their shapes instead of calling the matrix library: a batch of `n` codes against `c <= 256`
-//! bank rows, over column blocks as narrow as 8. At these sizes the library spends as long
-//! packing its operands (every call, every block, every length) as multiplying them.
+//! Matrix products written out as register tiles of fused multiply-adds, reading both operands
+//! in place, where the matrix library packs them into panels first: the backend's
+//! [`matmul`](crate::Backend::matmul) (a batch of 64 against the backbone's 784 x 1024 weight,
+//! where packing the weight every call cost as much as the multiplication) and the per-chunk
+//! products of the bank pass ([`crate::hashing::bank_cpu`]: a batch of `n` codes against `c <= 256`
+//! bank rows, over column blocks as narrow as 8).
 //!
 //! Every output element is one chain of fused multiply-adds over the reduction index in
 //! ascending order, starting from zero: `acc = fma(a_0, b_0, 0)`, `acc = fma(a_1, b_1, acc)`, ...
 //! That is the chain `matrixmultiply`'s kernels compute where the CPU has FMA (AVX2 with FMA, or
-//! AVX-512), for a reduction of at most its `KC = 256`, so these products give the library's bits
-//! there (`products_give_the_library_bits`, below). The loops are built for AVX2 with FMA and for
-//! AVX-512F, and each element's chain is the same in both (`bank_products_give_the_same_bits_on_
-//! every_isa` in `cpu::isa_bits`). A CPU without FMA keeps the library ([`Fused::detect`] is
-//! `None` there), whose own kernels are unfused on such a CPU.
+//! AVX-512), for a reduction of at most its depth [`KC`]; a longer reduction it cuts into blocks of
+//! `KC`, each a chain of its own added to the output in order, which [`product_blocks`] does too.
+//! So these products give the library's bits there (`products_give_the_library_bits`, below). The
+//! loops are built for AVX2 with FMA and for AVX-512F, and each element's chain is the same in
+//! both (`bank_products_give_the_same_bits_on_every_isa` in `cpu::isa_bits`). A CPU without FMA
+//! keeps the library ([`Fused::detect`] is `None` there), whose own kernels are unfused on such a
+//! CPU.
 
 use crate::real::Real;
 
@@ -50,9 +54,13 @@ impl Fused {
     }
 }
 
+/// `matrixmultiply`'s reduction depth (`S_KC` and `D_KC` of its version 0.3): each kernel call
+/// chains at most this many terms before adding them to the output.
+pub(crate) const KC: usize = 256;
+
 /// A product `A B` of a `rows x len` matrix `A` (row `i` is `a[i a_stride ..][..len]`) and a
 /// `len x cols` matrix `B` (row `t` is `b[t b_stride ..][..cols]`), written to or added to a
-/// `rows x cols` output (row stride `cols`).
+/// `rows x cols` output (row `i` is `out[i out_stride ..][..cols]`).
 ///
 /// The bank pass uses two: the inner products of one column block `lo..hi`, `A` the batch codes
 /// from column `lo` (`a_stride` the batch width, `len = hi - lo`) and `B` the transposed chunk
@@ -68,12 +76,17 @@ pub(crate) struct Product<'a, T> {
     pub(crate) rows: usize,
     pub(crate) len: usize,
     pub(crate) cols: usize,
+    pub(crate) out_stride: usize,
 }
 
 /// `out = A B`, or `out += A B` when `accumulate` (each element's chain formed first, then
 /// added), in `isa`'s build.
 pub(crate) fn product<T: Real>(isa: Fused, op: &Product<'_, T>, out: &mut [T], accumulate: bool) {
-    assert!(out.len() >= op.rows * op.cols, "product output too short");
+    assert!(
+        op.cols <= op.out_stride
+            && (op.rows == 0 || out.len() >= (op.rows - 1) * op.out_stride + op.cols),
+        "product output too short"
+    );
     match isa {
         // SAFETY: a `Fused` value names only a build the running CPU supports.
         #[cfg(target_arch = "x86_64")]
@@ -81,6 +94,27 @@ pub(crate) fn product<T: Real>(isa: Fused, op: &Product<'_, T>, out: &mut [T], a
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Fused::Avx512 => unsafe { product_avx512(op, out, accumulate) },
+    }
+}
+
+/// `out = A B` for a reduction of any length, as `matrixmultiply` forms it where the CPU has FMA:
+/// one chain per block of [`KC`] terms, the first block's written, each later block's added in
+/// order.
+pub(crate) fn product_blocks<T: Real>(isa: Fused, op: &Product<'_, T>, out: &mut [T]) {
+    let mut lo = 0;
+    loop {
+        let len = KC.min(op.len - lo);
+        let block = Product {
+            a: &op.a[lo..],
+            b: &op.b[lo * op.b_stride..],
+            len,
+            ..*op
+        };
+        product(isa, &block, out, lo > 0);
+        lo += len;
+        if lo >= op.len {
+            break;
+        }
     }
 }
 
@@ -182,7 +216,7 @@ fn tile<T: Real, const R: usize, const D: usize>(
         }
     }
     for (r, acc_row) in acc.iter().enumerate() {
-        let dst = &mut out[(i0 + r) * op.cols + x0..][..D];
+        let dst = &mut out[(i0 + r) * op.out_stride + x0..][..D];
         if accumulate {
             for (o, &v) in dst.iter_mut().zip(acc_row) {
                 *o += v;
@@ -399,6 +433,7 @@ mod tests {
                 rows,
                 len,
                 cols,
+                out_stride: cols,
             };
             for isa in Fused::available() {
                 let mut out = vec![T::zero(); rows * cols];
