@@ -11,7 +11,8 @@
 //! otherwise, and `C^T` is transposed into `C`. Each element of `C` is the chain of its own
 //! reduction in ascending order, so neither the route nor the number of threads changes a bit.
 //! Measured side by side (`cargo bench --bench kernels -- matmul/`, one thread), the forward
-//! product of the backbone takes three quarters of the library's time; the backward products,
+//! product of the backbone takes three quarters to four fifths of the library's time; the
+//! backward products,
 //! whose right operand is a weight read with a stride of a power of two (a cache-set conflict per
 //! row) or whose reduction is 64 long, were slower than the library this way and stay with it.
 
@@ -72,6 +73,9 @@ fn transposed<T: Real>(isa: Fused, data: &[T], shape: Shape) -> Vec<T> {
     out
 }
 
+/// Rows of the output per parallel task: a multiple of every register tile's height.
+const ROWS: usize = 32;
+
 /// `out = L R` for `L` (`rows x len`, row-major) and `R` (`len x cols`, row-major), `out` row-major
 /// `rows x cols`, in row blocks on rayon's pool when `parallel`.
 fn rows_times<T: Real>(
@@ -101,9 +105,6 @@ fn rows_times<T: Real>(
         out.chunks_mut(ROWS * cols).enumerate().for_each(block);
     }
 }
-
-/// Rows of the output per parallel task: a multiple of every register tile's height.
-const ROWS: usize = 32;
 
 /// `out = op(A) B^T`, `m x k` by `k x n` with `k > 0`, every element of `out` (`m x n`)
 /// written; in parallel when `parallel`. The caller checks [`applies`].
@@ -159,22 +160,19 @@ mod tests {
             (MAX_ROWS, 40, 33),
         ];
         for (s, &(m, k, n)) in shapes.iter().enumerate() {
-            for (trans_a, trans_b) in [(false, true), (true, true)] {
+            // The product always reads B transposed (`applies`); A either way.
+            for trans_a in [false, true] {
                 let seed = 500 + 10 * s as u64;
                 let a_shape = if trans_a {
                     Shape::new(k, m)
                 } else {
                     Shape::new(m, k)
                 };
-                let b_shape = if trans_b {
-                    Shape::new(n, k)
-                } else {
-                    Shape::new(k, n)
-                };
+                let b_shape = Shape::new(n, k);
                 let a = uniform::<T>(seed, m * k);
                 let b = uniform::<T>(seed + 1, k * n);
                 let (rsa, csa) = if trans_a { (1, m) } else { (k, 1) };
-                let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
+                let (rsb, csb) = (1, k);
                 let mut library = vec![T::zero(); m * n];
                 // SAFETY: op(A) is m x k and op(B) k x n for these strides; library is m x n.
                 unsafe {
@@ -200,14 +198,14 @@ mod tests {
                     matmul(
                         isa,
                         operand(&a, a_shape, trans_a),
-                        operand(&b, b_shape, trans_b),
+                        operand(&b, b_shape, true),
                         (m, k, n),
                         &mut out,
                         parallel,
                     );
                     assert!(
                         bits(&out) == bits(&library),
-                        "{m}x{k}x{n}, trans {trans_a} {trans_b}, parallel {parallel}"
+                        "{m}x{k}x{n}, trans_a {trans_a}, parallel {parallel}"
                     );
                 }
             }
