@@ -196,7 +196,7 @@ struct RowTerms<'a, T> {
 /// the pair values, and for the likelihood the running product of the factors `1 + e^-|t|`
 /// whose logarithms complete its softplus, with the number of times `2^64` was taken out of it.
 /// Summing down the columns and reducing once per chunk, where each batch row was reduced on its
-/// own before, took half the time of the likelihood's pair terms.
+/// own before, cut the time of DHN's pair terms by about 40% (perf, criterion's bank pass).
 struct Columns<'a, T> {
     sum: &'a mut [T],
     product: &'a mut [T],
