@@ -369,7 +369,7 @@ pub(crate) fn square_block<T: Real>(ut: &[T], c: usize, lo: usize, hi: usize, sq
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::hashing::bank_cpu::gemm;
     use crate::rng::SplitMix64;
@@ -387,24 +387,34 @@ mod tests {
         (9, 21, 57),
     ];
 
-    fn uniform<T: Real>(seed: u64, n: usize) -> Vec<T> {
+    /// `n` seeded values uniform in `[-2, 2)`.
+    pub(crate) fn uniform<T: Real>(seed: u64, n: usize) -> Vec<T> {
         let mut rng = SplitMix64::new(seed);
         (0..n)
             .map(|_| T::from_f64(rng.uniform(-2.0, 2.0)))
             .collect()
     }
 
-    /// Each fused build's products, written and accumulated, against `matrixmultiply`'s on the
-    /// same strided operands, bit for bit.
-    fn library_bits<T: Real>() {
-        let Some(_) = Fused::detect() else {
+    /// The widest fused build, or `None` with a printed notice on a CPU without FMA, where the
+    /// library runs instead and there is nothing to compare.
+    pub(crate) fn fused_or_skip() -> Option<Fused> {
+        let isa = Fused::detect();
+        if isa.is_none() {
             use std::io::Write;
             let _ = writeln!(
                 std::io::stderr(),
                 "no FMA on this CPU: the library runs instead"
             );
+        }
+        isa
+    }
+
+    /// Each fused build's products, written and accumulated, against `matrixmultiply`'s on the
+    /// same strided operands, bit for bit.
+    fn library_bits<T: Real>() {
+        if fused_or_skip().is_none() {
             return;
-        };
+        }
         for (k, &(rows, len, cols)) in SHAPES.iter().enumerate() {
             let seed = 300 + 10 * k as u64;
             let (a_stride, b_stride) = (len + 2, cols + 3);

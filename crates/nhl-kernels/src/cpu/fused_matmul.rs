@@ -127,25 +127,13 @@ pub(super) fn matmul<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
-
-    fn uniform<T: Real>(seed: u64, n: usize) -> Vec<T> {
-        let mut rng = SplitMix64::new(seed);
-        (0..n)
-            .map(|_| T::from_f64(rng.uniform(-2.0, 2.0)))
-            .collect()
-    }
+    use crate::cpu::fma_products::tests::{fused_or_skip, uniform};
 
     /// Both transpositions of `A`, against `matrixmultiply` on the same operands, bit for bit,
     /// serial and parallel: odd sizes, reductions of one to four blocks of `KC` (the backbone's
     /// 784 included), the training step's shapes and the largest `op(A)` it takes.
     fn library_bits<T: Real>() {
-        let Some(isa) = Fused::detect() else {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "no FMA on this CPU: the library runs instead"
-            );
+        let Some(isa) = fused_or_skip() else {
             return;
         };
         let shapes = [
