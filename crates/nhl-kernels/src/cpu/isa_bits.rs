@@ -15,8 +15,8 @@ use super::{scalar, PAR_MIN};
 use crate::backend::{Binary, Unary};
 use crate::cpu::fma_products::{product, Fused, Product};
 #[cfg(target_arch = "x86_64")]
-use crate::hashing::bank_cpu::pair_rows_avx512;
-use crate::hashing::bank_cpu::{pair_rows_on, PairChunk, PairSums};
+use crate::hashing::bank_pairs::pair_rows_avx512;
+use crate::hashing::bank_pairs::{pair_rows_on, PairChunk, PairSums};
 use crate::hashing::csq_row::{csq_rows_on, CsqBatch, CsqTerms};
 #[cfg(target_arch = "x86_64")]
 use crate::hashing::triplet_cpu::anchor_rows_avx512;

@@ -14,6 +14,7 @@
 
 mod bank;
 pub(crate) mod bank_cpu;
+pub(crate) mod bank_pairs;
 mod cpu;
 pub(crate) mod csq_row;
 mod gpu;
