@@ -374,8 +374,8 @@ pub(crate) mod tests {
     use crate::hashing::bank_cpu::gemm;
     use crate::rng::SplitMix64;
 
-    /// Tile-sized and edge shapes: `(rows, len, cols)`.
-    const SHAPES: [(usize, usize, usize); 9] = [
+    /// Tile-sized and edge shapes of the products: `(rows, len, cols)` (also the ISA-bits test's).
+    pub(crate) const SHAPES: [(usize, usize, usize); 9] = [
         (1, 1, 1),
         (3, 5, 7),
         (4, 8, 8),

@@ -13,6 +13,7 @@ use super::elementwise::{map_on, zip_map_on};
 use super::isa::Isa;
 use super::{scalar, PAR_MIN};
 use crate::backend::{Binary, Unary};
+use crate::cpu::fma_products::tests::SHAPES;
 use crate::cpu::fma_products::{product, Fused, Product};
 #[cfg(target_arch = "x86_64")]
 use crate::hashing::bank_pairs::pair_rows_avx512;
@@ -469,18 +470,7 @@ fn dtsh_anchor_rows_give_the_same_bits_on_every_isa() {
 /// every fused build this CPU has, against a plain loop of the same `mul_add` chains: whole
 /// register tiles and each kind of edge, with special values in the small cases.
 fn bank_products_all<T: Real>() {
-    let shapes = [
-        (1, 1, 1),
-        (3, 5, 7),
-        (4, 8, 8),
-        (9, 13, 37),
-        (8, 33, 64),
-        (13, 256, 40),
-        (64, 8, 256),
-        (11, 256, 16),
-        (9, 21, 57),
-    ];
-    for (k, (rows, len, cols)) in shapes.into_iter().enumerate() {
+    for (k, (rows, len, cols)) in SHAPES.into_iter().enumerate() {
         let seed = 9800 + 10 * k as u64;
         let (a_stride, b_stride) = (len + 2, cols + 3);
         // Special values only where they leave most chains finite.
