@@ -286,3 +286,61 @@ fn check_errors<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
 }
 
 nhl_kernels::on_every_backend!(check_bank, check_dtsh, check_hashnet, check_errors);
+
+/// The CPU bank pass forms the similarities from bit masks where the labels are zeros and ones
+/// and at most 32 classes, and by a product otherwise; every way to the same similarities gives
+/// the same bits: labels widened by empty classes past 32, labels scaled by 2 (dot products still
+/// positive exactly where classes are shared), and only the bank's scaled (each chunk decides).
+#[test]
+fn the_bank_pass_gives_the_same_bits_with_and_without_label_masks() -> Result<()> {
+    let b = CpuBackend::<f32>::new();
+    let (n, classes, rows, width, bits) = (19, 10, 600, 24, [8, 24]);
+    let uv = data(71, n * width, -1.6, 1.6);
+    let bv = data(72, rows * width, -1.5, 1.5);
+    let (yv, blv) = (labels(73, n, classes), labels(74, rows, classes));
+    let widen = |y: &[f64], r: usize| -> Vec<f64> {
+        (0..r)
+            .flat_map(|i| {
+                let mut row = y[i * classes..(i + 1) * classes].to_vec();
+                row.resize(40, 0.0);
+                row
+            })
+            .collect()
+    };
+    let double = |y: &[f64]| -> Vec<f64> { y.iter().map(|v| 2.0 * v).collect() };
+    let variants = [
+        ("masks", yv.clone(), blv.clone(), classes),
+        ("40 classes", widen(&yv, n), widen(&blv, rows), 40),
+        ("labels times 2", double(&yv), double(&blv), classes),
+        ("bank labels times 2", yv.clone(), double(&blv), classes),
+    ];
+    for loss in losses() {
+        let mut first: Option<Vec<Vec<f32>>> = None;
+        for (what, y, bank_y, c) in &variants {
+            let got = b.bank_objectives(
+                &up(&b, &uv, Shape::new(n, width))?,
+                &bits,
+                &up(&b, y, Shape::new(n, *c))?,
+                &up(&b, &bv, Shape::new(rows, width))?,
+                &up(&b, bank_y, Shape::new(rows, *c))?,
+                &loss,
+            )?;
+            let flat: Vec<Vec<f32>> = got
+                .iter()
+                .flat_map(|(l, g)| [b.download(l), b.download(g)])
+                .collect::<Result<_, _>>()?;
+            match &first {
+                None => first = Some(flat),
+                Some(want) => {
+                    let same = flat
+                        .iter()
+                        .flatten()
+                        .zip(want.iter().flatten())
+                        .all(|(x, y)| x.to_bits() == y.to_bits());
+                    ensure!(same, "{loss:?}: {what} differs from the masks' bits");
+                }
+            }
+        }
+    }
+    Ok(())
+}

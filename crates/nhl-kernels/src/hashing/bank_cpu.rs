@@ -1,5 +1,6 @@
 //! [`HashingOps::bank_objectives`](super::HashingOps::bank_objectives) on the CPU: one pass over
-//! the bank in fixed chunks of [`CHUNK`] rows. For each chunk, the similarities and the inner
+//! the bank in fixed chunks of [`CHUNK`] rows. For each chunk, the similarities (from bit masks of
+//! the labels where they are zeros and ones, [`super::label_masks`]) and the inner
 //! products of every length (running sums over the lengths' column blocks), the per-pair terms
 //! of every length in one vectorised loop ([`super::bank_pairs`]), and the chunk's share of each gradient `G_k U[:, :b_k]`,
 //! the products by [`crate::cpu::fma_products`] where the CPU has FMA (the same bits as the matrix
@@ -11,6 +12,7 @@ use rayon::prelude::*;
 
 use super::bank::{BankLoss, BankPair, Quantisation, COSINE_EPS};
 use super::bank_pairs::{pair_rows, PairChunk, PairSums};
+use super::label_masks::{label_masks, similarity_from_masks};
 use crate::backend::{Shape, Unary};
 use crate::cpu::fma_products::{self, Fused, Product};
 use crate::cpu::{scalar, CpuBuf};
@@ -204,6 +206,7 @@ struct Scratch<T> {
     bank_aux: Vec<T>,
     g: Vec<T>,
     rows: Vec<T>,
+    masks: Vec<u32>,
 }
 
 /// `buf` as `len` zeros, reusing its allocation.
@@ -220,10 +223,12 @@ fn sized<T: Real>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
 }
 
 /// The contribution of bank rows `j0 .. j0 + c`, with the products of `fused`'s build where the
-/// CPU has FMA, else by the matrix library.
+/// CPU has FMA, else by the matrix library, and the similarities from the labels' masks where the
+/// batch has them (`batch_masks`) and the chunk too.
 fn chunk<T: Real>(
     inp: &BankInputs<'_, T>,
     norms: &[T],
+    batch_masks: Option<&[u32]>,
     fused: Option<Fused>,
     scratch: &mut Scratch<T>,
     (j0, c): (usize, usize),
@@ -231,24 +236,33 @@ fn chunk<T: Real>(
     let (n, k, w) = (inp.n, inp.bits.len(), inp.bank_cols);
     let bank = &inp.bank[j0 * w..(j0 + c) * w];
     let s = sized(&mut scratch.s, n * c);
-    // SAFETY: labels are n x classes (row stride classes); the chunk's bank labels, read
-    // transposed, are classes x c (row stride 1, column stride classes); s is n x c.
-    unsafe {
-        gemm(
-            (n, inp.classes, c),
-            inp.labels.as_ptr(),
-            (inp.classes, 1),
-            inp.bank_labels[j0 * inp.classes..].as_ptr(),
-            (1, inp.classes),
-            s,
-            c,
-        )
+    let chunk_labels = &inp.bank_labels[j0 * inp.classes..(j0 + c) * inp.classes];
+    let similar = match batch_masks {
+        Some(batch) if label_masks(chunk_labels, inp.classes, &mut scratch.masks) => {
+            T::from_f64(similarity_from_masks(batch, &scratch.masks, s) as f64)
+        }
+        _ => {
+            // SAFETY: labels are n x classes (row stride classes); the chunk's bank labels, read
+            // transposed, are classes x c (row stride 1, column stride classes); s is n x c.
+            unsafe {
+                gemm(
+                    (n, inp.classes, c),
+                    inp.labels.as_ptr(),
+                    (inp.classes, 1),
+                    chunk_labels.as_ptr(),
+                    (1, inp.classes),
+                    s,
+                    c,
+                )
+            };
+            for v in s.iter_mut() {
+                *v = if *v > T::zero() { T::one() } else { T::zero() };
+            }
+            // Whole numbers below 2^24: exact, as the count above.
+            sum_lanes(s)
+        }
     };
-    for v in s.iter_mut() {
-        *v = if *v > T::zero() { T::one() } else { T::zero() };
-    }
     let s = &*s;
-    let similar = sum_lanes(s);
     let cosine = inp.loss.pair == BankPair::CosinePositive;
     let norms_needed = inp.loss.pair != BankPair::Likelihood;
     // The chunk's codes transposed, for the fused inner products and the bank rows' norms.
@@ -511,8 +525,10 @@ pub(super) fn bank_objectives<T: Real>(
         .map(|j0| (j0, CHUNK.min(bank_rows - j0)))
         .collect();
     let fused = Fused::detect();
+    let mut masks = Vec::new();
+    let batch_masks = label_masks(inp.labels, inp.classes, &mut masks).then_some(&masks[..]);
     let one = |scratch: &mut Scratch<T>, &range: &(usize, usize)| {
-        chunk(inp, &norms, fused, scratch, range)
+        chunk(inp, &norms, batch_masks, fused, scratch, range)
     };
     let longest = inp.bits[k - 1];
     let quantise = || quantisations(inp.loss.quant, inp.codes, n, inp.width, inp.bits);

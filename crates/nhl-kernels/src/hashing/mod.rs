@@ -19,6 +19,7 @@ mod cpu;
 pub(crate) mod csq_row;
 mod gpu;
 mod hashnet_cpu;
+mod label_masks;
 mod pairs_gpu;
 pub(crate) mod triplet_cpu;
 
