@@ -111,6 +111,31 @@ pub enum Centres {
     Independent,
 }
 
+/// How each length's base loss enters the shared objective of the nested modes (docs/METHOD.md
+/// section 4, "Length scale"). A single-length model has one length, so it is unaffected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LengthScale {
+    /// `L_k` as the loss defines it, summed over the lengths as the reference does: the default.
+    #[default]
+    Plain,
+    /// `(b_1 / b_k) L_k`, the shortest length's loss as it is and each longer one per bit of its
+    /// length: for losses whose value grows with the length (DSH's squared distances and margin
+    /// `2b`, the likelihoods' unnormalised inner products), where the longer lengths' plain losses
+    /// outweigh the shorter ones' on the outputs they share.
+    PerBit,
+}
+
+impl LengthScale {
+    /// The factor of each length's base loss, for lengths `bits` (increasing).
+    pub fn factors(self, bits: &[usize]) -> Vec<f64> {
+        match self {
+            LengthScale::Plain => vec![1.0; bits.len()],
+            LengthScale::PerBit => bits.iter().map(|&b| bits[0] as f64 / b as f64).collect(),
+        }
+    }
+}
+
 /// How the lengths are trained (docs/METHOD.md section 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -177,6 +202,9 @@ pub struct TrainConfig {
     /// independent centres per length.
     #[serde(default)]
     pub centres: Centres,
+    /// The factor of each length's base loss in the nested modes: plain (the default) or per bit.
+    #[serde(default)]
+    pub length_scale: LengthScale,
     /// The loss's hyper-parameters that differ from their defaults (`--loss-param name=value`),
     /// checked against the method's table by [`crate::losses::params::LossParams::resolve`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -200,6 +228,7 @@ impl Default for TrainConfig {
             reference_grad_leak: false,
             eval_every: 0,
             centres: Centres::Prefix,
+            length_scale: LengthScale::Plain,
             loss_params: BTreeMap::new(),
         }
     }

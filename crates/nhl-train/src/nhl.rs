@@ -26,7 +26,8 @@ pub struct LengthGradients<B: Backend> {
 /// distillation by [`HashingOps::sp_distill`], each reading its prefix of `U` in place.
 ///
 /// `J_k` depends only on `U_k` (the first `b_k` columns) and on a detached `U_{k+1}`, so `D_k` is
-/// exact without `K` backward passes (docs/METHOD.md 2.4). With `distill_weight =
+/// exact without `K` backward passes (docs/METHOD.md 2.4). The base loss of length `k` enters
+/// `J_k` times `base_scales[k]` ([`crate::config::LengthScale::factors`]). With `distill_weight =
 /// Some(lambda_D)`, `J_k` adds `lambda_D SP(U_k, sg(U_{k+1}))` for every `k < K` (section 3).
 pub fn length_gradients<B: HashingOps>(
     be: &B,
@@ -34,12 +35,18 @@ pub fn length_gradients<B: HashingOps>(
     bits: &[usize],
     codes: &B::Buf,
     ctx: &BatchContext<'_, B>,
+    base_scales: &[f64],
     distill_weight: Option<f64>,
 ) -> Result<LengthGradients<B>, TrainError> {
-    if losses.len() != bits.len() {
+    if losses.len() != bits.len() || base_scales.len() != bits.len() {
         return Err(KernelError::Shape {
             op: "length_gradients",
-            detail: format!("{} losses for {} lengths", losses.len(), bits.len()),
+            detail: format!(
+                "{} losses and {} base scales for {} lengths",
+                losses.len(),
+                base_scales.len(),
+                bits.len()
+            ),
         }
         .into());
     }
@@ -59,9 +66,10 @@ pub fn length_gradients<B: HashingOps>(
     let mut objectives = be.zeros(Shape::new(1, bits.len()))?;
     let mut d = Vec::with_capacity(bits.len());
     for (k, (terms, bank)) in terms.into_iter().zip(banked).enumerate() {
+        let scale = base_scales[k];
         let mut dk = None;
         for (j, g) in terms.own.into_iter().chain(bank) {
-            be.add_prefix_scaled(&mut objectives, k, &j, 1.0)?;
+            be.add_prefix_scaled(&mut objectives, k, &j, scale as f32)?;
             match &mut dk {
                 None => dk = Some(g),
                 Some(sum) => be.add_prefix_scaled(sum, 0, &g, 1.0)?,
@@ -71,6 +79,11 @@ pub fn length_gradients<B: HashingOps>(
             op: "length_gradients",
             detail: format!("the loss of length {} has no term", bits[k]),
         })?;
+        if scale != 1.0 {
+            let mut scaled = be.zeros(be.shape(&dk))?;
+            be.add_prefix_scaled(&mut scaled, 0, &dk, scale as f32)?;
+            dk = scaled;
+        }
         if let (Some(weight), Some((sp, dsp))) = (distill_weight, terms.distill) {
             be.add_prefix_scaled(&mut objectives, k, &sp, weight as f32)?;
             be.add_prefix_scaled(&mut dk, 0, &dsp, weight as f32)?;
@@ -150,6 +163,7 @@ mod tests {
         bits: &[usize],
         codes: &B::Buf,
         ctx: &BatchContext<'_, B>,
+        base_scales: &[f64],
         distill_weight: Option<f64>,
     ) -> Result<LengthGradients<B>, TrainError> {
         let tape = Tape::new(be);
@@ -159,7 +173,7 @@ mod tests {
             .collect::<Result<_, TrainError>>()?;
         let mut js = Vec::with_capacity(leaves.len());
         for (k, leaf) in leaves.iter().enumerate() {
-            let mut j = losses[k].eval(&tape, leaf, ctx)?;
+            let mut j = tape.scale(&losses[k].eval(&tape, leaf, ctx)?, base_scales[k])?;
             if let (Some(weight), Some(teacher)) = (distill_weight, leaves.get(k + 1)) {
                 let sp = sp_distill(&tape, leaf, teacher)?;
                 j = tape.add(&j, &tape.scale(&sp, weight)?)?;
@@ -202,10 +216,11 @@ mod tests {
     /// The training path (fused CSQ, DTSH, HashNet, bank and SP kernels, the rest on small tapes)
     /// gives the tape path's objectives and `D_k` for every method, on single-label and
     /// multi-label data, with and without distillation, at epochs before and after MDSH's pair
-    /// term starts (and HashNet's continuation steps up).
+    /// term starts (and HashNet's continuation steps up), with the base losses plain and per bit
+    /// (the distillation term is never scaled).
     #[test]
     fn fused_objectives_equal_the_tape_objectives() {
-        use crate::config::Method;
+        use crate::config::{LengthScale, Method};
         use crate::data::Dataset;
         use crate::losses::params::LossParams;
         use crate::losses::Bank;
@@ -269,7 +284,13 @@ mod tests {
                     .iter()
                     .map(|&b| LengthLoss::new(&cpu, &params, b, &train, 5, None).unwrap())
                     .collect();
-                for (epoch, distill) in [(0, None), (9, Some(0.75)), (25, None)] {
+                let cases = [(0, None), (9, Some(0.75)), (25, None)]
+                    .into_iter()
+                    .flat_map(|c| {
+                        [LengthScale::Plain, LengthScale::PerBit].map(move |scale| (c, scale))
+                    });
+                for ((epoch, distill), scale) in cases {
+                    let scales = scale.factors(&bits);
                     let ctx = BatchContext {
                         idx: &idx,
                         target_rows: &target_rows,
@@ -278,10 +299,12 @@ mod tests {
                         epoch,
                     };
                     let fused =
-                        length_gradients(&cpu, &losses, &bits, &codes, &ctx, distill).unwrap();
-                    let tape = tape_gradients(&cpu, &losses, &bits, &codes, &ctx, distill).unwrap();
+                        length_gradients(&cpu, &losses, &bits, &codes, &ctx, &scales, distill)
+                            .unwrap();
+                    let tape = tape_gradients(&cpu, &losses, &bits, &codes, &ctx, &scales, distill)
+                        .unwrap();
                     let what = format!(
-                        "{method} epoch {epoch} distill {distill:?} multi {}",
+                        "{method} epoch {epoch} distill {distill:?} {scale:?} multi {}",
                         matches!(train.labels, Labels::Multi { .. })
                     );
                     let objectives = cpu.download(&fused.objectives).unwrap();

@@ -428,6 +428,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
             .mode
             .distill()
             .then_some(self.config.distill_weight as f64);
+        let base_scales = self.config.length_scale.factors(&self.bits);
         let objectives_of_lengths = || {
             length_gradients(
                 be,
@@ -435,6 +436,7 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
                 &self.bits,
                 fwd.codes.value(),
                 &ctx,
+                &base_scales,
                 distill,
             )
         };

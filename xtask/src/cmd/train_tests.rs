@@ -452,3 +452,27 @@ fn bad_loss_params_list_the_methods_parameters() {
     let e = fails(&tmp, &["--method", "sgd"]);
     assert!(e.contains("hashnet") && e.contains("mdsh"), "{e}");
 }
+
+#[test]
+fn length_scale_is_a_named_choice() {
+    let tmp = Temp::new("lengthscale");
+    let e = fails(&tmp, &["--length-scale", "per-byte"]);
+    assert!(
+        e.contains("per-byte") && e.contains("plain or per-bit"),
+        "{e}"
+    );
+    let parse = |flags: &[&str]| {
+        let argv = ["train"].iter().chain(flags).copied();
+        config(&Cli::try_parse_from(argv).unwrap().args).unwrap()
+    };
+    assert_eq!(parse(&[]).length_scale, LengthScale::Plain);
+    let per_bit = parse(&["--length-scale", "per-bit", "--bits", "8,16,64"]);
+    assert_eq!(per_bit.length_scale, LengthScale::PerBit);
+    assert_eq!(
+        per_bit.length_scale.factors(&per_bit.bits),
+        [1.0, 0.5, 0.125]
+    );
+    // Recorded under the flag's own name, so metrics.json reads like the command line.
+    let json = serde_json::to_value(&per_bit).unwrap();
+    assert_eq!(json["length_scale"], "per-bit");
+}
