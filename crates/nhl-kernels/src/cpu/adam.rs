@@ -34,10 +34,13 @@ pub(super) fn adam_update<T: Real>(
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: AVX-512F is available, which is all `adam_update_avx512` is compiled for.
-        return unsafe { adam_update_avx512(c, p, m, v, g) };
+        return unsafe { adam_update_avx512(c, (p, m, v, g)) };
     }
     adam_update_on(Isa::best(), c, p, m, v, g)
 }
+
+/// What one update reads and writes: parameters, first and second moments, gradient.
+pub(super) type AdamSlices<'a, T> = (&'a mut [T], &'a mut [T], &'a mut [T], &'a [T]);
 
 /// [`adam_update_body`] compiled with AVX-512F enabled (sixteen `f32` lanes).
 ///
@@ -45,14 +48,8 @@ pub(super) fn adam_update<T: Real>(
 /// The CPU supports AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn adam_update_avx512<T: Real>(
-    c: AdamConsts<T>,
-    p: &mut [T],
-    m: &mut [T],
-    v: &mut [T],
-    g: &[T],
-) {
-    adam_update_body(c, p, m, v, g)
+pub(super) unsafe fn adam_update_avx512<T: Real>(c: AdamConsts<T>, s: AdamSlices<'_, T>) {
+    adam_update_body(c, s)
 }
 
 /// [`adam_update`] with its loop built for `isa`.
@@ -68,12 +65,12 @@ pub(super) fn adam_update_on<T: Real>(
     if isa.is_avx2() {
         // SAFETY: an `Isa` says AVX2 only when the CPU has it, which is all `adam_update_avx2`
         // needs.
-        return unsafe { adam_update_avx2(c, p, m, v, g) };
+        return unsafe { adam_update_avx2(c, (p, m, v, g)) };
     }
     // Elsewhere the baseline build is the only one.
     #[cfg(not(target_arch = "x86_64"))]
     let _ = isa;
-    adam_update_body(c, p, m, v, g)
+    adam_update_body(c, (p, m, v, g))
 }
 
 /// [`adam_update_body`] compiled with AVX2 enabled (eight `f32` lanes instead of four).
@@ -82,18 +79,12 @@ pub(super) fn adam_update_on<T: Real>(
 /// The CPU supports AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn adam_update_avx2<T: Real>(
-    c: AdamConsts<T>,
-    p: &mut [T],
-    m: &mut [T],
-    v: &mut [T],
-    g: &[T],
-) {
-    adam_update_body(c, p, m, v, g)
+unsafe fn adam_update_avx2<T: Real>(c: AdamConsts<T>, s: AdamSlices<'_, T>) {
+    adam_update_body(c, s)
 }
 
 #[inline(always)]
-fn adam_update_body<T: Real>(c: AdamConsts<T>, p: &mut [T], m: &mut [T], v: &mut [T], g: &[T]) {
+fn adam_update_body<T: Real>(c: AdamConsts<T>, (p, m, v, g): AdamSlices<'_, T>) {
     // Zipped iterators: no bounds checks, so the loop vectorises.
     for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
         let g = g + c.weight_decay * *p;

@@ -270,7 +270,7 @@ fn adam_updates<T: Real>() {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 let [mut p5, mut m5, mut v5] = state.map(<[T]>::to_vec);
                 // SAFETY: the CPU has AVX-512F.
-                unsafe { adam_update_avx512(c, &mut p5, &mut m5, &mut v5, &g) };
+                unsafe { adam_update_avx512(c, (&mut p5, &mut m5, &mut v5, &g)) };
                 let got: Vec<T> = (0..n).flat_map(|i| [p5[i], m5[i], v5[i]]).collect();
                 let what = format!("adam {weight_decay} {step}, {n} elements, AVX-512F");
                 assert_same_bits(&what, &got, &adam_run(Isa::BASELINE, c, state, &g, 0..n));
