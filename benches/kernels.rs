@@ -123,6 +123,16 @@ fn random(seed: u64, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()
 }
 
+/// The seeded `A`, `B` and bias of the `i`-th case, the same in every bench of the group.
+fn operands(i: usize, case: &Case) -> [Vec<f32>; 3] {
+    let seed = 10 * i as u64;
+    [
+        random(seed, case.shape_a().len()),
+        random(seed + 1, case.shape_b().len()),
+        random(seed + 2, case.n),
+    ]
+}
+
 /// The textbook triple loop, transposes by index arithmetic: the baseline.
 fn naive(case: &Case, a: &[f32], b: &[f32], bias: &[f32]) -> Vec<f32> {
     let (m, k, n) = (case.m, case.k, case.n);
@@ -157,10 +167,10 @@ fn bench_backend<B: Backend<Elem = f32>>(c: &mut Criterion, backend: &B, id: &st
     let mut group = c.benchmark_group("matmul");
     group.sample_size(10);
     for (i, case) in CASES.iter().enumerate() {
-        let seed = 10 * i as u64;
-        let a = backend.upload(&random(seed, case.shape_a().len()), case.shape_a())?;
-        let b = backend.upload(&random(seed + 1, case.shape_b().len()), case.shape_b())?;
-        let bias = backend.upload(&random(seed + 2, case.n), Shape::new(1, case.n))?;
+        let [a, b, bias] = operands(i, case);
+        let a = backend.upload(&a, case.shape_a())?;
+        let b = backend.upload(&b, case.shape_b())?;
+        let bias = backend.upload(&bias, Shape::new(1, case.n))?;
         let bias = case.bias.then_some(&bias);
         // Fail loudly here rather than time an error.
         backend.matmul(&a, case.trans_a, &b, case.trans_b, bias)?;
@@ -302,10 +312,7 @@ fn bench_naive(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul");
     group.sample_size(10);
     for (i, case) in CASES.iter().enumerate() {
-        let seed = 10 * i as u64;
-        let a = random(seed, case.shape_a().len());
-        let b = random(seed + 1, case.shape_b().len());
-        let bias = random(seed + 2, case.n);
+        let [a, b, bias] = operands(i, case);
         group.throughput(Throughput::Elements(case.flops()));
         group.bench_function(format!("{}/naive", case.name), |bench| {
             bench.iter(|| naive(case, black_box(&a), black_box(&b), black_box(&bias)))
@@ -322,10 +329,7 @@ fn bench_library(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul");
     group.sample_size(10);
     for (i, case) in CASES.iter().enumerate() {
-        let seed = 10 * i as u64;
-        let a = random(seed, case.shape_a().len());
-        let b = random(seed + 1, case.shape_b().len());
-        let bias = random(seed + 2, case.n);
+        let [a, b, bias] = operands(i, case);
         let (m, k, n) = (case.m, case.k, case.n);
         let (rsa, csa) = if case.trans_a { (1, m) } else { (k, 1) };
         let (rsb, csb) = if case.trans_b { (1, k) } else { (n, 1) };
