@@ -102,9 +102,12 @@ impl std::fmt::Display for Method {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Centres {
-    /// One centre per class for the longest length, the shorter centres its prefixes
-    /// ([`crate::targets::csq_prefix_centres`]): the protocol default.
+    /// Prefix-consistent centres whose long codes give every bit its own class partition
+    /// ([`crate::targets::csq_diverse_centres`]): the default.
     #[default]
+    Diverse,
+    /// One centre per class for the longest length, the shorter centres its prefixes, class `c`
+    /// on Hadamard row `c` ([`crate::targets::csq_prefix_centres`]): the protocol's rule.
     Prefix,
     /// The reference's centres, drawn independently for every length
     /// ([`crate::targets::csq_centres`]); a comparison with the reference's own code uses them.
@@ -198,8 +201,9 @@ pub struct TrainConfig {
     /// it beside the final model's figures, never instead of them.
     #[serde(default)]
     pub eval_every: usize,
-    /// CSQ's hash centres: prefix-consistent (the protocol default) or the reference's
-    /// independent centres per length.
+    /// The hash centres of CSQ, SHCIR and MDSH: prefix-consistent with diverse rows (the
+    /// default), prefix-consistent on the protocol's rows, or the reference's independent centres
+    /// per length.
     #[serde(default)]
     pub centres: Centres,
     /// The factor of each length's base loss in the nested modes: plain (the default) or per bit.
@@ -227,7 +231,7 @@ impl Default for TrainConfig {
             seed: 0,
             reference_grad_leak: false,
             eval_every: 0,
-            centres: Centres::Prefix,
+            centres: Centres::Diverse,
             length_scale: LengthScale::Plain,
             loss_params: BTreeMap::new(),
         }

@@ -111,8 +111,8 @@ fn fill_balanced(
     centres
 }
 
-/// The protocol's default CSQ centres, prefix-consistent across lengths (docs/PROTOCOL.md,
-/// "CSQ hash centres"): one centre per class for the longest length `B = lengths.last()`, whose
+/// The protocol's prefix-consistent CSQ centres (docs/PROTOCOL.md, "CSQ hash centres";
+/// `--centres prefix`): one centre per class for the longest length `B = lengths.last()`, whose
 /// first `b` entries are the centre of every shorter length `b`, so the lengths never pull a class
 /// towards different targets on shared bits.
 ///
@@ -127,6 +127,54 @@ fn fill_balanced(
 /// that are not powers of two fall back to the prefixes of [`csq_centres`] of the longest length.
 /// Returns `n_classes x B`.
 pub fn csq_prefix_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec<f32> {
+    signed_hadamard_centres(lengths, n_classes, seed, |x, _| x)
+}
+
+/// Prefix-consistent CSQ centres whose long codes carry a different class partition in every
+/// bit (docs/METHOD.md 5.1, "Diverse rows"; `--centres diverse`, the default): the signs, the
+/// fill and the fallback of [`csq_prefix_centres`], with class `c` on row `rho(c mod B)` of
+/// `H_B` instead of row `c mod B`.
+///
+/// Bit `j` of the `b`-bit centres splits the classes by the parity of `rho(c) & j` (times the
+/// class's sign). With `rho(x) = x`, as in [`csq_prefix_centres`], the rows of `C` classes have
+/// only their low `q = ceil(log2 min(C, B))` bits set, so the columns repeat with period `2^q`:
+/// ten classes give 16 distinct partitions (one of them constant), and a 128-bit code is those
+/// 16 partitions eight times over. Here `rho(x) = x + 2^q M(x)`: the bits above `q` hold the
+/// products of `x`'s bits (the AND of the bits in each monomial mask of popcount 2 or more, masks
+/// below `2^q` in order of popcount, then value), as many as `log2 B - q` bits allow. The rows'
+/// low `q` bits are still `x`, so the centres of every length up to `2^q` equal
+/// [`csq_prefix_centres`]'s, and every length keeps distinct signed Hadamard rows (classes stay
+/// `b/2` apart). The products are not linear in `x`, so the rows span more dimensions and each
+/// extra dimension doubles the distinct partitions: ten classes get 32, 64 and 128 distinct
+/// partitions at 32, 64 and 128 bits, as random centres would, without giving up the Hadamard
+/// distances.
+pub fn csq_diverse_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec<f32> {
+    signed_hadamard_centres(lengths, n_classes, seed, diverse_row)
+}
+
+/// The row of `H_B` (`B = 2^log_b`) that [`csq_diverse_centres`] gives class index `x < 2^q`:
+/// `x` in the low `q` bits, then one bit per monomial mask of `x`'s bits (popcount 2 or more, in
+/// order of popcount, then value) while bits remain.
+fn diverse_row(x: usize, (q, log_b): (u32, u32)) -> usize {
+    let mut masks: Vec<usize> = (0..1usize << q).filter(|m| m.count_ones() >= 2).collect();
+    masks.sort_by_key(|&m| (m.count_ones(), m));
+    let products = masks
+        .iter()
+        .take(log_b.saturating_sub(q) as usize)
+        .enumerate()
+        .fold(0, |acc, (i, &m)| acc | (usize::from(x & m == m) << i));
+    x | products << q
+}
+
+/// The shared body of [`csq_prefix_centres`] and [`csq_diverse_centres`]: class `c` gets
+/// `(-1)^popcount(floor(c / s)) H_B[row(c mod B, (q, log2 B))]`, `q` the bits that index the
+/// first `min(C, B)` classes; past `2 B` classes the balanced fill.
+fn signed_hadamard_centres(
+    lengths: &[usize],
+    n_classes: usize,
+    seed: u64,
+    row: impl Fn(usize, (u32, u32)) -> usize,
+) -> Vec<f32> {
     let (Some(&b0), Some(&longest)) = (lengths.first(), lengths.last()) else {
         return Vec::new();
     };
@@ -135,6 +183,14 @@ pub fn csq_prefix_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec
     }
     let block = b0.min(8);
     let h = hadamard(longest);
+    let shape = (
+        n_classes
+            .min(longest)
+            .max(1)
+            .next_power_of_two()
+            .trailing_zeros(),
+        longest.trailing_zeros(),
+    );
     let signed: Vec<f32> = (0..n_classes.min(2 * longest))
         .flat_map(|c| {
             let sign = if (c / block).count_ones() % 2 == 0 {
@@ -142,8 +198,8 @@ pub fn csq_prefix_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec
             } else {
                 -1.0
             };
-            let row = c % longest;
-            h[row * longest..(row + 1) * longest]
+            let r = row(c % longest, shape);
+            h[r * longest..(r + 1) * longest]
                 .iter()
                 .map(move |v| sign * v)
                 .collect::<Vec<f32>>()
@@ -589,5 +645,101 @@ mod tests {
         let centres = csq_prefix_centres(&[4, 16], 8, 1);
         let short = prefix_columns(&centres, 16, 4);
         assert_eq!(short, csq_centres(4, 8, 1));
+    }
+
+    /// The class partitions that the columns of a `classes x bits` centre matrix carry, a
+    /// partition and its complement counted once, constant columns left out.
+    fn partitions(centres: &[f32], classes: usize, bits: usize) -> usize {
+        let mut seen = std::collections::BTreeSet::new();
+        for j in 0..bits {
+            let column: Vec<bool> = (0..classes)
+                .map(|c| (centres[c * bits + j] > 0.0) == (centres[j] > 0.0))
+                .collect();
+            if column.iter().any(|&same| !same) {
+                seen.insert(column);
+            }
+        }
+        seen.len()
+    }
+
+    /// Ten classes: the rows are `x` plus the products of its bits 0-1, 0-2 and 1-2 above bit 4.
+    #[test]
+    fn diverse_rows_add_products_of_the_class_bits() {
+        let rows: Vec<usize> = (0..10).map(|x| diverse_row(x, (4, 7))).collect();
+        assert_eq!(
+            rows,
+            [0, 1, 2, 3 + 16, 4, 5 + 32, 6 + 64, 7 + 16 + 32 + 64, 8, 9]
+        );
+        // No room above q: the protocol's rows.
+        assert!((0..16).all(|x| diverse_row(x, (4, 4)) == x));
+        assert_eq!(diverse_row(3, (4, 5)), 3 + 16);
+        assert_eq!(diverse_row(5, (4, 5)), 5);
+    }
+
+    #[test]
+    fn diverse_centres_keep_the_short_centres_and_the_hadamard_distances() {
+        let lengths = [8, 16, 32, 64, 128];
+        let diverse = csq_diverse_centres(&lengths, 10, 0);
+        let prefix = csq_prefix_centres(&lengths, 10, 0);
+        assert_eq!(diverse.len(), 10 * 128);
+        // Up to 2^q = 16 bits the centres are the protocol's, so the 8-bit ones are the standard.
+        for b in [8, 16] {
+            assert_eq!(
+                prefix_columns(&diverse, 128, b),
+                prefix_columns(&prefix, 128, b)
+            );
+        }
+        assert_ne!(
+            prefix_columns(&diverse, 128, 32),
+            prefix_columns(&prefix, 128, 32)
+        );
+        for &b in &lengths {
+            let p = prefix_columns(&diverse, 128, b);
+            let rows: Vec<&[f32]> = p.chunks_exact(b).collect();
+            for i in 0..10 {
+                for j in i + 1..10 {
+                    let opposite = b == 8 && j == i + 8;
+                    let expected = if opposite { b } else { b / 2 };
+                    assert_eq!(hamming(rows[i], rows[j]), expected, "{b} bits, {i} {j}");
+                }
+            }
+        }
+    }
+
+    /// What the diverse rows are for: with the protocol's rows the long codes repeat 15 class
+    /// partitions; with the diverse rows every bit but one (bit 8, which the class signs cancel)
+    /// carries a partition of its own.
+    #[test]
+    fn diverse_centres_give_the_long_bits_partitions_of_their_own() {
+        let lengths = [8, 16, 32, 64, 128];
+        let diverse = csq_diverse_centres(&lengths, 10, 0);
+        let prefix = csq_prefix_centres(&lengths, 10, 0);
+        for &b in &lengths {
+            let d = partitions(&prefix_columns(&diverse, 128, b), 10, b);
+            let p = partitions(&prefix_columns(&prefix, 128, b), 10, b);
+            assert_eq!(d, if b == 8 { 8 } else { b - 1 }, "diverse, {b} bits");
+            assert_eq!(p, if b == 8 { 8 } else { 15 }, "prefix, {b} bits");
+        }
+        // A single 32-bit model (its own longest length) gets its own diverse rows.
+        let single = csq_diverse_centres(&[32], 10, 0);
+        assert_eq!(partitions(&single, 10, 32), 31);
+    }
+
+    /// Where the class count fills the row index, or past `2 B` classes, or for lengths that are
+    /// not powers of two, the diverse centres are the protocol's.
+    #[test]
+    fn diverse_centres_fall_back_to_the_protocol_rule_where_no_bits_are_free() {
+        let (lengths, b) = ([8usize, 16, 32], 32usize);
+        for classes in [b, 2 * b + 5] {
+            assert_eq!(
+                csq_diverse_centres(&lengths, classes, 4),
+                csq_prefix_centres(&lengths, classes, 4)
+            );
+        }
+        assert_eq!(
+            csq_diverse_centres(&[8, 24], 10, 3),
+            csq_prefix_centres(&[8, 24], 10, 3)
+        );
+        assert!(csq_diverse_centres(&[], 10, 0).is_empty());
     }
 }

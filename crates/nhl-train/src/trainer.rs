@@ -635,6 +635,67 @@ mod tests {
         );
     }
 
+    /// Every `--centres` choice reaches the CSQ targets of every length: the diverse rows' prefixes
+    /// by default, the protocol's rows with `prefix`, and each length's own centres with
+    /// `independent` (which differ from both, since they do not nest).
+    #[test]
+    fn the_centres_choice_reaches_every_lengths_targets() {
+        use crate::config::Centres;
+        use crate::losses::LengthLoss;
+        use crate::targets::{
+            csq_centres, csq_diverse_centres, csq_prefix_centres, prefix_columns, target_table,
+        };
+        use nhl_kernels::Backend;
+
+        let mut train = tiny_set(30, 2);
+        train.labels = Labels::Single((0..30).map(|i| i % 10).collect());
+        train.n_classes = 10;
+        let split = Split {
+            name: "tiny".into(),
+            query: train.clone(),
+            train: train.clone(),
+            database: train.clone(),
+        };
+        let cpu = CpuBackend::<f32>::new();
+        let bits = [8, 16, 32, 64];
+        let targets = |centres: Centres| -> Vec<Vec<f32>> {
+            let config = TrainConfig {
+                bits: bits.to_vec(),
+                hidden: 8,
+                seed: 5,
+                centres,
+                ..TrainConfig::default()
+            };
+            assert_eq!(config.method, Method::Csq);
+            let run = ModelRun::new(&cpu, &split, &config, &config.bits).unwrap();
+            run.losses
+                .lengths
+                .iter()
+                .map(|loss| match loss {
+                    LengthLoss::Csq { targets, .. } => cpu.download(targets).unwrap(),
+                    _ => unreachable!("CSQ losses"),
+                })
+                .collect()
+        };
+        let table = |centres: &[f32], b: usize| target_table(centres, b, &train.labels, 5).unwrap();
+        let diverse = csq_diverse_centres(&bits, 10, 5);
+        let prefix = csq_prefix_centres(&bits, 10, 5);
+        assert_eq!(TrainConfig::default().centres, Centres::Diverse);
+        for (k, &b) in bits.iter().enumerate() {
+            let want_diverse = table(&prefix_columns(&diverse, 64, b), b);
+            let want_prefix = table(&prefix_columns(&prefix, 64, b), b);
+            assert_eq!(targets(Centres::Diverse)[k], want_diverse, "{b} bits");
+            assert_eq!(targets(Centres::Prefix)[k], want_prefix, "{b} bits");
+            assert_eq!(
+                targets(Centres::Independent)[k],
+                table(&csq_centres(b, 10, 5), b),
+                "{b} bits"
+            );
+            // The rules part at 32 bits (2^q = 16 for ten classes).
+            assert_eq!(want_diverse == want_prefix, b <= 16, "{b} bits");
+        }
+    }
+
     /// A step leaves no handle to a parameter alive when the optimiser updates it, so the CPU
     /// backend updates every parameter in place instead of copying it first.
     #[test]

@@ -123,10 +123,11 @@ pub struct Args {
     /// reporting, selected on the queries) beside the final figures; 0 = off.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub eval_every: usize,
-    /// Hash centres of CSQ, SHCIR and MDSH: prefix (one centre per class for the longest code, the
-    /// shorter centres its prefixes; the protocol default) or independent (the reference's, drawn
-    /// per length).
-    #[arg(long, default_value = "prefix", value_parser = parse_centres)]
+    /// Hash centres of CSQ, SHCIR and MDSH: diverse (the default: one centre per class for the
+    /// longest code, the shorter centres its prefixes, every bit of the long codes its own class
+    /// partition), prefix (the protocol's rule: class c on Hadamard row c) or independent (the
+    /// reference's, drawn per length). docs/METHOD.md 5.1.
+    #[arg(long, default_value = "diverse", value_parser = parse_centres)]
     pub centres: Centres,
     /// Each length's base loss in the nested modes: plain (as the loss defines it, the reference's
     /// sum; the default) or per-bit (length b_k's loss times b_1 / b_k; docs/METHOD.md section 4).

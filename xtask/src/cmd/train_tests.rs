@@ -454,6 +454,31 @@ fn bad_loss_params_list_the_methods_parameters() {
 }
 
 #[test]
+fn centres_are_a_named_choice() {
+    let tmp = Temp::new("centres");
+    let e = fails(&tmp, &["--centres", "hadamard"]);
+    assert!(
+        e.contains("hadamard") && e.contains("diverse, prefix or independent"),
+        "{e}"
+    );
+    let parse = |flags: &[&str]| {
+        let argv = ["train"].iter().chain(flags).copied();
+        config(&Cli::try_parse_from(argv).unwrap().args).unwrap()
+    };
+    assert_eq!(parse(&[]).centres, Centres::Diverse);
+    for (name, centres) in [
+        ("diverse", Centres::Diverse),
+        ("prefix", Centres::Prefix),
+        ("independent", Centres::Independent),
+    ] {
+        let config = parse(&["--centres", name]);
+        assert_eq!(config.centres, centres);
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["centres"], name);
+    }
+}
+
+#[test]
 fn length_scale_is_a_named_choice() {
     let tmp = Temp::new("lengthscale");
     let e = fails(&tmp, &["--length-scale", "per-byte"]);

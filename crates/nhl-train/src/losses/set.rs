@@ -11,7 +11,7 @@ use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::model::NamedParam;
 use crate::model::NestedHashModel;
-use crate::targets::csq_prefix_centres;
+use crate::targets::{csq_diverse_centres, csq_prefix_centres};
 use crate::train_state::{download, LossState, StateTensors};
 
 /// Every length's loss of one model, its memory bank and its momentum model.
@@ -36,8 +36,12 @@ impl<B: Backend> LossSet<B> {
     ) -> Result<Self, TrainError> {
         let params = LossParams::resolve(config.method, &config.loss_params)?;
         let code_bits = model.code_bits();
-        let long_centres = (config.centres == Centres::Prefix && config.method.uses_hash_centres())
-            .then(|| csq_prefix_centres(bits, train.n_classes(), config.seed));
+        let long_centres = match config.centres {
+            _ if !config.method.uses_hash_centres() => None,
+            Centres::Diverse => Some(csq_diverse_centres(bits, train.n_classes(), config.seed)),
+            Centres::Prefix => Some(csq_prefix_centres(bits, train.n_classes(), config.seed)),
+            Centres::Independent => None,
+        };
         let lengths = bits
             .iter()
             .map(|&b| {
