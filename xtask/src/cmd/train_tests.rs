@@ -453,25 +453,29 @@ fn bad_loss_params_list_the_methods_parameters() {
     assert!(e.contains("hashnet") && e.contains("mdsh"), "{e}");
 }
 
+/// The training configuration that `xtask train FLAGS` parses to.
+fn parsed(flags: &[&str]) -> TrainConfig {
+    let argv = ["train"].iter().chain(flags).copied();
+    config(&Cli::try_parse_from(argv).unwrap().args).unwrap()
+}
+
+/// `xtask train FLAG VALUE` fails, naming the value and listing the `expected` names.
+fn refuses(flag: &str, value: &str, expected: &str) {
+    let tmp = Temp::new("refused");
+    let e = fails(&tmp, &[flag, value]);
+    assert!(e.contains(value) && e.contains(expected), "{e}");
+}
+
 #[test]
 fn centres_are_a_named_choice() {
-    let tmp = Temp::new("centres");
-    let e = fails(&tmp, &["--centres", "hadamard"]);
-    assert!(
-        e.contains("hadamard") && e.contains("diverse, prefix or independent"),
-        "{e}"
-    );
-    let parse = |flags: &[&str]| {
-        let argv = ["train"].iter().chain(flags).copied();
-        config(&Cli::try_parse_from(argv).unwrap().args).unwrap()
-    };
-    assert_eq!(parse(&[]).centres, Centres::Diverse);
+    refuses("--centres", "hadamard", "diverse, prefix or independent");
+    assert_eq!(parsed(&[]).centres, Centres::Diverse);
     for (name, centres) in [
         ("diverse", Centres::Diverse),
         ("prefix", Centres::Prefix),
         ("independent", Centres::Independent),
     ] {
-        let config = parse(&["--centres", name]);
+        let config = parsed(&["--centres", name]);
         assert_eq!(config.centres, centres);
         let json = serde_json::to_value(&config).unwrap();
         assert_eq!(json["centres"], name);
@@ -480,18 +484,9 @@ fn centres_are_a_named_choice() {
 
 #[test]
 fn length_scale_is_a_named_choice() {
-    let tmp = Temp::new("lengthscale");
-    let e = fails(&tmp, &["--length-scale", "per-byte"]);
-    assert!(
-        e.contains("per-byte") && e.contains("plain or per-bit"),
-        "{e}"
-    );
-    let parse = |flags: &[&str]| {
-        let argv = ["train"].iter().chain(flags).copied();
-        config(&Cli::try_parse_from(argv).unwrap().args).unwrap()
-    };
-    assert_eq!(parse(&[]).length_scale, LengthScale::Plain);
-    let per_bit = parse(&["--length-scale", "per-bit", "--bits", "8,16,64"]);
+    refuses("--length-scale", "per-byte", "plain or per-bit");
+    assert_eq!(parsed(&[]).length_scale, LengthScale::Plain);
+    let per_bit = parsed(&["--length-scale", "per-bit", "--bits", "8,16,64"]);
     assert_eq!(per_bit.length_scale, LengthScale::PerBit);
     assert_eq!(
         per_bit.length_scale.factors(&per_bit.bits),
