@@ -21,7 +21,7 @@ use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::rng::SplitMix64;
 use nhl_kernels::{Backend, Shape};
 use nhl_train::checkpoint::{save, CheckpointMeta};
-use nhl_train::config::{Method, Mode, TrainConfig};
+use nhl_train::config::{Centres, Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Protocol, Split, INPUT_SCALING};
 use nhl_train::losses::params::LossParams;
 use nhl_train::losses::{BatchContext, LengthLoss};
@@ -188,6 +188,9 @@ fn main() -> anyhow::Result<()> {
         bits: vec![args.bits],
         epochs: 1,
         seed: args.seed,
+        // The twin's centres (`twin.csq_centres`) and this loop's are the reference's per-length
+        // ones, so the trainer it is checked against takes them too, whatever the length.
+        centres: Centres::Independent,
         ..TrainConfig::default()
     };
     let be = CpuBackend::<f32>::new();
