@@ -146,8 +146,8 @@ pub fn csq_prefix_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec
 /// [`csq_prefix_centres`]'s, and every length keeps distinct signed Hadamard rows (classes stay
 /// `b/2` apart). The products are not linear in `x`, so the rows span more dimensions and each
 /// extra dimension doubles the distinct partitions: ten classes get 32, 64 and 128 distinct
-/// partitions at 32, 64 and 128 bits, as random centres would, without giving up the Hadamard
-/// distances.
+/// partitions at 32, 64 and 128 bits (one of them constant), as random centres would, without
+/// giving up the Hadamard distances.
 pub fn csq_diverse_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec<f32> {
     signed_hadamard_centres(lengths, n_classes, seed, diverse_row)
 }
@@ -156,11 +156,14 @@ pub fn csq_diverse_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Ve
 /// `x` in the low `q` bits, then one bit per monomial mask of `x`'s bits (popcount 2 or more, in
 /// order of popcount, then value) while bits remain.
 fn diverse_row(x: usize, (q, log_b): (u32, u32)) -> usize {
+    if log_b <= q {
+        return x;
+    }
     let mut masks: Vec<usize> = (0..1usize << q).filter(|m| m.count_ones() >= 2).collect();
     masks.sort_by_key(|&m| (m.count_ones(), m));
     let products = masks
         .iter()
-        .take(log_b.saturating_sub(q) as usize)
+        .take((log_b - q) as usize)
         .enumerate()
         .fold(0, |acc, (i, &m)| acc | (usize::from(x & m == m) << i));
     x | products << q

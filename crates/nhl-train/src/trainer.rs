@@ -636,8 +636,8 @@ mod tests {
     }
 
     /// Every `--centres` choice reaches the CSQ targets of every length: the diverse rows' prefixes
-    /// by default, the protocol's rows with `prefix`, and each length's own centres with
-    /// `independent` (which differ from both, since they do not nest).
+    /// by default, the protocol's rows' prefixes with `prefix`, and the reference's centres, built
+    /// for each length on its own, with `independent`.
     #[test]
     fn the_centres_choice_reaches_every_lengths_targets() {
         use crate::config::Centres;
