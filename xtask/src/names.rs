@@ -1,7 +1,7 @@
 //! The one parser of the names that `metrics.json` and the flags share (`csq`, `full`, ...), and
 //! the parsers of flag values that clap's own do not check.
 
-use nhl_train::config::{Centres, LengthScale, Method, Mode};
+use nhl_train::config::{Centres, ClassOrder, LengthScale, Method, Mode};
 
 /// A config enum from its lowercase name.
 fn parse_lower<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
@@ -22,6 +22,11 @@ pub fn parse_mode(s: &str) -> Result<Mode, String> {
 /// `--centres`.
 pub fn parse_centres(s: &str) -> Result<Centres, String> {
     parse_lower(s).map_err(|e| format!("{e}; expected diverse, prefix or independent"))
+}
+
+/// `--class-order`.
+pub fn parse_class_order(s: &str) -> Result<ClassOrder, String> {
+    parse_lower(s).map_err(|e| format!("{e}; expected dissimilar or labels"))
 }
 
 /// `--length-scale`.

@@ -114,6 +114,19 @@ pub enum Centres {
     Independent,
 }
 
+/// Which class takes which place in the prefix-consistent centre rules (docs/METHOD.md 5.1,
+/// "Class order"); the independent centres keep the labels' order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassOrder {
+    /// The most dissimilar classes (by their training means) share the shortest length's rows as
+    /// opposites ([`crate::targets::dissimilar_class_order`]): the default.
+    #[default]
+    Dissimilar,
+    /// Class `c` takes place `c`, as the protocol's rule states it.
+    Labels,
+}
+
 /// How each length's base loss enters the shared objective of the nested modes (docs/METHOD.md
 /// section 4, "Length scale"). A single-length model has one length, so it is unaffected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +219,10 @@ pub struct TrainConfig {
     /// per length.
     #[serde(default)]
     pub centres: Centres,
+    /// Which class takes which place in the prefix-consistent centres: the most dissimilar
+    /// classes on the shortest length's opposite pairs (the default), or the labels' order.
+    #[serde(default)]
+    pub class_order: ClassOrder,
     /// The factor of each length's base loss in the nested modes: plain (the default) or per bit.
     #[serde(default)]
     pub length_scale: LengthScale,
@@ -232,6 +249,7 @@ impl Default for TrainConfig {
             reference_grad_leak: false,
             eval_every: 0,
             centres: Centres::Diverse,
+            class_order: ClassOrder::Dissimilar,
             length_scale: LengthScale::Plain,
             loss_params: BTreeMap::new(),
         }

@@ -635,21 +635,35 @@ mod tests {
         );
     }
 
-    /// Every `--centres` choice reaches the CSQ targets of every length: the diverse rows' prefixes
-    /// by default, the protocol's rows' prefixes with `prefix`, and the reference's centres, built
-    /// for each length on its own, with `independent`.
+    /// Every `--centres` and `--class-order` choice reaches the CSQ targets of every length: the
+    /// diverse rows' prefixes by default, the protocol's rows' prefixes with `prefix`, each moved
+    /// to the dissimilar class order unless `--class-order labels`, and the reference's centres,
+    /// built for each length on its own and in label order, with `independent`.
     #[test]
     fn the_centres_choice_reaches_every_lengths_targets() {
-        use crate::config::Centres;
+        use crate::config::{Centres, ClassOrder};
         use crate::losses::LengthLoss;
         use crate::targets::{
-            csq_centres, csq_diverse_centres, csq_prefix_centres, prefix_columns, target_table,
+            class_means, csq_centres, csq_diverse_centres, csq_prefix_centres,
+            dissimilar_class_order, prefix_columns, reorder_classes, target_table,
         };
         use nhl_kernels::Backend;
 
         let mut train = tiny_set(30, 2);
         train.labels = Labels::Single((0..30).map(|i| i % 10).collect());
         train.n_classes = 10;
+        // Classes 3 and 6 far apart from each other and from the rest: the first opposite pair.
+        for (i, row) in train.features.chunks_exact_mut(6).enumerate() {
+            let shift = match i % 10 {
+                3 => 5.0,
+                6 => -5.0,
+                _ => 0.0,
+            };
+            row.iter_mut().for_each(|v| *v += shift);
+        }
+        let order =
+            dissimilar_class_order(&class_means(&train.features, 6, &train.labels, 10), 10, 8);
+        assert_eq!((order[3], order[6]), (0, 8));
         let split = Split {
             name: "tiny".into(),
             query: train.clone(),
@@ -658,12 +672,13 @@ mod tests {
         };
         let cpu = CpuBackend::<f32>::new();
         let bits = [8, 16, 32, 64];
-        let targets = |centres: Centres| -> Vec<Vec<f32>> {
+        let targets = |centres: Centres, class_order: ClassOrder| -> Vec<Vec<f32>> {
             let config = TrainConfig {
                 bits: bits.to_vec(),
                 hidden: 8,
                 seed: 5,
                 centres,
+                class_order,
                 ..TrainConfig::default()
             };
             assert_eq!(config.method, Method::Csq);
@@ -680,17 +695,48 @@ mod tests {
         let table = |centres: &[f32], b: usize| target_table(centres, b, &train.labels, 5).unwrap();
         let diverse = csq_diverse_centres(&bits, 10, 5);
         let prefix = csq_prefix_centres(&bits, 10, 5);
-        assert_eq!(TrainConfig::default().centres, Centres::Diverse);
+        let defaults = TrainConfig::default();
+        assert_eq!(
+            (defaults.centres, defaults.class_order),
+            (Centres::Diverse, ClassOrder::Dissimilar)
+        );
         for (k, &b) in bits.iter().enumerate() {
             let want_diverse = table(&prefix_columns(&diverse, 64, b), b);
             let want_prefix = table(&prefix_columns(&prefix, 64, b), b);
-            assert_eq!(targets(Centres::Diverse)[k], want_diverse, "{b} bits");
-            assert_eq!(targets(Centres::Prefix)[k], want_prefix, "{b} bits");
+            let moved = |centres: &[f32]| {
+                table(
+                    &prefix_columns(&reorder_classes(centres, 64, &order), 64, b),
+                    b,
+                )
+            };
             assert_eq!(
-                targets(Centres::Independent)[k],
-                table(&csq_centres(b, 10, 5), b),
+                targets(Centres::Diverse, ClassOrder::Dissimilar)[k],
+                moved(&diverse),
                 "{b} bits"
             );
+            assert_eq!(
+                targets(Centres::Prefix, ClassOrder::Dissimilar)[k],
+                moved(&prefix),
+                "{b} bits"
+            );
+            assert_ne!(moved(&diverse), want_diverse, "{b} bits");
+            assert_eq!(
+                targets(Centres::Diverse, ClassOrder::Labels)[k],
+                want_diverse,
+                "{b} bits"
+            );
+            assert_eq!(
+                targets(Centres::Prefix, ClassOrder::Labels)[k],
+                want_prefix,
+                "{b} bits"
+            );
+            for class_order in [ClassOrder::Dissimilar, ClassOrder::Labels] {
+                assert_eq!(
+                    targets(Centres::Independent, class_order)[k],
+                    table(&csq_centres(b, 10, 5), b),
+                    "{b} bits"
+                );
+            }
             // The rules part at 32 bits (2^q = 16 for ten classes).
             assert_eq!(want_diverse == want_prefix, b <= 16, "{b} bits");
         }

@@ -17,7 +17,7 @@ use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::gpu::GpuBackend;
 use nhl_kernels::{Backend, HashingOps};
 use nhl_train::checkpoint::{self, CheckpointMeta};
-use nhl_train::config::{Centres, LengthScale, Method, Mode, TrainConfig};
+use nhl_train::config::{Centres, ClassOrder, LengthScale, Method, Mode, TrainConfig};
 use nhl_train::data::fingerprint::FileFingerprint;
 use nhl_train::data::{
     load_protocol, load_user, protocol_files, Dataset, Protocol, Split, UserSource, UserSplit,
@@ -33,7 +33,9 @@ use nhl_train::run_dir::{default_out_dir, RunDir};
 
 use super::train_dir::{StopFlag, TrainDir};
 use crate::backend_choice::BackendChoice;
-use crate::names::{parse_centres, parse_length_scale, parse_method, parse_mode};
+use crate::names::{
+    parse_centres, parse_class_order, parse_length_scale, parse_method, parse_mode,
+};
 use crate::out_path::restore_set_aside;
 use nhl_train::error::TrainError;
 use nhl_train::run_loop::{train_resumable, Control};
@@ -129,6 +131,11 @@ pub struct Args {
     /// reference's, drawn per length). docs/METHOD.md 5.1.
     #[arg(long, default_value = "diverse", value_parser = parse_centres)]
     pub centres: Centres,
+    /// Which class takes which place in the diverse and prefix centres: dissimilar (the default:
+    /// the classes whose training means lie farthest apart get the shortest code's opposite
+    /// centres) or labels (class c takes place c, as the protocol states the rule).
+    #[arg(long, default_value = "dissimilar", value_parser = parse_class_order)]
+    pub class_order: ClassOrder,
     /// Each length's base loss in the nested modes: plain (as the loss defines it, the reference's
     /// sum; the default) or per-bit (length b_k's loss times b_1 / b_k; docs/METHOD.md section 4).
     #[arg(long, default_value = "plain", value_parser = parse_length_scale)]
@@ -171,6 +178,7 @@ fn config(args: &Args) -> anyhow::Result<TrainConfig> {
         reference_grad_leak: args.reference_grad_leak,
         eval_every: args.eval_every,
         centres: args.centres,
+        class_order: args.class_order,
         length_scale: args.length_scale,
         loss_params,
         ..TrainConfig::default()

@@ -483,6 +483,21 @@ fn centres_are_a_named_choice() {
 }
 
 #[test]
+fn class_order_is_a_named_choice() {
+    refuses("--class-order", "alphabetical", "dissimilar or labels");
+    assert_eq!(parsed(&[]).class_order, ClassOrder::Dissimilar);
+    for (name, order) in [
+        ("dissimilar", ClassOrder::Dissimilar),
+        ("labels", ClassOrder::Labels),
+    ] {
+        let config = parsed(&["--class-order", name]);
+        assert_eq!(config.class_order, order);
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["class_order"], name);
+    }
+}
+
+#[test]
 fn length_scale_is_a_named_choice() {
     refuses("--length-scale", "per-byte", "plain or per-bit");
     assert_eq!(parsed(&[]).length_scale, LengthScale::Plain);

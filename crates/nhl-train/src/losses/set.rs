@@ -6,12 +6,14 @@ use nhl_kernels::{Backend, Unary};
 
 use super::params::LossParams;
 use super::{Bank, DelayedPair, LengthLoss, MomentumHead};
-use crate::config::{Centres, TrainConfig};
+use crate::config::{Centres, ClassOrder, TrainConfig};
 use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::model::NamedParam;
 use crate::model::NestedHashModel;
-use crate::targets::{csq_diverse_centres, csq_prefix_centres};
+use crate::targets::{
+    class_means, csq_diverse_centres, csq_prefix_centres, dissimilar_class_order, reorder_classes,
+};
 use crate::train_state::{download, LossState, StateTensors};
 
 /// Every length's loss of one model, its memory bank and its momentum model.
@@ -36,12 +38,21 @@ impl<B: Backend> LossSet<B> {
     ) -> Result<Self, TrainError> {
         let params = LossParams::resolve(config.method, &config.loss_params)?;
         let code_bits = model.code_bits();
+        let n_classes = train.n_classes();
         let long_centres = match config.centres {
             _ if !config.method.uses_hash_centres() => None,
-            Centres::Diverse => Some(csq_diverse_centres(bits, train.n_classes(), config.seed)),
-            Centres::Prefix => Some(csq_prefix_centres(bits, train.n_classes(), config.seed)),
+            Centres::Diverse => Some(csq_diverse_centres(bits, n_classes, config.seed)),
+            Centres::Prefix => Some(csq_prefix_centres(bits, n_classes, config.seed)),
             Centres::Independent => None,
-        };
+        }
+        .map(|centres| match config.class_order {
+            ClassOrder::Labels => centres,
+            ClassOrder::Dissimilar => {
+                let means = class_means(&train.features, train.dim, &train.labels, n_classes);
+                let order = dissimilar_class_order(&means, n_classes, bits[0]);
+                reorder_classes(&centres, code_bits, &order)
+            }
+        });
         let lengths = bits
             .iter()
             .map(|&b| {
