@@ -26,7 +26,7 @@ pub fn parse_centres(s: &str) -> Result<Centres, String> {
 
 /// `--class-order`.
 pub fn parse_class_order(s: &str) -> Result<ClassOrder, String> {
-    parse_lower(s).map_err(|e| format!("{e}; expected dissimilar or labels"))
+    parse_lower(s).map_err(|e| format!("{e}; expected auto, dissimilar or labels"))
 }
 
 /// `--length-scale`.

@@ -119,12 +119,26 @@ pub enum Centres {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClassOrder {
-    /// The most dissimilar classes (by their training means) share the shortest length's rows as
-    /// opposites ([`crate::targets::dissimilar_class_order`]): the default.
+    /// The default: [`ClassOrder::Dissimilar`] for CSQ, [`ClassOrder::Labels`] for SHCIR and
+    /// MDSH, where the dissimilar order measured lower (docs/RESULTS.md section 7).
     #[default]
+    Auto,
+    /// The most dissimilar classes (by their training means) share the shortest length's rows as
+    /// opposites ([`crate::targets::dissimilar_class_order`]).
     Dissimilar,
     /// Class `c` takes place `c`, as the protocol's rule states it.
     Labels,
+}
+
+impl ClassOrder {
+    /// The order `method` trains with: `Auto` resolved to the method's own default.
+    pub fn for_method(self, method: Method) -> ClassOrder {
+        match (self, method) {
+            (ClassOrder::Auto, Method::Csq) => ClassOrder::Dissimilar,
+            (ClassOrder::Auto, _) => ClassOrder::Labels,
+            (order, _) => order,
+        }
+    }
 }
 
 /// How each length's base loss enters the shared objective of the nested modes (docs/METHOD.md
@@ -220,7 +234,8 @@ pub struct TrainConfig {
     #[serde(default)]
     pub centres: Centres,
     /// Which class takes which place in the prefix-consistent centres: the most dissimilar
-    /// classes on the shortest length's opposite pairs (the default), or the labels' order.
+    /// classes on the shortest length's opposite pairs, the labels' order, or (the default) the
+    /// first for CSQ and the second for SHCIR and MDSH.
     #[serde(default)]
     pub class_order: ClassOrder,
     /// The factor of each length's base loss in the nested modes: plain (the default) or per bit.
@@ -249,7 +264,7 @@ impl Default for TrainConfig {
             reference_grad_leak: false,
             eval_every: 0,
             centres: Centres::Diverse,
-            class_order: ClassOrder::Dissimilar,
+            class_order: ClassOrder::Auto,
             length_scale: LengthScale::Plain,
             loss_params: BTreeMap::new(),
         }

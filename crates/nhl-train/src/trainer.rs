@@ -638,7 +638,8 @@ mod tests {
     /// Every `--centres` and `--class-order` choice reaches the CSQ targets of every length: the
     /// diverse rows' prefixes by default, the protocol's rows' prefixes with `prefix`, each moved
     /// to the dissimilar class order unless `--class-order labels`, and the reference's centres,
-    /// built for each length on its own and in label order, with `independent`.
+    /// built for each length on its own and in label order, with `independent`. SHCIR's centres
+    /// keep the labels' order by default.
     #[test]
     fn the_centres_choice_reaches_every_lengths_targets() {
         use crate::config::{Centres, ClassOrder};
@@ -698,7 +699,7 @@ mod tests {
         let defaults = TrainConfig::default();
         assert_eq!(
             (defaults.centres, defaults.class_order),
-            (Centres::Diverse, ClassOrder::Dissimilar)
+            (Centres::Diverse, ClassOrder::Auto)
         );
         for (k, &b) in bits.iter().enumerate() {
             let want_diverse = table(&prefix_columns(&diverse, 64, b), b);
@@ -709,11 +710,13 @@ mod tests {
                     b,
                 )
             };
-            assert_eq!(
-                targets(Centres::Diverse, ClassOrder::Dissimilar)[k],
-                moved(&diverse),
-                "{b} bits"
-            );
+            for class_order in [ClassOrder::Auto, ClassOrder::Dissimilar] {
+                assert_eq!(
+                    targets(Centres::Diverse, class_order)[k],
+                    moved(&diverse),
+                    "{b} bits"
+                );
+            }
             assert_eq!(
                 targets(Centres::Prefix, ClassOrder::Dissimilar)[k],
                 moved(&prefix),
@@ -740,6 +743,27 @@ mod tests {
             // The rules part at 32 bits (2^q = 16 for ten classes).
             assert_eq!(want_diverse == want_prefix, b <= 16, "{b} bits");
         }
+        // SHCIR reads the centres themselves: in the labels' order unless asked otherwise.
+        let shcir_centres = |class_order: ClassOrder| -> Vec<f32> {
+            let config = TrainConfig {
+                method: Method::Shcir,
+                bits: bits.to_vec(),
+                hidden: 8,
+                seed: 5,
+                class_order,
+                ..TrainConfig::default()
+            };
+            let run = ModelRun::new(&cpu, &split, &config, &config.bits).unwrap();
+            match &run.losses.lengths[0] {
+                LengthLoss::Shcir { centres, .. } => cpu.download(centres).unwrap(),
+                _ => unreachable!("SHCIR losses"),
+            }
+        };
+        let labels_8 = prefix_columns(&diverse, 64, 8);
+        let dissimilar_8 = prefix_columns(&reorder_classes(&diverse, 64, &order), 64, 8);
+        assert_eq!(shcir_centres(ClassOrder::Auto), labels_8);
+        assert_eq!(shcir_centres(ClassOrder::Labels), labels_8);
+        assert_eq!(shcir_centres(ClassOrder::Dissimilar), dissimilar_8);
     }
 
     /// A step leaves no handle to a parameter alive when the optimiser updates it, so the CPU

@@ -131,10 +131,11 @@ pub struct Args {
     /// reference's, drawn per length). docs/METHOD.md 5.1.
     #[arg(long, default_value = "diverse", value_parser = parse_centres)]
     pub centres: Centres,
-    /// Which class takes which place in the diverse and prefix centres: dissimilar (the default:
-    /// the classes whose training means lie farthest apart get the shortest code's opposite
-    /// centres) or labels (class c takes place c, as the protocol states the rule).
-    #[arg(long, default_value = "dissimilar", value_parser = parse_class_order)]
+    /// Which class takes which place in the diverse and prefix centres: dissimilar (the classes
+    /// whose training means lie farthest apart get the shortest code's opposite centres), labels
+    /// (class c takes place c, as the protocol states the rule) or auto (the default: dissimilar
+    /// for CSQ, labels for SHCIR and MDSH).
+    #[arg(long, default_value = "auto", value_parser = parse_class_order)]
     pub class_order: ClassOrder,
     /// Each length's base loss in the nested modes: plain (as the loss defines it, the reference's
     /// sum; the default) or per-bit (length b_k's loss times b_1 / b_k; docs/METHOD.md section 4).

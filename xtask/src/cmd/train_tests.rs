@@ -484,9 +484,14 @@ fn centres_are_a_named_choice() {
 
 #[test]
 fn class_order_is_a_named_choice() {
-    refuses("--class-order", "alphabetical", "dissimilar or labels");
-    assert_eq!(parsed(&[]).class_order, ClassOrder::Dissimilar);
+    refuses(
+        "--class-order",
+        "alphabetical",
+        "auto, dissimilar or labels",
+    );
+    assert_eq!(parsed(&[]).class_order, ClassOrder::Auto);
     for (name, order) in [
+        ("auto", ClassOrder::Auto),
         ("dissimilar", ClassOrder::Dissimilar),
         ("labels", ClassOrder::Labels),
     ] {

@@ -45,14 +45,16 @@ impl<B: Backend> LossSet<B> {
             Centres::Prefix => Some(csq_prefix_centres(bits, n_classes, config.seed)),
             Centres::Independent => None,
         }
-        .map(|centres| match config.class_order {
-            ClassOrder::Labels => centres,
-            ClassOrder::Dissimilar => {
-                let means = class_means(&train.features, train.dim, &train.labels, n_classes);
-                let order = dissimilar_class_order(&means, n_classes, bits[0]);
-                reorder_classes(&centres, code_bits, &order)
-            }
-        });
+        .map(
+            |centres| match config.class_order.for_method(config.method) {
+                ClassOrder::Auto | ClassOrder::Labels => centres,
+                ClassOrder::Dissimilar => {
+                    let means = class_means(&train.features, train.dim, &train.labels, n_classes);
+                    let order = dissimilar_class_order(&means, n_classes, bits[0]);
+                    reorder_classes(&centres, code_bits, &order)
+                }
+            },
+        );
         let lengths = bits
             .iter()
             .map(|&b| {
