@@ -269,13 +269,18 @@ pub fn dissimilar_class_order(means: &[f64], n_classes: usize, shortest: usize) 
         return (0..n).collect();
     }
     let mean = |c: usize| &means[c * dim..(c + 1) * dim];
-    let far = |a: usize, b: usize| -> f64 {
-        mean(a)
-            .iter()
-            .zip(mean(b))
-            .map(|(x, y)| (x - y) * (x - y))
-            .sum()
-    };
+    // Every pair's distance once: the greedy passes below read it `C - b0` times.
+    let distances: Vec<f64> = (0..n * n)
+        .map(|i| {
+            let (a, b) = (i / n, i % n);
+            mean(a)
+                .iter()
+                .zip(mean(b))
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum()
+        })
+        .collect();
+    let far = |a: usize, b: usize| distances[a * n + b];
     let mut order = vec![usize::MAX; n];
     for k in 0..n - shortest {
         let mut best: Option<(f64, usize, usize)> = None;
