@@ -131,12 +131,12 @@ pub enum ClassOrder {
 }
 
 impl ClassOrder {
-    /// The order `method` trains with: `Auto` resolved to the method's own default.
-    pub fn for_method(self, method: Method) -> ClassOrder {
-        match (self, method) {
-            (ClassOrder::Auto, Method::Csq) => ClassOrder::Dissimilar,
-            (ClassOrder::Auto, _) => ClassOrder::Labels,
-            (order, _) => order,
+    /// Whether `method` trains in the dissimilar order: asked for, or `Auto` with CSQ.
+    pub fn dissimilar_for(self, method: Method) -> bool {
+        match self {
+            ClassOrder::Auto => method == Method::Csq,
+            ClassOrder::Dissimilar => true,
+            ClassOrder::Labels => false,
         }
     }
 }

@@ -12,6 +12,8 @@ mod centre;
 mod momentum;
 pub mod params;
 mod set;
+#[cfg(test)]
+mod set_tests;
 mod triplet;
 mod within;
 

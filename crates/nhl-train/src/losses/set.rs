@@ -6,7 +6,7 @@ use nhl_kernels::{Backend, Unary};
 
 use super::params::LossParams;
 use super::{Bank, DelayedPair, LengthLoss, MomentumHead};
-use crate::config::{Centres, ClassOrder, TrainConfig};
+use crate::config::{Centres, TrainConfig};
 use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::model::NamedParam;
@@ -45,16 +45,14 @@ impl<B: Backend> LossSet<B> {
             Centres::Prefix => Some(csq_prefix_centres(bits, n_classes, config.seed)),
             Centres::Independent => None,
         }
-        .map(
-            |centres| match config.class_order.for_method(config.method) {
-                ClassOrder::Auto | ClassOrder::Labels => centres,
-                ClassOrder::Dissimilar => {
-                    let means = class_means(&train.features, train.dim, &train.labels, n_classes);
-                    let order = dissimilar_class_order(&means, n_classes, bits[0]);
-                    reorder_classes(&centres, code_bits, &order)
-                }
-            },
-        );
+        .map(|centres| {
+            if !config.class_order.dissimilar_for(config.method) {
+                return centres;
+            }
+            let means = class_means(&train.features, train.dim, &train.labels, n_classes);
+            let order = dissimilar_class_order(&means, n_classes, bits[0]);
+            reorder_classes(&centres, code_bits, &order)
+        });
         let lengths = bits
             .iter()
             .map(|&b| {

@@ -10,6 +10,12 @@ use nhl_kernels::rng::SplitMix64;
 
 use crate::error::TrainError;
 
+mod class_order;
+mod prefix;
+
+pub use class_order::{class_means, dissimilar_class_order, reorder_classes};
+pub use prefix::{csq_diverse_centres, csq_prefix_centres};
+
 /// Distinguishes the random streams of the different uses of one seed.
 #[derive(Clone, Copy)]
 enum Stream {
@@ -109,207 +115,6 @@ fn fill_balanced(
         }
     }
     centres
-}
-
-/// The protocol's prefix-consistent CSQ centres (docs/PROTOCOL.md, "CSQ hash centres";
-/// `--centres prefix`): one centre per class for the longest length `B = lengths.last()`, whose
-/// first `b` entries are the centre of every shorter length `b`, so the lengths never pull a class
-/// towards different targets on shared bits.
-///
-/// Class `c` gets `(-1)^popcount(floor(c / s)) H_B[c mod B]` with block `s = min(8, b0)`, `b0`
-/// the shortest length (the protocol's `s = 8` whenever `b0 >= 8`; a shorter `b0` takes `s = b0`,
-/// without which classes `c` and `c + b0` would share a `b0`-bit centre). Since `H_B[r][j]`
-/// depends only on the bits of `r` shared with `j`, the `b0`-bit prefixes of the first `2 b0`
-/// classes are a signed reordering of `[H_b0; -H_b0]` (exactly the standard centres for
-/// `b0 = 8`), and at every length `b` each prefix is a signed row of `H_b`, so classes stay as far
-/// apart as the standard centres keep them. Classes `c` and `c + B` are antipodal; past `2 B`
-/// classes the random balanced fill of [`csq_centres`] completes the longest centres. Lengths
-/// that are not powers of two fall back to the prefixes of [`csq_centres`] of the longest length.
-/// Returns `n_classes x B`.
-pub fn csq_prefix_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec<f32> {
-    signed_hadamard_centres(lengths, n_classes, seed, |x, _| x)
-}
-
-/// Prefix-consistent CSQ centres whose long codes carry a different class partition in every
-/// bit (docs/METHOD.md 5.1, "Diverse rows"; `--centres diverse`, the default): the signs, the
-/// fill and the fallback of [`csq_prefix_centres`], with class `c` on row `rho(c mod B)` of
-/// `H_B` instead of row `c mod B`.
-///
-/// Bit `j` of the `b`-bit centres splits the classes by the parity of `rho(c) & j` (times the
-/// class's sign). With `rho(x) = x`, as in [`csq_prefix_centres`], the rows of `C` classes have
-/// only their low `q = ceil(log2 min(C, B))` bits set, so the columns repeat with period `2^q`:
-/// ten classes give 16 distinct partitions (one of them constant), and a 128-bit code is those
-/// 16 partitions eight times over. Here `rho(x) = x + 2^q M(x)`: the bits above `q` hold the
-/// products of `x`'s bits (the AND of the bits in each monomial mask of popcount 2 or more, masks
-/// below `2^q` in order of popcount, then value), as many as `log2 B - q` bits allow. The rows'
-/// low `q` bits are still `x`, so the centres of every length up to `2^q` equal
-/// [`csq_prefix_centres`]'s, and every length keeps distinct signed Hadamard rows (classes stay
-/// `b/2` apart). The products are not linear in `x`, so the rows span more dimensions and each
-/// extra dimension doubles the distinct partitions: ten classes get 32, 64 and 128 distinct
-/// partitions at 32, 64 and 128 bits (one of them constant), as random centres would, without
-/// giving up the Hadamard distances.
-pub fn csq_diverse_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec<f32> {
-    signed_hadamard_centres(lengths, n_classes, seed, diverse_row)
-}
-
-/// The row of `H_B` (`B = 2^log_b`) that [`csq_diverse_centres`] gives class index `x < 2^q`:
-/// `x` in the low `q` bits, then one bit per monomial mask of `x`'s bits (popcount 2 or more, in
-/// order of popcount, then value) while bits remain.
-fn diverse_row(x: usize, (q, log_b): (u32, u32)) -> usize {
-    if log_b <= q {
-        return x;
-    }
-    let mut masks: Vec<usize> = (0..1usize << q).filter(|m| m.count_ones() >= 2).collect();
-    masks.sort_by_key(|&m| (m.count_ones(), m));
-    let products = masks
-        .iter()
-        .take((log_b - q) as usize)
-        .enumerate()
-        .fold(0, |acc, (i, &m)| acc | (usize::from(x & m == m) << i));
-    x | products << q
-}
-
-/// The shared body of [`csq_prefix_centres`] and [`csq_diverse_centres`]: class `c` gets
-/// `(-1)^popcount(floor(c / s)) H_B[row(c mod B, (q, log2 B))]`, `q` the bits that index the
-/// first `min(C, B)` classes; past `2 B` classes the balanced fill.
-fn signed_hadamard_centres(
-    lengths: &[usize],
-    n_classes: usize,
-    seed: u64,
-    row: impl Fn(usize, (u32, u32)) -> usize,
-) -> Vec<f32> {
-    let (Some(&b0), Some(&longest)) = (lengths.first(), lengths.last()) else {
-        return Vec::new();
-    };
-    if !lengths.iter().all(|b| b.is_power_of_two()) {
-        return csq_centres(longest, n_classes, seed);
-    }
-    let block = b0.min(8);
-    let h = hadamard(longest);
-    let shape = (
-        n_classes
-            .min(longest)
-            .max(1)
-            .next_power_of_two()
-            .trailing_zeros(),
-        longest.trailing_zeros(),
-    );
-    let signed: Vec<f32> = (0..n_classes.min(2 * longest))
-        .flat_map(|c| {
-            let sign = if (c / block).count_ones() % 2 == 0 {
-                1.0
-            } else {
-                -1.0
-            };
-            let r = row(c % longest, shape);
-            h[r * longest..(r + 1) * longest]
-                .iter()
-                .map(move |v| sign * v)
-                .collect::<Vec<f32>>()
-        })
-        .collect();
-    let mut rng = rng(seed, Stream::CsqFill, longest, 0);
-    fill_balanced(signed, longest, n_classes, &mut rng)
-}
-
-/// The per-class mean of `features` (`items x dim`), `n_classes x dim` in `f64`: over the items of
-/// the class, or for multi-label data over the items that carry it. A class without items has a
-/// mean of zeros.
-pub fn class_means(features: &[f32], dim: usize, labels: &Labels, n_classes: usize) -> Vec<f64> {
-    let mut sums = vec![0.0f64; n_classes * dim];
-    let mut counts = vec![0usize; n_classes];
-    let mut add = |class: usize, item: usize| {
-        if class < n_classes {
-            counts[class] += 1;
-            let row = &features[item * dim..(item + 1) * dim];
-            for (s, &v) in sums[class * dim..(class + 1) * dim].iter_mut().zip(row) {
-                *s += f64::from(v);
-            }
-        }
-    };
-    match labels {
-        Labels::Single(classes) => {
-            for (item, &c) in classes.iter().enumerate() {
-                add(c as usize, item);
-            }
-        }
-        Labels::Multi { rows, .. } => {
-            for (item, row) in rows.iter().enumerate() {
-                for &c in row {
-                    add(c as usize, item);
-                }
-            }
-        }
-    }
-    for (c, &n) in counts.iter().enumerate() {
-        for s in &mut sums[c * dim..(c + 1) * dim] {
-            *s /= n.max(1) as f64;
-        }
-    }
-    sums
-}
-
-/// Where each class goes in the prefix rules' class order (`--class-order dissimilar`, the
-/// default; docs/METHOD.md 5.1, "Class order"): `order[label]` is the index `c` the rule gives
-/// the class, from the `n_classes x dim` class means.
-///
-/// With `b0 < C <= 2 b0` classes (`b0` the shortest length), the rules put classes `c` and `c + b0`
-/// on one `b0`-bit Hadamard row with opposite signs, for `c < C - b0`: those pairs sit at the
-/// full distance `b0` where every other pair is `b0 / 2` apart, and each of their bits must send
-/// the two classes opposite ways. Pairing two similar classes so asks the shortest code for its
-/// hardest splits. This order gives the `C - b0` opposite slots to the most dissimilar classes:
-/// it takes, one after the other, the pair of not yet placed classes whose means (`class_means`)
-/// lie farthest apart in squared Euclidean distance (ties to the lower labels), the `k`-th pair's
-/// lower label to index `k` and the other to `k + b0`; the remaining classes take the indices
-/// `C - b0 .. b0 - 1` in label order. Outside `b0 < C <= 2 b0` every class keeps its label.
-pub fn dissimilar_class_order(means: &[f64], n_classes: usize, shortest: usize) -> Vec<usize> {
-    let n = n_classes;
-    let dim = means.len() / n.max(1);
-    if n <= shortest || n > 2 * shortest {
-        return (0..n).collect();
-    }
-    let mean = |c: usize| &means[c * dim..(c + 1) * dim];
-    // Every pair's distance once: the greedy passes below read it `C - b0` times.
-    let distances: Vec<f64> = (0..n * n)
-        .map(|i| {
-            let (a, b) = (i / n, i % n);
-            mean(a)
-                .iter()
-                .zip(mean(b))
-                .map(|(x, y)| (x - y) * (x - y))
-                .sum()
-        })
-        .collect();
-    let far = |a: usize, b: usize| distances[a * n + b];
-    let mut order = vec![usize::MAX; n];
-    for k in 0..n - shortest {
-        let mut best: Option<(f64, usize, usize)> = None;
-        for a in (0..n).filter(|&a| order[a] == usize::MAX) {
-            for b in (a + 1..n).filter(|&b| order[b] == usize::MAX) {
-                let d = far(a, b);
-                if best.is_none_or(|(bd, _, _)| d > bd) {
-                    best = Some((d, a, b));
-                }
-            }
-        }
-        let (_, a, b) = best.expect("two unplaced classes remain while pairs are placed");
-        order[a] = k;
-        order[b] = k + shortest;
-    }
-    let unplaced = order.iter_mut().filter(|slot| **slot == usize::MAX);
-    for (place, slot) in (n - shortest..).zip(unplaced) {
-        *slot = place;
-    }
-    order
-}
-
-/// The rows of a `C x width` centre matrix built for class indices, moved to the labels that
-/// `order` gives those indices: row `label` of the result is row `order[label]` of `centres`.
-pub fn reorder_classes(centres: &[f32], width: usize, order: &[usize]) -> Vec<f32> {
-    order
-        .iter()
-        .flat_map(|&c| centres[c * width..(c + 1) * width].iter().copied())
-        .collect()
 }
 
 /// The first `bits` columns of a `rows x width` matrix.
@@ -479,6 +284,12 @@ pub fn target_table(
     }
 }
 
+/// Hamming distance between two ±1 vectors.
+#[cfg(test)]
+fn hamming(a: &[f32], b: &[f32]) -> usize {
+    a.iter().zip(b).filter(|(x, y)| x != y).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,11 +300,6 @@ mod tests {
 
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
-    }
-
-    /// Hamming distance between two ±1 vectors.
-    fn hamming(a: &[f32], b: &[f32]) -> usize {
-        a.iter().zip(b).filter(|(x, y)| x != y).count()
     }
 
     /// The acceptance test as stated: every pair compared on the ±1 entries.
@@ -682,213 +488,5 @@ mod tests {
         let bad = label_targets(&c, bits, &Labels::Single(vec![10]), 0).unwrap_err();
         assert!(bad.to_string().contains("class 10"), "{bad}");
         assert!(label_targets(&c, 7, &Labels::Single(vec![0]), 0).is_err());
-    }
-
-    #[test]
-    fn prefix_centres_nest_and_match_the_shortest_standard_centres() {
-        let lengths = [8, 16, 32, 64, 128];
-        let long = csq_prefix_centres(&lengths, 10, 0);
-        assert_eq!(long.len(), 10 * 128);
-        // The 8-bit prefixes are exactly the standard 8-bit centres (classes 8, 9 = -H8 rows).
-        assert_eq!(prefix_columns(&long, 128, 8), csq_centres(8, 10, 0));
-        // At 8 bits classes c and c + 8 are opposite; from 16 bits on every pair is orthogonal,
-        // as with the standard centres, so the longer bits add class structure of their own.
-        for &b in &lengths {
-            let p = prefix_columns(&long, 128, b);
-            let rows: Vec<&[f32]> = p.chunks_exact(b).collect();
-            for i in 0..10 {
-                for j in i + 1..10 {
-                    let d = hamming(rows[i], rows[j]);
-                    let opposite = b == 8 && j == i + 8;
-                    let expected = if opposite { b } else { b / 2 };
-                    assert_eq!(d, expected, "{b} bits, classes {i} {j}");
-                }
-            }
-        }
-    }
-
-    /// The protocol's rule `(-1)^popcount(floor(c/8)) H_B[c mod B]`, entry by entry, for more
-    /// classes than the longest length holds, and the balanced fill past `2 B` classes.
-    #[test]
-    fn prefix_centres_follow_the_protocol_rule_for_any_class_count() {
-        let (lengths, b) = ([8usize, 16, 32], 32usize);
-        let classes = 2 * b + 5;
-        let centres = csq_prefix_centres(&lengths, classes, 4);
-        assert_eq!(centres.len(), classes * b);
-        let h = hadamard(b);
-        for c in 0..2 * b {
-            let sign = if (c / 8).count_ones() % 2 == 0 {
-                1.0
-            } else {
-                -1.0
-            };
-            let row: Vec<f32> = h[(c % b) * b..(c % b + 1) * b]
-                .iter()
-                .map(|v| sign * v)
-                .collect();
-            assert_eq!(&centres[c * b..(c + 1) * b], &row[..], "class {c}");
-        }
-        // Every signed Hadamard row is used once: the first 2B classes are all distinct.
-        let rows: Vec<&[f32]> = centres.chunks_exact(b).collect();
-        for i in 0..2 * b {
-            for j in i + 1..2 * b {
-                assert_ne!(rows[i], rows[j], "classes {i} and {j}");
-            }
-        }
-        // Past 2B classes: balanced rows (b/2 entries -1).
-        for row in &rows[2 * b..] {
-            assert_eq!(row.iter().filter(|&&v| v < 0.0).count(), b / 2);
-        }
-    }
-
-    /// A shortest length below 8 takes its own length as the sign block, so classes `c` and
-    /// `c + b0` still get opposite `b0`-bit centres instead of equal ones.
-    #[test]
-    fn prefix_centres_keep_short_lengths_apart() {
-        let centres = csq_prefix_centres(&[4, 16], 8, 1);
-        let short = prefix_columns(&centres, 16, 4);
-        assert_eq!(short, csq_centres(4, 8, 1));
-    }
-
-    /// The class partitions that the columns of a `classes x bits` centre matrix carry, a
-    /// partition and its complement counted once, constant columns left out.
-    fn partitions(centres: &[f32], classes: usize, bits: usize) -> usize {
-        let mut seen = std::collections::BTreeSet::new();
-        for j in 0..bits {
-            let column: Vec<bool> = (0..classes)
-                .map(|c| (centres[c * bits + j] > 0.0) == (centres[j] > 0.0))
-                .collect();
-            if column.iter().any(|&same| !same) {
-                seen.insert(column);
-            }
-        }
-        seen.len()
-    }
-
-    /// Ten classes: the rows are `x` plus the products of its bits 0-1, 0-2 and 1-2 above bit 4.
-    #[test]
-    fn diverse_rows_add_products_of_the_class_bits() {
-        let rows: Vec<usize> = (0..10).map(|x| diverse_row(x, (4, 7))).collect();
-        assert_eq!(
-            rows,
-            [0, 1, 2, 3 + 16, 4, 5 + 32, 6 + 64, 7 + 16 + 32 + 64, 8, 9]
-        );
-        // No room above q: the protocol's rows.
-        assert!((0..16).all(|x| diverse_row(x, (4, 4)) == x));
-        assert_eq!(diverse_row(3, (4, 5)), 3 + 16);
-        assert_eq!(diverse_row(5, (4, 5)), 5);
-    }
-
-    #[test]
-    fn diverse_centres_keep_the_short_centres_and_the_hadamard_distances() {
-        let lengths = [8, 16, 32, 64, 128];
-        let diverse = csq_diverse_centres(&lengths, 10, 0);
-        let prefix = csq_prefix_centres(&lengths, 10, 0);
-        assert_eq!(diverse.len(), 10 * 128);
-        // Up to 2^q = 16 bits the centres are the protocol's, so the 8-bit ones are the standard.
-        for b in [8, 16] {
-            assert_eq!(
-                prefix_columns(&diverse, 128, b),
-                prefix_columns(&prefix, 128, b)
-            );
-        }
-        assert_ne!(
-            prefix_columns(&diverse, 128, 32),
-            prefix_columns(&prefix, 128, 32)
-        );
-        for &b in &lengths {
-            let p = prefix_columns(&diverse, 128, b);
-            let rows: Vec<&[f32]> = p.chunks_exact(b).collect();
-            for i in 0..10 {
-                for j in i + 1..10 {
-                    let opposite = b == 8 && j == i + 8;
-                    let expected = if opposite { b } else { b / 2 };
-                    assert_eq!(hamming(rows[i], rows[j]), expected, "{b} bits, {i} {j}");
-                }
-            }
-        }
-    }
-
-    /// What the diverse rows are for: with the protocol's rows the long codes repeat 15 class
-    /// partitions; with the diverse rows every bit but one (bit 8, which the class signs cancel)
-    /// carries a partition of its own.
-    #[test]
-    fn diverse_centres_give_the_long_bits_partitions_of_their_own() {
-        let lengths = [8, 16, 32, 64, 128];
-        let diverse = csq_diverse_centres(&lengths, 10, 0);
-        let prefix = csq_prefix_centres(&lengths, 10, 0);
-        for &b in &lengths {
-            let d = partitions(&prefix_columns(&diverse, 128, b), 10, b);
-            let p = partitions(&prefix_columns(&prefix, 128, b), 10, b);
-            assert_eq!(d, if b == 8 { 8 } else { b - 1 }, "diverse, {b} bits");
-            assert_eq!(p, if b == 8 { 8 } else { 15 }, "prefix, {b} bits");
-        }
-        // A single 32-bit model (its own longest length) gets its own diverse rows.
-        let single = csq_diverse_centres(&[32], 10, 0);
-        assert_eq!(partitions(&single, 10, 32), 31);
-    }
-
-    /// Where the class count fills the row index, or past `2 B` classes, or for lengths that are
-    /// not powers of two, the diverse centres are the protocol's.
-    #[test]
-    fn diverse_centres_fall_back_to_the_protocol_rule_where_no_bits_are_free() {
-        let (lengths, b) = ([8usize, 16, 32], 32usize);
-        for classes in [b, 2 * b + 5] {
-            assert_eq!(
-                csq_diverse_centres(&lengths, classes, 4),
-                csq_prefix_centres(&lengths, classes, 4)
-            );
-        }
-        assert_eq!(
-            csq_diverse_centres(&[8, 24], 10, 3),
-            csq_prefix_centres(&[8, 24], 10, 3)
-        );
-        assert!(csq_diverse_centres(&[], 10, 0).is_empty());
-    }
-
-    #[test]
-    fn class_means_average_each_class_and_each_label_of_multi_label_items() {
-        let features = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let single = class_means(&features, 2, &Labels::Single(vec![1, 0, 1]), 3);
-        assert_eq!(single, [3.0, 4.0, 3.0, 4.0, 0.0, 0.0]);
-        let multi = Labels::Multi {
-            n_classes: 2,
-            rows: vec![vec![0, 1], vec![1], vec![]],
-        };
-        assert_eq!(class_means(&features, 2, &multi, 2), [1.0, 2.0, 2.0, 3.0]);
-    }
-
-    /// Ten classes on a line, shortest length 8: the two farthest pairs take the opposite places
-    /// (0, 8) and (1, 9), the rest the places 2-7 in label order.
-    #[test]
-    fn dissimilar_order_gives_the_opposite_places_to_the_farthest_classes() {
-        let means = [3.0, 0.0, 4.0, 5.0, 100.0, 6.0, 7.0, 1.0, 8.0, 9.0];
-        let order = dissimilar_class_order(&means, 10, 8);
-        // (1, 4) lie farthest apart (100), then (7, 9) among the rest (8^2).
-        assert_eq!(order, [2, 0, 3, 4, 8, 5, 6, 1, 7, 9]);
-        // Every place once.
-        let mut places = order.clone();
-        places.sort_unstable();
-        assert_eq!(places, (0..10).collect::<Vec<_>>());
-        // Equal distances go to the lower labels.
-        assert_eq!(dissimilar_class_order(&[0.0; 3], 3, 2), [0, 2, 1]);
-        // No shared rows at the shortest length, or more than two classes per row: labels.
-        assert_eq!(
-            dissimilar_class_order(&means, 10, 16),
-            (0..10).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            dissimilar_class_order(&means, 10, 4),
-            (0..10).collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn reordered_centres_give_each_label_the_row_of_its_place() {
-        let centres = [1.0, 1.0, 1.0, -1.0, -1.0, 1.0];
-        assert_eq!(
-            reorder_classes(&centres, 2, &[2, 0, 1]),
-            [-1.0, 1.0, 1.0, 1.0, 1.0, -1.0]
-        );
     }
 }
