@@ -31,7 +31,7 @@ pub fn parse_class_order(s: &str) -> Result<ClassOrder, String> {
 
 /// `--length-scale`.
 pub fn parse_length_scale(s: &str) -> Result<LengthScale, String> {
-    parse_lower(s).map_err(|e| format!("{e}; expected plain or per-bit"))
+    parse_lower(s).map_err(|e| format!("{e}; expected auto, plain or per-bit"))
 }
 
 /// A count that must be at least 1 (`--threads`).

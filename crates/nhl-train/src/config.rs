@@ -146,8 +146,12 @@ impl ClassOrder {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LengthScale {
-    /// `L_k` as the loss defines it, summed over the lengths as the reference does: the default.
+    /// The default: [`LengthScale::PerBit`] for DSH and LCDSH, whose `full` runs it raised on both
+    /// protocols it was measured on, [`LengthScale::Plain`] for every other loss (docs/RESULTS.md
+    /// section 7).
     #[default]
+    Auto,
+    /// `L_k` as the loss defines it, summed over the lengths as the reference does.
     Plain,
     /// `(b_1 / b_k) L_k`, the shortest length's loss as it is and each longer one per bit of its
     /// length: for losses whose value grows with the length (DSH's squared distances and margin
@@ -157,11 +161,22 @@ pub enum LengthScale {
 }
 
 impl LengthScale {
-    /// The factor of each length's base loss, for lengths `bits` (increasing).
-    pub fn factors(self, bits: &[usize]) -> Vec<f64> {
+    /// Whether `method` trains with the per-bit scale: asked for, or `Auto` with DSH or LCDSH.
+    pub fn per_bit_for(self, method: Method) -> bool {
         match self {
-            LengthScale::Plain => vec![1.0; bits.len()],
-            LengthScale::PerBit => bits.iter().map(|&b| bits[0] as f64 / b as f64).collect(),
+            LengthScale::Auto => matches!(method, Method::Dsh | Method::Lcdsh),
+            LengthScale::Plain => false,
+            LengthScale::PerBit => true,
+        }
+    }
+
+    /// The factor of each length's base loss for `method`, for lengths `bits` (increasing):
+    /// `b_1 / b_k` where [`LengthScale::per_bit_for`] holds, else 1.
+    pub fn factors(self, method: Method, bits: &[usize]) -> Vec<f64> {
+        if self.per_bit_for(method) {
+            bits.iter().map(|&b| bits[0] as f64 / b as f64).collect()
+        } else {
+            vec![1.0; bits.len()]
         }
     }
 }
@@ -265,7 +280,7 @@ impl Default for TrainConfig {
             eval_every: 0,
             centres: Centres::Diverse,
             class_order: ClassOrder::Auto,
-            length_scale: LengthScale::Plain,
+            length_scale: LengthScale::Auto,
             loss_params: BTreeMap::new(),
         }
     }

@@ -290,7 +290,7 @@ mod tests {
                         [LengthScale::Plain, LengthScale::PerBit].map(move |scale| (c, scale))
                     });
                 for ((epoch, distill), scale) in cases {
-                    let scales = scale.factors(&bits);
+                    let scales = scale.factors(method, &bits);
                     let ctx = BatchContext {
                         idx: &idx,
                         target_rows: &target_rows,

@@ -428,7 +428,10 @@ impl<'a, B: HashingOps<Elem = f32>> ModelRun<'a, B> {
             .mode
             .distill()
             .then_some(self.config.distill_weight as f64);
-        let base_scales = self.config.length_scale.factors(&self.bits);
+        let base_scales = self
+            .config
+            .length_scale
+            .factors(self.config.method, &self.bits);
         let objectives_of_lengths = || {
             length_gradients(
                 be,
@@ -766,8 +769,10 @@ mod tests {
                 let j = run.losses.lengths[k].eval(&tape, &u, &ctx).unwrap();
                 f64::from(tape.to_vec(&j).unwrap()[0])
             };
+            // The step's objectives carry each length's scale (per bit for DSH by default).
+            let scales = config.length_scale.factors(method, &config.bits);
             for (k, &objective) in objectives.iter().enumerate() {
-                let (after, stale) = (value(bank, k), value(&before, k));
+                let (after, stale) = (scales[k] * value(bank, k), scales[k] * value(&before, k));
                 let objective = f64::from(objective);
                 assert!(
                     (objective - after).abs() <= 1e-5 * after.abs(),

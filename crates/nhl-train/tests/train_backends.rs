@@ -4,7 +4,7 @@
 use nhl_index::eval::Labels;
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::HashingOps;
-use nhl_train::config::{Method, Mode, TrainConfig};
+use nhl_train::config::{LengthScale, Method, Mode, TrainConfig};
 use nhl_train::data::{load_protocol, Dataset, Protocol, Split};
 use nhl_train::step_phases::StepPhases;
 use nhl_train::trainer::{train, EpochRunner, TrainOutcome};
@@ -116,6 +116,39 @@ fn epoch_runners_interleaved_train_what_train_trains() {
             phases.seconds.iter().all(|&s| s >= 0.0) && phases.seconds.iter().sum::<f64>() > 0.0
         );
         assert_eq!(runner.take_phases(), StepPhases::default());
+    }
+}
+
+/// The default length scale trains DSH and LCDSH per bit and the other losses plain: each default
+/// model is the one its named scale trains, and not the other scale's.
+#[test]
+fn the_default_length_scale_is_per_bit_for_dsh_and_lcdsh_alone() {
+    let split = small_split();
+    let cpu = CpuBackend::<f32>::new();
+    for (method, named) in [
+        (Method::Dsh, LengthScale::PerBit),
+        (Method::Lcdsh, LengthScale::PerBit),
+        (Method::Dch, LengthScale::Plain),
+    ] {
+        let config = small_config(method, Mode::Nested);
+        assert_eq!(config.length_scale, LengthScale::Auto);
+        let default = run(&cpu, &split, &config);
+        let with = |length_scale| {
+            run(
+                &cpu,
+                &split,
+                &TrainConfig {
+                    length_scale,
+                    ..config.clone()
+                },
+            )
+        };
+        assert_same_model(&format!("{method} default"), &default, &with(named));
+        let other = match named {
+            LengthScale::PerBit => LengthScale::Plain,
+            _ => LengthScale::PerBit,
+        };
+        assert_ne!(default.params, with(other).params, "{method}: {other:?}");
     }
 }
 

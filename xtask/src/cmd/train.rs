@@ -138,8 +138,9 @@ pub struct Args {
     #[arg(long, default_value = "auto", value_parser = parse_class_order)]
     pub class_order: ClassOrder,
     /// Each length's base loss in the nested modes: plain (as the loss defines it, the reference's
-    /// sum; the default) or per-bit (length b_k's loss times b_1 / b_k; docs/METHOD.md section 4).
-    #[arg(long, default_value = "plain", value_parser = parse_length_scale)]
+    /// sum), per-bit (length b_k's loss times b_1 / b_k; docs/METHOD.md section 4) or auto (the
+    /// default: per-bit for DSH and LCDSH, plain for the other losses).
+    #[arg(long, default_value = "auto", value_parser = parse_length_scale)]
     pub length_scale: LengthScale,
     /// Replicate the reference's leftover hash-layer gradient (docs/METHOD.md Q3) in the weighted modes.
     #[arg(long)]

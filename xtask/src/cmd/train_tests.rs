@@ -507,15 +507,44 @@ fn centres_and_class_order_are_named_choices() {
 
 #[test]
 fn length_scale_is_a_named_choice() {
-    refuses("--length-scale", "per-byte", "plain or per-bit");
-    assert_eq!(parsed(&[]).length_scale, LengthScale::Plain);
+    refuses("--length-scale", "per-byte", "auto, plain or per-bit");
+    let defaults = parsed(&["--bits", "8,16,64"]);
+    assert_eq!(defaults.length_scale, LengthScale::Auto);
+    // Auto: per bit for DSH and LCDSH alone.
+    for method in Method::ALL {
+        let per_bit = matches!(method, Method::Dsh | Method::Lcdsh);
+        assert_eq!(
+            defaults.length_scale.per_bit_for(method),
+            per_bit,
+            "{method}"
+        );
+    }
+    assert_eq!(
+        defaults.length_scale.factors(Method::Dsh, &defaults.bits),
+        [1.0, 0.5, 0.125]
+    );
+    assert_eq!(
+        defaults.length_scale.factors(Method::Dch, &defaults.bits),
+        [1.0; 3]
+    );
     let per_bit = parsed(&["--length-scale", "per-bit", "--bits", "8,16,64"]);
     assert_eq!(per_bit.length_scale, LengthScale::PerBit);
     assert_eq!(
-        per_bit.length_scale.factors(&per_bit.bits),
+        per_bit.length_scale.factors(Method::Dhn, &per_bit.bits),
         [1.0, 0.5, 0.125]
     );
+    let plain = parsed(&["--length-scale", "plain", "--bits", "8,16,64"]);
+    assert_eq!(
+        plain.length_scale.factors(Method::Dsh, &plain.bits),
+        [1.0; 3]
+    );
     // Recorded under the flag's own name, so metrics.json reads like the command line.
-    let json = serde_json::to_value(&per_bit).unwrap();
-    assert_eq!(json["length_scale"], "per-bit");
+    assert_eq!(
+        serde_json::to_value(&per_bit).unwrap()["length_scale"],
+        "per-bit"
+    );
+    assert_eq!(
+        serde_json::to_value(&defaults).unwrap()["length_scale"],
+        "auto"
+    );
 }
