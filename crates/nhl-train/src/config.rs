@@ -146,9 +146,9 @@ impl ClassOrder {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LengthScale {
-    /// The default: [`LengthScale::PerBit`] for DSH and LCDSH, whose `full` runs it raised on both
-    /// protocols it was measured on, [`LengthScale::Plain`] for every other loss (docs/RESULTS.md
-    /// section 7).
+    /// The default: [`LengthScale::PerBit`] for DSH, whose loss and margin `m = 2b` grow in
+    /// proportion to the length and whose `full` runs it raised on both protocols it was measured
+    /// on, [`LengthScale::Plain`] for every other loss (docs/RESULTS.md section 7).
     #[default]
     Auto,
     /// `L_k` as the loss defines it, summed over the lengths as the reference does.
@@ -161,10 +161,10 @@ pub enum LengthScale {
 }
 
 impl LengthScale {
-    /// Whether `method` trains with the per-bit scale: asked for, or `Auto` with DSH or LCDSH.
+    /// Whether `method` trains with the per-bit scale: asked for, or `Auto` with DSH.
     pub fn per_bit_for(self, method: Method) -> bool {
         match self {
-            LengthScale::Auto => matches!(method, Method::Dsh | Method::Lcdsh),
+            LengthScale::Auto => method == Method::Dsh,
             LengthScale::Plain => false,
             LengthScale::PerBit => true,
         }

@@ -119,15 +119,15 @@ fn epoch_runners_interleaved_train_what_train_trains() {
     }
 }
 
-/// The default length scale trains DSH and LCDSH per bit and the other losses plain: each default
-/// model is the one its named scale trains, and not the other scale's.
+/// The default length scale trains DSH per bit and the other losses plain: each default model is
+/// the one its named scale trains, and not the other scale's.
 #[test]
-fn the_default_length_scale_is_per_bit_for_dsh_and_lcdsh_alone() {
+fn the_default_length_scale_is_per_bit_for_dsh_alone() {
     let split = small_split();
     let cpu = CpuBackend::<f32>::new();
     for (method, named) in [
         (Method::Dsh, LengthScale::PerBit),
-        (Method::Lcdsh, LengthScale::PerBit),
+        (Method::Lcdsh, LengthScale::Plain),
         (Method::Dch, LengthScale::Plain),
     ] {
         let config = small_config(method, Mode::Nested);

@@ -139,7 +139,7 @@ pub struct Args {
     pub class_order: ClassOrder,
     /// Each length's base loss in the nested modes: plain (as the loss defines it, the reference's
     /// sum), per-bit (length b_k's loss times b_1 / b_k; docs/METHOD.md section 4) or auto (the
-    /// default: per-bit for DSH and LCDSH, plain for the other losses).
+    /// default: per-bit for DSH, plain for the other losses).
     #[arg(long, default_value = "auto", value_parser = parse_length_scale)]
     pub length_scale: LengthScale,
     /// Replicate the reference's leftover hash-layer gradient (docs/METHOD.md Q3) in the weighted modes.

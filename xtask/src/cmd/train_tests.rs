@@ -510,9 +510,9 @@ fn length_scale_is_a_named_choice() {
     refuses("--length-scale", "per-byte", "auto, plain or per-bit");
     let defaults = parsed(&["--bits", "8,16,64"]);
     assert_eq!(defaults.length_scale, LengthScale::Auto);
-    // Auto: per bit for DSH and LCDSH alone.
+    // Auto: per bit for DSH alone.
     for method in Method::ALL {
-        let per_bit = matches!(method, Method::Dsh | Method::Lcdsh);
+        let per_bit = method == Method::Dsh;
         assert_eq!(
             defaults.length_scale.per_bit_for(method),
             per_bit,
