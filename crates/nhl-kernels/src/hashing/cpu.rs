@@ -3,6 +3,7 @@
 use super::bank::{bank_dims, batch_dims, BankLoss};
 use super::bank_cpu::{bank_objectives, BankInputs, BatchCodes};
 use super::hashnet_cpu::hashnet_objective;
+use super::sp_cpu::{sp_distill, SpInputs};
 use super::triplet_cpu::dtsh_objective;
 use super::{
     csq_dims, csq_row, pair_dots_dims, sp_dims, weight_index_dims, weights_dims, HashingOps,
@@ -188,86 +189,17 @@ impl<T: Real> HashingOps for CpuBackend<T> {
         eps: f32,
     ) -> Result<(CpuBuf<T>, CpuBuf<T>), KernelError> {
         sp_dims(u.shape, student_bits, teacher_bits)?;
-        let (n, width) = (u.shape.rows, u.shape.cols);
-        let eps = T::from_f64(eps as f64);
-        let ws = width as isize;
-        // The prefix Gram U[:, :b] U[:, :b]^T, read in place through the strides.
-        let prefix_gram = |b: usize| {
-            let mut g = vec![T::zero(); n * n];
-            // SAFETY: A is the n x b prefix of u (row stride `width`, b <= width), B its transpose
-            // (row stride 1, column stride `width`), C an n x n buffer.
-            unsafe {
-                T::gemm(
-                    n,
-                    b,
-                    n,
-                    u.data.as_ptr(),
-                    ws,
-                    1,
-                    u.data.as_ptr(),
-                    1,
-                    ws,
-                    g.as_mut_ptr(),
-                    n as isize,
-                    1,
-                )
-            };
-            g
-        };
-        let (a, gt) = (prefix_gram(student_bits), prefix_gram(teacher_bits));
-        let scale = T::one() / T::from_f64((n * n) as f64);
-        let norm = |row: &[T]| row.iter().map(|&v| v * v).sum::<T>().sqrt();
-        let mut total = T::zero();
-        let mut da = vec![T::zero(); n * n];
-        let mut y = vec![T::zero(); n];
-        let mut dy = vec![T::zero(); n];
-        for ((a_row, t_row), da_row) in a.chunks(n).zip(gt.chunks(n)).zip(da.chunks_mut(n)) {
-            let (ns, nt) = (norm(a_row), norm(t_row));
-            let (ds, dt) = (ns.max(eps), nt.max(eps));
-            let mut dot = T::zero();
-            for (((yq, dyq), &aq), &tq) in y.iter_mut().zip(dy.iter_mut()).zip(a_row).zip(t_row) {
-                *yq = aq / ds;
-                let diff = tq / dt - *yq;
-                total += diff * diff;
-                *dyq = -T::from_f64(2.0) * diff * scale;
-                dot += *yq * *dyq;
-            }
-            for ((d, &yq), &dyq) in da_row.iter_mut().zip(&y).zip(&dy) {
-                *d = if ns > eps {
-                    (dyq - yq * dot) / ns
-                } else {
-                    dyq / eps
-                };
-            }
-        }
-        // dS = (dA + dA^T) S.
-        let mut sym = vec![T::zero(); n * n];
-        for (p, row) in sym.chunks_exact_mut(n).enumerate() {
-            for (q, v) in row.iter_mut().enumerate() {
-                *v = da[p * n + q] + da[q * n + p];
-            }
-        }
-        let mut grad = vec![T::zero(); n * student_bits];
-        // SAFETY: sym is n x n, S the n x student_bits prefix of u (row stride `width`), the
-        // output n x student_bits.
-        unsafe {
-            T::gemm(
-                n,
-                n,
-                student_bits,
-                sym.as_ptr(),
-                n as isize,
-                1,
-                u.data.as_ptr(),
-                ws,
-                1,
-                grad.as_mut_ptr(),
-                student_bits as isize,
-                1,
-            )
-        };
+        let n = u.shape.rows;
+        let (value, grad) = sp_distill(&SpInputs {
+            u: &u.data,
+            n,
+            width: u.shape.cols,
+            student_bits,
+            teacher_bits,
+            eps: T::from_f64(eps as f64),
+        });
         Ok((
-            CpuBuf::new(Shape::scalar(), vec![total * scale]),
+            CpuBuf::new(Shape::scalar(), vec![value]),
             CpuBuf::new(Shape::new(n, student_bits), grad),
         ))
     }

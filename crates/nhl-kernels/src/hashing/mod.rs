@@ -21,6 +21,7 @@ mod gpu;
 mod hashnet_cpu;
 mod label_masks;
 mod pairs_gpu;
+mod sp_cpu;
 pub(crate) mod triplet_cpu;
 
 pub use bank::{BankLoss, BankPair, Quantisation, COSINE_EPS};
