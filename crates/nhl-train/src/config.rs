@@ -253,7 +253,8 @@ pub struct TrainConfig {
     /// first for CSQ and the second for SHCIR and MDSH.
     #[serde(default)]
     pub class_order: ClassOrder,
-    /// The factor of each length's base loss in the nested modes: plain (the default) or per bit.
+    /// The factor of each length's base loss in the nested modes: auto (the default: per bit for
+    /// DSH, plain for the other losses), plain or per bit.
     #[serde(default)]
     pub length_scale: LengthScale,
     /// The loss's hyper-parameters that differ from their defaults (`--loss-param name=value`),
