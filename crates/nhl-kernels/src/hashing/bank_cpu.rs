@@ -274,9 +274,11 @@ fn chunk<T: Real>(
     } else {
         &[]
     };
-    let theta = zeroed(&mut scratch.theta, n * c);
+    // The first column block writes the inner products and every later one adds to them (a
+    // chain that starts from +0 never ends at -0, so `0 + chain` would be the chain's own bits).
+    let theta = sized(&mut scratch.theta, n * c);
     let bank_sq = zeroed(&mut scratch.bank_sq, c);
-    let bank_aux = zeroed(&mut scratch.bank_aux, c);
+    let bank_aux = sized(&mut scratch.bank_aux, c);
     let g = sized(&mut scratch.g, n * c);
     let rows = sized(&mut scratch.rows, 4 * c);
     let mut values = vec![T::zero(); k];
@@ -296,7 +298,7 @@ fn chunk<T: Real>(
                 cols: c,
                 out_stride: c,
             };
-            fma_products::product(isa, &block, theta, true);
+            fma_products::product(isa, &block, theta, kk > 0);
         } else {
             let part = sized(&mut scratch.part, n * c);
             // SAFETY: the batch block is n x (b - lo) from column lo (row stride width >= b);
@@ -313,8 +315,12 @@ fn chunk<T: Real>(
                     c,
                 )
             };
-            for (t, &p) in theta.iter_mut().zip(part.iter()) {
-                *t += p;
+            if kk == 0 {
+                theta.copy_from_slice(part);
+            } else {
+                for (t, &p) in theta.iter_mut().zip(part.iter()) {
+                    *t += p;
+                }
             }
         }
         if norms_needed {
