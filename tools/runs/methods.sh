@@ -5,7 +5,9 @@
 # writes OUT_DIR/METHOD-MODE/seed-S with `--protocol fmnist --backend cpu` (30 epochs, the final
 # model; the default flags of `xtask train`). Seed-major order, so seed 0 of every method finishes
 # first; an existing run directory is kept, so an interrupted sweep resumes where it stopped.
-# Without METHODs, all twelve. Summarise with tools/runs/methods_table.py OUT_DIR.
+# Without METHODs, all twelve. A model whose codes collapse (every item one code) is kept and its
+# figures recorded (`--on-collapse keep`; metrics.json lists the lengths): the comparison counts a
+# collapse as the failure it is instead of stopping. Summarise with tools/runs/methods_table.py.
 set -euo pipefail
 xtask=$1 out=$2 seeds=$3
 shift 3
@@ -23,7 +25,7 @@ for s in $seeds; do
   for m in "${methods[@]}"; do
     for mode in single full; do
       "$here/seeds.sh" "$xtask" "$out/$m-$mode" "$s" \
-        --protocol fmnist --backend cpu --method "$m" --mode "$mode" "$@"
+        --protocol fmnist --backend cpu --method "$m" --mode "$mode" --on-collapse keep "$@"
     done
   done
 done

@@ -6,8 +6,9 @@ tie-aware averages beside them, and the training seconds of both with their rati
     python3 tools/runs/methods_table.py OUT_DIR [--seeds 0,1,2] [--per-seed] [METHOD ...]
 
 `--seeds` keeps only the seeds named (default: every seed both modes have); `--per-seed` adds,
-per method, each seed's average over the lengths of `single` and `full` and their difference;
-METHODs restrict the table to those methods.
+per method, each seed's average over the lengths of `single` and `full` and their difference, and
+the mean and sample sd of those differences; METHODs restrict the table to those methods. Runs
+whose metrics.json lists collapsed lengths (`--on-collapse keep`) are named under the table.
 """
 
 import json
@@ -84,16 +85,33 @@ def main():
               + f" | {a_s:.4f} | | {t_s:.4f} | {secs_s:.1f} | |")
         print(f"| | full | " + " | ".join(f"{v:.4f}" for v in pf)
               + f" | {a_f:.4f} | {a_f - a_s:+.4f} | {t_f:.4f} | {secs_f:.1f} | {secs_s / secs_f:.2f}x |")
+    collapsed = []
+    for m, seeds, *_ in rows:
+        for mode in ("single", "full"):
+            runs = load(out, m, mode)
+            for s in seeds:
+                lengths = runs[s].get("collapsed_lengths", [])
+                if lengths:
+                    collapsed.append(f"{m} {mode} seed {s}: " + ", ".join(f"{b}" for b in lengths) + " bits")
+    if collapsed:
+        print()
+        print("Collapsed codes (every item one code; `--on-collapse keep`): " + "; ".join(collapsed) + ".")
     if per_seed:
         print()
         print("| method | seed | single mean | full mean | full - single |")
         print("|---|---|---|---|---|")
         for m, seeds, *_ in rows:
             single, full = load(out, m, "single"), load(out, m, "full")
+            diffs = []
             for s in seeds:
                 a_s = mean(single[s]["map"][str(b)] for b in bits)
                 a_f = mean(full[s]["map"][str(b)] for b in bits)
+                diffs.append(a_f - a_s)
                 print(f"| {m} | {s} | {a_s:.4f} | {a_f:.4f} | {a_f - a_s:+.4f} |")
+            if len(diffs) > 1:
+                above = sum(d >= 0 for d in diffs)
+                print(f"| {m} | mean (sd) | | | {mean(diffs):+.4f} ({statistics.stdev(diffs):.4f}); "
+                      f"full >= single on {above} of {len(diffs)} |")
 
 
 if __name__ == "__main__":

@@ -195,29 +195,44 @@ pub fn check_collapse(
     after: &str,
     advice: &str,
 ) -> Result<(), TrainError> {
-    if !several_classes(&split.database) {
+    let Some(&bits) = collapsed_lengths(codes, split).first() else {
         return Ok(());
+    };
+    let c = codes
+        .iter()
+        .find(|c| c.bits == bits)
+        .expect("a collapsed length");
+    Err(TrainError::Collapsed {
+        bits,
+        items: c.query.len() + c.database.len(),
+        after: after.to_string(),
+        advice: advice.to_string(),
+    })
+}
+
+/// The lengths, in `codes` order, whose every query and database code is one value while the
+/// database holds more than one class: collapsed codes, which rank every item alike.
+pub fn collapsed_lengths(codes: &[LengthCodes], split: &Split) -> Vec<usize> {
+    if !several_classes(&split.database) {
+        return Vec::new();
     }
-    for c in codes {
+    let collapsed = |c: &LengthCodes| {
         let per_code = c.bits.div_ceil(8);
         let query = c.query.to_bytes();
         let database = c.database.to_bytes();
         let mut all = query
             .chunks_exact(per_code)
             .chain(database.chunks_exact(per_code));
-        let Some(first) = all.next() else {
-            continue;
-        };
-        if all.all(|code| code == first) {
-            return Err(TrainError::Collapsed {
-                bits: c.bits,
-                items: c.query.len() + c.database.len(),
-                after: after.to_string(),
-                advice: advice.to_string(),
-            });
+        match all.next() {
+            Some(first) => all.all(|code| code == first),
+            None => false,
         }
-    }
-    Ok(())
+    };
+    codes
+        .iter()
+        .filter(|c| collapsed(c))
+        .map(|c| c.bits)
+        .collect()
 }
 
 fn several_classes(set: &Dataset) -> bool {
@@ -366,6 +381,40 @@ mod tests {
             "",
         )
         .unwrap();
+    }
+
+    /// Every collapsed length is named, not only the first, and the check fails on the first
+    /// collapsed one even behind a healthy shorter length.
+    #[test]
+    fn every_collapsed_length_is_listed() {
+        let codes = |bits: usize, bytes: &[u8]| {
+            Codes::from_bytes(bytes.len() / bits.div_ceil(8), bits, bytes).unwrap()
+        };
+        let length = |bits: usize, q: &[u8], d: &[u8]| LengthCodes {
+            bits,
+            query: codes(bits, q),
+            database: codes(bits, d),
+        };
+        let split = Split {
+            name: "t".into(),
+            query: set(vec![0.0; 2], 1, vec![0, 1]),
+            train: set(vec![0.0; 2], 1, vec![0, 1]),
+            database: set(vec![0.0; 3], 1, vec![0, 1, 1]),
+        };
+        let lengths = [
+            length(8, &[5, 6], &[5, 5, 4]),
+            length(16, &[5, 6, 5, 6], &[5, 6, 5, 6, 5, 6]),
+            length(24, &[1, 2, 3, 1, 2, 3], &[1, 2, 3, 1, 2, 3, 1, 2, 3]),
+        ];
+        assert_eq!(collapsed_lengths(&lengths, &split), vec![16, 24]);
+        assert_eq!(
+            collapsed_lengths(&lengths[..1], &split),
+            Vec::<usize>::new()
+        );
+        let e = check_collapse(&lengths, &split, "training", "advice")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("every 16-bit code"), "{e}");
     }
 
     #[test]

@@ -131,6 +131,11 @@ pub struct RunMetrics {
     /// shorter one; they sum to the number of lengths).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dominance_weights_per_epoch: Vec<Vec<f64>>,
+    /// The lengths whose every query and database code is one value (`xtask train --on-collapse
+    /// keep`; without it such a run stops with an error): their figures are those of a ranking
+    /// that cannot tell items apart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collapsed_lengths: Vec<usize>,
 }
 
 /// One validation in `metrics.json`.
@@ -543,6 +548,7 @@ mod tests {
                 hidden: 1024,
             }],
             dominance_weights_per_epoch: vec![vec![1.25, 0.75], vec![1.0, 1.0], vec![1.5, 0.5]],
+            collapsed_lengths: vec![16],
         };
         let lengths: Vec<LengthMetrics> = [8, 16, 32, 64, 128]
             .iter()
@@ -592,6 +598,7 @@ mod tests {
         assert!(back.loss_per_epoch[1].is_nan());
         assert_eq!(back.lengths(), m.lengths());
         assert_eq!(back.config, m.config);
+        assert_eq!(back.collapsed_lengths, vec![16]);
 
         std::fs::write(&path, r#"{"protocol": "x"}"#).unwrap();
         let e = read_metrics(&path).unwrap_err().to_string();

@@ -509,6 +509,7 @@ fn metrics_files() {
             hidden: 32,
         }],
         dominance_weights_per_epoch: vec![vec![1.25, 0.75]],
+        collapsed_lengths: Vec::new(),
     };
     let seeds = vec![
         Seed::plain(serde_json::to_vec_pretty(&metrics).unwrap()),

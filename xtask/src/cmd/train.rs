@@ -23,6 +23,7 @@ use nhl_train::data::{
     load_protocol, load_user, protocol_files, Dataset, Protocol, Split, UserSource, UserSplit,
     INPUT_SCALING,
 };
+use nhl_train::divergence::collapsed_lengths;
 use nhl_train::limits::{physical_memory, Footprint, Placement};
 use nhl_train::losses::params::{parse_assignment, LossParams};
 use nhl_train::metrics::{evaluate_lengths, LengthMetrics, PRECISION_KS};
@@ -145,6 +146,12 @@ pub struct Args {
     /// Replicate the reference's leftover hash-layer gradient (docs/METHOD.md Q3) in the weighted modes.
     #[arg(long)]
     pub reference_grad_leak: bool,
+    /// When every code of a length is one value for all items (collapsed codes): stop with an
+    /// error that names the length and what to change, or keep the run: write it, warn, and list
+    /// the lengths in metrics.json (`collapsed_lengths`), as a sweep over seeds or losses needs.
+    #[arg(long, value_enum, default_value_t = OnCollapse::Stop)]
+    #[serde(default)]
+    pub on_collapse: OnCollapse,
     /// auto (a hardware GPU, else the CPU), cpu, or gpu (wgpu, software adapters allowed).
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
@@ -155,6 +162,26 @@ pub struct Args {
     /// the run would have ended without the interruption.
     #[arg(long, value_name = "RUN_DIR", exclusive = true)]
     pub resume: Option<PathBuf>,
+}
+
+/// What `cargo xtask train` does with collapsed codes (`--on-collapse`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub enum OnCollapse {
+    /// Stop with an error at the evaluation that finds them, writing nothing.
+    #[default]
+    Stop,
+    /// Finish and write the run; warn and record the collapsed lengths.
+    Keep,
 }
 
 /// The training settings the flags ask for; `--loss-param` names given twice are an error.
@@ -287,6 +314,7 @@ impl Bars {
 struct Steering<'a> {
     resume: Option<&'a TrainState>,
     stop: &'a StopFlag,
+    checks: Checks,
     dir: &'a mut TrainDir,
 }
 
@@ -298,8 +326,12 @@ fn train_on<B: HashingOps<Elem = f32>>(
     steering: Steering<'_>,
 ) -> anyhow::Result<TrainOutcome> {
     let mut bars = Bars { current: None };
-    let checks = Checks { collapse: true };
-    let Steering { resume, stop, dir } = steering;
+    let Steering {
+        resume,
+        stop,
+        checks,
+        dir,
+    } = steering;
     let mut sink = |state: &TrainState| dir.checkpoint(state);
     let mut control = Control {
         stop: &|| stop.raised(),
@@ -438,6 +470,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if let Some(dir) = dir.take() {
             dir.abandon();
         }
+        if let Some(TrainError::Collapsed { .. }) = e.downcast_ref::<TrainError>() {
+            bail!("{e}\nto write the run with the collapsed codes anyway: --on-collapse keep");
+        }
     }
     result
 }
@@ -478,9 +513,13 @@ fn train_and_write(
     let steering = Steering {
         resume: state,
         stop: &stop,
+        checks: Checks {
+            collapse: args.on_collapse == OnCollapse::Stop,
+        },
         dir: dir.as_mut().context("the run directory is gone")?,
     };
     let (outcome, backend, adapter) = train_with_backend(gpu, &split, &config, steering)?;
+    let collapsed = collapsed_lengths(&outcome.codes, &split);
     let lengths = evaluate(&outcome, &split)?;
     let mut metrics = RunMetrics {
         protocol: split.name.clone(),
@@ -514,6 +553,7 @@ fn train_and_write(
             .then(|| NumMap(outcome.best_validation_map())),
         backbone_live_units: outcome.live_units.clone(),
         dominance_weights_per_epoch: outcome.weights_per_epoch.clone(),
+        collapsed_lengths: collapsed.clone(),
     };
     metrics.set_lengths(&lengths);
     let out = dir.take().context("the run directory is gone")?.finish()?;
@@ -532,6 +572,12 @@ fn train_and_write(
         report_live_units(units, outcome.live_units.len() > 1);
     }
     report_weights(&config.bits, &outcome.weights_per_epoch);
+    for bits in collapsed {
+        eprintln!(
+            "warning: every {bits}-bit code is the same for all query and database items: the \
+             codes collapsed and rank every item alike (kept by --on-collapse keep)"
+        );
+    }
     println!("training: {:.2} s", outcome.train_seconds);
     println!("wrote {}", path.display());
     Ok(())

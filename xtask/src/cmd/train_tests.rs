@@ -304,9 +304,36 @@ fn collapsed_codes_are_an_error() {
     assert!(
         e.contains("every 8-bit code is the same")
             && e.contains("codes collapsed")
-            && e.contains("same features"),
+            && e.contains("same features")
+            && e.contains("--on-collapse keep"),
         "{e}"
     );
+    // Kept, the run is written whole and lists every collapsed length.
+    let out = tmp.0.join("kept");
+    let out_s = out.to_str().unwrap();
+    let argv = [
+        "train",
+        "--backend",
+        "cpu",
+        "--epochs",
+        "1",
+        "--out",
+        out_s,
+        "--data",
+        &source,
+        "--split-sizes",
+        "10,20",
+        "--bits",
+        "8,16",
+        "--hidden",
+        "8",
+        "--on-collapse",
+        "keep",
+    ];
+    run(Cli::try_parse_from(argv).unwrap().args).unwrap();
+    let metrics = nhl_train::report::read_metrics(&out.join("metrics.json")).unwrap();
+    assert_eq!(metrics.collapsed_lengths, vec![8, 16]);
+    assert!(out.join("model.safetensors").is_file());
 }
 
 /// Messages that name the real cause, not a neighbouring one.
