@@ -195,19 +195,18 @@ pub fn check_collapse(
     after: &str,
     advice: &str,
 ) -> Result<(), TrainError> {
-    let Some(&bits) = collapsed_lengths(codes, split).first() else {
+    if !several_classes(&split.database) {
         return Ok(());
-    };
-    let c = codes
-        .iter()
-        .find(|c| c.bits == bits)
-        .expect("a collapsed length");
-    Err(TrainError::Collapsed {
-        bits,
-        items: c.query.len() + c.database.len(),
-        after: after.to_string(),
-        advice: advice.to_string(),
-    })
+    }
+    match codes.iter().find(|c| one_code(c)) {
+        Some(c) => Err(TrainError::Collapsed {
+            bits: c.bits,
+            items: c.query.len() + c.database.len(),
+            after: after.to_string(),
+            advice: advice.to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The lengths, in `codes` order, whose every query and database code is one value while the
@@ -216,23 +215,25 @@ pub fn collapsed_lengths(codes: &[LengthCodes], split: &Split) -> Vec<usize> {
     if !several_classes(&split.database) {
         return Vec::new();
     }
-    let collapsed = |c: &LengthCodes| {
-        let per_code = c.bits.div_ceil(8);
-        let query = c.query.to_bytes();
-        let database = c.database.to_bytes();
-        let mut all = query
-            .chunks_exact(per_code)
-            .chain(database.chunks_exact(per_code));
-        match all.next() {
-            Some(first) => all.all(|code| code == first),
-            None => false,
-        }
-    };
     codes
         .iter()
-        .filter(|c| collapsed(c))
+        .filter(|c| one_code(c))
         .map(|c| c.bits)
         .collect()
+}
+
+/// Whether every query and database code of `c` is the same (and there is at least one).
+fn one_code(c: &LengthCodes) -> bool {
+    let per_code = c.bits.div_ceil(8);
+    let query = c.query.to_bytes();
+    let database = c.database.to_bytes();
+    let mut all = query
+        .chunks_exact(per_code)
+        .chain(database.chunks_exact(per_code));
+    match all.next() {
+        Some(first) => all.all(|code| code == first),
+        None => false,
+    }
 }
 
 fn several_classes(set: &Dataset) -> bool {
