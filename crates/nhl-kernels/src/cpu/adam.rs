@@ -85,26 +85,34 @@ unsafe fn adam_update_avx2<T: Real>(c: AdamConsts<T>, s: AdamSlices<'_, T>) {
 
 #[inline(always)]
 fn adam_update_body<T: Real>(c: AdamConsts<T>, s: AdamSlices<'_, T>) {
-    // `1 - beta1^step` rounds to exactly 1 once `beta1^step` is below half an ulp of 1 (from
-    // step 165 on in `f32` with `beta1 = 0.9`), and `m / 1` is `m` itself: the loop without
-    // that division gives the same bits and saves one of its four divisions and roots.
-    if c.bias1 == T::one() {
-        adam_loop::<T, false>(c, s)
-    } else {
-        adam_loop::<T, true>(c, s)
+    // `1 - beta^step` rounds to exactly 1 once `beta^step` is below half an ulp of 1 (in `f32`,
+    // from step 165 on for `beta1 = 0.9` and from step 17,321 on for `beta2 = 0.999`), and
+    // `x / 1` is `x` itself: the loops without those divisions give the same bits and save one
+    // or two of the four divisions and roots per element.
+    let (one, one_v) = (c.bias1 == T::one(), c.bias2 == T::one());
+    match (one, one_v) {
+        (true, true) => adam_loop::<T, false, false>(c, s),
+        (true, false) => adam_loop::<T, false, true>(c, s),
+        (false, true) => adam_loop::<T, true, false>(c, s),
+        (false, false) => adam_loop::<T, true, true>(c, s),
     }
 }
 
-/// The update's loop, dividing the first moment by `bias1` when `DIVIDE`.
+/// The update's loop, dividing the first moment by `bias1` when `DIVIDE_M` and the second by
+/// `bias2` when `DIVIDE_V`.
 #[inline(always)]
-fn adam_loop<T: Real, const DIVIDE: bool>(c: AdamConsts<T>, (p, m, v, g): AdamSlices<'_, T>) {
+fn adam_loop<T: Real, const DIVIDE_M: bool, const DIVIDE_V: bool>(
+    c: AdamConsts<T>,
+    (p, m, v, g): AdamSlices<'_, T>,
+) {
     // Zipped iterators: no bounds checks, so the loop vectorises.
     for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
         let g = g + c.weight_decay * *p;
         *m = c.beta1 * *m + (T::one() - c.beta1) * g;
         *v = c.beta2 * *v + (T::one() - c.beta2) * g * g;
-        let m_hat = if DIVIDE { *m / c.bias1 } else { *m };
-        *p = *p - c.lr * m_hat / ((*v / c.bias2).sqrt() + c.eps);
+        let m_hat = if DIVIDE_M { *m / c.bias1 } else { *m };
+        let v_hat = if DIVIDE_V { *v / c.bias2 } else { *v };
+        *p = *p - c.lr * m_hat / (v_hat.sqrt() + c.eps);
     }
 }
 
@@ -113,9 +121,9 @@ mod tests {
     use super::*;
     use crate::rng::SplitMix64;
 
-    /// At a step where `bias1` is below 1 and at one where it rounds to exactly 1, the update
-    /// gives the bits of the loop that always divides the first moment by it, in both element
-    /// types.
+    /// At steps where neither correction, only `bias1`, and (in `f32`) both round to exactly 1,
+    /// the update gives the bits of the loop that always divides the moments by them, in both
+    /// element types.
     fn same_bits_as_the_dividing_loop<T: Real>() {
         let mut rng = SplitMix64::new(91);
         let mut draw = |n: usize, lo: f64, hi: f64| -> Vec<T> {
@@ -129,7 +137,12 @@ mod tests {
             draw(n, -1.0, 1.0),
         );
         let f = T::from_f64;
-        for (step, rounds_to_one) in [(37, false), (400, true)] {
+        let f32_type = std::mem::size_of::<T>() == 4;
+        for (step, ones) in [
+            (37, (false, false)),
+            (400, (true, false)),
+            (20_000, (true, f32_type)),
+        ] {
             let c = AdamConsts {
                 lr: f(1e-3),
                 beta1: f(0.9),
@@ -139,11 +152,15 @@ mod tests {
                 bias1: f(1.0 - 0.9f64.powi(step)),
                 bias2: f(1.0 - 0.999f64.powi(step)),
             };
-            assert_eq!(c.bias1 == T::one(), rounds_to_one, "step {step}");
+            assert_eq!(
+                (c.bias1 == T::one(), c.bias2 == T::one()),
+                ones,
+                "step {step}"
+            );
             let (mut p1, mut m1, mut v1) = (p.clone(), m.clone(), v.clone());
             adam_update(c, &mut p1, &mut m1, &mut v1, &g);
             let (mut p2, mut m2, mut v2) = (p.clone(), m.clone(), v.clone());
-            adam_loop::<T, true>(c, (&mut p2, &mut m2, &mut v2, &g));
+            adam_loop::<T, true, true>(c, (&mut p2, &mut m2, &mut v2, &g));
             let bits = |xs: &[T]| xs.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
             for (got, want) in [(p1, p2), (m1, m2), (v1, v2)] {
                 assert_eq!(bits(&got), bits(&want), "step {step}");
@@ -152,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn skipping_the_division_by_a_correction_of_one_keeps_the_bits() {
+    fn skipping_the_divisions_by_corrections_of_one_keeps_the_bits() {
         same_bits_as_the_dividing_loop::<f32>();
         same_bits_as_the_dividing_loop::<f64>();
     }

@@ -243,7 +243,7 @@ fn adam_run<T: Real>(
 
 fn adam_updates<T: Real>() {
     let f = T::from_f64;
-    for (weight_decay, step) in [(1e-4, 1), (0.0, 37), (1e-4, 400)] {
+    for (weight_decay, step) in [(1e-4, 1), (0.0, 37), (1e-4, 400), (1e-4, 20_000)] {
         let c = AdamConsts {
             lr: f(1e-3),
             beta1: f(0.9),
