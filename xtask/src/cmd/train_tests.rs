@@ -288,19 +288,17 @@ fn collapsed_codes_are_an_error() {
     )
     .unwrap();
     let source = format!("{},{}", f.display(), l.display());
-    let e = fails(
-        &tmp,
-        &[
-            "--data",
-            &source,
-            "--split-sizes",
-            "10,20",
-            "--bits",
-            "8,16",
-            "--hidden",
-            "8",
-        ],
-    );
+    let flags = [
+        "--data",
+        &source,
+        "--split-sizes",
+        "10,20",
+        "--bits",
+        "8,16",
+        "--hidden",
+        "8",
+    ];
+    let e = fails(&tmp, &flags);
     assert!(
         e.contains("every 8-bit code is the same")
             && e.contains("codes collapsed")
@@ -311,25 +309,9 @@ fn collapsed_codes_are_an_error() {
     // Kept, the run is written whole and lists every collapsed length.
     let out = tmp.0.join("kept");
     let out_s = out.to_str().unwrap();
-    let argv = [
-        "train",
-        "--backend",
-        "cpu",
-        "--epochs",
-        "1",
-        "--out",
-        out_s,
-        "--data",
-        &source,
-        "--split-sizes",
-        "10,20",
-        "--bits",
-        "8,16",
-        "--hidden",
-        "8",
-        "--on-collapse",
-        "keep",
-    ];
+    let mut argv = vec!["train", "--backend", "cpu", "--epochs", "1", "--out", out_s];
+    argv.extend(flags);
+    argv.extend(["--on-collapse", "keep"]);
     run(Cli::try_parse_from(argv).unwrap().args).unwrap();
     let metrics = nhl_train::report::read_metrics(&out.join("metrics.json")).unwrap();
     assert_eq!(metrics.collapsed_lengths, vec![8, 16]);
