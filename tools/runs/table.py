@@ -4,7 +4,8 @@ the tie-aware mAP, and the training seconds.
 
     python3 tools/runs/table.py [--per-seed] LABEL=OUT_DIR [LABEL=OUT_DIR ...]
 
-With --per-seed it prints one row per seed instead (stable ties, three decimals).
+With --per-seed it prints one row per seed instead (stable ties, three decimals). Runs whose
+metrics.json lists collapsed lengths (`xtask train --on-collapse keep`) are named under the table.
 """
 
 import json
@@ -41,9 +42,24 @@ def per_seed(args):
             print(f"| {label} | {r['seed']} | {stable} | {tie} | {r['train_seconds']:.1f} |")
 
 
+def collapsed(args):
+    """One line naming every run with collapsed lengths, or nothing."""
+    found = []
+    for arg in args:
+        label, out = arg.split("=", 1)
+        for r in load(out):
+            lengths = r.get("collapsed_lengths", [])
+            if lengths:
+                found.append(f"{label} seed {r['seed']}: " + ", ".join(str(b) for b in lengths) + " bits")
+    if found:
+        print()
+        print("Collapsed codes (every item one code; `--on-collapse keep`): " + "; ".join(found) + ".")
+
+
 def main():
     if sys.argv[1:2] == ["--per-seed"]:
         per_seed(sys.argv[2:])
+        collapsed(sys.argv[2:])
         return
     header = None
     for arg in sys.argv[1:]:
@@ -65,6 +81,7 @@ def main():
         secs = cell([r["train_seconds"] for r in runs])
         print(f"| {label} ({seeds}) | " + " | ".join(stable) + f" | {avg} | {secs} |")
         print(f"| {label}, tie-aware | " + " | ".join(tie) + " | | |")
+    collapsed(sys.argv[1:])
 
 
 if __name__ == "__main__":
