@@ -304,8 +304,8 @@ unsafe fn transpose_avx(bank: &[u32], w: usize, c: usize, cols: usize, ut: &mut 
     // Four blocks of rows at a time, so that the 128 bytes each writes to a row of `ut` are two
     // whole cache lines, filled while they are in L1. One block at a time wrote half lines, and
     // at the stride of a `ut` row (1 KB for a 256-row chunk) only a few of L1's sets hold them,
-    // so they were evicted before the next block filled their other half. A 256-row chunk of
-    // 128 columns now takes about 30% less time.
+    // so they were evicted before the next block filled their other half (docs/RESULTS.md
+    // section 7 has the profiles).
     let whole = c / 8 * 8;
     for j0 in (0..whole).step_by(32) {
         for d0 in (0..cols / 8 * 8).step_by(8) {
