@@ -6,7 +6,10 @@
 // similarity, inner product and pair term of (i, j) for every bank row j, writing the gradient's
 // coefficient G[i, j] and the row's sums; `bank_grad` forms dJ/du = scale (G U[:, :b] + own u) +
 // alpha dQ/du; `bank_value` the objective. The codes are read in place (row strides p.cols and
-// p.other_cols), so no prefix is copied.
+// p.other_cols), so no prefix is copied. The lengths of one call run in increasing order and
+// share `bank_rows`' running state (binding 7): each length's inner products and bank norms
+// continue the previous length's sums over its own new columns only, and the similarities are
+// formed once, by the first length.
 
 // The words of the parameter block `p` (binding 0, declared in prologue.wgsl).
 struct Params {
@@ -26,8 +29,13 @@ struct Params {
     // bank_rows: the margin m; bank_grad/bank_value: alpha; triplets, HashNet: alpha.
     f0: f32,
     // bank_grad/bank_value: the pair term's weight; triplets: lambda; HashNet: the scale of
-    // its continuation.
-    f1: f32,
+    // its continuation (an f32's bits: `f1()`). bank_rows: the first column of this length's new
+    // block, lo (bits 0-15), and the length's index k in the call (bits 16-31).
+    f1_bits: u32,
+}
+
+fn f1() -> f32 {
+    return bitcast<f32>(p.f1_bits);
 }
 
 @group(0) @binding(1) var<storage, read> u: array<f32>;
@@ -40,7 +48,9 @@ struct Params {
 // Per batch row: (pair value sum, own-code coefficient sum, similar pairs, unused). HashNet: one
 // entry, (similar pairs, 0, 0, 0).
 @group(0) @binding(6) var<storage, read_write> rowsums: array<vec4<f32>>;
-// dJ/du (n x b), or J.
+// dJ/du (n x b), or J. bank_rows: its running state, the inner products (n x N) and the
+// similarities (n x N), then two slots of N bank-row squared norms (length k writes slot k mod 2
+// and reads the other's).
 @group(0) @binding(7) var<storage, read_write> result: array<f32>;
 
 const COSINE_EPS: f32 = 1e-12;
@@ -103,6 +113,12 @@ fn own_sq_norm(i: u32) -> f32 {
     return sq;
 }
 
+// The slot of bank_rows' state that holds the bank rows' squared norms after length k (see
+// `result`); length k + 1 reads it.
+fn norm_slot(k: u32) -> u32 {
+    return (2u * p.rows + (k & 1u)) * p.other_rows;
+}
+
 // One workgroup per batch row i; its invocations stride over the bank rows j.
 @compute @workgroup_size(WORKGROUP)
 fn bank_rows(
@@ -117,19 +133,39 @@ fn bank_rows(
     let n_bank = p.other_rows;
     let nu = own_sq_norm(i);
     let inv_u = 1.0 / max(sqrt(nu), COSINE_EPS);
+    // The running state (see the top of this file): this length continues the sums of the one
+    // before it from column lo, the same additions in the same order as from column 0.
+    let lo = p.f1_bits & 0xffffu;
+    let k = p.f1_bits >> 16u;
+    let pairs = p.rows * n_bank;
+    let at = i * n_bank;
     var acc = vec4<f32>(0.0);
     for (var j = lid; j < n_bank; j += WORKGROUP) {
-        var shared_labels = 0.0;
-        for (var c = 0u; c < classes(); c++) {
-            shared_labels += labels[i * classes() + c] * bank_labels[j * classes() + c];
-        }
-        let s = select(0.0, 1.0, shared_labels > 0.0);
+        var s = 0.0;
         var theta = 0.0;
         var nb = 0.0;
-        for (var c = 0u; c < p.bits; c++) {
+        if lo == 0u {
+            var shared_labels = 0.0;
+            for (var c = 0u; c < classes(); c++) {
+                shared_labels += labels[i * classes() + c] * bank_labels[j * classes() + c];
+            }
+            s = select(0.0, 1.0, shared_labels > 0.0);
+            result[pairs + at + j] = s;
+        } else {
+            s = result[pairs + at + j];
+            theta = result[at + j];
+            nb = result[norm_slot(k - 1u) + j];
+        }
+        for (var c = lo; c < p.bits; c++) {
             let w = bank[j * p.other_cols + c];
             theta += code(i, c) * w;
             nb += w * w;
+        }
+        result[at + j] = theta;
+        // Every batch row's workgroup forms the same norms; the first one keeps them for the
+        // next length, in the slot that no workgroup of this pass reads.
+        if i == 0u {
+            result[norm_slot(k) + j] = nb;
         }
         var value = 0.0;
         var g = 0.0;
@@ -178,9 +214,9 @@ fn pair_scale() -> f32 {
         for (var r = 0u; r < p.rows; r++) {
             similar += rowsums[r].z;
         }
-        return p.f1 / max(similar, 1.0);
+        return f1() / max(similar, 1.0);
     }
-    return p.f1 / (f32(p.rows) * f32(p.other_rows));
+    return f1() / (f32(p.rows) * f32(p.other_rows));
 }
 
 fn row_mean(i: u32) -> f32 {
@@ -456,10 +492,10 @@ fn within_grad(
     let g = symmetric_times_codes(i, c);
     if HASHNET {
         let v = hashnet_v(i, c);
-        result[e] = p.f0 * g * p.f1 * (1.0 - v * v);
+        result[e] = p.f0 * g * f1() * (1.0 - v * v);
     } else {
         let v = u[i * p.cols + c];
-        result[e] = g + p.f1 * 2.0 * (v - sign(v)) / f32(n * p.bits);
+        result[e] = g + f1() * 2.0 * (v - sign(v)) / f32(n * p.bits);
     }
 }
 
@@ -479,16 +515,16 @@ fn within_value(@builtin(local_invocation_index) lid: u32) {
     partial4[lid] = vec4<f32>(pair_values_share(lid), quant, 0.0, 0.0);
     tree_sum4(lid);
     if lid == 0u {
-        result[0] = partial4[0].x + select(p.f1 * partial4[0].y / f32(n * p.bits), 0.0, HASHNET);
+        result[0] = partial4[0].x + select(f1() * partial4[0].y / f32(n * p.bits), 0.0, HASHNET);
     }
 }
 
-// HashNet, five passes over v = tanh(scale u) (p.f1 the scale, p.f0 alpha): `within_prep` the
+// HashNet, five passes over v = tanh(scale u) (f1() the scale, p.f0 alpha): `within_prep` the
 // logits z = alpha v v^T and s, `hashnet_counts` the similar pairs, `hashnet_rows` each pair's
 // group-weighted value and dz, `within_grad` dJ/du, `within_value` J.
 
 fn hashnet_v(i: u32, c: u32) -> f32 {
-    return stable_tanh(p.f1 * u[i * p.cols + c]);
+    return stable_tanh(f1() * u[i * p.cols + c]);
 }
 
 // One workgroup: the number of similar pairs into rowsums[0].x.

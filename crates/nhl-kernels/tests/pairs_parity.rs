@@ -5,7 +5,7 @@
 //! Their agreement with the losses' tape forms, and the tape forms' finite-difference checks, are
 //! in `nhl-train`.
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
 use nhl_kernels::cpu::CpuBackend;
 use nhl_kernels::testing::{assert_close, random_vec};
 use nhl_kernels::{Backend, BankLoss, BankPair, HashingOps, KernelError, Quantisation, Shape};
@@ -246,6 +246,28 @@ fn check_errors<B: HashingOps<Elem = f32>>(b: &B) -> Result<()> {
             ),
             "{what}: {result:?}"
         );
+    }
+    // The GPU's bank pass carries each length's first new column in 16 bits, so a second longest
+    // length of 2^16 bits or more is an error there; the CPU takes it.
+    let wide = || b.zeros(Shape::new(1, 65_537));
+    let result = b.bank_objectives(
+        &wide()?,
+        &[65_536, 65_537],
+        &z(1, 3)?,
+        &wide()?,
+        &z(1, 3)?,
+        &loss,
+    );
+    if b.name().starts_with("cpu") {
+        ensure!(result.is_ok(), "a second longest of 2^16 bits: {result:?}");
+    } else {
+        match result {
+            Err(KernelError::Shape {
+                op: "bank_objectives",
+                detail,
+            }) => ensure!(detail.contains("65536 bits"), "{detail}"),
+            other => bail!("a second longest of 2^16 bits: {other:?}"),
+        }
     }
     for (what, result) in [
         ("bits > cols", b.dtsh_objective(&u, 9, &y, 5.0, 1.0)),

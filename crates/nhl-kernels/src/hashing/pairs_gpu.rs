@@ -16,7 +16,7 @@ use Access::{Read as R, ReadWrite as W};
 static BANK_ROWS: Kernel = kernel(
     Shader::Pairs,
     "bank_rows",
-    &[(1, R), (2, R), (3, R), (4, R), (5, W), (6, W)],
+    &[(1, R), (2, R), (3, R), (4, R), (5, W), (6, W), (7, W)],
     &[],
 );
 static BANK_GRAD: Kernel = kernel(
@@ -83,9 +83,26 @@ pub(super) fn bank_objectives(
         | u(classes) << 12;
     let coefficients = gpu.alloc(OP, Shape::new(n, n_bank))?;
     let rowsums = gpu.alloc(OP, Shape::new(n, 4))?;
+    // `bank_rows` takes each length's first new column and its index in 16 bits each.
+    let widest_lo = bits.len().checked_sub(2).map_or(0, |k| bits[k]);
+    if widest_lo >= 1 << 16 || bits.len() > 1 << 16 {
+        return Err(KernelError::Shape {
+            op: OP,
+            detail: format!(
+                "{} code lengths, the second longest {widest_lo} bits (the GPU bank pass takes \
+                 fewer than 65,536 lengths and a second longest below 65,536 bits)",
+                bits.len()
+            ),
+        });
+    }
+    // `bank_rows`' running state over the lengths: inner products and similarities (n x N each),
+    // then two slots of N bank-row squared norms (length k writes slot k mod 2, reads the other).
+    let state = gpu.alloc(OP, Shape::new(2 * n + 2, n_bank))?;
     let mut out = Vec::with_capacity(bits.len());
-    for &b in bits {
-        let words = |f0: f64, f1: f64| {
+    let mut lo = 0;
+    for (k, &b) in bits.iter().enumerate() {
+        let step = u(lo) | u(k) << 16;
+        let words = |f0: f64, f1: u32| {
             params(&[
                 u(n),
                 u(codes.shape.cols),
@@ -94,7 +111,7 @@ pub(super) fn bank_objectives(
                 u(b),
                 code,
                 (f0 as f32).to_bits(),
-                (f1 as f32).to_bits(),
+                f1,
             ])
         };
         let margin = match loss.pair {
@@ -103,7 +120,7 @@ pub(super) fn bank_objectives(
         };
         gpu.dispatch_rows(
             &BANK_ROWS,
-            words(margin, 0.0),
+            words(margin, step),
             &[
                 codes.raw(),
                 labels.raw(),
@@ -111,10 +128,12 @@ pub(super) fn bank_objectives(
                 bank_labels.raw(),
                 coefficients.raw(),
                 rowsums.raw(),
+                state.raw(),
             ],
             n,
         )?;
-        let scaled = words(loss.alpha, loss.pair_weight);
+        lo = b;
+        let scaled = words(loss.alpha, (loss.pair_weight as f32).to_bits());
         let grad = gpu.alloc(OP, Shape::new(n, b))?;
         gpu.dispatch_1d(
             &BANK_GRAD,
