@@ -2,10 +2,13 @@
 // pair term, docs/METHOD.md 5.3-5.6 and 5.11), DTSH's triplets within the batch (5.9) and
 // HashNet's class-balanced batch likelihood (5.7).
 //
-// Bank loss of length b, three passes: `bank_rows` (one workgroup per batch row i) computes the
+// Bank loss of length b, four passes: `bank_rows` (one workgroup per batch row i) computes the
 // similarity, inner product and pair term of (i, j) for every bank row j, writing the gradient's
-// coefficient G[i, j] and the row's sums; `bank_grad` forms dJ/du = scale (G U[:, :b] + own u) +
-// alpha dQ/du; `bank_value` the objective. The codes are read in place (row strides p.cols and
+// coefficient G[i, j] and the row's sums; `bank_slabs` the products G U[:, :b] over slabs of
+// SLAB bank rows, one invocation per slab and element, so that thousands of invocations share a
+// reduction over the whole bank instead of n b of them each running through it; `bank_grad`
+// adds the slabs in order and forms dJ/du = scale (G U[:, :b] + own u) + alpha dQ/du;
+// `bank_value` the objective. The codes are read in place (row strides p.cols and
 // p.other_cols), so no prefix is copied. The lengths of one call run in increasing order and
 // share `bank_rows`' running state (binding 7): each length's inner products and bank norms
 // continue the previous length's sums over its own new columns only, and the similarities are
@@ -42,8 +45,9 @@ fn f1() -> f32 {
 @group(0) @binding(2) var<storage, read> labels: array<f32>;
 @group(0) @binding(3) var<storage, read> bank: array<f32>;
 @group(0) @binding(4) var<storage, read> bank_labels: array<f32>;
-// Bank: G (n x N). Triplets: theta, s, dtheta and the triplet values (4 n x n blocks). HashNet:
-// z, s, dz and the pair values (4 n x n blocks).
+// Bank: G (n x N), then bank_slabs' sums (one n x b block per slab). Triplets: theta, s, dtheta
+// and the triplet values (4 n x n blocks). HashNet: z, s, dz and the pair values (4 n x n
+// blocks).
 @group(0) @binding(5) var<storage, read_write> work: array<f32>;
 // Per batch row: (pair value sum, own-code coefficient sum, similar pairs, unused). HashNet: one
 // entry, (similar pairs, 0, 0, 0).
@@ -258,6 +262,42 @@ fn quant_term(i: u32, c: u32) -> vec2<f32> {
     }
 }
 
+// Bank rows per slab of `bank_slabs`.
+const SLAB: u32 = 256u;
+
+fn slabs() -> u32 {
+    return (p.other_rows + SLAB - 1u) / SLAB;
+}
+
+// Where bank_slabs' sums start in `work`: after G.
+fn slab_sums_at() -> u32 {
+    return p.rows * p.other_rows;
+}
+
+// One invocation per slab s and element (i, c) of G U[:, :b]: the sum over the slab's bank rows
+// j of G[i, j] U[j, c], in increasing j, at work[slab_sums_at() + (s n + i) b + c].
+@compute @workgroup_size(WORKGROUP)
+fn bank_slabs(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = flat_index(wg, nwg, lid);
+    let per_slab = p.rows * p.bits;
+    if e >= slabs() * per_slab {
+        return;
+    }
+    let s = e / per_slab;
+    let i = (e % per_slab) / p.bits;
+    let c = e % p.bits;
+    let end = min((s + 1u) * SLAB, p.other_rows);
+    var product = 0.0;
+    for (var j = s * SLAB; j < end; j++) {
+        product += work[i * p.other_rows + j] * bank[j * p.other_cols + c];
+    }
+    work[slab_sums_at() + e] = product;
+}
+
 // One invocation per element (i, c) of dJ/du (n x b).
 @compute @workgroup_size(WORKGROUP)
 fn bank_grad(
@@ -271,9 +311,10 @@ fn bank_grad(
     }
     let i = e / p.bits;
     let c = e % p.bits;
+    // (G U[:, :b])[i, c]: the slabs' sums in slab order.
     var product = 0.0;
-    for (var j = 0u; j < p.other_rows; j++) {
-        product += work[i * p.other_rows + j] * bank[j * p.other_cols + c];
+    for (var s = 0u; s < slabs(); s++) {
+        product += work[slab_sums_at() + s * p.rows * p.bits + e];
     }
     var coef = 0.0;
     switch pair_kind() {

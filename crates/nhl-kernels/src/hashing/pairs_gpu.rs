@@ -19,6 +19,7 @@ static BANK_ROWS: Kernel = kernel(
     &[(1, R), (2, R), (3, R), (4, R), (5, W), (6, W), (7, W)],
     &[],
 );
+static BANK_SLABS: Kernel = kernel(Shader::Pairs, "bank_slabs", &[(3, R), (5, W)], &[]);
 static BANK_GRAD: Kernel = kernel(
     Shader::Pairs,
     "bank_grad",
@@ -49,6 +50,9 @@ static DTSH_COUNTS: Kernel = kernel(Shader::Pairs, "dtsh_counts", &[(5, W), (6, 
 static DTSH_ROWS: Kernel = kernel(Shader::Pairs, "dtsh_rows", &[(5, W), (6, W)], &[]);
 static HASHNET_COUNTS: Kernel = kernel(Shader::Pairs, "hashnet_counts", &[(5, W), (6, W)], &[]);
 static HASHNET_ROWS: Kernel = kernel(Shader::Pairs, "hashnet_rows", &[(5, W), (6, W)], &[]);
+
+/// Bank rows per slab of `bank_slabs` (the `SLAB` of shaders/pairs.wgsl).
+const SLAB: usize = 256;
 
 /// Label classes travel in the top bits of a parameter word.
 const MAX_CLASSES: usize = 1 << 20;
@@ -81,7 +85,10 @@ pub(super) fn bank_objectives(
         | loss.quant.code() << 4
         | u32::from(loss.clamp_unit) << 8
         | u(classes) << 12;
-    let coefficients = gpu.alloc(OP, Shape::new(n, n_bank))?;
+    // G (n x N), then `bank_slabs`' sums: one n x b block per slab of the bank's rows.
+    let slabs = n_bank.div_ceil(SLAB);
+    let longest = bits[bits.len() - 1];
+    let coefficients = gpu.alloc(OP, Shape::new(n, n_bank + slabs * longest))?;
     let rowsums = gpu.alloc(OP, Shape::new(n, 4))?;
     // `bank_rows` takes each length's first new column and its index in 16 bits each.
     let widest_lo = bits.len().checked_sub(2).map_or(0, |k| bits[k]);
@@ -134,6 +141,13 @@ pub(super) fn bank_objectives(
         )?;
         lo = b;
         let scaled = words(loss.alpha, (loss.pair_weight as f32).to_bits());
+        gpu.dispatch_1d(
+            &BANK_SLABS,
+            &[],
+            scaled,
+            &[bank.raw(), coefficients.raw()],
+            slabs * n * b,
+        )?;
         let grad = gpu.alloc(OP, Shape::new(n, b))?;
         gpu.dispatch_1d(
             &BANK_GRAD,
