@@ -2,15 +2,16 @@
 // pair term, docs/METHOD.md 5.3-5.6 and 5.11), DTSH's triplets within the batch (5.9) and
 // HashNet's class-balanced batch likelihood (5.7).
 //
-// Bank loss of length b, four passes: `bank_rows` (one workgroup per batch row i) computes the
-// similarity, inner product and pair term of (i, j) for every bank row j, writing the gradient's
-// coefficient G[i, j] and the row's sums; `bank_slabs` the products G U[:, :b] over slabs of
-// SLAB bank rows, one invocation per slab and element, so that thousands of invocations share a
-// reduction over the whole bank instead of n b of them each running through it; `bank_grad`
-// adds the slabs in order and forms dJ/du = scale (G U[:, :b] + own u) + alpha dQ/du;
-// `bank_value` the objective. The codes are read in place (row strides p.cols and
-// p.other_cols), so no prefix is copied. The lengths of one call run in increasing order and
-// share `bank_rows`' running state (binding 7): each length's inner products and bank norms
+// Bank loss of length b, six passes: `bank_row_norms` the batch rows' squared norms;
+// `bank_rows` (one invocation per pair of a batch row i and a bank row j) the similarity, inner
+// product and pair term of (i, j), writing the gradient's coefficient G[i, j] and the pair's
+// shares of the row's sums, which `bank_row_sums` adds up; `bank_slabs` the products
+// G U[:, :b] over slabs of SLAB bank rows, one invocation per slab and element, so that
+// thousands of invocations share a reduction over the whole bank instead of n b of them each
+// running through it; `bank_grad` adds the slabs in order and forms dJ/du = scale (G U[:, :b] +
+// own u) + alpha dQ/du; `bank_value` the objective. The codes are read in place (row strides
+// p.cols and p.other_cols), so no prefix is copied. The lengths of one call run in increasing
+// order and share a running state (binding 7): each length's inner products and bank norms
 // continue the previous length's sums over its own new columns only, and the similarities are
 // formed once, by the first length.
 
@@ -52,9 +53,10 @@ fn f1() -> f32 {
 // Per batch row: (pair value sum, own-code coefficient sum, similar pairs, unused). HashNet: one
 // entry, (similar pairs, 0, 0, 0).
 @group(0) @binding(6) var<storage, read_write> rowsums: array<vec4<f32>>;
-// dJ/du (n x b), or J. bank_rows: its running state, the inner products (n x N) and the
-// similarities (n x N), then two slots of N bank-row squared norms (length k writes slot k mod 2
-// and reads the other's).
+// dJ/du (n x b), or J. The bank kernels' running state instead: the inner products, the
+// similarities, the pair values and the own-code coefficients (n x N each), two slots of N
+// bank-row squared norms (length k writes slot k mod 2 and reads the other's), and the n batch
+// rows' squared norms.
 @group(0) @binding(7) var<storage, read_write> result: array<f32>;
 
 const COSINE_EPS: f32 = 1e-12;
@@ -117,92 +119,139 @@ fn own_sq_norm(i: u32) -> f32 {
     return sq;
 }
 
-// The slot of bank_rows' state that holds the bank rows' squared norms after length k (see
-// `result`); length k + 1 reads it.
-fn norm_slot(k: u32) -> u32 {
-    return (2u * p.rows + (k & 1u)) * p.other_rows;
+// Where each block of bank_rows' state starts (see `result`): block 0 the inner products, 1 the
+// similarities, 2 the pair values, 3 the own-code coefficients (n x N each).
+fn state_at(block: u32) -> u32 {
+    return block * p.rows * p.other_rows;
 }
 
-// One workgroup per batch row i; its invocations stride over the bank rows j.
+// The slot of the state that holds the bank rows' squared norms after length k; length k + 1
+// reads it.
+fn norm_slot(k: u32) -> u32 {
+    return state_at(4u) + (k & 1u) * p.other_rows;
+}
+
+// Where the state holds the batch rows' squared norms of this length's prefix.
+fn row_norms_at() -> u32 {
+    return state_at(4u) + 2u * p.other_rows;
+}
+
+// One invocation per batch row i: the squared norm of its prefix, for bank_rows.
+@compute @workgroup_size(WORKGROUP)
+fn bank_row_norms(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wg, nwg, lid);
+    if i < p.rows {
+        result[row_norms_at() + i] = own_sq_norm(i);
+    }
+}
+
+// One invocation per pair (i, j) of a batch row and a bank row, e = i N + j: enough to fill a
+// large GPU, where a workgroup per batch row (n of them) left most of it idle. Writes G[i, j]
+// and the pair's value and own-code coefficient, which bank_row_sums adds up per batch row.
 @compute @workgroup_size(WORKGROUP)
 fn bank_rows(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = wg.y * nwg.x + wg.x;
-    if i >= p.rows {
+    let e = flat_index(wg, nwg, lid);
+    let n_bank = p.other_rows;
+    if e >= p.rows * n_bank {
         return;
     }
-    let n_bank = p.other_rows;
-    let nu = own_sq_norm(i);
+    let i = e / n_bank;
+    let j = e % n_bank;
+    let nu = result[row_norms_at() + i];
     let inv_u = 1.0 / max(sqrt(nu), COSINE_EPS);
     // The running state (see the top of this file): this length continues the sums of the one
     // before it from column lo, the same additions in the same order as from column 0.
     let lo = p.f1_bits & 0xffffu;
     let k = p.f1_bits >> 16u;
-    let pairs = p.rows * n_bank;
-    let at = i * n_bank;
+    var s = 0.0;
+    var theta = 0.0;
+    var nb = 0.0;
+    if lo == 0u {
+        var shared_labels = 0.0;
+        for (var c = 0u; c < classes(); c++) {
+            shared_labels += labels[i * classes() + c] * bank_labels[j * classes() + c];
+        }
+        s = select(0.0, 1.0, shared_labels > 0.0);
+        result[state_at(1u) + e] = s;
+    } else {
+        s = result[state_at(1u) + e];
+        theta = result[state_at(0u) + e];
+        nb = result[norm_slot(k - 1u) + j];
+    }
+    for (var c = lo; c < p.bits; c++) {
+        let w = bank[j * p.other_cols + c];
+        theta += code(i, c) * w;
+        nb += w * w;
+    }
+    result[state_at(0u) + e] = theta;
+    // Every batch row forms the same norms; the first keeps them for the next length, in the
+    // slot that no invocation of this pass reads.
+    if i == 0u {
+        result[norm_slot(k) + j] = nb;
+    }
+    var value = 0.0;
+    var g = 0.0;
+    var own = 0.0;
+    switch pair_kind() {
+        case 0u: {
+            // Contrastive: d = ||u_i - U_j||^2 and the margin's hinge.
+            let d = nu + nb - 2.0 * theta;
+            let hinge = p.f0 - d;
+            value = 0.5 * (s * d + (1.0 - s) * max(hinge, 0.0));
+            let cc = 0.5 * (s - (1.0 - s) * select(0.0, 1.0, hinge > 0.0));
+            g = -2.0 * cc;
+            own = 2.0 * cc;
+        }
+        case 1u: {
+            // Likelihood of t = u_i . U_j / 2.
+            let t = 0.5 * theta;
+            value = softplus(t) - s * t;
+            g = 0.5 * (sigmoid(t) - s);
+        }
+        default: {
+            // Cosine of the similar pairs.
+            let inv_b = 1.0 / max(sqrt(nb), COSINE_EPS);
+            let cosv = theta * inv_u * inv_b;
+            let x = 0.5 * (1.0 - cosv);
+            value = s * softplus(x);
+            let q = -0.5 * s * sigmoid(x);
+            g = q * inv_u * inv_b;
+            own = -q * cosv;
+        }
+    }
+    work[e] = g;
+    result[state_at(2u) + e] = value;
+    result[state_at(3u) + e] = own;
+}
+
+// One workgroup per batch row i: its sums of the pair values, own-code coefficients and
+// similarities over the bank rows, each invocation over every WORKGROUP-th bank row, then a
+// fixed-order tree.
+@compute @workgroup_size(WORKGROUP)
+fn bank_row_sums(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = group_index(wg, nwg);
+    if i >= p.rows {
+        return;
+    }
+    let at = i * p.other_rows;
     var acc = vec4<f32>(0.0);
-    for (var j = lid; j < n_bank; j += WORKGROUP) {
-        var s = 0.0;
-        var theta = 0.0;
-        var nb = 0.0;
-        if lo == 0u {
-            var shared_labels = 0.0;
-            for (var c = 0u; c < classes(); c++) {
-                shared_labels += labels[i * classes() + c] * bank_labels[j * classes() + c];
-            }
-            s = select(0.0, 1.0, shared_labels > 0.0);
-            result[pairs + at + j] = s;
-        } else {
-            s = result[pairs + at + j];
-            theta = result[at + j];
-            nb = result[norm_slot(k - 1u) + j];
-        }
-        for (var c = lo; c < p.bits; c++) {
-            let w = bank[j * p.other_cols + c];
-            theta += code(i, c) * w;
-            nb += w * w;
-        }
-        result[at + j] = theta;
-        // Every batch row's workgroup forms the same norms; the first one keeps them for the
-        // next length, in the slot that no workgroup of this pass reads.
-        if i == 0u {
-            result[norm_slot(k) + j] = nb;
-        }
-        var value = 0.0;
-        var g = 0.0;
-        var own = 0.0;
-        switch pair_kind() {
-            case 0u: {
-                // Contrastive: d = ||u_i - U_j||^2 and the margin's hinge.
-                let d = nu + nb - 2.0 * theta;
-                let hinge = p.f0 - d;
-                value = 0.5 * (s * d + (1.0 - s) * max(hinge, 0.0));
-                let cc = 0.5 * (s - (1.0 - s) * select(0.0, 1.0, hinge > 0.0));
-                g = -2.0 * cc;
-                own = 2.0 * cc;
-            }
-            case 1u: {
-                // Likelihood of t = u_i . U_j / 2.
-                let t = 0.5 * theta;
-                value = softplus(t) - s * t;
-                g = 0.5 * (sigmoid(t) - s);
-            }
-            default: {
-                // Cosine of the similar pairs.
-                let inv_b = 1.0 / max(sqrt(nb), COSINE_EPS);
-                let cosv = theta * inv_u * inv_b;
-                let x = 0.5 * (1.0 - cosv);
-                value = s * softplus(x);
-                let q = -0.5 * s * sigmoid(x);
-                g = q * inv_u * inv_b;
-                own = -q * cosv;
-            }
-        }
-        work[i * n_bank + j] = g;
-        acc += vec4<f32>(value, own, s, 0.0);
+    for (var j = lid; j < p.other_rows; j += WORKGROUP) {
+        let e = at + j;
+        let value = result[state_at(2u) + e];
+        let own = result[state_at(3u) + e];
+        acc += vec4<f32>(value, own, result[state_at(1u) + e], 0.0);
     }
     partial4[lid] = acc;
     tree_sum4(lid);

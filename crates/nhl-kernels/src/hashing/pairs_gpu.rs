@@ -13,12 +13,14 @@ use crate::shaders::Shader;
 use Access::{Read as R, ReadWrite as W};
 
 // Binding numbers follow the `@binding` of the shader's globals.
+static BANK_ROW_NORMS: Kernel = kernel(Shader::Pairs, "bank_row_norms", &[(1, R), (7, W)], &[]);
 static BANK_ROWS: Kernel = kernel(
     Shader::Pairs,
     "bank_rows",
-    &[(1, R), (2, R), (3, R), (4, R), (5, W), (6, W), (7, W)],
+    &[(1, R), (2, R), (3, R), (4, R), (5, W), (7, W)],
     &[],
 );
+static BANK_ROW_SUMS: Kernel = kernel(Shader::Pairs, "bank_row_sums", &[(6, W), (7, W)], &[]);
 static BANK_SLABS: Kernel = kernel(Shader::Pairs, "bank_slabs", &[(3, R), (5, W)], &[]);
 static BANK_GRAD: Kernel = kernel(
     Shader::Pairs,
@@ -102,9 +104,10 @@ pub(super) fn bank_objectives(
             ),
         });
     }
-    // `bank_rows`' running state over the lengths: inner products and similarities (n x N each),
-    // then two slots of N bank-row squared norms (length k writes slot k mod 2, reads the other).
-    let state = gpu.alloc(OP, Shape::new(2 * n + 2, n_bank))?;
+    // The bank kernels' running state over the lengths: inner products, similarities, pair values
+    // and own-code coefficients (n x N each), two slots of N bank-row squared norms (length k
+    // writes slot k mod 2, reads the other), and the batch rows' squared norms.
+    let state = gpu.alloc(OP, Shape::new(1, (4 * n + 2) * n_bank + n))?;
     let mut out = Vec::with_capacity(bits.len());
     let mut lo = 0;
     for (k, &b) in bits.iter().enumerate() {
@@ -125,8 +128,16 @@ pub(super) fn bank_objectives(
             BankPair::Contrastive { margin } => margin * b as f64,
             _ => 0.0,
         };
-        gpu.dispatch_rows(
+        gpu.dispatch_1d(
+            &BANK_ROW_NORMS,
+            &[],
+            words(margin, step),
+            &[codes.raw(), state.raw()],
+            n,
+        )?;
+        gpu.dispatch_1d(
             &BANK_ROWS,
+            &[],
             words(margin, step),
             &[
                 codes.raw(),
@@ -134,9 +145,14 @@ pub(super) fn bank_objectives(
                 bank.raw(),
                 bank_labels.raw(),
                 coefficients.raw(),
-                rowsums.raw(),
                 state.raw(),
             ],
+            n * n_bank,
+        )?;
+        gpu.dispatch_rows(
+            &BANK_ROW_SUMS,
+            words(margin, step),
+            &[rowsums.raw(), state.raw()],
             n,
         )?;
         lo = b;
