@@ -311,8 +311,8 @@ fn quant_term(i: u32, c: u32) -> vec2<f32> {
     }
 }
 
-// Bank rows per slab of `bank_slabs`.
-const SLAB: u32 = 256u;
+// Bank rows per slab of `bank_slabs`, set by the host (which sizes the slabs' sums by it).
+override SLAB: u32;
 
 fn slabs() -> u32 {
     return (p.other_rows + SLAB - 1u) / SLAB;

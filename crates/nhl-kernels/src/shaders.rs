@@ -84,10 +84,12 @@ impl Shader {
         const OPS: &[f64] = &[
             0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0,
         ];
+        const SLABS: &[f64] = &[crate::hashing::pairs_gpu::SLAB as f64];
         match self {
             Shader::Matmul => &[("TRANS_A", BOOLS), ("TRANS_B", BOOLS), ("HAS_BIAS", BOOLS)],
             Shader::Elementwise => &[("OP", OPS)],
-            Shader::Reduce | Shader::Rows | Shader::Adam | Shader::Loss | Shader::Pairs => &[],
+            Shader::Pairs => &[("HASHNET", BOOLS), ("SLAB", SLABS)],
+            Shader::Reduce | Shader::Rows | Shader::Adam | Shader::Loss => &[],
         }
     }
 }

@@ -20,7 +20,7 @@ pub(crate) mod csq_row;
 mod gpu;
 mod hashnet_cpu;
 mod label_masks;
-mod pairs_gpu;
+pub(crate) mod pairs_gpu;
 mod sp_cpu;
 pub(crate) mod triplet_cpu;
 

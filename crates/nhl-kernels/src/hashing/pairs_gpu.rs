@@ -21,12 +21,12 @@ static BANK_ROWS: Kernel = kernel(
     &[],
 );
 static BANK_ROW_SUMS: Kernel = kernel(Shader::Pairs, "bank_row_sums", &[(6, W), (7, W)], &[]);
-static BANK_SLABS: Kernel = kernel(Shader::Pairs, "bank_slabs", &[(3, R), (5, W)], &[]);
+static BANK_SLABS: Kernel = kernel(Shader::Pairs, "bank_slabs", &[(3, R), (5, W)], &["SLAB"]);
 static BANK_GRAD: Kernel = kernel(
     Shader::Pairs,
     "bank_grad",
     &[(1, R), (3, R), (5, W), (6, W), (7, W)],
-    &[],
+    &["SLAB"],
 );
 static BANK_VALUE: Kernel = kernel(Shader::Pairs, "bank_value", &[(1, R), (6, W), (7, W)], &[]);
 // DTSH and HashNet share the first pass and the last two; `HASHNET` picks HashNet's.
@@ -53,8 +53,9 @@ static DTSH_ROWS: Kernel = kernel(Shader::Pairs, "dtsh_rows", &[(5, W), (6, W)],
 static HASHNET_COUNTS: Kernel = kernel(Shader::Pairs, "hashnet_counts", &[(5, W), (6, W)], &[]);
 static HASHNET_ROWS: Kernel = kernel(Shader::Pairs, "hashnet_rows", &[(5, W), (6, W)], &[]);
 
-/// Bank rows per slab of `bank_slabs` (the `SLAB` of shaders/pairs.wgsl).
-const SLAB: usize = 256;
+/// Bank rows per slab of `bank_slabs`: the shader's `SLAB`, which the host sets (and
+/// [`Shader::overrides`] lists for the shader checks).
+pub(crate) const SLAB: usize = 256;
 
 /// Label classes travel in the top bits of a parameter word.
 const MAX_CLASSES: usize = 1 << 20;
@@ -82,16 +83,6 @@ pub(super) fn bank_objectives(
     const OP: &str = "bank_objectives";
     let classes = labels.shape.cols;
     classes_fit(OP, classes)?;
-    let (n, n_bank) = (codes.shape.rows, bank.shape.rows);
-    let code = loss.pair.code()
-        | loss.quant.code() << 4
-        | u32::from(loss.clamp_unit) << 8
-        | u(classes) << 12;
-    // G (n x N), then `bank_slabs`' sums: one n x b block per slab of the bank's rows.
-    let slabs = n_bank.div_ceil(SLAB);
-    let longest = bits[bits.len() - 1];
-    let coefficients = gpu.alloc(OP, Shape::new(n, n_bank + slabs * longest))?;
-    let rowsums = gpu.alloc(OP, Shape::new(n, 4))?;
     // `bank_rows` takes each length's first new column and its index in 16 bits each.
     let widest_lo = bits.len().checked_sub(2).map_or(0, |k| bits[k]);
     if widest_lo >= 1 << 16 || bits.len() > 1 << 16 {
@@ -104,6 +95,16 @@ pub(super) fn bank_objectives(
             ),
         });
     }
+    let (n, n_bank) = (codes.shape.rows, bank.shape.rows);
+    let code = loss.pair.code()
+        | loss.quant.code() << 4
+        | u32::from(loss.clamp_unit) << 8
+        | u(classes) << 12;
+    // G (n x N), then `bank_slabs`' sums: one n x b block per slab of the bank's rows.
+    let slabs = n_bank.div_ceil(SLAB);
+    let longest = bits[bits.len() - 1];
+    let coefficients = gpu.alloc(OP, Shape::new(n, n_bank + slabs * longest))?;
+    let rowsums = gpu.alloc(OP, Shape::new(n, 4))?;
     // The bank kernels' running state over the lengths: inner products, similarities, pair values
     // and own-code coefficients (n x N each), two slots of N bank-row squared norms (length k
     // writes slot k mod 2, reads the other), and the batch rows' squared norms.
@@ -159,7 +160,7 @@ pub(super) fn bank_objectives(
         let scaled = words(loss.alpha, (loss.pair_weight as f32).to_bits());
         gpu.dispatch_1d(
             &BANK_SLABS,
-            &[],
+            &[u(SLAB)],
             scaled,
             &[bank.raw(), coefficients.raw()],
             slabs * n * b,
@@ -167,7 +168,7 @@ pub(super) fn bank_objectives(
         let grad = gpu.alloc(OP, Shape::new(n, b))?;
         gpu.dispatch_1d(
             &BANK_GRAD,
-            &[],
+            &[u(SLAB)],
             scaled,
             &[
                 codes.raw(),
