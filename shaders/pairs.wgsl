@@ -166,7 +166,6 @@ fn bank_rows(
     let i = e / n_bank;
     let j = e % n_bank;
     let nu = result[row_norms_at() + i];
-    let inv_u = 1.0 / max(sqrt(nu), COSINE_EPS);
     // The running state (see the top of this file): this length continues the sums of the one
     // before it from column lo, the same additions in the same order as from column 0.
     let lo = p.f1_bits & 0xffffu;
@@ -218,6 +217,7 @@ fn bank_rows(
         }
         default: {
             // Cosine of the similar pairs.
+            let inv_u = 1.0 / max(sqrt(nu), COSINE_EPS);
             let inv_b = 1.0 / max(sqrt(nb), COSINE_EPS);
             let cosv = theta * inv_u * inv_b;
             let x = 0.5 * (1.0 - cosv);
