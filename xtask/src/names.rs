@@ -21,7 +21,8 @@ pub fn parse_mode(s: &str) -> Result<Mode, String> {
 
 /// `--centres`.
 pub fn parse_centres(s: &str) -> Result<Centres, String> {
-    parse_lower(s).map_err(|e| format!("{e}; expected diverse, prefix or independent"))
+    parse_lower(s)
+        .map_err(|e| format!("{e}; expected diverse, diverse-plain, prefix or independent"))
 }
 
 /// `--class-order`.

@@ -106,6 +106,11 @@ pub enum Centres {
     /// ([`crate::targets::csq_diverse_centres`]): the default.
     #[default]
     Diverse,
+    /// The diverse rows of the previous version, whose sign bit is left constant
+    /// ([`crate::targets::csq_diverse_plain_centres`]); the figures measured with them are rerun
+    /// with it.
+    #[serde(rename = "diverse-plain")]
+    DiversePlain,
     /// One centre per class for the longest length, the shorter centres its prefixes, class `c`
     /// on Hadamard row `c` ([`crate::targets::csq_prefix_centres`]): the protocol's rule.
     Prefix,

@@ -127,9 +127,10 @@ pub struct Args {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub eval_every: usize,
     /// Hash centres of CSQ, SHCIR and MDSH: diverse (the default: one centre per class for the
-    /// longest code, the shorter centres its prefixes, every bit of the long codes its own class
-    /// partition), prefix (the protocol's rule: class c on Hadamard row c) or independent (the
-    /// reference's, drawn per length). docs/METHOD.md 5.1.
+    /// longest code, the shorter centres its prefixes, every bit of the codes its own class
+    /// partition), diverse-plain (the previous version's diverse rows, one bit constant), prefix
+    /// (the protocol's rule: class c on Hadamard row c) or independent (the reference's, drawn
+    /// per length). docs/METHOD.md 5.1.
     #[arg(long, default_value = "diverse", value_parser = parse_centres)]
     pub centres: Centres,
     /// Which class takes which place in the diverse and prefix centres: dissimilar (the classes

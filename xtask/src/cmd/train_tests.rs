@@ -485,7 +485,7 @@ fn centres_and_class_order_are_named_choices() {
             "--centres",
             "centres",
             "diverse",
-            &["diverse", "prefix", "independent"][..],
+            &["diverse", "diverse-plain", "prefix", "independent"][..],
         ),
         (
             "--class-order",

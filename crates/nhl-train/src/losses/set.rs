@@ -12,7 +12,8 @@ use crate::error::TrainError;
 use crate::model::NamedParam;
 use crate::model::NestedHashModel;
 use crate::targets::{
-    class_means, csq_diverse_centres, csq_prefix_centres, dissimilar_class_order, reorder_classes,
+    class_means, csq_diverse_centres, csq_diverse_plain_centres, csq_prefix_centres,
+    dissimilar_class_order, reorder_classes,
 };
 use crate::train_state::{download, LossState, StateTensors};
 
@@ -42,6 +43,7 @@ impl<B: Backend> LossSet<B> {
         let long_centres = match config.centres {
             _ if !config.method.uses_hash_centres() => None,
             Centres::Diverse => Some(csq_diverse_centres(bits, n_classes, config.seed)),
+            Centres::DiversePlain => Some(csq_diverse_plain_centres(bits, n_classes, config.seed)),
             Centres::Prefix => Some(csq_prefix_centres(bits, n_classes, config.seed)),
             Centres::Independent => None,
         }

@@ -11,8 +11,8 @@ use crate::config::{Centres, ClassOrder, Method, TrainConfig};
 use crate::data::Dataset;
 use crate::model::NestedHashModel;
 use crate::targets::{
-    class_means, csq_centres, csq_diverse_centres, csq_prefix_centres, dissimilar_class_order,
-    prefix_columns, reorder_classes, target_table,
+    class_means, csq_centres, csq_diverse_centres, csq_diverse_plain_centres, csq_prefix_centres,
+    dissimilar_class_order, prefix_columns, reorder_classes, target_table,
 };
 
 /// Thirty items of six random features, three of each of ten classes.
@@ -83,6 +83,7 @@ fn the_centres_choice_reaches_every_lengths_targets() {
     let table = |centres: &[f32], b: usize| target_table(centres, b, &train.labels, 5).unwrap();
     let diverse = csq_diverse_centres(&bits, 10, 5);
     let prefix = csq_prefix_centres(&bits, 10, 5);
+    let plain = csq_diverse_plain_centres(&bits, 10, 5);
     let defaults = TrainConfig::default();
     assert_eq!(
         (defaults.centres, defaults.class_order),
@@ -120,6 +121,16 @@ fn the_centres_choice_reaches_every_lengths_targets() {
             want_prefix,
             "{b} bits"
         );
+        assert_eq!(
+            targets(Centres::DiversePlain, ClassOrder::Labels)[k],
+            table(&prefix_columns(&plain, 64, b), b),
+            "{b} bits"
+        );
+        assert_eq!(
+            targets(Centres::DiversePlain, ClassOrder::Auto)[k],
+            moved(&plain),
+            "{b} bits"
+        );
         for class_order in [ClassOrder::Dissimilar, ClassOrder::Labels] {
             assert_eq!(
                 targets(Centres::Independent, class_order)[k],
@@ -127,8 +138,8 @@ fn the_centres_choice_reaches_every_lengths_targets() {
                 "{b} bits"
             );
         }
-        // The rules part at 32 bits (2^q = 16 for ten classes).
-        assert_eq!(want_diverse == want_prefix, b <= 16, "{b} bits");
+        // The rules part at 16 bits, where the diverse rows' sign bit (bit 3) is first read.
+        assert_eq!(want_diverse == want_prefix, b <= 8, "{b} bits");
     }
     // SHCIR reads the centres themselves: in the labels' order unless asked otherwise.
     let shcir_centres = |class_order: ClassOrder| -> Vec<f32> {

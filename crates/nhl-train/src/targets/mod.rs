@@ -14,7 +14,7 @@ mod class_order;
 mod prefix;
 
 pub use class_order::{class_means, dissimilar_class_order, reorder_classes};
-pub use prefix::{csq_diverse_centres, csq_prefix_centres};
+pub use prefix::{csq_diverse_centres, csq_diverse_plain_centres, csq_prefix_centres};
 
 /// Distinguishes the random streams of the different uses of one seed.
 #[derive(Clone, Copy)]

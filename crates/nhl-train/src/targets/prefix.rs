@@ -23,53 +23,101 @@ pub fn csq_prefix_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec
     signed_hadamard_centres(lengths, n_classes, seed, |x, _| x)
 }
 
-/// Prefix-consistent CSQ centres whose long codes carry a different class partition in every
-/// bit (docs/METHOD.md 5.1, "Diverse rows"; `--centres diverse`, the default): the signs, the
-/// fill and the fallback of [`csq_prefix_centres`], with class `c` on row `rho(c mod B)` of
-/// `H_B` instead of row `c mod B`.
+/// Prefix-consistent CSQ centres whose codes carry a different class partition in every bit
+/// (docs/METHOD.md 5.1, "Diverse rows"; `--centres diverse`, the default): the signs, the fill and
+/// the fallback of [`csq_prefix_centres`], with class `c` on row `rho(c mod B)` of `H_B` instead of
+/// row `c mod B`.
 ///
-/// Bit `j` of the `b`-bit centres splits the classes by the parity of `rho(c) & j` (times the
-/// class's sign). With `rho(x) = x`, as in [`csq_prefix_centres`], the rows of `C` classes have
-/// only their low `q = ceil(log2 min(C, B))` bits set, so the columns repeat with period `2^q`:
-/// ten classes give 16 distinct partitions (one of them constant), and a 128-bit code is those
-/// 16 partitions eight times over. Here `rho(x) = x + 2^q M(x)`: the bits above `q` hold the
-/// products of `x`'s bits (the AND of the bits in each monomial mask of popcount 2 or more, masks
-/// below `2^q` in order of popcount, then value), as many as `log2 B - q` bits allow. The rows'
-/// low `q` bits are still `x`, so the centres of every length up to `2^q` equal
-/// [`csq_prefix_centres`]'s, and every length keeps distinct signed Hadamard rows (classes stay
-/// `b/2` apart). The products are not linear in `x`, so the rows span more dimensions and each
-/// extra dimension doubles the distinct partitions: ten classes get 32, 64 and 128 distinct
-/// partitions at 32, 64 and 128 bits (one of them constant), as random centres would, without
-/// giving up the Hadamard distances.
+/// Bit `j` of the `b`-bit centres splits the classes by the parity of `rho(c) & j` times the
+/// class's sign `sigma(c) = (-1)^popcount(floor(c / s))`. With `rho(x) = x`, as in
+/// [`csq_prefix_centres`], two things waste bits. The rows of `C` classes have only their low
+/// `q = ceil(log2 min(C, B))` bits set, so the columns repeat with period `2^q`: ten classes give
+/// 16 distinct partitions, and a 128-bit code is those 16 eight times over. And the sign is itself
+/// a column: `sigma` is the parity of the row bits from `log2 s` up, so the column `j` with exactly
+/// those bits set puts every class on one side, in every code of `2 s` bits or more (bit 8 for ten
+/// classes, one bit of a 16-bit code carrying nothing).
+///
+/// Here `rho` mends both with products of the class index's bits, which no parity can reproduce:
+/// - the sign bit: where `s >= 4` and some class index holds bits 0 and 1 and bit `log2 s`, row
+///   bit `log2 s` is `x`'s XORed with `x_0 AND x_1`, so `sigma` is no longer a column (taken only
+///   while the product it spends leaves enough products for the bits above `q`);
+/// - the bits above `q`: each holds the AND of the bits of one monomial mask of popcount 2 or more
+///   (masks below `min(C, B)`, so that some class holds each; in order of popcount, then value; the
+///   sign bit's product left out), as many as `log2 B - q` bits allow.
+///
+/// Both keep the low `log2 s` bits as `x`'s, so the shortest centres (`b_0 <= 8`) are
+/// [`csq_prefix_centres`]'s, the standard centres for `b_0 = 8`; and both are bijections of the
+/// class places, so every length keeps distinct signed Hadamard rows (classes stay `b/2` apart).
+/// Ten classes get 16, 32, 64 and 128 distinct partitions at 16 to 128 bits, none of them
+/// constant, as many as the bits.
 pub fn csq_diverse_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec<f32> {
-    signed_hadamard_centres(lengths, n_classes, seed, diverse_row)
+    signed_hadamard_centres(lengths, n_classes, seed, |x, shape| {
+        diverse_row(x, shape, true)
+    })
 }
 
-/// The row of `H_B` (`B = 2^log_b`) that [`csq_diverse_centres`] gives class index `x < 2^q`:
-/// `x` in the low `q` bits, then one bit per monomial mask of `x`'s bits (popcount 2 or more, in
-/// order of popcount, then value) while bits remain.
-fn diverse_row(x: usize, (q, log_b): (u32, u32)) -> usize {
-    if log_b <= q {
-        return x;
-    }
-    let mut masks: Vec<usize> = (0..1usize << q).filter(|m| m.count_ones() >= 2).collect();
+/// The diverse rows before the sign bit was mended (`--centres diverse-plain`, kept to compare
+/// with and to rerun the figures measured with it): [`csq_diverse_centres`] with row bit `log2 s`
+/// left as `x`'s, so `sigma` stays a constant column, and the masks of the bits above `q` taken
+/// from every number below `2^q`, a mask that no class holds giving a row bit of 0 for all.
+pub fn csq_diverse_plain_centres(lengths: &[usize], n_classes: usize, seed: u64) -> Vec<f32> {
+    signed_hadamard_centres(lengths, n_classes, seed, |x, shape| {
+        diverse_row(x, shape, false)
+    })
+}
+
+/// The sizes a row rule of [`signed_hadamard_centres`] reads.
+#[derive(Clone, Copy, Debug)]
+struct RowShape {
+    /// The class places that get a row: `min(C, B)`.
+    places: usize,
+    /// Bits that number the places: `ceil(log2 places)`.
+    q: u32,
+    /// `log2 B`.
+    log_b: u32,
+    /// `log2 s`, the lowest bit of the class index that its sign reads.
+    sign_bit: u32,
+}
+
+/// The row of `H_B` that [`csq_diverse_centres`] (`mend`) or [`csq_diverse_plain_centres`] gives
+/// class place `x < 2^q`.
+fn diverse_row(x: usize, shape: RowShape, mend: bool) -> usize {
+    const LOW_PAIR: usize = 0b11;
+    let RowShape {
+        places,
+        q,
+        log_b,
+        sign_bit,
+    } = shape;
+    let candidates = if mend { places } else { 1 << q };
+    let mut masks: Vec<usize> = (0..candidates).filter(|m| m.count_ones() >= 2).collect();
     masks.sort_by_key(|&m| (m.count_ones(), m));
+    let above = log_b.saturating_sub(q) as usize;
+    let flip_sign_bit =
+        mend && sign_bit >= 2 && q > sign_bit && LOW_PAIR < places && masks.len() > above;
+    if flip_sign_bit {
+        masks.retain(|&m| m != LOW_PAIR);
+    }
+    let low = if flip_sign_bit && x & LOW_PAIR == LOW_PAIR {
+        x ^ (1 << sign_bit)
+    } else {
+        x
+    };
     let products = masks
         .iter()
-        .take((log_b - q) as usize)
+        .take(above)
         .enumerate()
         .fold(0, |acc, (i, &m)| acc | (usize::from(x & m == m) << i));
-    x | products << q
+    low | products << q
 }
 
 /// The shared body of [`csq_prefix_centres`] and [`csq_diverse_centres`]: class `c` gets
-/// `(-1)^popcount(floor(c / s)) H_B[row(c mod B, (q, log2 B))]`, `q` the bits that index the
-/// first `min(C, B)` classes; past `2 B` classes the balanced fill.
+/// `(-1)^popcount(floor(c / s)) H_B[row(c mod B)]`; past `2 B` classes the balanced fill.
 fn signed_hadamard_centres(
     lengths: &[usize],
     n_classes: usize,
     seed: u64,
-    row: impl Fn(usize, (u32, u32)) -> usize,
+    row: impl Fn(usize, RowShape) -> usize,
 ) -> Vec<f32> {
     let (Some(&b0), Some(&longest)) = (lengths.first(), lengths.last()) else {
         return Vec::new();
@@ -79,14 +127,13 @@ fn signed_hadamard_centres(
     }
     let block = b0.min(8);
     let h = hadamard(longest);
-    let shape = (
-        n_classes
-            .min(longest)
-            .max(1)
-            .next_power_of_two()
-            .trailing_zeros(),
-        longest.trailing_zeros(),
-    );
+    let places = n_classes.min(longest).max(1);
+    let shape = RowShape {
+        places,
+        q: places.next_power_of_two().trailing_zeros(),
+        log_b: longest.trailing_zeros(),
+        sign_bit: block.trailing_zeros(),
+    };
     let signed: Vec<f32> = (0..n_classes.min(2 * longest))
         .flat_map(|c| {
             let sign = if (c / block).count_ones() % 2 == 0 {
@@ -191,79 +238,233 @@ mod tests {
         seen.len()
     }
 
-    /// Ten classes: the rows are `x` plus the products of its bits 0-1, 0-2 and 1-2 above bit 4.
+    fn shape(places: usize, q: u32, log_b: u32) -> RowShape {
+        RowShape {
+            places,
+            q,
+            log_b,
+            sign_bit: 3,
+        }
+    }
+
+    /// Ten classes: classes 3 and 7 (bits 0 and 1 set) move to the rows with bit 3 set, and the
+    /// products of bits 0-2, 1-2 and 0-3 fill bits 4-6. The plain rows keep bit 3 as the class's
+    /// and fill bits 4-6 with the products of bits 0-1, 0-2 and 1-2.
     #[test]
-    fn diverse_rows_add_products_of_the_class_bits() {
-        let rows: Vec<usize> = (0..10).map(|x| diverse_row(x, (4, 7))).collect();
+    fn diverse_rows_mend_the_sign_bit_and_add_products_of_the_class_bits() {
+        let rows = |mend| -> Vec<usize> {
+            (0..10)
+                .map(|x| diverse_row(x, shape(10, 4, 7), mend))
+                .collect()
+        };
         assert_eq!(
-            rows,
+            rows(true),
+            [
+                0,
+                1,
+                2,
+                3 + 8,
+                4,
+                5 + 16,
+                6 + 32,
+                7 + 8 + 16 + 32,
+                8,
+                9 + 64
+            ]
+        );
+        assert_eq!(
+            rows(false),
             [0, 1, 2, 3 + 16, 4, 5 + 32, 6 + 64, 7 + 16 + 32 + 64, 8, 9]
         );
-        // No room above q: the protocol's rows.
-        assert!((0..16).all(|x| diverse_row(x, (4, 4)) == x));
-        assert_eq!(diverse_row(3, (4, 5)), 3 + 16);
-        assert_eq!(diverse_row(5, (4, 5)), 5);
+        // No room above q: the mended rows only move classes 3 and 7 across bit 3.
+        let no_room: Vec<usize> = (0..16)
+            .map(|x| diverse_row(x, shape(16, 4, 4), true))
+            .collect();
+        let swapped = |x: usize| if x & 3 == 3 { x ^ 8 } else { x };
+        assert_eq!(no_room, (0..16).map(swapped).collect::<Vec<_>>());
+        assert!((0..16).all(|x| diverse_row(x, shape(16, 4, 4), false) == x));
+        // Products only of masks some class holds: with nine classes mask 9 (bits 0 and 3) is
+        // passed over for mask 7.
+        assert_eq!(diverse_row(7, shape(9, 4, 7), true), 7 ^ 8 | 0b111 << 4);
     }
 
     #[test]
     fn diverse_centres_keep_the_short_centres_and_the_hadamard_distances() {
         let lengths = [8, 16, 32, 64, 128];
-        let diverse = csq_diverse_centres(&lengths, 10, 0);
         let prefix = csq_prefix_centres(&lengths, 10, 0);
-        assert_eq!(diverse.len(), 10 * 128);
-        // Up to 2^q = 16 bits the centres are the protocol's, so the 8-bit ones are the standard.
-        for b in [8, 16] {
+        for diverse in [
+            csq_diverse_centres(&lengths, 10, 0),
+            csq_diverse_plain_centres(&lengths, 10, 0),
+        ] {
+            assert_eq!(diverse.len(), 10 * 128);
+            // The 8-bit centres are the protocol's, the standard ones.
             assert_eq!(
-                prefix_columns(&diverse, 128, b),
-                prefix_columns(&prefix, 128, b)
+                prefix_columns(&diverse, 128, 8),
+                prefix_columns(&prefix, 128, 8)
             );
-        }
-        assert_ne!(
-            prefix_columns(&diverse, 128, 32),
-            prefix_columns(&prefix, 128, 32)
-        );
-        for &b in &lengths {
-            let p = prefix_columns(&diverse, 128, b);
-            let rows: Vec<&[f32]> = p.chunks_exact(b).collect();
-            for i in 0..10 {
-                for j in i + 1..10 {
-                    let opposite = b == 8 && j == i + 8;
-                    let expected = if opposite { b } else { b / 2 };
-                    assert_eq!(hamming(rows[i], rows[j]), expected, "{b} bits, {i} {j}");
+            assert_ne!(
+                prefix_columns(&diverse, 128, 32),
+                prefix_columns(&prefix, 128, 32)
+            );
+            for &b in &lengths {
+                let p = prefix_columns(&diverse, 128, b);
+                let rows: Vec<&[f32]> = p.chunks_exact(b).collect();
+                for i in 0..10 {
+                    for j in i + 1..10 {
+                        let opposite = b == 8 && j == i + 8;
+                        let expected = if opposite { b } else { b / 2 };
+                        assert_eq!(hamming(rows[i], rows[j]), expected, "{b} bits, {i} {j}");
+                    }
                 }
             }
         }
     }
 
-    /// What the diverse rows are for: with the protocol's rows the long codes repeat 15 class
-    /// partitions; with the diverse rows every bit but one (bit 8, which the class signs cancel)
-    /// carries a partition of its own.
-    #[test]
-    fn diverse_centres_give_the_long_bits_partitions_of_their_own() {
-        let lengths = [8, 16, 32, 64, 128];
-        let diverse = csq_diverse_centres(&lengths, 10, 0);
-        let prefix = csq_prefix_centres(&lengths, 10, 0);
-        for &b in &lengths {
-            let d = partitions(&prefix_columns(&diverse, 128, b), 10, b);
-            let p = partitions(&prefix_columns(&prefix, 128, b), 10, b);
-            assert_eq!(d, if b == 8 { 8 } else { b - 1 }, "diverse, {b} bits");
-            assert_eq!(p, if b == 8 { 8 } else { 15 }, "prefix, {b} bits");
-        }
-        // A single 32-bit model (its own longest length) gets its own diverse rows.
-        let single = csq_diverse_centres(&[32], 10, 0);
-        assert_eq!(partitions(&single, 10, 32), 31);
+    /// The columns that put every class on one side.
+    fn constant_columns(centres: &[f32], classes: usize, bits: usize) -> usize {
+        (0..bits)
+            .filter(|&j| (0..classes).all(|c| centres[c * bits + j] == centres[j]))
+            .count()
     }
 
-    /// Where the class count fills the row index, or past `2 B` classes, or for lengths that are
-    /// not powers of two, the diverse centres are the protocol's.
+    /// What the diverse rows are for: with the protocol's rows the long codes repeat 15 class
+    /// partitions and every 16th bit from bit 8 on is constant; the plain diverse rows give every
+    /// bit but bit 8 a partition of its own, the mended ones every bit.
+    #[test]
+    fn diverse_centres_give_every_bit_a_partition_of_its_own() {
+        let lengths = [8, 16, 32, 64, 128];
+        let diverse = csq_diverse_centres(&lengths, 10, 0);
+        let plain = csq_diverse_plain_centres(&lengths, 10, 0);
+        let prefix = csq_prefix_centres(&lengths, 10, 0);
+        for &b in &lengths {
+            let count = |centres: &[f32]| {
+                let p = prefix_columns(centres, 128, b);
+                (partitions(&p, 10, b), constant_columns(&p, 10, b))
+            };
+            let short = b == 8;
+            assert_eq!(count(&diverse), (b, 0), "diverse, {b} bits");
+            assert_eq!(
+                count(&plain),
+                if short { (8, 0) } else { (b - 1, 1) },
+                "plain, {b} bits"
+            );
+            assert_eq!(
+                count(&prefix),
+                if short { (8, 0) } else { (15, b / 16) },
+                "prefix, {b} bits"
+            );
+        }
+        // A single 16- or 32-bit model (its own longest length) gets its own diverse rows.
+        for b in [16, 32] {
+            let single = csq_diverse_centres(&[b], 10, 0);
+            assert_eq!(partitions(&single, 10, b), b);
+        }
+    }
+
+    /// The minimum distance between two classes' centres.
+    fn min_distance(centres: &[f32], classes: usize, bits: usize) -> usize {
+        let rows: Vec<&[f32]> = centres.chunks_exact(bits).take(classes).collect();
+        (0..classes)
+            .flat_map(|i| (i + 1..classes).map(move |j| (i, j)))
+            .map(|(i, j)| hamming(rows[i], rows[j]))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// For any class count and lengths, the mended rows are never worse than the plain ones at any
+    /// length (minimum distance, constant columns, distinct partitions), keep the shortest
+    /// centres for a shortest length up to 8, and give the classes distinct rows.
+    #[test]
+    fn mended_rows_are_never_worse_than_the_plain_ones() {
+        let sets: [&[usize]; 6] = [
+            &[8, 16, 32, 64],
+            &[8, 16],
+            &[4, 8, 16, 32],
+            &[16, 32, 64],
+            &[4, 16, 64],
+            &[2, 8, 32],
+        ];
+        let mut better = 0;
+        for lengths in sets {
+            let longest = *lengths.last().unwrap();
+            for classes in 2..=(2 * longest).min(24) {
+                let mended = csq_diverse_centres(lengths, classes, 1);
+                let plain = csq_diverse_plain_centres(lengths, classes, 1);
+                for &b in lengths {
+                    let (m, p) = (
+                        prefix_columns(&mended, longest, b),
+                        prefix_columns(&plain, longest, b),
+                    );
+                    let what = format!("{lengths:?}, {classes} classes, {b} bits");
+                    assert!(
+                        min_distance(&m, classes, b) >= min_distance(&p, classes, b),
+                        "{what}"
+                    );
+                    let (cm, cp) = (
+                        constant_columns(&m, classes, b),
+                        constant_columns(&p, classes, b),
+                    );
+                    let (pm, pp) = (partitions(&m, classes, b), partitions(&p, classes, b));
+                    assert!(cm <= cp && pm >= pp, "{what}: {cm} {pm} against {cp} {pp}");
+                    better += usize::from(cm < cp || pm > pp);
+                }
+                if lengths[0] <= 8 {
+                    let b0 = lengths[0];
+                    assert_eq!(
+                        prefix_columns(&mended, longest, b0),
+                        prefix_columns(&plain, longest, b0),
+                        "{lengths:?}, {classes} classes"
+                    );
+                }
+                let rows: std::collections::BTreeSet<Vec<i8>> = mended
+                    .chunks_exact(longest)
+                    .take(classes.min(longest))
+                    .map(|r| r.iter().map(|&v| v as i8).collect())
+                    .collect();
+                assert_eq!(
+                    rows.len(),
+                    classes.min(longest),
+                    "{lengths:?}, {classes} classes"
+                );
+            }
+        }
+        assert!(better > 50, "the mend changed only {better} codes");
+    }
+
+    /// Where the class count fills the row index, or past `2 B` classes, the diverse centres are
+    /// the protocol's with classes moved across the sign bit; lengths that are not powers of two
+    /// fall back to the protocol's rule.
     #[test]
     fn diverse_centres_fall_back_to_the_protocol_rule_where_no_bits_are_free() {
         let (lengths, b) = ([8usize, 16, 32], 32usize);
         for classes in [b, 2 * b + 5] {
+            let diverse = csq_diverse_centres(&lengths, classes, 4);
+            let prefix = csq_prefix_centres(&lengths, classes, 4);
             assert_eq!(
-                csq_diverse_centres(&lengths, classes, 4),
-                csq_prefix_centres(&lengths, classes, 4)
+                csq_diverse_plain_centres(&lengths, classes, 4),
+                prefix,
+                "{classes} classes"
             );
+            let moved = |c: usize| if c % 4 == 3 { c ^ 8 } else { c };
+            for c in 0..classes.min(2 * b) {
+                let sign = if (c / 8).count_ones() % 2 == (moved(c) / 8).count_ones() % 2 {
+                    1.0
+                } else {
+                    -1.0
+                };
+                let want: Vec<f32> = prefix[moved(c) * b..(moved(c) + 1) * b]
+                    .iter()
+                    .map(|v| sign * v)
+                    .collect();
+                assert_eq!(
+                    &diverse[c * b..(c + 1) * b],
+                    &want[..],
+                    "{classes} classes, class {c}"
+                );
+            }
+            if classes > 2 * b {
+                assert_eq!(diverse[2 * b * b..], prefix[2 * b * b..], "the fill");
+            }
         }
         assert_eq!(
             csq_diverse_centres(&[8, 24], 10, 3),
