@@ -10,22 +10,17 @@ the backbone's initial weights), so the difference is measured more tightly than
 two means.
 """
 
-import json
 import math
 import os
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(__file__))
+import table  # noqa: E402
+
 
 def load(out):
-    runs = {}
-    for name in os.listdir(out):
-        path = os.path.join(out, name, "metrics.json")
-        if name.startswith("seed-") and os.path.isfile(path):
-            with open(path) as f:
-                run = json.load(f)
-            runs[run["seed"]] = run
-    return runs
+    return {run["seed"]: run for run in table.load(out)}
 
 
 def seed_range(text):
