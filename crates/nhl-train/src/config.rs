@@ -102,13 +102,14 @@ impl std::fmt::Display for Method {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Centres {
-    /// Prefix-consistent centres whose long codes give every bit its own class partition
+    /// Prefix-consistent centres whose codes give every bit its own class partition
     /// ([`crate::targets::csq_diverse_centres`]): the default.
     #[default]
     Diverse,
-    /// The diverse rows of the previous version, whose sign bit is left constant
-    /// ([`crate::targets::csq_diverse_plain_centres`]); the figures measured with them are rerun
-    /// with it.
+    /// The previous version's diverse rows, which leave one bit of every code of 16 bits or more
+    /// constant when there are more than 8 classes
+    /// ([`crate::targets::csq_diverse_plain_centres`]); kept so that the figures measured with
+    /// them can be rerun.
     #[serde(rename = "diverse-plain")]
     DiversePlain,
     /// One centre per class for the longest length, the shorter centres its prefixes, class `c`
